@@ -1,0 +1,302 @@
+//go:build linux
+
+package live
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math/bits"
+	"net"
+	"os"
+	"sync"
+
+	"github.com/gopacket/gopacket/afpacket"
+	"github.com/gopacket/gopacket/layers"
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/echowatch/echowatch/capture"
+)
+
+// AFPacket is one AF_PACKET socket with a TPACKET_V3 ring, one of the
+// workers that OpenAFPacket joins in a fanout group.
+//
+// One goroutine reads it. Close may be called from any goroutine, also
+// while that goroutine is blocked in ReadFrame: the read then returns
+// io.EOF within about 100 ms. A frame's Data points into the ring and is
+// valid until the next ReadFrame or until Close returns; Close waits for a
+// reader still using its last frame to ask for the next one (at most a
+// second) before it unmaps the ring. Stats may be called from any
+// goroutine, before and after Close.
+//
+// The kernel takes the outer VLAN tag off a frame before AF_PACKET sees
+// it, and the filter runs on what is left: "udp port 7" matches frames
+// with one tag as well, and "vlan" does not see that tag. The tag is put
+// back into Data (gopacket copies the frame to do so), so the decoder sees
+// the frame as it was on the wire.
+type AFPacket struct {
+	iface string
+	lease *lease
+
+	mu    sync.Mutex        // guards tp and stats
+	tp    *afpacket.TPacket // nil once released
+	stats wideStats
+	final capture.SourceStats // the counters at release
+}
+
+var (
+	_ capture.Source      = (*AFPacket)(nil)
+	_ capture.StatsSource = (*AFPacket)(nil)
+)
+
+// Hardware types (ARPHRD_*) of the interfaces whose frames start with an
+// Ethernet header.
+const (
+	arphrdEther    = 1
+	arphrdLoopback = 772
+)
+
+// OpenAFPacket opens workers AF_PACKET sockets on cfg.Interface, joined in
+// one fanout group that hashes each flow, both its directions, to one
+// socket. Each socket has a ring of cfg.BufferSize bytes. Open it once per
+// interface in a process: a second call would join the same group.
+//
+// Promiscuous mode is a PACKET_MR_PROMISC membership of each socket, which
+// the kernel drops when the socket closes, even if the process dies.
+func OpenAFPacket(cfg Config, workers int) ([]*AFPacket, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if workers < 1 {
+		return nil, fmt.Errorf("capture/live: %s: %d workers: need at least one", cfg.Interface, workers)
+	}
+	// The program's return value, the snap length, is what cuts frames:
+	// with TPACKET_V3 the ring's frame size does not.
+	filter, err := compileBPF(layers.LinkTypeEthernet, cfg.Snaplen, cfg.BPF)
+	if err != nil {
+		return nil, bpfError(cfg.Interface, cfg.BPF, err)
+	}
+	if err := checkEthernet(cfg.Interface); err != nil {
+		return nil, err
+	}
+	ifi, err := net.InterfaceByName(cfg.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("capture/live: %s: %w", cfg.Interface, err)
+	}
+	r := ringFor(cfg.Snaplen, cfg.BufferSize)
+	group := fanoutGroup(ifi.Index)
+	srcs := make([]*AFPacket, 0, workers)
+	for range workers {
+		a, err := openSocket(cfg, r, group, filter)
+		if err != nil {
+			for _, s := range srcs {
+				s.Close()
+			}
+			return nil, err
+		}
+		srcs = append(srcs, a)
+	}
+	return srcs, nil
+}
+
+// checkEthernet refuses interfaces whose frames are not Ethernet (tun
+// devices, tunnels): the filter is compiled for Ethernet and the frames
+// are labelled so.
+func checkEthernet(iface string) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("capture/live: %s: hardware type: %w", iface, err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(iface)
+	if err != nil {
+		// The name is too long to be an interface's (IFNAMSIZ).
+		return fmt.Errorf("capture/live: %s: %w", iface, ErrNoDevice)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFHWADDR, ifr); err != nil {
+		if errors.Is(err, unix.ENODEV) {
+			return fmt.Errorf("capture/live: %s: %w", iface, ErrNoDevice)
+		}
+		return fmt.Errorf("capture/live: %s: hardware type: %w", iface, err)
+	}
+	// The union starts with the hardware address's sa_family: ARPHRD_*.
+	switch t := ifr.Uint16(); t {
+	case arphrdEther, arphrdLoopback:
+		return nil
+	default:
+		return fmt.Errorf("capture/live: %s: afpacket captures Ethernet interfaces only (hardware type %d); use pcap", iface, t)
+	}
+}
+
+// ring is the geometry of a TPACKET_V3 ring.
+type ring struct {
+	frameSize, blockSize, numBlocks int
+}
+
+// ringFor sizes a ring of about bufferSize bytes in 1 MiB blocks. A V3
+// block holds many frames of any length up to the block's size, so the
+// block must exceed the snap length; the frame size only has to divide
+// it, and is the snap length plus room for the headers the kernel puts
+// before each frame.
+func ringFor(snaplen, bufferSize int) ring {
+	const headroom = 256 // tpacket3_hdr, sockaddr_ll, alignment
+	frame := 1 << bits.Len(uint(snaplen+headroom-1))
+	block := max(frame, 1<<20)
+	return ring{frameSize: frame, blockSize: block, numBlocks: max(bufferSize/block, 2)}
+}
+
+// fanoutGroup derives the fanout group id from the pid, so that two
+// sensors on one interface are unlikely to share a group (it would split
+// the traffic between them), and from the interface, so that one sensor
+// can capture several interfaces (a group belongs to one interface).
+func fanoutGroup(ifindex int) uint16 {
+	return uint16(os.Getpid()) ^ uint16(ifindex)
+}
+
+// openSocket opens one worker. A new socket receives every frame on the
+// interface at once, before its filter and outside the fanout group; like
+// libpcap, it first rejects everything, joins the group, drains what came
+// before, and only then takes the real filter. So no frame reaches the
+// reader unfiltered or twice.
+func openSocket(cfg Config, r ring, group uint16, filter []bpf.RawInstruction) (*AFPacket, error) {
+	tp, err := afpacket.NewTPacket(
+		afpacket.OptInterface(cfg.Interface),
+		afpacket.OptTPacketVersion(afpacket.TPacketVersion3),
+		afpacket.OptFrameSize(r.frameSize),
+		afpacket.OptBlockSize(r.blockSize),
+		afpacket.OptNumBlocks(r.numBlocks),
+		// A partly filled block reaches us after the block timeout; it is
+		// shorter than the poll timeout so that a poll that times out
+		// means the ring is empty (drain relies on it).
+		afpacket.OptBlockTimeout(readTimeout/2),
+		afpacket.OptPollTimeout(readTimeout),
+		afpacket.OptAddVLANHeader(true),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("capture/live: %s: open socket: %w", cfg.Interface, err)
+	}
+	rejectAll := []bpf.RawInstruction{{Op: unix.BPF_RET | unix.BPF_K, K: 0}}
+	steps := []struct {
+		what string
+		do   func() error
+	}{
+		{"attach filter", func() error { return tp.SetBPF(rejectAll) }},
+		{"join fanout group", func() error { return tp.SetFanout(afpacket.FanoutHashWithDefrag, group) }},
+		{"set promiscuous mode", func() error {
+			if !cfg.Promisc {
+				return nil
+			}
+			return tp.SetPromiscuous(true)
+		}},
+		{"drain", func() error { return drain(tp) }},
+		// Counters start with the real filter: nothing passed reject-all.
+		{"reset counters", tp.InitSocketStats},
+		{"attach filter", func() error { return tp.SetBPF(filter) }},
+	}
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			tp.Close()
+			return nil, fmt.Errorf("capture/live: %s: %s: %w", cfg.Interface, s.what, err)
+		}
+	}
+	a := &AFPacket{iface: cfg.Interface, tp: tp}
+	a.lease = newLease(a.release)
+	return a, nil
+}
+
+// drain reads and drops the frames in the ring until a poll times out.
+func drain(tp *afpacket.TPacket) error {
+	for {
+		_, _, err := tp.ZeroCopyReadPacketData()
+		if errors.Is(err, afpacket.ErrTimeout) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// ReadFrame fills f with the next frame. It returns capture.ErrTimeout when
+// no frame came within the read timeout (100 ms), and io.EOF once Close has
+// been called.
+func (a *AFPacket) ReadFrame(f *capture.Frame) error {
+	if !a.lease.begin() {
+		return io.EOF
+	}
+	tp := a.tp // stays set until the lease releases it, after end
+	for {
+		data, ci, err := tp.ZeroCopyReadPacketData()
+		if err == nil {
+			if !a.lease.end(true) {
+				return io.EOF
+			}
+			*f = capture.Frame{
+				Data:          data,
+				Timestamp:     ci.Timestamp,
+				CaptureLength: ci.CaptureLength,
+				Length:        ci.Length,
+				LinkType:      layers.LinkTypeEthernet,
+				Interface:     ci.InterfaceIndex,
+			}
+			return nil
+		}
+		if errors.Is(err, afpacket.ErrTimeout) && !a.lease.stopping() {
+			// Give the caller its chance to flush and to notice a stop.
+			if !a.lease.end(false) {
+				return io.EOF
+			}
+			return capture.ErrTimeout
+		}
+		// A timeout here means Close was called, and end releases.
+		if !a.lease.end(false) {
+			return io.EOF
+		}
+		if errors.Is(err, afpacket.ErrPoll) {
+			return fmt.Errorf("capture/live: %s: read: %w (is the interface down or gone?)", a.iface, err)
+		}
+		return fmt.Errorf("capture/live: %s: read: %w", a.iface, err)
+	}
+}
+
+// Close stops the capture and releases the socket, as the AFPacket doc
+// describes. It is safe to call more than once.
+func (a *AFPacket) Close() error {
+	a.lease.close()
+	return nil
+}
+
+// release closes the socket, keeping its last counters for Stats.
+func (a *AFPacket) release() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if st, err := a.statsLocked(); err == nil {
+		a.final = st
+	}
+	a.tp.Close()
+	a.tp = nil
+}
+
+// Stats returns the socket's counters: frames that passed the filter
+// (including those dropped), frames dropped because the ring was full,
+// and how often the ring froze for want of a free block. After Close it
+// returns the last counters. The kernel's counters are 32 bits wide: read
+// them at least once per 4 billion frames.
+func (a *AFPacket) Stats() (capture.SourceStats, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.tp == nil {
+		return a.final, nil
+	}
+	return a.statsLocked()
+}
+
+func (a *AFPacket) statsLocked() (capture.SourceStats, error) {
+	_, st, err := a.tp.SocketStats()
+	if err != nil {
+		return capture.SourceStats{}, fmt.Errorf("capture/live: %s: stats: %w", a.iface, err)
+	}
+	return a.stats.update(uint32(st.Packets()), uint32(st.Drops()), 0, uint32(st.QueueFreezes())), nil
+}
