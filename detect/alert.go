@@ -1,0 +1,519 @@
+package detect
+
+import (
+	"math"
+	"net/netip"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/echowatch/echowatch/capture"
+)
+
+// Alert is one report about an incident: an EVE "alert" event that
+// anything reading Suricata's EVE JSON can take, with an "incident" object
+// that carries the evidence. A detector reuses one Alert: an AlertWriter
+// that keeps it past WriteAlert must copy it (Clone).
+type Alert struct {
+	Time time.Time // packet time at which the alert was raised
+	// Src and Dst are the alert's endpoints; which is which depends on the
+	// kind (see Incident). A zero port is left out of the JSON.
+	Src, Dst netip.AddrPort
+	Proto    uint8 // capture.ProtoUDP or capture.ProtoTCP
+	VLANs    []uint16
+	// CommunityID is set when the alert is about one flow or endpoint
+	// pair (loop, exposed).
+	CommunityID string
+	Host        string // the sensor's name; empty leaves "host" out
+	Signature   *Signature
+	Severity    int // the signature's, or 1 for outbound reflection
+	Incident    Incident
+}
+
+// Incident is the "incident" object of an alert.
+type Incident struct {
+	ID        string // stable: derived from kind, key and first-seen time
+	Kind      Kind
+	Phase     Phase
+	FirstSeen time.Time
+	LastSeen  time.Time
+	Packets   uint64
+	Bytes     uint64
+	// PPS and BPS are the current rates over the kind's window, PeakPPS
+	// and PeakBPS the highest seen during the incident.
+	PPS, BPS, PeakPPS, PeakBPS float64
+	Direction                  string // inbound, outbound, internal or unknown
+	Advice                     string
+
+	// reflection: the victim (an address, or a prefix for a prefix-wide
+	// incident), the busiest reflectors (at most 10), their distinct count,
+	// the services abused and, for a prefix, its distinct hosts hit.
+	Victim         netip.Prefix
+	Reflectors     []Reflector
+	ReflectorCount int
+	Services       []string
+	Hosts          int
+
+	// loop: the two endpoints and the traffic each way (Directions[0] from
+	// Endpoints[0] to Endpoints[1]).
+	Endpoints  [2]netip.AddrPort
+	Directions [2]DirectionRate
+
+	// spoofed_flood: the target, the peak distinct sources in one window
+	// (an estimate) and the packets of each kind of evidence.
+	Target          netip.Addr
+	DistinctSources int
+	Evidence        Evidence
+
+	// scan: the distinct hosts probed, the ports and the tool recognised
+	// from its probes ("nmap", or "unknown").
+	Targets int
+	Ports   []uint16
+	Tool    string
+
+	// exposed: the service that answered ("echo").
+	Service string
+}
+
+// Reflector is one reflector of a reflection incident.
+type Reflector struct {
+	Addr    netip.Addr
+	Port    uint16
+	Packets uint64
+	Bytes   uint64
+}
+
+// DirectionRate is the traffic one way between a loop's endpoints.
+type DirectionRate struct {
+	Packets, Bytes uint64
+	PPS, BPS       float64
+}
+
+// Evidence counts an spoofed flood's packets by why they look forged.
+type Evidence struct {
+	Bogon        uint64 // source never valid on the wire (RFC 6890), or private from outside home_net
+	Land         uint64 // source equal to destination
+	RandomSource uint64 // packets of windows that were random-source floods
+}
+
+// Kind returns the kind of incident the alert reports.
+func (a *Alert) Kind() Kind { return a.Incident.Kind }
+
+// Phase returns the incident's phase.
+func (a *Alert) Phase() Phase { return a.Incident.Phase }
+
+// SignatureID returns the alert's signature id.
+func (a *Alert) SignatureID() uint32 { return a.Signature.ID }
+
+// ID returns the incident's id.
+func (a *Alert) ID() string { return a.Incident.ID }
+
+// Key returns what the incident is about, as a string: the victim address
+// or prefix for a reflection ("192.0.2.10", "198.51.100.0/24"), the
+// endpoint pair for a loop ("192.0.2.7:7-192.0.2.19:19"), the target for a
+// spoofed flood, the protocol and scanner for a scan ("UDP/203.0.113.9")
+// and the protocol and service for an exposure ("TCP/192.0.2.7:7"). Sinks
+// use it as a message key, so all alerts of one incident stay together;
+// with the kind and first_seen it determines the incident id.
+func (a *Alert) Key() string {
+	in := &a.Incident
+	switch in.Kind {
+	case KindReflection:
+		if in.Victim.IsSingleIP() {
+			return in.Victim.Addr().String()
+		}
+		return in.Victim.String()
+	case KindLoop:
+		return in.Endpoints[0].String() + "-" + in.Endpoints[1].String()
+	case KindSpoofedFlood:
+		return in.Target.String()
+	case KindScan:
+		return protoName(a.Proto) + "/" + a.Src.Addr().String()
+	default:
+		return protoName(a.Proto) + "/" + a.Src.String()
+	}
+}
+
+// Clone returns a deep copy of the alert, for writers that keep it.
+func (a *Alert) Clone() *Alert {
+	c := *a
+	c.VLANs = append([]uint16(nil), a.VLANs...)
+	c.Incident.Reflectors = append([]Reflector(nil), a.Incident.Reflectors...)
+	c.Incident.Services = append([]string(nil), a.Incident.Services...)
+	c.Incident.Ports = append([]uint16(nil), a.Incident.Ports...)
+	return &c
+}
+
+// AppendEVE appends the alert as one EVE JSON object, with a fixed key
+// order.
+func (a *Alert) AppendEVE(b []byte) []byte {
+	in := &a.Incident
+	b = append(b, `{"timestamp":`...)
+	b = appendTime(b, a.Time)
+	b = append(b, `,"event_type":"alert","src_ip":`...)
+	b = appendJSONString(b, a.Src.Addr().String())
+	if a.Src.Port() != 0 {
+		b = append(b, `,"src_port":`...)
+		b = strconv.AppendUint(b, uint64(a.Src.Port()), 10)
+	}
+	b = append(b, `,"dest_ip":`...)
+	b = appendJSONString(b, a.Dst.Addr().String())
+	if a.Dst.Port() != 0 {
+		b = append(b, `,"dest_port":`...)
+		b = strconv.AppendUint(b, uint64(a.Dst.Port()), 10)
+	}
+	b = append(b, `,"proto":`...)
+	b = appendJSONString(b, protoName(a.Proto))
+	if len(a.VLANs) > 0 {
+		b = append(b, `,"vlan":[`...)
+		for i, v := range a.VLANs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendUint(b, uint64(v), 10)
+		}
+		b = append(b, ']')
+	}
+	if a.CommunityID != "" {
+		b = append(b, `,"community_id":`...)
+		b = appendJSONString(b, a.CommunityID)
+	}
+	if a.Host != "" {
+		b = append(b, `,"host":`...)
+		b = appendJSONString(b, a.Host)
+	}
+
+	s := a.Signature
+	b = append(b, `,"alert":{"action":"allowed","gid":`...)
+	b = strconv.AppendUint(b, GID, 10)
+	b = append(b, `,"signature_id":`...)
+	b = strconv.AppendUint(b, uint64(s.ID), 10)
+	b = append(b, `,"rev":`...)
+	b = strconv.AppendUint(b, uint64(s.Rev), 10)
+	b = append(b, `,"signature":`...)
+	b = appendJSONString(b, s.Msg)
+	b = append(b, `,"category":`...)
+	b = appendJSONString(b, s.Category)
+	b = append(b, `,"severity":`...)
+	b = strconv.AppendInt(b, int64(a.Severity), 10)
+	b = append(b, `,"metadata":{"mitre_tactic_id":[`...)
+	b = appendJSONString(b, s.TacticID)
+	b = append(b, `],"mitre_tactic_name":[`...)
+	b = appendJSONString(b, s.TacticName)
+	b = append(b, `],"mitre_technique_id":[`...)
+	b = appendJSONString(b, s.TechniqueID)
+	b = append(b, `],"mitre_technique_name":[`...)
+	b = appendJSONString(b, s.TechniqueName)
+	b = append(b, `]}}`...)
+
+	b = append(b, `,"incident":{"id":`...)
+	b = appendJSONString(b, in.ID)
+	b = append(b, `,"kind":`...)
+	b = appendJSONString(b, in.Kind.String())
+	b = append(b, `,"phase":`...)
+	b = appendJSONString(b, in.Phase.String())
+	b = append(b, `,"first_seen":`...)
+	b = appendTime(b, in.FirstSeen)
+	b = append(b, `,"last_seen":`...)
+	b = appendTime(b, in.LastSeen)
+	b = appendUintField(b, "packets", in.Packets)
+	b = appendUintField(b, "bytes", in.Bytes)
+	b = appendRateField(b, "pps", in.PPS)
+	b = appendRateField(b, "bps", in.BPS)
+	b = appendRateField(b, "peak_pps", in.PeakPPS)
+	b = appendRateField(b, "peak_bps", in.PeakBPS)
+	b = append(b, `,"direction":`...)
+	b = appendJSONString(b, in.Direction)
+
+	switch in.Kind {
+	case KindReflection:
+		b = append(b, `,"victim":`...)
+		if in.Victim.IsSingleIP() {
+			b = appendJSONString(b, in.Victim.Addr().String())
+		} else {
+			b = appendJSONString(b, in.Victim.String())
+			b = appendUintField(b, "hosts", uint64(in.Hosts))
+		}
+		b = append(b, `,"reflectors":[`...)
+		for i, r := range in.Reflectors {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"ip":`...)
+			b = appendJSONString(b, r.Addr.String())
+			b = append(b, `,"port":`...)
+			b = strconv.AppendUint(b, uint64(r.Port), 10)
+			b = appendUintField(b, "packets", r.Packets)
+			b = appendUintField(b, "bytes", r.Bytes)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+		b = appendUintField(b, "reflector_count", uint64(in.ReflectorCount))
+		b = append(b, `,"services":[`...)
+		for i, s := range in.Services {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, s)
+		}
+		b = append(b, ']')
+	case KindLoop:
+		b = append(b, `,"endpoints":[`...)
+		b = appendJSONString(b, in.Endpoints[0].String())
+		b = append(b, ',')
+		b = appendJSONString(b, in.Endpoints[1].String())
+		b = append(b, `],"directions":[`...)
+		for i, d := range in.Directions {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"from":`...)
+			b = appendJSONString(b, in.Endpoints[i].String())
+			b = append(b, `,"to":`...)
+			b = appendJSONString(b, in.Endpoints[1-i].String())
+			b = appendUintField(b, "packets", d.Packets)
+			b = appendUintField(b, "bytes", d.Bytes)
+			b = appendRateField(b, "pps", d.PPS)
+			b = appendRateField(b, "bps", d.BPS)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	case KindSpoofedFlood:
+		b = append(b, `,"target":`...)
+		b = appendJSONString(b, in.Target.String())
+		b = appendUintField(b, "distinct_sources", uint64(in.DistinctSources))
+		b = append(b, `,"evidence":{"bogon":`...)
+		b = strconv.AppendUint(b, in.Evidence.Bogon, 10)
+		b = appendUintField(b, "land", in.Evidence.Land)
+		b = appendUintField(b, "random_source", in.Evidence.RandomSource)
+		b = append(b, '}')
+	case KindScan:
+		b = appendUintField(b, "targets", uint64(in.Targets))
+		b = append(b, `,"ports":[`...)
+		for i, p := range in.Ports {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendUint(b, uint64(p), 10)
+		}
+		b = append(b, `],"tool":`...)
+		b = appendJSONString(b, in.Tool)
+	case KindExposed:
+		b = append(b, `,"service":`...)
+		b = appendJSONString(b, in.Service)
+	}
+	b = append(b, `,"advice":`...)
+	b = appendJSONString(b, in.Advice)
+	return append(b, "}}"...)
+}
+
+// AppendText appends the alert as one readable line with the same facts.
+func (a *Alert) AppendText(b []byte) []byte {
+	in := &a.Incident
+	b = appendTimeText(b, a.Time)
+	b = append(b, " ["...)
+	b = strconv.AppendUint(b, GID, 10)
+	b = append(b, ':')
+	b = strconv.AppendUint(b, uint64(a.Signature.ID), 10)
+	b = append(b, ':')
+	b = strconv.AppendUint(b, uint64(a.Signature.Rev), 10)
+	b = append(b, "] "...)
+	switch in.Kind {
+	case KindReflection:
+		b = append(b, "echo reflection "...)
+		b = append(b, in.Phase.String()...)
+		if in.Victim.IsSingleIP() {
+			b = append(b, " victim "...)
+			b = append(b, in.Victim.Addr().String()...)
+		} else {
+			b = append(b, " prefix "...)
+			b = append(b, in.Victim.String()...)
+			b = append(b, " ("...)
+			b = strconv.AppendInt(b, int64(in.Hosts), 10)
+			b = append(b, " hosts)"...)
+		}
+		b = append(b, " from "...)
+		b = strconv.AppendInt(b, int64(in.ReflectorCount), 10)
+		b = append(b, " reflector"...)
+		if in.ReflectorCount != 1 {
+			b = append(b, 's')
+		}
+		b = append(b, " ("...)
+		for i, s := range in.Services {
+			if i > 0 {
+				b = append(b, ", "...)
+			}
+			b = append(b, s...)
+		}
+		b = append(b, ")"...)
+		if len(in.Reflectors) > 0 {
+			b = append(b, " busiest "...)
+			b = append(b, a.Src.String()...)
+		}
+	case KindLoop:
+		b = append(b, "service loop "...)
+		b = append(b, in.Phase.String()...)
+		b = append(b, ' ')
+		b = append(b, in.Endpoints[0].String()...)
+		b = append(b, " <-> "...)
+		b = append(b, in.Endpoints[1].String()...)
+		b = append(b, " ("...)
+		b = appendRate(b, in.Directions[0].PPS)
+		b = append(b, " / "...)
+		b = appendRate(b, in.Directions[1].PPS)
+		b = append(b, " pps each way)"...)
+	case KindSpoofedFlood:
+		b = append(b, "spoofed flood "...)
+		b = append(b, in.Phase.String()...)
+		b = append(b, " target "...)
+		b = append(b, in.Target.String()...)
+		b = append(b, " from ~"...)
+		b = strconv.AppendInt(b, int64(in.DistinctSources), 10)
+		b = append(b, " sources (bogon "...)
+		b = strconv.AppendUint(b, in.Evidence.Bogon, 10)
+		b = append(b, ", land "...)
+		b = strconv.AppendUint(b, in.Evidence.Land, 10)
+		b = append(b, ", random_source "...)
+		b = strconv.AppendUint(b, in.Evidence.RandomSource, 10)
+		b = append(b, " packets)"...)
+	case KindScan:
+		b = append(b, protoName(a.Proto)...)
+		b = append(b, " scan by "...)
+		b = append(b, a.Src.Addr().String()...)
+		b = append(b, " of "...)
+		b = strconv.AppendInt(b, int64(in.Targets), 10)
+		b = append(b, " hosts on port"...)
+		if len(in.Ports) != 1 {
+			b = append(b, 's')
+		}
+		for i, p := range in.Ports {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, ' ')
+			b = strconv.AppendUint(b, uint64(p), 10)
+		}
+		b = append(b, " tool "...)
+		b = append(b, in.Tool...)
+	case KindExposed:
+		b = append(b, "exposed "...)
+		b = append(b, protoName(a.Proto)...)
+		b = append(b, ' ')
+		b = append(b, in.Service...)
+		b = append(b, " on "...)
+		b = append(b, a.Src.String()...)
+		b = append(b, " answered "...)
+		b = append(b, a.Dst.Addr().String()...)
+	}
+	if in.Kind != KindScan && in.Kind != KindExposed {
+		b = append(b, ' ')
+		b = appendRate(b, in.PPS)
+		b = append(b, " pps "...)
+		b = appendBits(b, in.BPS)
+		b = append(b, " (peak "...)
+		b = appendRate(b, in.PeakPPS)
+		b = append(b, " pps "...)
+		b = appendBits(b, in.PeakBPS)
+		b = append(b, ')')
+	}
+	b = append(b, ' ')
+	b = append(b, in.Direction...)
+	b = append(b, " id "...)
+	return append(b, in.ID...)
+}
+
+func protoName(p uint8) string {
+	switch p {
+	case capture.ProtoUDP:
+		return "UDP"
+	case capture.ProtoTCP:
+		return "TCP"
+	}
+	return strconv.Itoa(int(p))
+}
+
+// suricataTime is Suricata's EVE timestamp layout before the zone, which
+// is always UTC here.
+const suricataTime = "2006-01-02T15:04:05.000000"
+
+func appendTime(b []byte, t time.Time) []byte {
+	b = append(b, '"')
+	b = appendTimeText(b, t)
+	return append(b, '"')
+}
+
+func appendTimeText(b []byte, t time.Time) []byte {
+	b = t.UTC().AppendFormat(b, suricataTime)
+	return append(b, "+0000"...)
+}
+
+func appendUintField(b []byte, name string, v uint64) []byte {
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, '"', ':')
+	return strconv.AppendUint(b, v, 10)
+}
+
+func appendRateField(b []byte, name string, v float64) []byte {
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, '"', ':')
+	return appendRate(b, v)
+}
+
+// appendRate appends a rate rounded to one decimal, without a trailing
+// ".0", so that the JSON is stable across platforms.
+func appendRate(b []byte, v float64) []byte {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		v = 0
+	}
+	return strconv.AppendFloat(b, math.Round(v*10)/10, 'f', -1, 64)
+}
+
+// appendBits appends a bit rate with a unit (bit/s, kbit/s, Mbit/s, Gbit/s).
+func appendBits(b []byte, v float64) []byte {
+	units := [...]string{" bit/s", " kbit/s", " Mbit/s", " Gbit/s"}
+	u := 0
+	for v >= 1000 && u < len(units)-1 {
+		v /= 1000
+		u++
+	}
+	b = appendRate(b, v)
+	return append(b, units[u]...)
+}
+
+// appendJSONString appends s as a JSON string, escaping what JSON requires
+// and replacing invalid UTF-8.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c >= 0x20:
+				b = append(b, c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&15])
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+n]...)
+		}
+		i += n
+	}
+	return append(b, '"')
+}

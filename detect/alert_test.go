@@ -1,0 +1,166 @@
+package detect
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/echowatch/echowatch/capture"
+)
+
+// topKeys returns the keys of a JSON object in the order they appear.
+func topKeys(t *testing.T, line string) []string {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(line))
+	if _, err := dec.Token(); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k.(string))
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return keys
+}
+
+func TestAlertEVE(t *testing.T) {
+	cfg := homeConfig()
+	cfg.SensorName = "edge \"1\"\n"
+	h := newHarness(t, cfg)
+	h.feed(reflected(base, 800, 4000, 12, "10.1.0.10")...)
+	h.feed(pingPong(at(time.Second), 40, 800, "10.1.0.19:19", "10.1.0.7:7", 64)...)
+	h.flush()
+	for _, line := range h.out.lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		if m["host"] != "edge \"1\"\n" || m["event_type"] != "alert" {
+			t.Errorf("host %q event_type %v", m["host"], m["event_type"])
+		}
+		ts, _ := m["timestamp"].(string)
+		if _, err := time.Parse("2006-01-02T15:04:05.000000-0700", ts); err != nil || !strings.HasSuffix(ts, "+0000") {
+			t.Errorf("timestamp %q: %v", ts, err)
+		}
+	}
+	want := "timestamp event_type src_ip src_port dest_ip proto host alert incident"
+	if got := strings.Join(topKeys(t, h.out.lines[0]), " "); got != want {
+		t.Errorf("reflection keys %q\nwant %q", got, want)
+	}
+	var loop string
+	for _, l := range h.out.lines {
+		if strings.Contains(l, `"kind":"loop"`) {
+			loop = l
+			break
+		}
+	}
+	want = "timestamp event_type src_ip src_port dest_ip dest_port proto community_id host alert incident"
+	if got := strings.Join(topKeys(t, loop), " "); got != want {
+		t.Errorf("loop keys %q\nwant %q", got, want)
+	}
+	var m struct {
+		Alert struct {
+			Action      string
+			GID         int
+			SignatureID int `json:"signature_id"`
+			Severity    int
+			Metadata    map[string][]string
+		}
+		Incident struct {
+			Kind, Phase, Victim, Direction, Advice string
+			Reflectors                             []struct {
+				IP      string
+				Port    int
+				Packets int
+			}
+			ReflectorCount int `json:"reflector_count"`
+			Services       []string
+			PPS            float64
+		}
+	}
+	if err := json.Unmarshal([]byte(h.out.lines[0]), &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Alert.Action != "allowed" || m.Alert.GID != 1 || m.Alert.SignatureID != 9000001 || m.Alert.Severity != 2 ||
+		m.Alert.Metadata["mitre_technique_id"][0] != "T1498.002" {
+		t.Errorf("alert %+v", m.Alert)
+	}
+	in := m.Incident
+	if in.Kind != "reflection" || in.Phase != "start" || in.Victim != "10.1.0.10" || in.Direction != "inbound" ||
+		len(in.Reflectors) != 10 || in.ReflectorCount != 12 || in.Advice == "" || in.PPS < 50 {
+		t.Errorf("incident %+v", in)
+	}
+}
+
+func TestAlertText(t *testing.T) {
+	h := newHarness(t, homeConfig())
+	h.feed(reflected(base, 800, 4000, 12, "10.1.0.10")...)
+	h.flush()
+	line := string(h.out.alerts[0].AppendText(nil))
+	for _, want := range []string{
+		"2024-01-01T00:00:00.", "+0000 [1:9000001:1] echo reflection start victim 10.1.0.10 from 12 reflectors (echo, chargen)",
+		" pps ", "bit/s", " inbound id " + h.out.alerts[0].Incident.ID,
+	} {
+		if !strings.Contains(line, want) {
+			t.Errorf("text %q lacks %q", line, want)
+		}
+	}
+	if strings.Contains(line, "\n") {
+		t.Error("text has a newline")
+	}
+}
+
+func TestAppendBits(t *testing.T) {
+	for v, want := range map[float64]string{0: "0 bit/s", 999: "999 bit/s", 1200: "1.2 kbit/s", 1.25e6: "1.3 Mbit/s", 3e9: "3 Gbit/s"} {
+		if got := string(appendBits(nil, v)); got != want {
+			t.Errorf("%v: %q, want %q", v, got, want)
+		}
+	}
+}
+
+func TestSignatureTable(t *testing.T) {
+	seen := map[uint32]bool{}
+	for i, s := range Signatures() {
+		if s.ID != SIDReflection+uint32(i) || seen[s.ID] || s.Msg == "" || s.Advice == "" || s.Severity < 1 || s.Severity > 3 {
+			t.Errorf("signature %d: %+v", i, s)
+		}
+		seen[s.ID] = true
+		if got, ok := LookupSignature(s.ID); !ok || got.ID != s.ID {
+			t.Errorf("lookup %d", s.ID)
+		}
+	}
+	if fmt.Sprint(KindSpoofedFlood, PhaseUpdate) != "spoofed_flood update" {
+		t.Error("names")
+	}
+}
+
+func TestIncidentIDFromKey(t *testing.T) {
+	// The id is derived from the kind, Key and first_seen: a consumer can
+	// recompute it, and every kind's Key names its incident.
+	h := newHarness(t, homeConfig())
+	h.feed(mixed(60_000)...)
+	h.feed(sweep(at(time.Minute), "81.2.0.66", 25, []int{7}, func(ts time.Time, src, dst string) *capture.Packet {
+		return tcp(ts, src, dst, capture.TCPSyn, nil)
+	})...)
+	h.feed(tcp(at(2*time.Minute), "10.1.0.3:7", "81.2.0.66:45000", capture.TCPSyn|capture.TCPAck, nil))
+	h.flush()
+	kinds := map[Kind]bool{}
+	for _, a := range h.out.alerts {
+		kinds[a.Kind()] = true
+		if id := incidentID(a.Kind(), a.Key(), a.Incident.FirstSeen); id != a.Incident.ID {
+			t.Errorf("%s %s: id %s, recomputed %s", a.Kind(), a.Key(), a.Incident.ID, id)
+		}
+	}
+	if len(kinds) != NumKinds {
+		t.Errorf("kinds raised: %v", kinds)
+	}
+}

@@ -1,0 +1,252 @@
+package detect
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/echowatch/echowatch/capture"
+)
+
+func TestRateLimit(t *testing.T) {
+	// 30 victims hit at once with a limit of 10 alerts a second: 10 starts
+	// in the first second, the others retried in the next seconds; at most
+	// one start per incident.
+	cfg := homeConfig()
+	cfg.MaxAlertsPerSecond = 10
+	h := newHarness(t, cfg)
+	h.feed(every(base, 3000, 30000, func(i int, ts time.Time) *capture.Packet {
+		return udp(ts, fmt.Sprintf("45.33.0.%d:7", 1+i%7), fmt.Sprintf("10.1.0.%d:4000", 1+i%30), nil)
+	})...)
+	h.flush()
+	perSecond := map[int64]int{}
+	starts := map[string]int{}
+	for _, a := range h.out.alerts {
+		perSecond[a.Time.Unix()]++
+		if a.Phase() == PhaseStart {
+			starts[a.Incident.ID]++
+		}
+	}
+	for s, n := range perSecond {
+		if n > 10 {
+			t.Errorf("%d alerts in second %d", n, s)
+		}
+	}
+	if len(starts) != 30 {
+		t.Errorf("%d incidents announced, want 30", len(starts))
+	}
+	for id, n := range starts {
+		if n != 1 {
+			t.Errorf("incident %s: %d starts", id, n)
+		}
+	}
+	st := h.eng.Stats()
+	if st.Suppressed < 20 || st.Incidents[KindReflection] != 30 || st.Phases[KindReflection][PhaseStart] != 30 {
+		t.Errorf("stats: suppressed %d incidents %v phases %v", st.Suppressed, st.Incidents, st.Phases)
+	}
+}
+
+// wol returns a Wake-on-LAN magic packet for mac, with extra bytes after
+// the 16 copies (a SecureOn password).
+func wol(ts time.Time, dst string, extra int) *capture.Packet {
+	b := bytes.Repeat([]byte{0xff}, 6)
+	mac := []byte{0x00, 0x11, 0x22, 0x33, 0x44, 0x55}
+	for range 16 {
+		b = append(b, mac...)
+	}
+	b = append(b, make([]byte, extra)...)
+	return udp(ts, "10.1.0.250:40000", dst, b)
+}
+
+func TestWakeOnLANIsNeverEvidence(t *testing.T) {
+	h := newHarness(t, homeConfig())
+	h.feed(every(base, 150, 1500, func(i int, ts time.Time) *capture.Packet {
+		dst := []string{"10.1.0.255:7", "255.255.255.255:7", "10.1.0.9:7"}[i%3]
+		return wol(ts, dst, []int{0, 4, 6}[i%3])
+	})...)
+	for i := range 25 {
+		h.feed(wol(at(20*time.Second+time.Duration(i)*time.Millisecond), fmt.Sprintf("10.1.0.%d:7", 1+i), 0))
+	}
+	h.flush()
+	h.expect()
+	if st := h.eng.Stats(); st.WakeOnLAN != 1525 {
+		t.Errorf("WakeOnLAN %d", st.WakeOnLAN)
+	}
+	// A payload that only starts like one is ordinary evidence.
+	p := wol(base, "10.1.0.9:7", 0)
+	p.Payload[50] ^= 1
+	if isWakeOnLAN(p) {
+		t.Error("corrupted magic packet taken for Wake-on-LAN")
+	}
+}
+
+// mixed returns a realistic mix: ordinary web and DNS traffic, an echo
+// monitor, a reflection attack, a loop and a random-source flood.
+func mixed(n int) []*capture.Packet {
+	rng := rand.New(rand.NewPCG(7, 8))
+	ps := make([]*capture.Packet, 0, n)
+	for i := range n {
+		ts := at(time.Duration(i) * 100 * time.Microsecond) // 10k pps
+		var p *capture.Packet
+		switch i % 10 {
+		case 0, 1, 2:
+			p = tcp(ts, fmt.Sprintf("10.1.0.%d:%d", 1+i%50, 40000+i%100), "81.2.0.80:443", capture.TCPAck, make([]byte, 500))
+		case 3:
+			p = udp(ts, fmt.Sprintf("10.1.0.%d:%d", 1+i%50, 50000+i%100), "81.2.0.53:53", make([]byte, 40))
+		case 4, 5:
+			p = udp(ts, fmt.Sprintf("45.33.0.%d:7", 1+i%12), "10.1.0.10:40000", make([]byte, 100))
+		case 6:
+			p = udp(ts, "10.1.0.19:19", "10.1.0.7:7", make([]byte, 64))
+		case 7:
+			p = udp(ts, "10.1.0.7:7", "10.1.0.19:19", make([]byte, 64))
+		case 8:
+			p = randomSource(rng, ts, "10.1.0.77:7")
+		case 9:
+			p = udp(ts, "81.2.0.10:30000", "10.1.0.8:7", []byte("ping"))
+		}
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+func TestEngineAllocatesNothingPerPacket(t *testing.T) {
+	out := &countingWriter{}
+	cfg := homeConfig()
+	cfg.SensorName = "sensor-1"
+	e, err := New(cfg, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flows, _ := NewLRUFlows(FlowConfig{MaxFlows: 100_000, Ports: cfg.FlowPorts()})
+	ps := mixed(200_000)
+	// Warm up: make the keys, open the incidents, grow the buffers.
+	for _, p := range ps[:100_000] {
+		f, dir := flows.Update(p)
+		e.Packet(p, f, dir)
+	}
+	i := 100_000
+	allocs := testing.AllocsPerRun(50_000, func() {
+		p := ps[i]
+		i++
+		f, dir := flows.Update(p)
+		e.Packet(p, f, dir)
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per packet", allocs)
+	}
+	if out.n == 0 {
+		t.Error("the mix raised no alert")
+	}
+}
+
+// countingWriter renders each alert into a reused buffer.
+type countingWriter struct {
+	buf []byte
+	n   int
+}
+
+func (w *countingWriter) WriteAlert(a *Alert) {
+	w.buf = a.AppendEVE(w.buf[:0])
+	w.n++
+}
+
+func BenchmarkEngine(b *testing.B) {
+	cfg := homeConfig()
+	e, err := New(cfg, &countingWriter{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	flows, _ := NewLRUFlows(FlowConfig{MaxFlows: 100_000, Ports: cfg.FlowPorts()})
+	ps := mixed(100_000)
+	span := ps[len(ps)-1].Timestamp.Sub(ps[0].Timestamp) + 100*time.Microsecond
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p := ps[i%len(ps)]
+		// Keep packet time moving forward across laps of the mix.
+		p.Timestamp = p.Timestamp.Add(span)
+		f, dir := flows.Update(p)
+		e.Packet(p, f, dir)
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	run := func() string {
+		h := newHarness(t, homeConfig())
+		h.feed(mixed(100_000)...)
+		h.flush()
+		return strings.Join(h.out.lines, "\n")
+	}
+	a, b := run(), run()
+	if a != b || a == "" {
+		t.Fatalf("two runs differ or are empty (%d, %d bytes)", len(a), len(b))
+	}
+}
+
+func TestNewRejects(t *testing.T) {
+	if _, err := New(DefaultConfig(), nil); err == nil {
+		t.Error("nil writer accepted")
+	}
+	cfg := DefaultConfig()
+	cfg.Reflection.PPS = 0
+	if _, err := New(cfg, &sink{}); err == nil || err.Error() != "detect: reflection.pps: must be positive, not 0" {
+		t.Errorf("err %v", err)
+	}
+}
+
+func TestTickEndsIncidentsWhileQuiet(t *testing.T) {
+	h := newHarness(t, homeConfig())
+	h.feed(reflected(base, 800, 4000, 12, "10.1.0.10")...)
+	h.expect("reflection/start/9000001 10.1.0.10")
+	h.eng.Tick(at(30 * time.Second))
+	h.expect("reflection/start/9000001 10.1.0.10")
+	h.eng.Tick(at(70 * time.Second))
+	h.expect("reflection/start/9000001 10.1.0.10", "reflection/end/9000001 10.1.0.10")
+	if st := h.eng.Stats(); st.Open != 0 || st.Alerts != 2 {
+		t.Errorf("open %d alerts %d", st.Open, st.Alerts)
+	}
+}
+
+func TestEvictionEndsIncident(t *testing.T) {
+	cfg := homeConfig()
+	cfg.Reflection.MaxVictims = 2
+	cfg.Reflection.PrefixV4 = 0
+	h := newHarness(t, cfg)
+	h.feed(reflected(base, 800, 800, 12, "10.1.0.10")...)
+	h.feed(reflected(at(time.Second), 800, 800, 12, "10.1.0.11")...)
+	h.feed(reflected(at(2*time.Second), 800, 800, 12, "10.1.0.12")...)
+	h.expect(
+		"reflection/start/9000001 10.1.0.10",
+		"reflection/start/9000001 10.1.0.11",
+		"reflection/end/9000001 10.1.0.10",
+		"reflection/start/9000001 10.1.0.12",
+	)
+	st := h.eng.Stats()
+	if st.Tables[0].Evicted != 1 || st.Open != 2 {
+		t.Errorf("tables %+v open %d", st.Tables[0], st.Open)
+	}
+	h.flush()
+	if n := len(h.out.alerts); n != 6 {
+		t.Errorf("%d alerts after flush: %q", n, h.out.summary())
+	}
+}
+
+func TestStatsJSON(t *testing.T) {
+	h := newHarness(t, homeConfig())
+	h.feed(reflected(base, 800, 4000, 12, "10.1.0.10")...)
+	b, err := json.Marshal(h.eng.Stats())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"packets":4000`, `"alerts":1`, `"open":1`,
+		`"reflection":{"incidents":1,"start":1,"update":0,"end":0,"suppressed":0}`,
+		`{"name":"reflection.victims","len":1,"cap":10000,"evicted":0,"rejected":0}`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("%s lacks %s", b, want)
+		}
+	}
+}

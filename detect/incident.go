@@ -1,0 +1,310 @@
+package detect
+
+import (
+	"encoding/binary"
+	"hash/fnv"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/echowatch/echowatch/capture"
+)
+
+// An incident is the life of one key (a victim, an endpoint pair, a
+// target, a scanner, a service) from the packet that began its activity to
+// the moment it ends. Every kind shares this one mechanism:
+//
+//   - A key's activity begins at its first packet after a quiet window;
+//     first_seen, packets and bytes count from there.
+//   - The kind measures the key over its window after each packet. At or
+//     above its threshold, an incident opens and a start alert goes out.
+//   - Once a second of packet time, the open incidents are measured
+//     again: one that has stayed below its threshold for end_after ends,
+//     the others report an update every update_interval.
+//   - Scans and exposures are one-shot: a start, then nothing for the
+//     kind's rearm time.
+//
+// The global rate limit may suppress an alert. A suppressed start is
+// retried every second until it goes out, so an incident has at most one
+// start and is reported as soon as the limit allows.
+
+// track is the lifecycle state that every kind's per-key entry embeds.
+type track struct {
+	first, last    time.Time // the activity's first and latest packet
+	packets, bytes uint64
+	vlans          [2]uint16 // of the latest packet
+	nvlan          uint8
+
+	open      bool // an incident is open
+	announced bool // its start went out
+	counted   bool // its start was counted as suppressed once
+	gone      bool // its entry was evicted while open
+	id        string
+	lastAbove time.Time // last time the measure was at or above the threshold
+	nextUpd   time.Time // when the next update is due
+	rearm     time.Time // one-shot kinds: no new start before this
+	peakPPS   float64
+	peakBPS   float64
+}
+
+// see records a packet of the key's activity, beginning a new activity if
+// the key was quiet for a window.
+func (t *track) see(p *capture.Packet, window time.Duration) {
+	if !t.open && (t.first.IsZero() || p.Timestamp.Sub(t.last) > window) {
+		t.first, t.packets, t.bytes = p.Timestamp, 0, 0
+	}
+	if p.Timestamp.After(t.last) {
+		t.last = p.Timestamp
+	}
+	t.packets++
+	t.bytes += uint64(p.Length)
+	t.nvlan = p.NumVLANs
+	t.vlans = p.VLANs
+}
+
+// fresh reports whether the key's next packet begins a new activity, so the
+// kind can clear what it keeps per activity.
+func (t *track) fresh(now time.Time, window time.Duration) bool {
+	return !t.open && (t.first.IsZero() || now.Sub(t.last) > window)
+}
+
+// subject is a per-key entry whose traffic can become an incident.
+type subject interface {
+	lifecycle() *track
+	kind() Kind
+	// key is the incident's key as Alert.Key renders it: it seeds the id.
+	key() string
+	// measure advances the entry's windows to now and returns whether it
+	// stands at or above its start threshold, with its current rates.
+	measure(now time.Time) (above bool, pps, bps float64)
+	// describe fills the alert's kind-specific fields.
+	describe(a *Alert)
+	// reset clears what the entry keeps per activity, after an end.
+	reset()
+}
+
+// reporter runs the incidents of every kind: it opens, updates and ends
+// them, applies the rate limit and writes the alerts.
+type reporter struct {
+	out       AlertWriter
+	host      string
+	home      prefixSet
+	update    time.Duration
+	endAfter  time.Duration
+	maxPerSec int
+
+	now    time.Time   // the latest packet time
+	second int64       // the second of packet time swept last
+	sent   int         // alerts written in that second
+	active []subject   // open incidents, in opening order
+	alert  Alert       // reused for every alert
+	refl   []reflector // scratch for describing reflectors
+
+	stats Stats
+}
+
+// clock advances packet time and, on a new second, sweeps the open
+// incidents. Time never goes backwards here.
+func (r *reporter) clock(now time.Time) {
+	if now.After(r.now) {
+		r.now = now
+	}
+	if s := r.now.Unix(); s != r.second {
+		r.second, r.sent = s, 0
+		r.sweep(r.now)
+	}
+}
+
+// check is called by a kind after it counted a packet for s.
+func (r *reporter) check(s subject, now time.Time) {
+	t := s.lifecycle()
+	above, pps, bps := s.measure(now)
+	if above {
+		t.lastAbove = now
+	}
+	if t.open {
+		t.peak(pps, bps)
+		return
+	}
+	if !above {
+		return
+	}
+	t.open, t.announced, t.counted, t.gone = true, false, false, false
+	t.id = incidentID(s.kind(), s.key(), t.first)
+	t.nextUpd = now.Add(r.update)
+	t.peakPPS, t.peakBPS = 0, 0
+	t.peak(pps, bps)
+	r.active = append(r.active, s)
+	r.stats.Incidents[s.kind()]++
+	r.emit(s, PhaseStart, now, pps, bps)
+}
+
+func (t *track) peak(pps, bps float64) {
+	t.peakPPS = max(t.peakPPS, pps)
+	t.peakBPS = max(t.peakBPS, bps)
+}
+
+// oneShot raises a start for a scan or an exposure unless one was raised
+// within rearm.
+func (r *reporter) oneShot(s subject, now time.Time, rearm time.Duration) {
+	t := s.lifecycle()
+	if now.Before(t.rearm) {
+		return
+	}
+	_, pps, bps := s.measure(now)
+	t.id = incidentID(s.kind(), s.key(), t.first)
+	t.peakPPS, t.peakBPS = pps, bps
+	t.counted = false
+	r.stats.Incidents[s.kind()]++
+	// A suppressed finding still waits for its rearm: retrying it on every
+	// packet would let one noisy key starve the others.
+	r.emit(s, PhaseStart, now, pps, bps)
+	t.rearm = now.Add(rearm)
+	t.first = time.Time{} // the next finding counts a new activity
+}
+
+// sweep measures the open incidents at now: it retries suppressed starts,
+// reports updates and ends the incidents that stayed quiet for end_after.
+func (r *reporter) sweep(now time.Time) {
+	keep := r.active[:0]
+	for _, s := range r.active {
+		t := s.lifecycle()
+		if t.gone {
+			continue
+		}
+		above, pps, bps := s.measure(now)
+		if above {
+			t.lastAbove = now
+			t.peak(pps, bps)
+		}
+		switch {
+		case now.Sub(t.lastAbove) >= r.endAfter:
+			r.close(s, now, pps, bps)
+			continue
+		case !t.announced:
+			r.emit(s, PhaseStart, now, pps, bps)
+		case !now.Before(t.nextUpd):
+			r.emit(s, PhaseUpdate, now, pps, bps)
+			t.nextUpd = t.nextUpd.Add(r.update)
+			if !now.Before(t.nextUpd) { // a gap in the traffic: resume the cadence from now
+				t.nextUpd = now.Add(r.update)
+			}
+		}
+		keep = append(keep, s)
+	}
+	clear(r.active[len(keep):])
+	r.active = keep
+}
+
+// close ends an open incident and clears its activity.
+func (r *reporter) close(s subject, now time.Time, pps, bps float64) {
+	t := s.lifecycle()
+	r.emit(s, PhaseEnd, now, pps, bps)
+	t.open = false
+	t.first, t.packets, t.bytes = time.Time{}, 0, 0
+	s.reset()
+}
+
+// evicted ends the incident of an entry that its table pushes out, and
+// reports whether the entry may be reused: not while the open incidents
+// still list it.
+func (r *reporter) evicted(s subject) bool {
+	t := s.lifecycle()
+	if t.gone {
+		return false
+	}
+	if !t.open {
+		return true
+	}
+	_, pps, bps := s.measure(r.now)
+	r.close(s, r.now, pps, bps)
+	t.gone = true
+	return false
+}
+
+// flush ends every open incident at now, oldest first.
+func (r *reporter) flush(now time.Time) {
+	r.clock(now)
+	for _, s := range r.active {
+		if t := s.lifecycle(); !t.gone {
+			_, pps, bps := s.measure(r.now)
+			r.close(s, r.now, pps, bps)
+		}
+	}
+	clear(r.active)
+	r.active = r.active[:0]
+}
+
+// emit writes one alert unless the rate limit forbids it.
+func (r *reporter) emit(s subject, ph Phase, now time.Time, pps, bps float64) {
+	t := s.lifecycle()
+	k := s.kind()
+	if r.maxPerSec > 0 && r.sent >= r.maxPerSec {
+		if ph != PhaseStart || !t.counted {
+			r.stats.Suppressed++
+			r.stats.SuppressedByKind[k]++
+		}
+		t.counted = t.counted || ph == PhaseStart
+		return
+	}
+	r.sent++
+	if ph == PhaseStart {
+		t.announced = true
+	}
+	a := &r.alert
+	*a = Alert{
+		Time: now, Host: r.host, VLANs: a.VLANs[:0],
+		Incident: Incident{
+			Kind: k, Phase: ph, ID: t.id, FirstSeen: t.first, LastSeen: t.last,
+			Packets: t.packets, Bytes: t.bytes,
+			PPS: pps, BPS: bps, PeakPPS: t.peakPPS, PeakBPS: t.peakBPS,
+			Reflectors: a.Incident.Reflectors[:0], Services: a.Incident.Services[:0],
+			Ports: a.Incident.Ports[:0],
+		},
+	}
+	a.VLANs = append(a.VLANs, t.vlans[:t.nvlan]...)
+	s.describe(a)
+	if a.Severity == 0 {
+		a.Severity = a.Signature.Severity
+	}
+	if a.Incident.Advice == "" {
+		a.Incident.Advice = a.Signature.Advice
+	}
+	r.out.WriteAlert(a)
+	r.stats.Alerts++
+	r.stats.Phases[k][ph]++
+}
+
+// direction says where traffic from src to dst runs relative to home_net.
+func (r *reporter) direction(src, dst netip.Addr) string {
+	if len(r.home) == 0 {
+		return "unknown"
+	}
+	s, d := r.home.contains(src), r.home.contains(dst)
+	switch {
+	case s && d:
+		return "internal"
+	case d:
+		return "inbound"
+	case s:
+		return "outbound"
+	}
+	return "unknown"
+}
+
+// incidentID derives an incident's id from its kind, key and the time of
+// its first packet, so the same input always gives the same ids.
+func incidentID(k Kind, key string, first time.Time) string {
+	h := fnv.New64a()
+	h.Write([]byte(k.String()))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	var ts [8]byte
+	binary.BigEndian.PutUint64(ts[:], uint64(first.UnixNano()))
+	h.Write(ts[:])
+	s := strconv.FormatUint(h.Sum64(), 16)
+	for len(s) < 16 {
+		s = "0" + s
+	}
+	return s
+}

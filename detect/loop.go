@@ -1,0 +1,139 @@
+package detect
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/echowatch/echowatch/capture"
+)
+
+// loop detects UDP service loops: two service ports of the loop set (echo,
+// chargen, daytime, ...) answering each other in both directions, started
+// by one forged packet and lasting until a packet is lost. It counts each
+// direction over its window; the incident starts when both carry at least
+// loop.packets.
+//
+// Only flows seen both ways get an entry, so a one-way flood with forged
+// sources never fills the table: the flow table bounds it.
+type loop struct {
+	cfg   *LoopConfig
+	r     *reporter
+	allow prefixSet
+	pairs *table[pairKey, pair]
+}
+
+// pairKey is a loop's two endpoints, the smaller first.
+type pairKey struct{ a, b netip.AddrPort }
+
+func (d *loop) init(cfg *LoopConfig, s *settings, r *reporter) error {
+	d.cfg, d.r, d.allow = cfg, r, s.allow[KindLoop]
+	var err error
+	d.pairs, err = newTable[pairKey, pair]("loop.pairs", cfg.MaxPairs, 0, func(p *pair) bool { return r.evicted(p) })
+	return err
+}
+
+// packet takes a UDP packet between two ports of the loop set.
+func (d *loop) packet(p *capture.Packet, f *Flow, dir Dir) {
+	if d.allow.contains(p.Src) || d.allow.contains(p.Dst) {
+		return
+	}
+	src, dst := p.SrcAddrPort(), p.DstAddrPort()
+	k, fwd := pairKey{src, dst}, 0
+	if dst.Compare(src) < 0 {
+		k, fwd = pairKey{dst, src}, 1
+	}
+	now := p.Timestamp
+	e := d.pairs.get(k)
+	if e == nil {
+		if f == nil || f.Packets[FromOrig] == 0 || f.Packets[FromResp] == 0 {
+			return
+		}
+		e, _ = d.pairs.getOrAdd(k, 0, now)
+		*e = pair{d: d, k: k}
+		e.seed(p, f, dir, fwd)
+	}
+	e.count(p, fwd)
+	d.r.check(e, now)
+}
+
+// pair is the state of one endpoint pair.
+type pair struct {
+	d  *loop
+	k  pairKey
+	t  track
+	m  [2]meter // m[0] counts k.a → k.b
+	np [2]uint64
+	nb [2]uint64
+}
+
+var _ subject = (*pair)(nil)
+
+// seed starts a new pair with what its flow counted before the packet that
+// showed it both ways, when all of that lies within the window.
+func (e *pair) seed(p *capture.Packet, f *Flow, dir Dir, fwd int) {
+	w := e.d.cfg.Window
+	if p.Timestamp.Sub(f.FirstSeen) > w {
+		return
+	}
+	e.t.first = f.FirstSeen
+	e.t.last = f.FirstSeen
+	for fd := FromOrig; fd <= FromResp; fd++ {
+		pk, by := f.Packets[fd], f.Bytes[fd]
+		if fd == dir { // the current packet is counted by count
+			pk, by = pk-1, by-uint64(p.Length)
+		}
+		side := fwd
+		if fd != dir {
+			side = 1 - fwd
+		}
+		e.m[side].addN(p.Timestamp, w, pk, by)
+		e.np[side] += pk
+		e.nb[side] += by
+		e.t.packets += pk
+		e.t.bytes += by
+	}
+}
+
+func (e *pair) count(p *capture.Packet, side int) {
+	w := e.d.cfg.Window
+	if e.t.fresh(p.Timestamp, w) {
+		e.reset()
+	}
+	e.t.see(p, w)
+	e.m[side].add(p.Timestamp, w, p.Length)
+	e.np[side]++
+	e.nb[side] += uint64(p.Length)
+}
+
+func (e *pair) lifecycle() *track { return &e.t }
+func (e *pair) kind() Kind        { return KindLoop }
+func (e *pair) key() string       { return e.k.a.String() + "-" + e.k.b.String() }
+
+func (e *pair) measure(now time.Time) (bool, float64, float64) {
+	w := e.d.cfg.Window
+	e.m[0].advance(now, w)
+	e.m[1].advance(now, w)
+	need := uint64(e.d.cfg.Packets)
+	above := e.m[0].sumP >= need && e.m[1].sumP >= need
+	p0, b0 := e.m[0].rate(now, w)
+	p1, b1 := e.m[1].rate(now, w)
+	return above, p0 + p1, b0 + b1
+}
+
+func (e *pair) reset() {
+	e.np, e.nb = [2]uint64{}, [2]uint64{}
+}
+
+func (e *pair) describe(a *Alert) {
+	w := e.d.cfg.Window
+	in := &a.Incident
+	a.Src, a.Dst, a.Proto = e.k.a, e.k.b, capture.ProtoUDP
+	a.CommunityID = CommunityID(e.k.a, e.k.b, capture.ProtoUDP)
+	a.Signature = sig(SIDLoop)
+	in.Endpoints = [2]netip.AddrPort{e.k.a, e.k.b}
+	for i := range in.Directions {
+		pps, bps := e.m[i].rate(a.Time, w)
+		in.Directions[i] = DirectionRate{Packets: e.np[i], Bytes: e.nb[i], PPS: pps, BPS: bps}
+	}
+	in.Direction = e.d.r.direction(e.k.a.Addr(), e.k.b.Addr())
+}

@@ -1,0 +1,312 @@
+package detect
+
+import (
+	"math/bits"
+	"net/netip"
+	"time"
+
+	"github.com/echowatch/echowatch/capture"
+)
+
+// reflection detects echo/chargen reflection: UDP from a service port
+// toward a victim, seen as the replies reaching the victim and/or as the
+// forged requests (source = victim) entering reflectors we can see. One
+// incident per victim, whatever mix of services and reflectors hits it.
+//
+// The same measure summed over the victim's /24 (IPv4) or /64 (IPv6)
+// raises a prefix-wide incident when the traffic is spread over several
+// hosts so thinly that none crosses the threshold (carpet bombing). Traffic
+// to a host with its own incident does not count toward its prefix: when
+// a host incident opens, the host's window is taken out of its prefix's.
+// And since a sum crosses the threshold before its parts do, a prefix
+// incident also waits for a full window of activity, by which time hosts
+// hot enough for their own incidents have them.
+//
+// A sweep looks like forged requests too: a scanner sends one or two
+// probes to each of many hosts, which answer once each. Reflection reuses
+// its reflectors, so an incident needs, besides the rate, at least
+// minPacketsPerReflector packets per distinct reflector.
+type reflection struct {
+	cfg      *ReflectionConfig
+	r        *reporter
+	ports    PortSet
+	allow    prefixSet
+	hosts    *table[netip.Prefix, victim]
+	prefixes *table[netip.Prefix, victim] // nil when both prefix lengths are 0
+}
+
+const minPacketsPerReflector = 3
+
+func (d *reflection) init(cfg *ReflectionConfig, s *settings, r *reporter) error {
+	d.cfg, d.r, d.ports, d.allow = cfg, r, s.reflPorts, s.allow[KindReflection]
+	onEvict := func(v *victim) bool { return r.evicted(v) }
+	var err error
+	if d.hosts, err = newTable[netip.Prefix, victim]("reflection.victims", cfg.MaxVictims, cfg.Window, onEvict); err != nil {
+		return err
+	}
+	if cfg.PrefixV4 > 0 || cfg.PrefixV6 > 0 {
+		d.prefixes, err = newTable[netip.Prefix, victim]("reflection.prefixes", cfg.MaxVictims, cfg.Window, onEvict)
+	}
+	return err
+}
+
+// packet takes a UDP packet that is not service-to-service; srcSvc and
+// dstSvc say whether its ports are in the loop set, why whether its source
+// is evidently forged.
+func (d *reflection) packet(p *capture.Packet, srcSvc, dstSvc bool, why forgery) {
+	var vic netip.Addr
+	var refl netip.AddrPort
+	var request bool
+	switch {
+	case d.ports.Has(p.SrcPort) && !dstSvc: // a reply toward the victim
+		vic, refl = p.Dst, p.SrcAddrPort()
+	case d.ports.Has(p.DstPort) && !srcSvc: // a request from the victim
+		if isNmapProbe(p) {
+			return
+		}
+		vic, refl, request = p.Src, p.DstAddrPort(), true
+	default:
+		return
+	}
+	// A forged "victim" (the bogon source of a request, a land packet, a
+	// reply toward an address that is never a source) is the spoofed-flood
+	// detector's evidence, not a victim.
+	if (request && why != forgedNot) || p.Src == p.Dst || classify(vic) == srcBogon {
+		return
+	}
+	if d.allow.contains(p.Src) || d.allow.contains(p.Dst) {
+		return
+	}
+	now := p.Timestamp
+	hostOpen := false
+	pfx := netip.PrefixFrom(vic, vic.BitLen())
+	if v, made := d.hosts.getOrAdd(pfx, hashAddr(vic, seedVictim), now); v != nil {
+		if made {
+			v.init(d, pfx, false)
+		}
+		wasOpen := v.t.open
+		v.count(p, vic, refl, request)
+		d.r.check(v, now)
+		hostOpen = v.t.open
+		if hostOpen && !wasOpen {
+			d.discount(v, now)
+		}
+	}
+	if hostOpen {
+		return
+	}
+	pfx, ok := d.prefixOf(vic)
+	if !ok {
+		return
+	}
+	if v, made := d.prefixes.getOrAdd(pfx, hashAddr(pfx.Addr(), seedPrefix+uint64(pfx.Bits())), now); v != nil {
+		if made {
+			v.init(d, pfx, true)
+		}
+		v.count(p, vic, refl, request)
+		d.r.check(v, now)
+	}
+}
+
+// prefixOf returns the carpet-bombing prefix of a victim address, or false
+// when prefixes are off for its family.
+func (d *reflection) prefixOf(a netip.Addr) (netip.Prefix, bool) {
+	n := d.cfg.PrefixV4
+	if a.Is6() {
+		n = d.cfg.PrefixV6
+	}
+	if d.prefixes == nil || n == 0 {
+		return netip.Prefix{}, false
+	}
+	p, _ := a.Prefix(n)
+	return p, true
+}
+
+// discount takes a host that just opened its own incident out of its
+// prefix.
+func (d *reflection) discount(h *victim, now time.Time) {
+	pfx, ok := d.prefixOf(h.pfx.Addr())
+	if !ok {
+		return
+	}
+	v := d.prefixes.get(pfx)
+	if v == nil || v.t.open {
+		return
+	}
+	w := d.cfg.Window
+	v.req.advance(now, w)
+	v.rep.advance(now, w)
+	v.req.subtract(&h.req)
+	v.rep.subtract(&h.rep)
+	sub := func(x *uint64, y uint64) { *x -= min(*x, y) }
+	sub(&v.reqP, h.reqP)
+	sub(&v.repP, h.repP)
+	sub(&v.reqB, h.reqB)
+	sub(&v.repB, h.repB)
+	sub(&v.t.packets, h.t.packets)
+	sub(&v.t.bytes, h.t.bytes)
+	v.hosts.remove(h.pfx.Addr())
+	if a := h.pfx.Addr(); a.Is4() {
+		o := a.As4()[3]
+		v.octets[o>>6] &^= 1 << (o & 63)
+	}
+}
+
+// victim is the state of one victim address or prefix.
+type victim struct {
+	d        *reflection
+	pfx      netip.Prefix
+	isPrefix bool
+	t        track
+	// The two sides of the evidence. When both are seen (forged requests
+	// into our reflectors and their replies) they are the same attack, so
+	// the measure is the larger side, never the sum.
+	req, rep   meter
+	reqP, repP uint64 // packets of each side in this activity
+	reqB, repB uint64
+	refl       tally
+	svc        [8]uint16 // service ports seen, sorted
+	nsvc       int
+	hosts      tally     // prefix: the hosts hit
+	octets     [4]uint64 // IPv4 prefix of /24 or longer: the hosts hit, exactly
+}
+
+var _ subject = (*victim)(nil)
+
+// init makes v a fresh entry, keeping the buffers of a reused one.
+func (v *victim) init(d *reflection, pfx netip.Prefix, isPrefix bool) {
+	refl, hosts := v.refl.tab, v.hosts.tab
+	*v = victim{d: d, pfx: pfx, isPrefix: isPrefix}
+	v.refl.tab, v.hosts.tab = refl, hosts
+	v.refl.reset()
+	v.hosts.reset()
+}
+
+func (v *victim) count(p *capture.Packet, vic netip.Addr, refl netip.AddrPort, request bool) {
+	w := v.d.cfg.Window
+	if v.t.fresh(p.Timestamp, w) {
+		v.reset()
+	}
+	v.t.see(p, w)
+	if request {
+		v.req.add(p.Timestamp, w, p.Length)
+		v.reqP++
+		v.reqB += uint64(p.Length)
+	} else {
+		v.rep.add(p.Timestamp, w, p.Length)
+		v.repP++
+		v.repB += uint64(p.Length)
+	}
+	v.refl.add(refl, p.Length)
+	v.addService(refl.Port())
+	if v.isPrefix {
+		v.hosts.add(netip.AddrPortFrom(vic, 0), p.Length)
+		if vic.Is4() {
+			o := vic.As4()[3]
+			v.octets[o>>6] |= 1 << (o & 63)
+		}
+	}
+}
+
+func (v *victim) addService(port uint16) {
+	i := 0
+	for ; i < v.nsvc && v.svc[i] < port; i++ {
+	}
+	if (i < v.nsvc && v.svc[i] == port) || v.nsvc == len(v.svc) {
+		return
+	}
+	copy(v.svc[i+1:v.nsvc+1], v.svc[i:v.nsvc])
+	v.svc[i] = port
+	v.nsvc++
+}
+
+// spread reports whether a prefix's traffic is spread over its hosts: no
+// host carries half of it. A single hot host is a host incident, and its
+// traffic counts here only until that incident opens.
+func (v *victim) spread() bool {
+	return v.hostCount() >= 2 && v.hosts.top*2 <= v.t.packets
+}
+
+// hostCount returns the distinct hosts a prefix's traffic hit: exact for
+// an IPv4 /24 or longer, whatever its size.
+func (v *victim) hostCount() int {
+	if !v.pfx.Addr().Is4() || v.pfx.Bits() < 24 {
+		return v.hosts.count()
+	}
+	n := 0
+	for _, w := range v.octets {
+		n += bits.OnesCount64(w)
+	}
+	return n
+}
+
+func (v *victim) lifecycle() *track { return &v.t }
+func (v *victim) kind() Kind        { return KindReflection }
+
+func (v *victim) key() string {
+	if v.isPrefix {
+		return v.pfx.String()
+	}
+	return v.pfx.Addr().String()
+}
+
+func (v *victim) measure(now time.Time) (bool, float64, float64) {
+	cfg := v.d.cfg
+	v.req.advance(now, cfg.Window)
+	v.rep.advance(now, cfg.Window)
+	qpps, qbps := v.req.rate(now, cfg.Window)
+	ppps, pbps := v.rep.rate(now, cfg.Window)
+	pps, bps := max(qpps, ppps), max(qbps, pbps)
+	above := (pps >= cfg.PPS || bps >= cfg.BPS) &&
+		max(v.reqP, v.repP) >= minPacketsPerReflector*uint64(v.refl.count()) &&
+		(!v.isPrefix || (now.Sub(v.t.first) >= cfg.Window && v.spread()))
+	return above, pps, bps
+}
+
+func (v *victim) reset() {
+	v.reqP, v.repP, v.reqB, v.repB = 0, 0, 0, 0
+	v.refl.reset()
+	v.nsvc = 0
+	v.hosts.reset()
+	v.octets = [4]uint64{}
+}
+
+func (v *victim) describe(a *Alert) {
+	r := v.d.r
+	in := &a.Incident
+	r.refl = v.refl.sorted(r.refl)
+	top := r.refl[:min(len(r.refl), 10)]
+	for _, x := range top {
+		in.Reflectors = append(in.Reflectors, Reflector{Addr: x.addr, Port: x.port, Packets: x.packets, Bytes: x.bytes})
+	}
+	if len(top) > 0 {
+		a.Src = netip.AddrPortFrom(top[0].addr, top[0].port)
+	}
+	a.Dst = netip.AddrPortFrom(v.pfx.Addr(), 0)
+	a.Proto = capture.ProtoUDP
+	in.Victim = v.pfx
+	in.ReflectorCount = v.refl.count()
+	for _, port := range v.svc[:v.nsvc] {
+		in.Services = append(in.Services, serviceName(port))
+	}
+	// The larger side is the attack's size (see victim).
+	if v.reqP > v.repP {
+		in.Packets, in.Bytes = v.reqP, v.reqB
+	} else {
+		in.Packets, in.Bytes = v.repP, v.repB
+	}
+	in.Direction = r.direction(a.Src.Addr(), v.pfx.Addr())
+	switch {
+	case v.isPrefix:
+		in.Hosts = v.hostCount()
+		a.Signature = sig(SIDReflectionPrefix)
+		if in.Direction == "outbound" {
+			a.Severity = 1
+			in.Advice = adviceReflectionOut
+		}
+	case in.Direction == "outbound":
+		a.Signature = sig(SIDReflectionOutbound)
+	default:
+		a.Signature = sig(SIDReflection)
+	}
+}

@@ -1,0 +1,229 @@
+package detect
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/echowatch/echowatch/capture"
+)
+
+// homeConfig is the default config protecting 10.1.0.0/16.
+func homeConfig() Config {
+	cfg := DefaultConfig()
+	cfg.HomeNet = []string{"10.1.0.0/16"}
+	return cfg
+}
+
+// reflected returns count replies from nrefl reflectors (45.33.0.1..,
+// alternating echo and chargen) toward victim at rate pps.
+func reflected(start time.Time, pps float64, count, nrefl int, victim string) []*capture.Packet {
+	return every(start, pps, count, func(i int, ts time.Time) *capture.Packet {
+		port := 7
+		if i%nrefl%2 == 1 {
+			port = 19
+		}
+		return udp(ts, fmt.Sprintf("45.33.0.%d:%d", 1+i%nrefl, port), victim+":40000", make([]byte, 100))
+	})
+}
+
+func TestReflectionInbound(t *testing.T) {
+	h := newHarness(t, homeConfig())
+	h.feed(reflected(base, 800, 8000, 12, "10.1.0.10")...) // 10 s at 800 pps
+	h.flush()
+	h.expect(
+		"reflection/start/9000001 10.1.0.10",
+		"reflection/end/9000001 10.1.0.10",
+	)
+	a := h.out.alerts[0]
+	in := a.Incident
+	if in.ReflectorCount != 12 || len(in.Reflectors) != 10 || in.Direction != "inbound" || a.Severity != 2 {
+		t.Errorf("start: reflectors %d (%d listed), direction %s, severity %d", in.ReflectorCount, len(in.Reflectors), in.Direction, a.Severity)
+	}
+	if !slices.Equal(in.Services, []string{"echo", "chargen"}) {
+		t.Errorf("services %q", in.Services)
+	}
+	// The threshold is 50 pps over the 4 to 5 s the window covers: about
+	// 220 packets, at 800 pps after 0.27 s.
+	if in.Packets < 200 || in.Packets > 250 || a.Time != at(time.Duration(in.Packets-1)*time.Second/800) ||
+		in.FirstSeen != base || in.PPS < 50 || in.PPS > 51 {
+		t.Errorf("start after %d packets at %v (%v pps), first seen %v", in.Packets, a.Time, in.PPS, in.FirstSeen)
+	}
+	if a.Src.Addr() != in.Reflectors[0].Addr || a.Dst.Addr().String() != "10.1.0.10" {
+		t.Errorf("src %v dst %v", a.Src, a.Dst)
+	}
+	end := h.out.alerts[1].Incident
+	if end.Packets != 8000 || end.PeakPPS < 790 || end.ID != in.ID {
+		t.Errorf("end: packets %d peak %v id %s/%s", end.Packets, end.PeakPPS, end.ID, in.ID)
+	}
+}
+
+func TestReflectionOutbound(t *testing.T) {
+	// Forged requests from the victim into three of our echo servers, and
+	// their replies: one outbound incident, severity 1, and our three
+	// servers are exposed.
+	h := newHarness(t, homeConfig())
+	var ps []*capture.Packet
+	for i := range 3000 {
+		ts := at(time.Duration(i) * time.Millisecond)
+		srv := fmt.Sprintf("10.1.2.%d:7", 1+i%3)
+		ps = append(ps, udp(ts, "81.2.0.9:5353", srv, make([]byte, 64)),
+			udp(ts.Add(100*time.Microsecond), srv, "81.2.0.9:5353", make([]byte, 64)))
+	}
+	h.feed(ps...)
+	h.flush()
+	h.expect(
+		"exposed/start/9000008 UDP/10.1.2.1:7",
+		"exposed/start/9000008 UDP/10.1.2.2:7",
+		"exposed/start/9000008 UDP/10.1.2.3:7",
+		"reflection/start/9000002 81.2.0.9",
+		"reflection/end/9000002 81.2.0.9",
+	)
+	a := h.out.alerts[3]
+	if a.Severity != 1 || a.Incident.Direction != "outbound" || a.Incident.ReflectorCount != 3 {
+		t.Errorf("severity %d direction %s reflectors %d", a.Severity, a.Incident.Direction, a.Incident.ReflectorCount)
+	}
+	// Both sides are seen; the incident counts the attack once.
+	if end := h.out.alerts[4].Incident; end.Packets != 3000 {
+		t.Errorf("end packets %d, want 3000", end.Packets)
+	}
+}
+
+func TestReflectionBelowThreshold(t *testing.T) {
+	h := newHarness(t, homeConfig())
+	h.feed(reflected(base, 5, 600, 4, "10.1.0.10")...) // 2 minutes at 5 pps
+	h.flush()
+	h.expect()
+}
+
+func TestReflectionBitsThreshold(t *testing.T) {
+	// 45 pps of 3000-byte chargen replies (jumbo frames) is 1.08 Mbit/s:
+	// under 50 pps, over 1 Mbit/s.
+	h := newHarness(t, homeConfig())
+	h.feed(every(base, 45, 450, func(i int, ts time.Time) *capture.Packet {
+		return udp(ts, "45.33.0.1:19", "10.1.0.10:40000", make([]byte, 3000-42))
+	})...)
+	h.flush()
+	h.expect("reflection/start/9000001 10.1.0.10", "reflection/end/9000001 10.1.0.10")
+}
+
+func TestCarpetBombing(t *testing.T) {
+	// 400 pps over the 254 hosts of 10.1.7.0/24: under 2 pps per host.
+	h := newHarness(t, homeConfig())
+	h.feed(every(base, 400, 4000, func(i int, ts time.Time) *capture.Packet {
+		return udp(ts, fmt.Sprintf("45.33.0.%d:7", 1+i%8), fmt.Sprintf("10.1.7.%d:40000", 1+i%254), make([]byte, 80))
+	})...)
+	h.flush()
+	h.expect("reflection/start/9000003 10.1.7.0/24", "reflection/end/9000003 10.1.7.0/24")
+	in := h.out.alerts[0].Incident
+	if in.Victim.String() != "10.1.7.0/24" || in.Hosts < 100 || in.ReflectorCount != 8 {
+		t.Errorf("victim %v hosts %d reflectors %d", in.Victim, in.Hosts, in.ReflectorCount)
+	}
+}
+
+func TestReflectionSingleHostIsNotPrefix(t *testing.T) {
+	// One hot victim and a neighbour at 1 pps: a host incident only.
+	h := newHarness(t, homeConfig())
+	ps := reflected(base, 500, 5000, 4, "10.1.0.10")
+	ps = append(ps, every(base, 1, 10, func(i int, ts time.Time) *capture.Packet {
+		return udp(ts.Add(time.Millisecond/3), "45.33.0.1:7", "10.1.0.11:40000", nil)
+	})...)
+	slices.SortStableFunc(ps, func(a, b *capture.Packet) int { return a.Timestamp.Compare(b.Timestamp) })
+	h.feed(ps...)
+	h.flush()
+	h.expect("reflection/start/9000001 10.1.0.10", "reflection/end/9000001 10.1.0.10")
+}
+
+func TestNmapSweepIsNotReflection(t *testing.T) {
+	// nmap probes 300 hosts in a second and 100 of them answer: a scan and
+	// 100 exposures, never a reflection toward the scanner.
+	cfg := homeConfig()
+	cfg.MaxAlertsPerSecond = 0
+	h := newHarness(t, cfg)
+	for i := range 300 {
+		ts := at(time.Duration(i) * 3 * time.Millisecond)
+		host := fmt.Sprintf("10.1.%d.%d:7", i/250, 1+i%250)
+		h.feed(udp(ts, "81.2.0.66:45000", host, []byte("help\r\n\r\n")))
+		if i%3 == 0 {
+			h.feed(udp(ts.Add(time.Millisecond), host, "81.2.0.66:45000", []byte("help\r\n\r\n")))
+		}
+	}
+	h.flush()
+	kinds := map[Kind]int{}
+	for _, a := range h.out.alerts {
+		kinds[a.Kind()]++
+	}
+	if kinds[KindReflection] != 0 || kinds[KindScan] != 1 || kinds[KindExposed] != 100 {
+		t.Fatalf("alerts by kind %v", kinds)
+	}
+}
+
+func TestReflectionLifecycle(t *testing.T) {
+	// 150 s of attack at 100 pps, then silence: a start, updates every
+	// 60 s while the incident lasts (the third while it winds down), and
+	// an end 60 s after the rate fell under the threshold.
+	h := newHarness(t, homeConfig())
+	h.feed(reflected(base, 100, 15000, 4, "10.1.0.10")...)
+	// A keep-alive elsewhere moves packet time on.
+	h.feed(every(at(150*time.Second), 1, 100, func(i int, ts time.Time) *capture.Packet {
+		return udp(ts, "81.2.0.1:1000", "81.2.0.2:2000", nil)
+	})...)
+	h.expect(
+		"reflection/start/9000001 10.1.0.10",
+		"reflection/update/9000001 10.1.0.10",
+		"reflection/update/9000001 10.1.0.10",
+		"reflection/update/9000001 10.1.0.10",
+		"reflection/end/9000001 10.1.0.10",
+	)
+	as := h.out.alerts
+	for i := 1; i <= 3; i++ {
+		// Updates fall on the first second boundary after each minute.
+		if d := as[i].Time.Sub(as[0].Time); d < time.Duration(i)*time.Minute || d > time.Duration(i)*time.Minute+time.Second {
+			t.Errorf("update %d %v after the start", i, d)
+		}
+	}
+	// The window stays above 50 pps until about 2.5 s after the attack
+	// stops; the end comes end_after later.
+	if d := as[4].Time.Sub(at(150 * time.Second)); d < 60*time.Second || d > 64*time.Second {
+		t.Errorf("end %v after the attack", d)
+	}
+	if as[3].Incident.PPS != 0 || as[4].Incident.Packets != 15000 {
+		t.Errorf("winding down: pps %v, end packets %d", as[3].Incident.PPS, as[4].Incident.Packets)
+	}
+	if as[1].Incident.PeakPPS < as[1].Incident.PPS || as[1].Incident.PPS < 95 {
+		t.Errorf("update rates %v peak %v", as[1].Incident.PPS, as[1].Incident.PeakPPS)
+	}
+	for _, a := range as {
+		if a.Incident.ID != as[0].Incident.ID {
+			t.Errorf("incident id changed: %s", a.Incident.ID)
+		}
+	}
+	// A second attack later is a new incident with a new id.
+	h.feed(reflected(at(400*time.Second), 100, 1000, 4, "10.1.0.10")...)
+	h.flush()
+	if n := len(h.out.alerts); n != 7 || h.out.alerts[5].Incident.ID == as[0].Incident.ID ||
+		h.out.alerts[6].Phase() != PhaseEnd {
+		t.Fatalf("second incident: %q", h.out.summary())
+	}
+}
+
+func TestReflectionAllow(t *testing.T) {
+	cfg := homeConfig()
+	cfg.Reflection.Allow = []string{"45.33.0.0/24"}
+	h := newHarness(t, cfg)
+	h.feed(reflected(base, 800, 4000, 12, "10.1.0.10")...)
+	h.flush()
+	h.expect()
+}
+
+func TestReflectionIPv6(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.HomeNet = []string{"2a00:1450::/32"}
+	h := newHarness(t, cfg)
+	h.feed(every(base, 200, 2000, func(i int, ts time.Time) *capture.Packet {
+		return udp(ts, fmt.Sprintf("[2600:1f18::%d]:7", 1+i%5), "[2a00:1450::10]:5000", make([]byte, 200))
+	})...)
+	h.flush()
+	h.expect("reflection/start/9000001 2a00:1450::10", "reflection/end/9000001 2a00:1450::10")
+}

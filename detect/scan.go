@@ -1,0 +1,184 @@
+package detect
+
+import (
+	"math/bits"
+	"net/netip"
+	"time"
+
+	"github.com/echowatch/echowatch/capture"
+)
+
+// scan detects one source sweeping the echo/chargen ports: UDP datagrams
+// or TCP SYNs to scan.ports on scan.hosts distinct hosts within
+// scan.window. UDP and TCP sweeps are separate findings with their own
+// signatures. A scan is one-shot: one start, then nothing from the same
+// scanner for scan.rearm. nmap's echo probes name the tool.
+//
+// The distinct hosts are counted in a bitmap per quarter of the window
+// (linear counting over their union), so the count covers the last three
+// quarters to the whole window and a scanner of millions of hosts costs a
+// fixed kilobyte.
+type scan struct {
+	cfg      *ScanConfig
+	r        *reporter
+	ports    PortSet
+	allow    prefixSet
+	scanners *table[scanKey, scanner]
+}
+
+type scanKey struct {
+	src   netip.Addr
+	proto uint8
+}
+
+const (
+	scanSlots = 4
+	scanBits  = 2048
+)
+
+func (d *scan) init(cfg *ScanConfig, s *settings, r *reporter) error {
+	d.cfg, d.r, d.ports, d.allow = cfg, r, s.scanPorts, s.allow[KindScan]
+	var err error
+	d.scanners, err = newTable[scanKey, scanner]("scan.scanners", cfg.MaxScanners, cfg.Window, nil)
+	return err
+}
+
+// packet takes a UDP packet that is not service-to-service (srcSvc says
+// whether its source port is a service port) or a TCP packet.
+func (d *scan) packet(p *capture.Packet, srcSvc bool) {
+	if !d.ports.Has(p.DstPort) || srcSvc {
+		return
+	}
+	if p.Proto == capture.ProtoTCP && p.TCPFlags&(capture.TCPSyn|capture.TCPAck) != capture.TCPSyn {
+		return
+	}
+	if p.Fragment && p.FragOffset > 0 {
+		return // the rest of a datagram, not a probe
+	}
+	if d.allow.contains(p.Src) || d.allow.contains(p.Dst) {
+		return
+	}
+	now := p.Timestamp
+	k := scanKey{p.Src, p.Proto}
+	s, made := d.scanners.getOrAdd(k, hashAddr(p.Src, seedScanner+uint64(p.Proto)), now)
+	if s == nil {
+		return
+	}
+	if made {
+		*s = scanner{d: d, k: k}
+	}
+	s.count(p)
+	if s.targets >= d.cfg.Hosts {
+		d.r.oneShot(s, now, d.cfg.Rearm)
+	}
+}
+
+// scanner is the state of one source and protocol.
+type scanner struct {
+	d       *scan
+	k       scanKey
+	t       track
+	slot    int64 // index of the newest quarter window
+	seen    [scanSlots][scanBits / 64]uint64
+	targets int // distinct hosts in the window, an estimate
+	ports   [8]uint16
+	nports  int
+	nmap    bool
+	last    netip.AddrPort // the latest target
+	sport   uint16
+}
+
+var _ subject = (*scanner)(nil)
+
+func (s *scanner) count(p *capture.Packet) {
+	w := s.d.cfg.Window
+	if s.t.fresh(p.Timestamp, w) {
+		s.reset()
+	}
+	s.t.see(p, w)
+	changed := s.rotate(p.Timestamp)
+	h := hashAddr(p.Dst, seedHost) & (scanBits - 1)
+	cur := &s.seen[s.slot%scanSlots]
+	if cur[h>>6]&(1<<(h&63)) == 0 {
+		cur[h>>6] |= 1 << (h & 63)
+		changed = true
+	}
+	if changed {
+		s.recount()
+	}
+	s.addPort(p.DstPort)
+	if p.Proto == capture.ProtoUDP && isNmapProbe(p) {
+		s.nmap = true
+	}
+	s.last, s.sport = p.DstAddrPort(), p.SrcPort
+}
+
+// rotate clears the quarter windows that now has left behind and reports
+// whether it cleared any.
+func (s *scanner) rotate(now time.Time) bool {
+	idx := now.UnixNano() / int64(s.d.cfg.Window/scanSlots)
+	gap := idx - s.slot
+	if gap <= 0 {
+		return false
+	}
+	for i := int64(1); i <= min(gap, scanSlots); i++ {
+		s.seen[(s.slot+i)%scanSlots] = [scanBits / 64]uint64{}
+	}
+	s.slot = idx
+	return true
+}
+
+func (s *scanner) recount() {
+	n := 0
+	for i := range scanBits / 64 {
+		var w uint64
+		for j := range scanSlots {
+			w |= s.seen[j][i]
+		}
+		n += bits.OnesCount64(w)
+	}
+	s.targets = int(bitmapCount(n, scanBits) + 0.5)
+}
+
+func (s *scanner) addPort(port uint16) {
+	i := 0
+	for ; i < s.nports && s.ports[i] < port; i++ {
+	}
+	if (i < s.nports && s.ports[i] == port) || s.nports == len(s.ports) {
+		return
+	}
+	copy(s.ports[i+1:s.nports+1], s.ports[i:s.nports])
+	s.ports[i] = port
+	s.nports++
+}
+
+func (s *scanner) lifecycle() *track { return &s.t }
+func (s *scanner) kind() Kind        { return KindScan }
+func (s *scanner) key() string       { return protoName(s.k.proto) + "/" + s.k.src.String() }
+
+// measure returns the scanner's average probe rate over its activity.
+func (s *scanner) measure(time.Time) (bool, float64, float64) {
+	d := max(s.t.last.Sub(s.t.first).Seconds(), 1)
+	return false, float64(s.t.packets) / d, float64(s.t.bytes) * 8 / d
+}
+
+func (s *scanner) reset() {
+	s.seen = [scanSlots][scanBits / 64]uint64{}
+	s.targets, s.nports, s.nmap = 0, 0, false
+}
+
+func (s *scanner) describe(a *Alert) {
+	in := &a.Incident
+	a.Src, a.Dst, a.Proto = netip.AddrPortFrom(s.k.src, s.sport), s.last, s.k.proto
+	a.Signature = sig(SIDScanUDP)
+	if s.k.proto == capture.ProtoTCP {
+		a.Signature = sig(SIDScanTCP)
+	}
+	in.Targets = s.targets
+	in.Ports = append(in.Ports, s.ports[:s.nports]...)
+	in.Tool = "unknown"
+	if s.nmap {
+		in.Tool = "nmap"
+	}
+	in.Direction = s.d.r.direction(s.k.src, s.last.Addr())
+}

@@ -1,0 +1,438 @@
+package detect
+
+import (
+	"cmp"
+	"encoding/binary"
+	"math"
+	"math/bits"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// This file holds the fixed-size structures that keep per-key state bounded
+// whatever an attacker sends: a sliding-window meter, an admission sketch
+// in front of every table keyed by attacker-controlled addresses, a
+// HyperLogLog distinct counter, a bottom-k sample of sources and a tally of
+// the reflectors of a victim. None allocates per packet once it has grown
+// to its working size.
+
+// Hash seeds, one per use, so that one key's hashes are independent.
+const (
+	seedVictim uint64 = 0x9e3779b97f4a7c15 + iota
+	seedPrefix
+	seedTarget
+	seedSource
+	seedScanner
+	seedHost
+	seedReflector
+)
+
+// mix is the splitmix64 finaliser: a fast, well-spread 64-bit hash step.
+// It is fixed, so runs are reproducible.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// hashAddr hashes an address (IPv4 as its IPv4-mapped form) with a seed.
+func hashAddr(a netip.Addr, seed uint64) uint64 {
+	b := a.As16()
+	return mix(mix(seed^binary.BigEndian.Uint64(b[:8])) ^ binary.BigEndian.Uint64(b[8:]))
+}
+
+// meterBuckets is the number of sub-windows of a meter's window.
+const meterBuckets = 5
+
+// meter counts packets and bytes over a sliding window of packet time,
+// split into meterBuckets buckets, and keeps running sums so that reading
+// a rate costs nothing. The window is the caller's, passed in each call,
+// so that a meter is only its counts.
+type meter struct {
+	cur   int64 // index of the newest bucket: time / bucket width
+	pkts  [meterBuckets]uint64
+	bytes [meterBuckets]uint64
+	sumP  uint64
+	sumB  uint64
+}
+
+// advance moves the window to now, dropping buckets that fell out of it.
+// Time that goes backwards (reordered captures) counts in the newest bucket.
+func (m *meter) advance(now time.Time, window time.Duration) {
+	idx := now.UnixNano() / int64(window/meterBuckets)
+	gap := idx - m.cur
+	if gap <= 0 {
+		return
+	}
+	if gap >= meterBuckets {
+		*m = meter{cur: idx}
+		return
+	}
+	for i := int64(1); i <= gap; i++ {
+		s := (m.cur + i) % meterBuckets
+		m.sumP -= m.pkts[s]
+		m.sumB -= m.bytes[s]
+		m.pkts[s], m.bytes[s] = 0, 0
+	}
+	m.cur = idx
+}
+
+// add counts one packet of n bytes at now.
+func (m *meter) add(now time.Time, window time.Duration, n int) {
+	m.addN(now, window, 1, uint64(n))
+}
+
+func (m *meter) addN(now time.Time, window time.Duration, pkts, n uint64) {
+	m.advance(now, window)
+	s := m.cur % meterBuckets
+	m.pkts[s] += pkts
+	m.bytes[s] += n
+	m.sumP += pkts
+	m.sumB += n
+}
+
+// subtract removes o's counts from m, bucket by bucket. Both must have been
+// advanced to the same time.
+func (m *meter) subtract(o *meter) {
+	if m.cur != o.cur {
+		return
+	}
+	for i := range m.pkts {
+		p, b := min(m.pkts[i], o.pkts[i]), min(m.bytes[i], o.bytes[i])
+		m.pkts[i] -= p
+		m.bytes[i] -= b
+		m.sumP -= p
+		m.sumB -= b
+	}
+}
+
+// rate returns packets and bits per second over the time the window covers
+// at now: its full buckets and the elapsed part of the newest, so that a
+// steady rate reads the same at any moment. Call advance first.
+func (m *meter) rate(now time.Time, window time.Duration) (pps, bps float64) {
+	width := int64(window / meterBuckets)
+	elapsed := min(max(now.UnixNano()-m.cur*width, 0), width)
+	sec := float64((meterBuckets-1)*width+elapsed) / 1e9
+	return float64(m.sumP) / sec, float64(m.sumB) * 8 / sec
+}
+
+// admission decides which new keys earn an exact entry in a bounded table.
+// While few new keys arrive, every key gets one at its first packet, so
+// counts are exact. Past a budget of new keys per epoch (a flood of forged
+// addresses) a key must first show up again: a count-min sketch counts the
+// keys that have no entry, and a key is admitted once its count stands
+// clearly above the background that the flood spreads over every counter.
+// A random-source flood so stays at one hash and two counter increments per
+// packet, and never churns the table.
+type admission struct {
+	rows     [2][admissionWidth]uint32
+	epoch    time.Duration
+	end      time.Time // end of the current epoch
+	total    uint64    // keys counted this epoch
+	free     int       // new keys still admitted outright this epoch
+	rejected uint64    // packets whose new key was not admitted
+}
+
+const (
+	admissionBits  = 14
+	admissionWidth = 1 << admissionBits
+	// admissionFree is the number of new keys admitted outright per epoch.
+	admissionFree = 256
+)
+
+// admit counts one packet of a key that has no entry and reports whether
+// the key should now get one.
+func (a *admission) admit(h uint64, now time.Time) bool {
+	if !now.Before(a.end) {
+		a.rows = [2][admissionWidth]uint32{}
+		a.total, a.free = 0, admissionFree
+		a.end = now.Truncate(a.epoch).Add(a.epoch)
+	}
+	if a.free > 0 {
+		a.free--
+		return true
+	}
+	i, j := h&(admissionWidth-1), (h>>32)&(admissionWidth-1)
+	a.rows[0][i]++
+	a.rows[1][j]++
+	a.total++
+	est := min(a.rows[0][i], a.rows[1][j])
+	// The background is the mean count per counter; a key is admitted when
+	// its count exceeds it by four standard deviations (Poisson) and by at
+	// least one more packet than its first.
+	bg := float64(a.total) / admissionWidth
+	if float64(est) >= 2+bg+4*math.Sqrt(bg) {
+		return true
+	}
+	a.rejected++
+	return false
+}
+
+// hll is a HyperLogLog distinct counter (Flajolet et al.) with 2^hllBits
+// registers. It keeps the sum of 2^-register and the count of zero
+// registers up to date, so that an estimate costs O(1).
+type hll struct {
+	reg   [1 << hllBits]uint8
+	sum   float64
+	zeros int
+}
+
+const hllBits = 10 // 1024 registers: 3.2% standard error
+
+func (h *hll) reset() {
+	h.reg = [1 << hllBits]uint8{}
+	h.sum = 1 << hllBits
+	h.zeros = 1 << hllBits
+}
+
+// add counts x and reports whether the estimate changed.
+func (h *hll) add(x uint64) bool {
+	i := x >> (64 - hllBits)
+	r := uint8(bits.LeadingZeros64(x<<hllBits|1<<(hllBits-1))) + 1
+	old := h.reg[i]
+	if r <= old {
+		return false
+	}
+	if old == 0 {
+		h.zeros--
+	}
+	h.sum += math.Ldexp(1, -int(r)) - math.Ldexp(1, -int(old))
+	h.reg[i] = r
+	return true
+}
+
+func (h *hll) estimate() float64 {
+	const m = 1 << hllBits
+	e := 0.7213 / (1 + 1.079/m) * m * m / h.sum
+	if e <= 2.5*m && h.zeros > 0 {
+		e = m * math.Log(float64(m)/float64(h.zeros)) // linear counting
+	}
+	return e
+}
+
+// sample is a bottom-k sample of the distinct sources of a window: the k
+// sources with the smallest hashes, a uniform sample of the distinct
+// sources whatever their rates, each with its exact packet count (a source
+// enters the sample at its first packet or never, because the k-th
+// smallest hash only falls). It tells what share of the sources sent at
+// most two packets.
+type sample struct {
+	h   [sampleK]uint64
+	n   [sampleK]uint32
+	len int
+	max int // index of the largest hash, once full
+}
+
+const sampleK = 64
+
+func (s *sample) reset() { s.len = 0 }
+
+func (s *sample) add(h uint64) {
+	if s.len == sampleK && h > s.h[s.max] {
+		return
+	}
+	for i := 0; i < s.len; i++ {
+		if s.h[i] == h {
+			s.n[i]++
+			return
+		}
+	}
+	if s.len < sampleK {
+		s.h[s.len], s.n[s.len] = h, 1
+		s.len++
+		if s.len == sampleK {
+			s.findMax()
+		}
+		return
+	}
+	s.h[s.max], s.n[s.max] = h, 1
+	s.findMax()
+}
+
+func (s *sample) findMax() {
+	s.max = 0
+	for i := 1; i < s.len; i++ {
+		if s.h[i] > s.h[s.max] {
+			s.max = i
+		}
+	}
+}
+
+// lowShare returns the share of sampled sources that sent at most two
+// packets.
+func (s *sample) lowShare() float64 {
+	if s.len == 0 {
+		return 0
+	}
+	low := 0
+	for i := 0; i < s.len; i++ {
+		if s.n[i] <= 2 {
+			low++
+		}
+	}
+	return float64(low) / float64(s.len)
+}
+
+// tally counts packets and bytes per address (the reflectors of a victim,
+// the hosts of a prefix) in an open-addressing table that grows from
+// tallyMin to tallyMax slots: exact for the first 3/4·tallyMax addresses.
+// Past that the table keeps its addresses and counts, and a HyperLogLog
+// seeded from it counts the distinct addresses; the busiest ones nearly
+// always arrive among the first, so the top of the list stays right.
+type tally struct {
+	tab   []reflector // slot hash 0: empty
+	n     int         // addresses in tab (removed ones included)
+	gone  int         // addresses removed
+	top   uint64      // packets of the busiest address
+	extra *hll        // distinct addresses once tab is full
+}
+
+const (
+	tallyMin = 4
+	tallyMax = 128
+)
+
+// reflector is one address that sent toward a victim (or one host of a
+// prefix) with its counts.
+type reflector struct {
+	hash    uint64
+	addr    netip.Addr
+	port    uint16 // the service port of its latest packet
+	removed bool
+	packets uint64
+	bytes   uint64
+}
+
+// reset empties the tally, keeping its buffers.
+func (t *tally) reset() {
+	clear(t.tab)
+	t.n, t.gone, t.top = 0, 0, 0
+	if t.extra != nil {
+		t.extra.reset()
+		t.extra = nil
+	}
+}
+
+// add counts a packet of n bytes from ap.
+func (t *tally) add(ap netip.AddrPort, n int) {
+	a := ap.Addr()
+	h := hashAddr(a, seedReflector) | 1
+	if t.tab == nil {
+		t.tab = make([]reflector, tallyMin)
+	}
+	r := t.find(h, a)
+	if r == nil || r.hash == 0 {
+		if t.extra != nil || (t.n+1)*4 > len(t.tab)*3 && !t.grow() {
+			t.full(h)
+			return
+		}
+		r = t.find(h, a)
+		*r = reflector{hash: h, addr: a}
+		t.n++
+	}
+	if r.removed {
+		r.removed = false
+		t.gone--
+	}
+	r.packets++
+	r.bytes += uint64(n)
+	r.port = ap.Port()
+	t.top = max(t.top, r.packets)
+}
+
+// find returns a's slot or the empty slot where it belongs; nil only when
+// the table has no room left.
+func (t *tally) find(h uint64, a netip.Addr) *reflector {
+	mask := uint64(len(t.tab) - 1)
+	for i, k := h&mask, 0; k < len(t.tab); i, k = (i+1)&mask, k+1 {
+		r := &t.tab[i]
+		if r.hash == 0 || (r.hash == h && r.addr == a) {
+			return r
+		}
+	}
+	return nil
+}
+
+// grow doubles the table up to tallyMax slots and reports whether it did.
+func (t *tally) grow() bool {
+	if len(t.tab) >= tallyMax {
+		return false
+	}
+	old := t.tab
+	t.tab = make([]reflector, 2*len(old))
+	for _, r := range old {
+		if r.hash != 0 {
+			*t.find(r.hash, r.addr) = r
+		}
+	}
+	return true
+}
+
+// full counts an address that found no room in the table.
+func (t *tally) full(h uint64) {
+	if t.extra == nil {
+		t.extra = new(hll)
+		t.extra.reset()
+		for _, r := range t.tab {
+			if r.hash != 0 && !r.removed {
+				t.extra.add(r.hash)
+			}
+		}
+	}
+	t.extra.add(h)
+}
+
+// remove takes a's counts out (a prefix's host that got its own incident).
+func (t *tally) remove(a netip.Addr) {
+	if t.tab == nil {
+		return
+	}
+	r := t.find(hashAddr(a, seedReflector)|1, a)
+	if r == nil || r.hash == 0 || r.removed {
+		return
+	}
+	r.removed, r.packets, r.bytes = true, 0, 0
+	t.gone++
+	t.top = 0
+	for _, x := range t.tab {
+		t.top = max(t.top, x.packets)
+	}
+}
+
+// count returns the number of distinct addresses.
+func (t *tally) count() int {
+	if t.extra != nil {
+		return max(int(math.Round(t.extra.estimate())), t.n-t.gone)
+	}
+	return t.n - t.gone
+}
+
+// sorted returns the addresses by packets, most first (ties by address).
+func (t *tally) sorted(dst []reflector) []reflector {
+	dst = dst[:0]
+	for _, r := range t.tab {
+		if r.hash != 0 && !r.removed {
+			dst = append(dst, r)
+		}
+	}
+	slices.SortFunc(dst, func(a, b reflector) int {
+		if a.packets != b.packets {
+			return cmp.Compare(b.packets, a.packets)
+		}
+		return a.addr.Compare(b.addr)
+	})
+	return dst
+}
+
+// bitmapCount estimates the distinct items hashed into a bitmap of m bits
+// (linear counting, Whang et al.).
+func bitmapCount(set, m int) float64 {
+	if set >= m {
+		set = m - 1
+	}
+	return -float64(m) * math.Log(1-float64(set)/float64(m))
+}

@@ -1,0 +1,222 @@
+package detect
+
+import (
+	"math"
+	"net/netip"
+	"time"
+
+	"github.com/echowatch/echowatch/capture"
+)
+
+// spoof detects floods whose sources are evidently forged, per target:
+//
+//   - bogon sources: addresses the RFC 6890 registries say are never a
+//     source (loopback, multicast, reserved, IPv4-mapped), and private
+//     and other non-global sources from outside home_net toward a routable
+//     or protected address;
+//   - land: source equal to destination;
+//   - random sources: many distinct sources in one window, nearly all of
+//     which sent one or two packets. A HyperLogLog counts the sources and a
+//     bottom-k sample of them, with exact per-source counts, measures the
+//     share that sent at most two packets; both are fixed-size, so a flood
+//     of ten million forged sources costs the same memory as one of ten.
+//
+// The incident starts at spoofed_flood.pps evidently forged packets per
+// second, or at a window of spoofed_flood.distinct_sources sources of
+// which spoofed_flood.random_share sent at most two packets.
+type spoof struct {
+	cfg     *SpoofedFloodConfig
+	r       *reporter
+	ports   *PortSet // nil: every TCP and UDP packet
+	allow   prefixSet
+	targets *table[netip.Addr, target]
+}
+
+func (d *spoof) init(cfg *SpoofedFloodConfig, s *settings, r *reporter) error {
+	d.cfg, d.r, d.ports, d.allow = cfg, r, s.spoofPorts, s.allow[KindSpoofedFlood]
+	var err error
+	d.targets, err = newTable[netip.Addr, target]("spoofed_flood.targets", cfg.MaxTargets, cfg.Window, func(t *target) bool { return r.evicted(t) })
+	return err
+}
+
+// Why a packet looks forged.
+type forgery uint8
+
+const (
+	forgedNot forgery = iota
+	forgedBogon
+	forgedLand
+)
+
+// forged says whether p's source is evidently forged: a bogon, the
+// destination itself, or a private address (RFC 1918, CGN, link-local,
+// ULA, ...) outside home_net sending toward a routable or protected
+// address, where no private source can come from.
+func forged(p *capture.Packet, home prefixSet) forgery {
+	if p.Src == p.Dst {
+		return forgedLand
+	}
+	switch classify(p.Src) {
+	case srcBogon:
+		return forgedBogon
+	case srcPrivate:
+		if home.contains(p.Src) {
+			return forgedNot
+		}
+		if home.contains(p.Dst) || classify(p.Dst) == srcGlobal {
+			return forgedBogon
+		}
+	}
+	return forgedNot
+}
+
+// examines reports whether the detector looks at p: TCP or UDP from or to
+// one of its ports.
+func (d *spoof) examines(p *capture.Packet) bool {
+	return (p.Proto == capture.ProtoUDP || p.Proto == capture.ProtoTCP) &&
+		(d.ports == nil || d.ports.Has(p.SrcPort) || d.ports.Has(p.DstPort))
+}
+
+// packet takes a packet the detector examines and whether it is evidently
+// forged.
+func (d *spoof) packet(p *capture.Packet, why forgery) {
+	if d.allow.contains(p.Src) || d.allow.contains(p.Dst) {
+		return
+	}
+	now := p.Timestamp
+	t, made := d.targets.getOrAdd(p.Dst, hashAddr(p.Dst, seedTarget), now)
+	if t == nil {
+		return
+	}
+	if made {
+		*t = target{d: d, addr: p.Dst}
+		t.reset()
+	}
+	t.count(p, why)
+	d.r.check(t, now)
+}
+
+// target is the state of one flood target.
+type target struct {
+	d      *spoof
+	addr   netip.Addr
+	t      track
+	all    meter // every examined packet to the target
+	forged meter // the bogon and land ones
+	ev     Evidence
+
+	// The random-source test runs on tumbling windows.
+	winEnd     time.Time
+	winPackets uint64
+	sources    hll
+	smp        sample
+	random     bool // this window is a random-source flood
+	prevRandom bool // so was the previous one
+	peak       int  // the most distinct sources in one window
+
+	lastSrc  netip.AddrPort // the latest source, forged ones first
+	lastDst  uint16
+	proto    uint8
+	lastBogo bool // lastSrc is evidently forged
+}
+
+var _ subject = (*target)(nil)
+
+func (t *target) count(p *capture.Packet, why forgery) {
+	w := t.d.cfg.Window
+	now := p.Timestamp
+	if t.t.fresh(now, w) {
+		t.reset()
+	}
+	t.t.see(p, w)
+	t.all.add(now, w, p.Length)
+	t.roll(now)
+
+	h := hashAddr(p.Src, seedSource)
+	changed := t.sources.add(h)
+	t.smp.add(h)
+	t.winPackets++
+	if t.random {
+		t.ev.RandomSource++
+	} else if changed {
+		// The estimate moves only when a register does: most packets of
+		// a flood from few sources skip this.
+		est := t.sources.estimate()
+		t.peak = max(t.peak, int(math.Round(est)))
+		if est >= float64(t.d.cfg.DistinctSources) && t.smp.lowShare() >= t.d.cfg.RandomShare {
+			t.random = true
+			t.ev.RandomSource += t.winPackets
+		}
+	}
+
+	switch why {
+	case forgedBogon:
+		t.ev.Bogon++
+	case forgedLand:
+		t.ev.Land++
+	}
+	if why != forgedNot {
+		t.forged.add(now, w, p.Length)
+	}
+	if why != forgedNot || !t.lastBogo {
+		t.lastSrc, t.lastBogo = p.SrcAddrPort(), why != forgedNot
+	}
+	t.lastDst, t.proto = p.DstPort, p.Proto
+}
+
+// roll starts a new random-source window when now has left the current one.
+func (t *target) roll(now time.Time) {
+	if now.Before(t.winEnd) {
+		return
+	}
+	w := t.d.cfg.Window
+	if !t.winEnd.IsZero() {
+		t.peak = max(t.peak, int(math.Round(t.sources.estimate())))
+	}
+	t.prevRandom = t.random && now.Before(t.winEnd.Add(w))
+	t.random = false
+	t.winPackets = 0
+	t.sources.reset()
+	t.smp.reset()
+	t.winEnd = now.Truncate(w).Add(w)
+}
+
+func (t *target) lifecycle() *track { return &t.t }
+func (t *target) kind() Kind        { return KindSpoofedFlood }
+func (t *target) key() string       { return t.addr.String() }
+
+func (t *target) measure(now time.Time) (bool, float64, float64) {
+	w := t.d.cfg.Window
+	t.all.advance(now, w)
+	t.forged.advance(now, w)
+	t.roll(now)
+	fpps, _ := t.forged.rate(now, w)
+	pps, bps := t.all.rate(now, w)
+	return fpps >= t.d.cfg.PPS || t.random || t.prevRandom, pps, bps
+}
+
+func (t *target) reset() {
+	t.ev = Evidence{}
+	t.peak = 0
+	t.lastBogo = false
+	t.winEnd = time.Time{}
+	t.random, t.prevRandom = false, false
+}
+
+func (t *target) describe(a *Alert) {
+	in := &a.Incident
+	a.Src, a.Dst, a.Proto = t.lastSrc, netip.AddrPortFrom(t.addr, t.lastDst), t.proto
+	a.Signature = sig(SIDSpoofedFlood)
+	in.Target = t.addr
+	in.DistinctSources = max(t.peak, int(math.Round(t.sources.estimate())))
+	in.Evidence = t.ev
+	// The sources are forged, so only the target says where the flood runs.
+	switch h := t.d.r.home; {
+	case len(h) == 0:
+		in.Direction = "unknown"
+	case h.contains(t.addr):
+		in.Direction = "inbound"
+	default:
+		in.Direction = "outbound"
+	}
+}

@@ -1,0 +1,77 @@
+package detect
+
+import (
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+)
+
+// table is a bounded map from a key to a per-key entry: an LRU that counts
+// its evictions, optionally behind an admission sketch for keys an
+// attacker controls. It has no lock: one goroutine owns it.
+type table[K comparable, V any] struct {
+	name    string
+	size    int
+	lru     *simplelru.LRU[K, *V]
+	adm     *admission // nil: every key is admitted
+	evicted uint64
+	// free holds evicted entries for reuse, with their buffers, so that
+	// churn under a flood of new keys does not allocate entries.
+	free []*V
+}
+
+// newTable makes a table of at most size entries. onEvict, if not nil, is
+// called with each entry pushed out by the bound and reports whether the
+// entry may be reused (false while something else still refers to it).
+func newTable[K comparable, V any](name string, size int, admitEpoch time.Duration, onEvict func(*V) bool) (*table[K, V], error) {
+	t := &table[K, V]{name: name, size: size}
+	if admitEpoch > 0 {
+		t.adm = &admission{epoch: admitEpoch}
+	}
+	l, err := simplelru.NewLRU[K, *V](size, func(_ K, v *V) {
+		t.evicted++
+		if onEvict == nil || onEvict(v) {
+			t.free = append(t.free, v)
+		}
+	})
+	if err != nil {
+		return nil, errorf("%s: size %d: %w", name, size, err)
+	}
+	t.lru = l
+	return t, nil
+}
+
+// get returns k's entry, or nil.
+func (t *table[K, V]) get(k K) *V {
+	v, _ := t.lru.Get(k)
+	return v
+}
+
+// getOrAdd returns k's entry, making one if k is admitted (h is k's hash
+// for the admission sketch); it returns nil for a key not admitted. made
+// reports a new entry, for the caller to fill: it may be a reused one, whose
+// old contents the caller must overwrite (keeping buffers if it likes).
+func (t *table[K, V]) getOrAdd(k K, h uint64, now time.Time) (v *V, made bool) {
+	if v, ok := t.lru.Get(k); ok {
+		return v, false
+	}
+	if t.adm != nil && !t.adm.admit(h, now) {
+		return nil, false
+	}
+	if n := len(t.free); n > 0 {
+		v, t.free = t.free[n-1], t.free[:n-1]
+	} else {
+		v = new(V)
+	}
+	t.lru.Add(k, v)
+	// An entry evicted by this Add went to the free list; v is not it.
+	return v, true
+}
+
+func (t *table[K, V]) stats() TableStats {
+	s := TableStats{Name: t.name, Len: t.lru.Len(), Cap: t.size, Evicted: t.evicted}
+	if t.adm != nil {
+		s.Rejected = t.adm.rejected
+	}
+	return s
+}
