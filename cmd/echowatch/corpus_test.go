@@ -1,0 +1,77 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func regexpMust(re string) *regexp.Regexp { return regexp.MustCompile(re) }
+
+// TestCorpus runs every capture of ../shared/corpus (real captures written
+// by others: odd link types, broken and foreign files) through echowatch:
+// no panic, no hang, exit 0 with at most a warning, or exit 1 with one line
+// that names the file.
+func TestCorpus(t *testing.T) {
+	root := filepath.Join("..", "..", "..", "shared", "corpus")
+	var files []string
+	for _, sub := range []string{"echo", "robust"} {
+		m, _ := filepath.Glob(filepath.Join(root, sub, "*"))
+		files = append(files, m...)
+	}
+	if len(files) == 0 {
+		t.Skipf("no corpus at %s (a checkout without ../shared)", root)
+	}
+	var ok, warned, refused int
+	for _, f := range files {
+		done := make(chan struct{})
+		var code int
+		var out, errOut string
+		go func() {
+			defer close(done)
+			code, out, errOut = runMain(t, nil, "-r", f, "--format", "eve", "--stats")
+		}()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: no result after 30 s", f)
+		}
+		base := filepath.Base(f)
+		switch {
+		case code == 0 && errOut == "":
+			ok++
+		case code == 0 && strings.HasPrefix(errOut, "echowatch: warning: ") && strings.Count(errOut, "\n") == 1 && strings.Contains(errOut, base):
+			warned++
+		case code == 1 && strings.HasPrefix(errOut, "echowatch: ") && strings.Count(errOut, "\n") == 1 && strings.Contains(errOut, base):
+			refused++
+		default:
+			t.Errorf("%s: exit %d, stderr %q", base, code, errOut)
+		}
+		if code == 0 && !strings.Contains(out, `"event_type":"stats"`) {
+			t.Errorf("%s: no stats event", base)
+		}
+	}
+	t.Logf("%d captures: %d read, %d read up to a cut, %d refused", len(files), ok, warned, refused)
+}
+
+// TestCorpusEchoFindings checks what the corpus's echo captures must give:
+// findings of exposure, never floods.
+func TestCorpusEchoFindings(t *testing.T) {
+	root := filepath.Join("..", "..", "..", "shared", "corpus", "echo")
+	if _, err := os.Stat(root); err != nil {
+		t.Skipf("no corpus at %s", root)
+	}
+	_, out, _ := runMain(t, nil, "-r", filepath.Join(root, "spicy-wireshark__echo.pcap"), "--format", "eve")
+	if !strings.Contains(out, `"kind":"exposed"`) {
+		t.Errorf("an echo request and its reply should show the host exposed:\n%s", out)
+	}
+	for _, name := range []string{"zeek__echo-connections.pcap.gz", "wireshark-wiki__chargen-udp.pcap", "wireshark-wiki__chargen-tcp.pcap"} {
+		_, out, _ := runMain(t, nil, "-r", filepath.Join(root, name), "--format", "eve")
+		if strings.Contains(out, `"kind":"spoofed_flood"`) {
+			t.Errorf("%s: a flood reported in ordinary echo traffic:\n%s", name, out)
+		}
+	}
+}

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestMain lets the test binary stand in for echowatch itself, so the
+// live tests can run it inside a network namespace with `ip netns exec`.
+func TestMain(m *testing.M) {
+	if os.Getenv("ECHOWATCH_AS_MAIN") == "1" {
+		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	if addr := os.Getenv("ECHOWATCH_AS_SENDER"); addr != "" {
+		os.Exit(sendUDP(addr, os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+// runMain runs echowatch in-process and returns its exit status and output.
+func runMain(t *testing.T, stdin []byte, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(args, bytes.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func pcap(name string) string { return filepath.Join("..", "..", "pcaps", name) }
+
+func TestHelpAndVersion(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"-h"}} {
+		code, out, _ := runMain(t, nil, args...)
+		if code != 0 || !strings.HasPrefix(out, "Usage: echowatch -r FILE") || !strings.Contains(out, "--home-net") {
+			t.Errorf("%v: exit %d, output %q", args, code, out)
+		}
+	}
+	if code, out, _ := runMain(t, nil, "--version"); code != 0 || out != "echowatch dev\n" {
+		t.Errorf("--version: exit %d, output %q", code, out)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	badKey := filepath.Join(dir, "bad-key.yaml")
+	os.WriteFile(badKey, []byte("home_net: [192.0.2.0/24]\nmax_flow: 10\n"), 0o644)
+	badCIDR := filepath.Join(dir, "bad-cidr.yaml")
+	os.WriteFile(badCIDR, []byte("home_net: [192.0.2.0/33]\n"), 0o644)
+	demo := pcap("demo.pcap")
+	cases := []struct {
+		args []string
+		msg  string // a regexp the one error line must match
+	}{
+		{nil, `^echowatch: nothing to read: give -r FILE or -i IFACE$`},
+		{[]string{"-r", demo, "-i", "eth0"}, `-r and -i cannot be used together`},
+		{[]string{"-r", demo, "--format", "xml"}, `--format: unknown format "xml"`},
+		{[]string{"-r", demo, "--home-net", "10.0.0.0/99"}, `10\.0\.0\.0/99`},
+		{[]string{"-r", demo, "--bogus"}, `flag provided but not defined: -bogus`},
+		{[]string{"-r", demo, "--workers", "0"}, `--workers: 0 is out of range`},
+		{[]string{"-r", demo, "--capture", "dpdk"}, `--capture: unknown method "dpdk"`},
+		{[]string{"-r", demo, "--max-flows", "-1"}, `--max-flows`},
+		{[]string{"-r", demo, "--bpf", "udp prot 7"}, `--bpf: .*"udp prot 7"`},
+		{[]string{"-r", demo, "--config", filepath.Join(dir, "missing.yaml")}, `config .*missing\.yaml: no such file or directory`},
+		{[]string{"-r", demo, "--config", badKey}, `config .*bad-key\.yaml: .*max_flow`},
+		{[]string{"-r", demo, "--config", badCIDR}, `192\.0\.2\.0/33`},
+		{[]string{"-r", demo, "stray"}, `unexpected argument "stray"`},
+	}
+	for _, c := range cases {
+		code, out, errOut := runMain(t, nil, c.args...)
+		lines := strings.Split(strings.TrimSuffix(errOut, "\n"), "\n")
+		if code != 2 || out != "" || len(lines) != 2 || !regexp.MustCompile(c.msg).MatchString(lines[0]) ||
+			lines[1] != "Try 'echowatch --help' for more information." {
+			t.Errorf("%v: exit %d, stderr %q, want exit 2 and /%s/", c.args, code, errOut, c.msg)
+		}
+	}
+}
+
+func TestRuntimeErrors(t *testing.T) {
+	dir := t.TempDir()
+	text := filepath.Join(dir, "alerts.txt")
+	os.WriteFile(text, []byte("this is not a capture\n"), 0o644)
+	cases := []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"-r", filepath.Join(dir, "none.pcap")}, `^echowatch: capture: open .*none\.pcap: no such file or directory$`},
+		{[]string{"-r", text}, `^echowatch: capture: .*alerts\.txt: not a pcap or pcapng file$`},
+		{[]string{"-r", pcap("demo.pcap"), "-r", text}, `alerts\.txt: not a pcap or pcapng file`},
+		{[]string{"-i", "echowatch-no-such-if0"}, `^echowatch: capture/live: echowatch-no-such-if0: no such device`},
+		{[]string{"-i", "echowatch-no-such-if0", "--capture", "afpacket"}, `echowatch-no-such-if0: no such device`},
+	}
+	for _, c := range cases {
+		code, out, errOut := runMain(t, nil, c.args...)
+		if code != 1 || out != "" || strings.Count(errOut, "\n") != 1 || !regexp.MustCompile(c.msg).MatchString(strings.TrimSpace(errOut)) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 1 and /%s/", c.args, code, out, errOut, c.msg)
+		}
+	}
+}
+
+// TestOfflineRun checks an offline run end to end: same alerts on every
+// run, the same from standard input, from a file split in two, and stats.
+func TestOfflineRun(t *testing.T) {
+	demo := pcap("demo.pcap")
+	code, first, errOut := runMain(t, nil, "-r", demo, "--format", "eve")
+	if code != 0 || errOut != "" {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	if n := strings.Count(first, `"event_type":"alert"`); n < 3 {
+		t.Fatalf("demo gave %d alerts:\n%s", n, first)
+	}
+	for _, kind := range []string{`"kind":"reflection"`, `"kind":"loop"`, `"kind":"scan"`} {
+		if !strings.Contains(first, kind) {
+			t.Errorf("demo alerts lack %s", kind)
+		}
+	}
+	if _, again, _ := runMain(t, nil, "-r", demo, "--format", "eve"); again != first {
+		t.Errorf("a second run differs")
+	}
+	data, err := os.ReadFile(demo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, fromStdin, _ := runMain(t, data, "-r", "-", "--format", "eve"); fromStdin != first {
+		t.Errorf("reading standard input differs from reading the file")
+	}
+	// The capture cut in two at a record boundary and read as one timeline.
+	a, b := splitPcap(t, data)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.pcap"), a, 0o644)
+	os.WriteFile(filepath.Join(dir, "b.pcap"), b, 0o644)
+	if _, split, _ := runMain(t, nil, "-r", filepath.Join(dir, "a.pcap"), "-r", filepath.Join(dir, "b.pcap"), "--format", "eve"); split != first {
+		t.Errorf("two files read as one timeline differ from the whole file")
+	}
+	// Text format: one line per alert, same count.
+	_, text, _ := runMain(t, nil, "-r", demo, "--format", "text")
+	if strings.Count(text, "\n") != strings.Count(first, "\n") || strings.Contains(text, "{") {
+		t.Errorf("text output:\n%s", text)
+	}
+	// --stats adds one stats event that counts every frame.
+	_, withStats, _ := runMain(t, nil, "-r", demo, "--format", "eve", "--stats")
+	lines := strings.Split(strings.TrimSpace(withStats), "\n")
+	last := lines[len(lines)-1]
+	if !strings.HasPrefix(withStats, first) || !strings.Contains(last, `"event_type":"stats"`) ||
+		!regexp.MustCompile(`"frames":\d+,"decoded":\d+`).MatchString(last) {
+		t.Errorf("stats event: %s", last)
+	}
+}
+
+// splitPcap cuts a classic little-endian pcap into two files at the record
+// boundary nearest its middle.
+func splitPcap(t *testing.T, data []byte) (a, b []byte) {
+	t.Helper()
+	hdr := data[:24]
+	off := 24
+	for off < len(data)/2 {
+		n := int(uint32(data[off+8]) | uint32(data[off+9])<<8 | uint32(data[off+10])<<16 | uint32(data[off+11])<<24)
+		off += 16 + n
+	}
+	return data[:off], append(append([]byte{}, hdr...), data[off:]...)
+}
+
+func TestTruncatedCaptureKeepsAlerts(t *testing.T) {
+	data, err := os.ReadFile(pcap("demo.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, whole, _ := runMain(t, nil, "-r", pcap("demo.pcap"), "--format", "eve")
+	cut := filepath.Join(t.TempDir(), "cut.pcap")
+	os.WriteFile(cut, data[:len(data)-7], 0o644)
+	code, out, errOut := runMain(t, nil, "-r", cut, "--format", "eve")
+	if code != 0 || !regexp.MustCompile(`^echowatch: warning: capture: .*cut\.pcap.*truncated.*\n$`).MatchString(errOut) {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	// Cutting the last record can only change what comes at the very end:
+	// every alert before the final incident ends is kept.
+	if got := strings.Count(out, `"phase":"start"`); got != strings.Count(whole, `"phase":"start"`) || got == 0 {
+		t.Errorf("truncated run has %d starts, whole run %d", got, strings.Count(whole, `"phase":"start"`))
+	}
+}
+
+func TestConfigFileAndFlags(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "echowatch.yaml")
+	os.WriteFile(cfgPath, []byte("format: text\nhome_net: [198.51.100.0/24]\nmax_alerts_per_second: 100\n"), 0o644)
+	_, out, _ := runMain(t, nil, "-r", pcap("demo.pcap"), "--config", cfgPath)
+	if strings.Contains(out, "{") || !strings.Contains(out, "inbound") {
+		t.Errorf("config file not applied (want text format, inbound direction):\n%s", out)
+	}
+	_, out, _ = runMain(t, nil, "-r", pcap("demo.pcap"), "--config", cfgPath, "--format", "eve", "--home-net", "203.0.113.0/24")
+	if !strings.HasPrefix(out, "{") || strings.Contains(out, `"direction":"inbound"`) {
+		t.Errorf("flags did not win over the config file:\n%s", out)
+	}
+}
+
+func TestBPFOnFiles(t *testing.T) {
+	_, all, _ := runMain(t, nil, "-r", pcap("demo.pcap"), "--format", "eve")
+	_, onlyLoop, errOut := runMain(t, nil, "-r", pcap("demo.pcap"), "--format", "eve", "--bpf", "udp port 19")
+	if errOut != "" || !strings.Contains(all, `"kind":"reflection"`) {
+		t.Fatalf("stderr %q", errOut)
+	}
+	if strings.Contains(onlyLoop, `"kind":"reflection"`) || !strings.Contains(onlyLoop, `"kind":"loop"`) {
+		t.Errorf("--bpf 'udp port 19' should keep the echo-chargen loop and drop the echo reflection:\n%s", onlyLoop)
+	}
+}

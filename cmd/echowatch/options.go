@@ -1,0 +1,330 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/echowatch/echowatch/detect"
+)
+
+// usageError is a mistake on the command line or in the configuration: exit
+// status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// config is everything a run needs. Its YAML form is the --config file;
+// flags given on the command line win over it.
+type config struct {
+	Read          []string      `yaml:"read"`
+	Interface     string        `yaml:"interface"`
+	Capture       string        `yaml:"capture"`
+	BPF           string        `yaml:"bpf"`
+	Snaplen       int           `yaml:"snaplen"`
+	Promiscuous   bool          `yaml:"promiscuous"`
+	Outputs       []string      `yaml:"outputs"`
+	Format        string        `yaml:"format"`
+	MaxFlows      int           `yaml:"max_flows"`
+	Workers       int           `yaml:"workers"`
+	Stats         bool          `yaml:"stats"`
+	StatsInterval time.Duration `yaml:"stats_interval"`
+
+	detect.Config `yaml:",inline"`
+}
+
+func defaultConfig() config {
+	return config{
+		Capture:       "pcap",
+		Snaplen:       262144,
+		Promiscuous:   true,
+		MaxFlows:      detect.DefaultMaxFlows,
+		Workers:       1,
+		StatsInterval: 60 * time.Second,
+		Config:        detect.DefaultConfig(),
+	}
+}
+
+// listFlag is a repeatable flag.
+type listFlag struct{ vals *[]string }
+
+func (l listFlag) String() string {
+	if l.vals == nil {
+		return ""
+	}
+	return strings.Join(*l.vals, ",")
+}
+
+func (l listFlag) Set(s string) error {
+	*l.vals = append(*l.vals, s)
+	return nil
+}
+
+// cidrFlag collects a comma-separated list of CIDRs into a list.
+type cidrFlag struct{ vals *[]string }
+
+func (c cidrFlag) String() string { return "" }
+
+func (c cidrFlag) Set(s string) error {
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			*c.vals = append(*c.vals, part)
+		}
+	}
+	return nil
+}
+
+const usageText = `Usage: echowatch -r FILE... [options]
+       echowatch -i IFACE [options]
+
+Watch traffic for abuse of the echo protocol and its siblings (chargen,
+daytime, qotd, time, discard): UDP reflection, service loops, spoofed
+floods, scans for these services, and hosts that still run them.
+Alerts are Suricata-compatible EVE JSON, one per line.
+
+Input:
+  -r FILE                  read a pcap or pcapng capture (gzip-compressed is
+                           fine); repeat for several files read as one
+                           timeline; - reads standard input
+  -i IFACE                 capture live on IFACE
+      --capture MODE       live capture method: pcap (libpcap, default) or
+                           afpacket (Linux TPACKET_V3 ring with fanout)
+      --bpf EXPR           only look at packets matching the tcpdump-style
+                           filter EXPR (in the kernel when live)
+      --snaplen N          bytes captured per packet (default 262144)
+      --no-promisc         do not put the interface in promiscuous mode
+      --workers N          capture workers (afpacket: one socket each in a
+                           fanout group; default 1)
+
+Detection:
+      --home-net CIDRS     the networks you protect, comma-separated; decides
+                           whether an incident is inbound or outbound
+      --max-flows N        flows tracked at most (default 1000000)
+      --update-interval D  how often an open incident is re-reported
+                           (packet time, default 60s)
+      --end-after D        quiet time after which an incident ends (default 60s)
+      --max-alerts-per-second N
+                           cap on alerts per second of packet time (default 100)
+      --sensor-name NAME   name put in every alert's host field (default:
+                           the host name)
+
+Output:
+      --output URL         where alerts go; repeatable (default stdout)
+      --format FMT         eve (JSON lines) or text (readable lines; the
+                           default when standard output is a terminal)
+      --stats              emit capture, decode and flow counters as an EVE
+                           stats event at the end (and every
+                           --stats-interval while live)
+      --stats-interval D   stats period when live (default 60s)
+
+General:
+      --config FILE        read settings from a YAML file; flags win
+      --version            print the version and exit
+  -h, --help               print this help and exit
+
+Exit status: 0 on success, 1 on a runtime failure, 2 on a usage error.
+`
+
+// parseArgs turns the command line, and the configuration file it names,
+// into a config. done is true when the run is over (--help, --version).
+func parseArgs(args []string, stdout io.Writer, stdoutIsTerminal bool) (cfg config, done bool, err error) {
+	cfg = defaultConfig()
+	var (
+		reads, outputs, homeNet       []string
+		configPath, format            string
+		noPromisc, showVersion, help  bool
+		iface, captureMode, bpf       string
+		snaplen, maxFlows, workers    int
+		maxAlerts                     int
+		stats                         bool
+		statsInterval, updateInterval time.Duration
+		endAfter                      time.Duration
+		sensorName                    string
+	)
+	fs := flag.NewFlagSet("echowatch", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Var(listFlag{&reads}, "r", "")
+	fs.StringVar(&iface, "i", "", "")
+	fs.StringVar(&captureMode, "capture", "", "")
+	fs.StringVar(&bpf, "bpf", "", "")
+	fs.IntVar(&snaplen, "snaplen", 0, "")
+	fs.BoolVar(&noPromisc, "no-promisc", false, "")
+	fs.IntVar(&workers, "workers", 0, "")
+	fs.Var(cidrFlag{&homeNet}, "home-net", "")
+	fs.IntVar(&maxFlows, "max-flows", 0, "")
+	fs.DurationVar(&updateInterval, "update-interval", 0, "")
+	fs.DurationVar(&endAfter, "end-after", 0, "")
+	fs.IntVar(&maxAlerts, "max-alerts-per-second", 0, "")
+	fs.StringVar(&sensorName, "sensor-name", "", "")
+	fs.Var(listFlag{&outputs}, "output", "")
+	fs.StringVar(&format, "format", "", "")
+	fs.BoolVar(&stats, "stats", false, "")
+	fs.DurationVar(&statsInterval, "stats-interval", 0, "")
+	fs.StringVar(&configPath, "config", "", "")
+	fs.BoolVar(&showVersion, "version", false, "")
+	fs.BoolVar(&help, "h", false, "")
+	fs.BoolVar(&help, "help", false, "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usageText)
+			return cfg, true, nil
+		}
+		return cfg, false, usagef("%v", err)
+	}
+	if help {
+		fmt.Fprint(stdout, usageText)
+		return cfg, true, nil
+	}
+	if showVersion {
+		fmt.Fprintf(stdout, "echowatch %s\n", version)
+		return cfg, true, nil
+	}
+	if fs.NArg() > 0 {
+		return cfg, false, usagef("unexpected argument %q (files are read with -r FILE)", fs.Arg(0))
+	}
+	if configPath != "" {
+		if err := loadConfigFile(configPath, &cfg); err != nil {
+			return cfg, false, err
+		}
+	}
+	// Flags given on the command line win over the file.
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["r"] {
+		cfg.Read = reads
+	}
+	if set["i"] {
+		cfg.Interface = iface
+	}
+	if set["capture"] {
+		cfg.Capture = captureMode
+	}
+	if set["bpf"] {
+		cfg.BPF = bpf
+	}
+	if set["snaplen"] {
+		cfg.Snaplen = snaplen
+	}
+	if set["no-promisc"] {
+		cfg.Promiscuous = !noPromisc
+	}
+	if set["workers"] {
+		cfg.Workers = workers
+	}
+	if set["home-net"] {
+		cfg.HomeNet = homeNet
+	}
+	if set["max-flows"] {
+		cfg.MaxFlows = maxFlows
+	}
+	if set["update-interval"] {
+		cfg.UpdateInterval = updateInterval
+	}
+	if set["end-after"] {
+		cfg.EndAfter = endAfter
+	}
+	if set["max-alerts-per-second"] {
+		cfg.MaxAlertsPerSecond = maxAlerts
+	}
+	if set["sensor-name"] {
+		cfg.SensorName = sensorName
+	}
+	if set["output"] {
+		cfg.Outputs = outputs
+	}
+	if set["format"] {
+		cfg.Format = format
+	}
+	if set["stats"] {
+		cfg.Stats = stats
+	}
+	if set["stats-interval"] {
+		cfg.StatsInterval = statsInterval
+	}
+	if cfg.Format == "" {
+		cfg.Format = "eve"
+		if stdoutIsTerminal {
+			cfg.Format = "text"
+		}
+	}
+	if len(cfg.Outputs) == 0 {
+		cfg.Outputs = []string{"stdout"}
+	}
+	if cfg.SensorName == "" {
+		cfg.SensorName, _ = os.Hostname()
+	}
+	return cfg, false, cfg.validate()
+}
+
+// loadConfigFile decodes the YAML file at path over cfg. Unknown keys are
+// an error, so a misspelt setting is not silently ignored.
+func loadConfigFile(path string, cfg *config) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return usagef("config %s: %v", path, errors.Unwrap(err))
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(io.LimitReader(f, 1<<20))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return usagef("config %s: %s", path, yamlError(err))
+	}
+	return nil
+}
+
+// validate checks the settings that are not detection's.
+func (c *config) validate() error {
+	switch {
+	case len(c.Read) == 0 && c.Interface == "":
+		return usagef("nothing to read: give -r FILE or -i IFACE")
+	case len(c.Read) > 0 && c.Interface != "":
+		return usagef("-r and -i cannot be used together")
+	case c.Capture != "pcap" && c.Capture != "afpacket":
+		return usagef("--capture: unknown method %q (want pcap or afpacket)", c.Capture)
+	case c.Snaplen < 64 || c.Snaplen > 262144:
+		return usagef("--snaplen: %d is out of range (64 to 262144)", c.Snaplen)
+	case c.Workers < 1 || c.Workers > 64:
+		return usagef("--workers: %d is out of range (1 to 64)", c.Workers)
+	case c.MaxFlows < 1:
+		return usagef("--max-flows: must be positive, not %d", c.MaxFlows)
+	case c.StatsInterval <= 0:
+		return usagef("--stats-interval: must be positive, not %v", c.StatsInterval)
+	case c.Format != "eve" && c.Format != "text":
+		return usagef("--format: unknown format %q (want eve or text)", c.Format)
+	case c.Workers > 1 && c.Interface == "":
+		return usagef("--workers: more than one worker needs live capture with --capture afpacket")
+	case c.Workers > 1 && c.Capture != "afpacket":
+		return usagef("--workers: more than one worker needs --capture afpacket")
+	}
+	for _, o := range c.Outputs {
+		if o != "stdout" {
+			return usagef("--output: unsupported output %q (this build writes to stdout)", o)
+		}
+	}
+	if err := c.Config.Validate(); err != nil {
+		return usagef("%v", err)
+	}
+	return nil
+}
+
+// yamlError puts a YAML error on one line, in the user's terms.
+func yamlError(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.TrimPrefix(msg, "unmarshal errors:\n")
+	msg = strings.ReplaceAll(msg, " in type main.config", "")
+	lines := strings.Split(msg, "\n")
+	for i := range lines {
+		lines[i] = strings.TrimSpace(lines[i])
+	}
+	return strings.Join(lines, "; ")
+}

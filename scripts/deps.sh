@@ -1,0 +1,15 @@
+#!/bin/sh
+# Installs, on Debian, what echowatch needs to build and test: libpcap's
+# headers for live capture, iproute2 for the network-namespace tests, rsyslog
+# for the syslog tests. Does nothing for what is already there.
+set -eu
+need=""
+for pkg in "$@"; do
+	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need="$need $pkg"
+done
+[ -z "$need" ] && exit 0
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo=sudo
+echo "installing:$need" >&2
+$sudo apt-get update -qq
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
