@@ -117,7 +117,7 @@ func OpenFiles(paths []string, stdin io.Reader) (*FileSource, error) {
 			continue
 		}
 		if info, err := os.Stat(p); err == nil && !info.Mode().IsRegular() && !info.IsDir() {
-			continue // a pipe or a device: sniffing would eat its header
+			_ = info
 		}
 		fr, err := openFile(p, sniffBufferSize)
 		if err != nil {

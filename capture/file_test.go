@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -590,6 +591,32 @@ func TestTruncated(t *testing.T) {
 				t.Errorf("FileStats()[0].Err = %v, truncated %v", st.Err, truncated)
 			}
 		})
+	}
+}
+
+// A named pipe, such as bash's <(zcat a.pcap.gz), can be read only once:
+// OpenFiles must leave its bytes to ReadFrame, as for stdin.
+func TestNamedPipe(t *testing.T) {
+	mkfifo, err := exec.LookPath("mkfifo")
+	if err != nil {
+		t.Skip("no mkfifo:", err)
+	}
+	recs := testRecs()
+	fifo := filepath.Join(t.TempDir(), "pipe")
+	if out, err := exec.Command(mkfifo, fifo).CombinedOutput(); err != nil {
+		t.Fatalf("mkfifo: %v: %s", err, out)
+	}
+	wrote := make(chan error, 1)
+	go func() { wrote <- os.WriteFile(fifo, pcapLE(t, true, layers.LinkTypeEthernet, recs), 0) }()
+
+	src, err := capture.OpenFiles([]string{fifo}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	checkEvents(t, readEvents(t, src), wantFrames(recs, 1, layers.LinkTypeEthernet))
+	if err := <-wrote; err != nil {
+		t.Errorf("writing to the pipe: %v", err)
 	}
 }
 

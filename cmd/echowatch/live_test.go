@@ -91,7 +91,7 @@ func TestLiveCapture(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			args := append([]string{"netns", "exec", sensor, os.Args[0], "-i", "ew1", "--format", "eve",
-				"--stats", "--home-net", "198.18.0.0/30", "--sensor-name", "e2e"}, mode...)
+				"--stats", "--stats-interval", "300ms", "--home-net", "198.18.0.0/30", "--sensor-name", "e2e"}, mode...)
 			cmd := exec.CommandContext(ctx, "ip", args...)
 			cmd.Env = append(os.Environ(), "ECHOWATCH_AS_MAIN=1")
 			var stdout strings.Builder
@@ -144,6 +144,11 @@ func TestLiveCapture(t *testing.T) {
 					t.Errorf("output lacks %s:\n%s", want, out)
 				}
 			}
+			// Stats come every interval while live (the sender runs 1 s), and
+			// once more at the end.
+			if n := strings.Count(out, `"event_type":"stats"`); n < 3 {
+				t.Errorf("%d stats events, want one every 300ms and one at the end", n)
+			}
 			// Every datagram sent was captured, decoded and counted (ARP and
 			// ICMP unreachables come on top).
 			frames := regexpInt(t, out, `"decoded":(\d+)`)
@@ -156,10 +161,11 @@ func TestLiveCapture(t *testing.T) {
 
 func regexpInt(t *testing.T, s, re string) int {
 	t.Helper()
-	m := regexpMust(re).FindStringSubmatch(s)
-	if m == nil {
+	all := regexpMust(re).FindAllStringSubmatch(s, -1)
+	if all == nil {
 		t.Fatalf("no match for %s in %s", re, s)
 	}
+	m := all[len(all)-1] // the final stats
 	n, _ := strconv.Atoi(m[1])
 	return n
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -204,4 +205,37 @@ func TestBPFOnFiles(t *testing.T) {
 	if strings.Contains(onlyLoop, `"kind":"reflection"`) || !strings.Contains(onlyLoop, `"kind":"loop"`) {
 		t.Errorf("--bpf 'udp port 19' should keep the echo-chargen loop and drop the echo reflection:\n%s", onlyLoop)
 	}
+}
+
+// TestExampleConfig keeps the documented example configuration true: it
+// loads, and it says exactly what the defaults are.
+func TestExampleConfig(t *testing.T) {
+	got := defaultConfig()
+	if err := loadConfigFile(filepath.Join("..", "..", "echowatch.example.yaml"), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := defaultConfig()
+	if !reflect.DeepEqual(normalize(got), normalize(want)) {
+		t.Errorf("echowatch.example.yaml differs from the defaults:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// normalize treats nil and empty lists alike.
+func normalize(c config) config {
+	v := reflect.ValueOf(&c).Elem()
+	var walk func(v reflect.Value)
+	walk = func(v reflect.Value) {
+		switch v.Kind() {
+		case reflect.Struct:
+			for i := range v.NumField() {
+				walk(v.Field(i))
+			}
+		case reflect.Slice:
+			if v.Len() == 0 && v.CanSet() {
+				v.Set(reflect.Zero(v.Type()))
+			}
+		}
+	}
+	walk(v)
+	return c
 }

@@ -48,6 +48,7 @@ func defaultConfig() config {
 		Capture:       "pcap",
 		Snaplen:       262144,
 		Promiscuous:   true,
+		Outputs:       []string{"stdout"},
 		MaxFlows:      detect.DefaultMaxFlows,
 		Workers:       1,
 		StatsInterval: 60 * time.Second,
@@ -258,7 +259,7 @@ func parseArgs(args []string, stdout io.Writer, stdoutIsTerminal bool) (cfg conf
 		}
 	}
 	if len(cfg.Outputs) == 0 {
-		cfg.Outputs = []string{"stdout"}
+		return cfg, false, usagef("outputs: at least one output is needed (stdout is the default)")
 	}
 	if cfg.SensorName == "" {
 		cfg.SensorName, _ = os.Hostname()
