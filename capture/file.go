@@ -10,7 +10,8 @@ import (
 	"io/fs"
 	"math"
 	"os"
-	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -50,15 +51,27 @@ var errBudget = fmt.Errorf("a record is longer than %d MiB", readBudget>>20)
 // FileSource is a Source that reads capture files one after the other as a
 // single timeline, in the order given, as OpenFiles describes.
 //
-// A FileSource is used by one goroutine at a time: Close must not run
-// concurrently with ReadFrame.
+// ReadFrame is for one goroutine at a time. Close and FileStats may be
+// called from any goroutine, also while ReadFrame runs: Close then closes
+// the file being read and ReadFrame returns an error wrapping os.ErrClosed
+// (a read blocked on standard input, which is not ours to close, returns
+// only when its writer writes or goes away).
 type FileSource struct {
-	stdin io.Reader
-	files []FileStats // one per input, in order
-	next  int         // index in files of the next input to open
-	cur   *fileReader // the open input (files[next-1]), nil between inputs
+	stdin  io.Reader
+	inputs []input     // one per path, in order
+	next   int         // index in inputs of the next to open
+	cur    *fileReader // the input being read (inputs[next-1]), nil between inputs
 
-	closed bool
+	closed atomic.Bool
+	mu     sync.Mutex // guards file and every input's err; never taken per frame
+	file   *os.File   // the file being read, for Close to close
+}
+
+// input is one path of the timeline and what was read from it.
+type input struct {
+	name          string
+	frames, bytes atomic.Uint64
+	err           error
 }
 
 // FileStats counts what a FileSource read from one input.
@@ -102,10 +115,10 @@ func OpenFiles(paths []string, stdin io.Reader) (*FileSource, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("capture: no capture file given")
 	}
-	s := &FileSource{stdin: stdin, files: make([]FileStats, len(paths))}
+	s := &FileSource{stdin: stdin, inputs: make([]input, len(paths))}
 	sawStdin := false
 	for i, p := range paths {
-		s.files[i].Name = p
+		s.inputs[i].name = p
 		if p == "-" {
 			if sawStdin {
 				return nil, errors.New("capture: stdin (-) given more than once")
@@ -117,13 +130,13 @@ func OpenFiles(paths []string, stdin io.Reader) (*FileSource, error) {
 			continue
 		}
 		if info, err := os.Stat(p); err == nil && !info.Mode().IsRegular() && !info.IsDir() {
-			_ = info
+			continue // a pipe or a device: sniffing would eat its header
 		}
 		fr, err := openFile(p, sniffBufferSize)
 		if err != nil {
 			return nil, err
 		}
-		fr.close()
+		fr.file.Close()
 	}
 	return s, nil
 }
@@ -131,60 +144,92 @@ func OpenFiles(paths []string, stdin io.Reader) (*FileSource, error) {
 // ReadFrame fills f with the next frame of the timeline. f.Data is borrowed
 // until the next call. See OpenFiles for the errors it returns.
 func (s *FileSource) ReadFrame(f *Frame) error {
-	if s.closed {
-		return fmt.Errorf("capture: read frame: %w", os.ErrClosed)
-	}
 	for {
+		if s.closed.Load() {
+			return errClosed()
+		}
 		if s.cur == nil {
-			if s.next == len(s.files) {
+			if s.next == len(s.inputs) {
 				return io.EOF
 			}
-			st := &s.files[s.next]
+			in := &s.inputs[s.next]
 			s.next++
-			fr, err := s.open(st.Name)
+			fr, err := s.open(in.name)
 			if err != nil {
-				st.Err = err
+				s.setErr(in, err)
 				return err
+			}
+			if !s.track(fr.file) {
+				return errClosed()
 			}
 			s.cur = fr
 		}
-		st := &s.files[s.next-1]
+		in := &s.inputs[s.next-1]
 		err := s.cur.read(f)
 		if err == nil {
-			st.Frames++
-			st.Bytes += uint64(f.CaptureLength)
+			in.frames.Add(1)
+			in.bytes.Add(uint64(f.CaptureLength))
 			return nil
 		}
-		s.cur.close()
+		s.track(nil)
 		s.cur = nil
-		if err == io.EOF {
+		switch {
+		case err == io.EOF:
 			continue
+		case s.closed.Load():
+			// The read failed because Close closed the file.
+			return errClosed()
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			// A record cut short is the usual end of a capture that was
+			// copied while still being written, or killed mid-write.
+			err = fmt.Errorf("capture: %s: %w after %d packets", displayName(in.name), ErrTruncated, in.frames.Load())
+		default:
+			err = fmt.Errorf("capture: read %s after %d packets: %w", displayName(in.name), in.frames.Load(), err)
 		}
-		// A record cut short is the usual end of a capture that was
-		// copied while still being written, or killed mid-write.
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			err = fmt.Errorf("capture: %s: %w after %d packets", displayName(st.Name), ErrTruncated, st.Frames)
-		} else {
-			err = fmt.Errorf("capture: read %s after %d packets: %w", displayName(st.Name), st.Frames, err)
-		}
-		st.Err = err
+		s.setErr(in, err)
 		return err
 	}
 }
 
-// Close closes the file being read, if any. It is safe to call twice;
-// ReadFrame after Close returns an error wrapping os.ErrClosed. Standard
-// input is not closed: it is not ours.
+func errClosed() error { return fmt.Errorf("capture: read frame: %w", os.ErrClosed) }
+
+// track makes f the file Close closes, after closing the one before. It
+// reports false, and closes f, if the source is closed.
+func (s *FileSource) track(f *os.File) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.file != nil {
+		s.file.Close()
+	}
+	s.file = f
+	if s.closed.Load() && f != nil {
+		f.Close()
+		s.file = nil
+		return false
+	}
+	return true
+}
+
+func (s *FileSource) setErr(in *input, err error) {
+	s.mu.Lock()
+	in.err = err
+	s.mu.Unlock()
+}
+
+// Close closes the file being read, if any. It is safe to call twice, and
+// from another goroutine than ReadFrame's. Standard input is not closed:
+// it is not ours.
 func (s *FileSource) Close() error {
-	if s.closed {
+	if s.closed.Swap(true) {
 		return nil
 	}
-	s.closed = true
-	if s.cur == nil {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.file == nil {
 		return nil
 	}
-	err := s.cur.close()
-	s.cur = nil
+	err := s.file.Close()
+	s.file = nil
 	if err != nil {
 		return fmt.Errorf("capture: %w", err)
 	}
@@ -192,9 +237,16 @@ func (s *FileSource) Close() error {
 }
 
 // FileStats returns the counters of every input, in the order given, as
-// far as the timeline got. It is meant for progress and a final summary.
+// far as the timeline got: for progress, and a summary at the end.
 func (s *FileSource) FileStats() []FileStats {
-	return slices.Clone(s.files)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]FileStats, len(s.inputs))
+	for i := range s.inputs {
+		in := &s.inputs[i]
+		out[i] = FileStats{Name: in.name, Frames: in.frames.Load(), Bytes: in.bytes.Load(), Err: in.err}
+	}
+	return out
 }
 
 func (s *FileSource) open(name string) (*fileReader, error) {
@@ -303,6 +355,9 @@ func newFileReader(r io.Reader, bufSize int) (*fileReader, error) {
 		if err != nil {
 			return nil, headerError("pcapng", err)
 		}
+		if err := checkNgLinkTypes(ng); err != nil {
+			return nil, err
+		}
 		fr.src, fr.ng = ng, ng
 	case isPcapMagic(magic):
 		pr, err := pcapgo.NewReader(br)
@@ -314,6 +369,9 @@ func newFileReader(r io.Reader, bufSize int) (*fileReader, error) {
 		if pr.Snaplen() > maxRecordLength {
 			pr.SetSnaplen(maxRecordLength)
 		}
+		if !SupportedLinkType(pr.LinkType()) {
+			return nil, unsupportedLinkType(pr.LinkType())
+		}
 		fr.src, fr.linkType = pr, pr.LinkType()
 	case bytes.Equal(magic, []byte{0x34, 0xcd, 0xb2, 0xa1}), bytes.Equal(magic, []byte{0xa1, 0xb2, 0xcd, 0x34}):
 		return nil, errors.New("modified pcap (Kuznetzov's format) is not supported")
@@ -321,6 +379,36 @@ func newFileReader(r io.Reader, bufSize int) (*fileReader, error) {
 		return nil, ErrNotCapture
 	}
 	return fr, nil
+}
+
+// ErrUnsupportedLinkType is wrapped by the error for a capture none of
+// whose frames the decoder could read.
+var ErrUnsupportedLinkType = errors.New("unsupported link type")
+
+func unsupportedLinkType(lt layers.LinkType) error {
+	name := fmt.Sprintf("%d", uint16(lt))
+	if s := lt.String(); s != "UnknownLinkType" {
+		name += " (" + s + ")"
+	}
+	return fmt.Errorf("%w %s: echowatch decodes Ethernet, Linux cooked (SLL, SLL2), raw IP and BSD loopback",
+		ErrUnsupportedLinkType, name)
+}
+
+// checkNgLinkTypes refuses a pcapng file none of whose interfaces, as far
+// as the reader has seen them, has a link type we decode. A file that mixes
+// decodable and other interfaces is read; the other frames are counted as
+// dropped by the decoder.
+func checkNgLinkTypes(ng *pcapgo.NgReader) error {
+	n := ng.NInterfaces()
+	for i := range n {
+		if ifc, err := ng.Interface(i); err == nil && SupportedLinkType(ifc.LinkType) {
+			return nil
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	return unsupportedLinkType(ng.LinkType())
 }
 
 // isPcapMagic reports whether b starts with the magic number of a classic
@@ -403,13 +491,6 @@ func (fr *fileReader) readData(n int) ([]byte, error) {
 		return nil, err
 	}
 	return data, nil
-}
-
-func (fr *fileReader) close() error {
-	if fr.file == nil {
-		return nil
-	}
-	return fr.file.Close()
 }
 
 // budgetReader fails once left bytes have been read; read resets left

@@ -557,7 +557,10 @@ func TestTruncated(t *testing.T) {
 		{"pcap cut in a record header", pcap[:82+10], func(name string) []string {
 			return append(pcapFrames(1), after(name, 1))
 		}},
-		{"pcap cut in record data", pcap[:158+16+0], func(name string) []string {
+		{"pcap cut in record data", pcap[:82+16+30], func(name string) []string {
+			return append(pcapFrames(1), after(name, 1))
+		}},
+		{"pcap record header, then none of its data", pcap[:158+16], func(name string) []string {
 			return append(pcapFrames(2), after(name, 2))
 		}},
 		{"pcap cut between records is a clean end", pcap[:158], func(string) []string {
@@ -606,15 +609,25 @@ func TestNamedPipe(t *testing.T) {
 	if out, err := exec.Command(mkfifo, fifo).CombinedOutput(); err != nil {
 		t.Fatalf("mkfifo: %v: %s", err, out)
 	}
+	data := pcapLE(t, true, layers.LinkTypeEthernet, recs)
 	wrote := make(chan error, 1)
-	go func() { wrote <- os.WriteFile(fifo, pcapLE(t, true, layers.LinkTypeEthernet, recs), 0) }()
+	go func() { wrote <- os.WriteFile(fifo, data, 0) }()
 
 	src, err := capture.OpenFiles([]string{fifo}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	checkEvents(t, readEvents(t, src), wantFrames(recs, 1, layers.LinkTypeEthernet))
+	// Had OpenFiles read the header, the writer is gone and ReadFrame
+	// waits for another forever.
+	read := make(chan []string, 1)
+	go func() { read <- readEvents(t, src) }()
+	select {
+	case got := <-read:
+		checkEvents(t, got, wantFrames(recs, 1, layers.LinkTypeEthernet))
+	case <-time.After(10 * time.Second):
+		t.Fatal("ReadFrame blocked on the pipe for 10 s")
+	}
 	if err := <-wrote; err != nil {
 		t.Errorf("writing to the pipe: %v", err)
 	}
@@ -714,8 +727,9 @@ func TestHugeRecordFromStream(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	want := []string{"error: capture: read stdin after 0 packets: a record is longer than 16 MiB"}
 	checkEvents(t, got, want)
-	// pcapgo's buffer doubles past 16 MiB: 64 MiB in all.
-	if n := after.TotalAlloc - before.TotalAlloc; n > 80<<20 {
+	// pcapgo's buffer doubles past 16 MiB: 64 MiB in all (twice that
+	// under the race detector), not the 4 GiB the record claims.
+	if n := after.TotalAlloc - before.TotalAlloc; n > 256<<20 {
 		t.Errorf("allocated %d MiB for one record", n>>20)
 	}
 }
@@ -761,6 +775,62 @@ func TestClose(t *testing.T) {
 	}
 	if err := src.ReadFrame(&f); !errors.Is(err, os.ErrClosed) {
 		t.Errorf("ReadFrame after Close = %v, want os.ErrClosed", err)
+	}
+}
+
+// repeat is an endless stream of one byte sequence.
+type repeat struct {
+	b   []byte
+	off int
+}
+
+func (r *repeat) Read(p []byte) (int, error) {
+	for n := 0; n < len(p); {
+		c := copy(p[n:], r.b[r.off:])
+		n += c
+		r.off = (r.off + c) % len(r.b)
+	}
+	return len(p), nil
+}
+
+// Close may come from another goroutine while ReadFrame runs, as on a
+// signal: reading then ends with os.ErrClosed, not a panic or a complaint
+// about the file.
+func TestCloseWhileReading(t *testing.T) {
+	recs := manyRecs(20000)
+	a := writeFile(t, t.TempDir(), "a.pcap", pcapLE(t, false, layers.LinkTypeEthernet, recs))
+	// Then endless frames from stdin, so that the reads end only by Close.
+	pcap := pcapLE(t, false, layers.LinkTypeEthernet, recs[:1])
+	stdin := io.MultiReader(bytes.NewReader(pcap[:24]), &repeat{b: pcap[24:]})
+	src, err := capture.OpenFiles([]string{a, "-"}, stdin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	ended := make(chan error, 1)
+	go func() {
+		var f capture.Frame
+		for n := 0; ; n++ {
+			if n == 100 {
+				close(started)
+			}
+			if err := src.ReadFrame(&f); err != nil {
+				ended <- err
+				return
+			}
+		}
+	}()
+	<-started
+	if err := src.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if err := <-ended; !errors.Is(err, os.ErrClosed) {
+		t.Errorf("ReadFrame ended with %v, want os.ErrClosed", err)
+	}
+	for _, st := range src.FileStats() {
+		if st.Err != nil {
+			t.Errorf("%s: Err = %v, want none", st.Name, st.Err)
+		}
 	}
 }
 
@@ -887,6 +957,7 @@ func FuzzFileReader(f *testing.F) {
 	f.Add(gzipBytes(f, ng))        // gzip pcapng
 	f.Add(pcap[:20])               // pcap header cut
 	f.Add(pcap[:100])              // pcap cut in the second record
+	f.Add(pcap[:158+16])           // pcap record header, then none of its data
 	f.Add(ng[:len(ng)-3])          // pcapng cut in the last block
 	f.Add(gzipBytes(f, pcap)[:60]) // gzip stream cut
 	f.Add([]byte{})                // empty
@@ -1040,9 +1111,13 @@ func TestCorpus(t *testing.T) {
 		// Ethernet and NULL interfaces in one section: tcpdump refuses
 		// the file, the MANIFEST (capinfos) counts 5.
 		{"robust/pcapng-test-generator__output_le_advanced_test100.pcapng", 5, ""},
-		// The first record has captured length 255, wire length 225;
-		// tcpdump reads it.
-		{"robust/libpcap__filter_slip-sliplink_print-oobr.pcap", 1, ""},
+		// SLIP: a link type the decoder does not read, refused up front
+		// (TestReadHeaderVariants reads such a record, captured length
+		// above wire length, in Ethernet).
+		{"robust/libpcap__filter_slip-sliplink_print-oobr.pcap", 0,
+			"capture: read FILE: unsupported link type 8: echowatch decodes Ethernet, Linux cooked (SLL, SLL2), raw IP and BSD loopback"},
+		{"robust/zeek__radiotap.pcap", 0,
+			"capture: read FILE: unsupported link type 127 (RadioTap): echowatch decodes Ethernet, Linux cooked (SLL, SLL2), raw IP and BSD loopback"},
 		// Cut mid-record: tcpdump reads 1 and says "truncated dump file".
 		{"robust/dpkt__truncated_dns_2.pcap", 1,
 			"capture: FILE: capture file is truncated after 1 packets"},

@@ -3,6 +3,7 @@ package capture
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 )
 
 // Filter decides which frames to keep, like a BPF program applied in user
@@ -12,11 +13,13 @@ type Filter interface {
 }
 
 // FilteredSource is a Source that delivers only the frames of another
-// Source that a Filter matches, and counts the others.
+// Source that a Filter matches, and counts the others. ReadFrame is for one
+// goroutine at a time; the other methods may be called from any goroutine
+// when the inner Source allows it.
 type FilteredSource struct {
 	src      Source
 	flt      Filter
-	rejected uint64
+	rejected atomic.Uint64
 }
 
 var (
@@ -24,9 +27,9 @@ var (
 	_ StatsSource = (*FilteredSource)(nil)
 )
 
-// Filtered returns a Source that reads src and skips the frames flt does
-// not match. Errors from src pass through unchanged, so a FileSource keeps
-// going with its next file after an error just as without the filter.
+// Filtered returns a FilteredSource that reads src and skips the frames flt
+// does not match. Errors from src pass through unchanged, so a FileSource
+// goes on with its next file after an error just as without the filter.
 // Closing the FilteredSource closes src.
 //
 // The optional interfaces of src are reached through Unwrap; Stats is
@@ -45,7 +48,7 @@ func (s *FilteredSource) ReadFrame(f *Frame) error {
 		if s.flt.Match(f) {
 			return nil
 		}
-		s.rejected++
+		s.rejected.Add(1)
 	}
 }
 
@@ -53,7 +56,7 @@ func (s *FilteredSource) ReadFrame(f *Frame) error {
 func (s *FilteredSource) Close() error { return s.src.Close() }
 
 // Rejected returns how many frames the filter has skipped.
-func (s *FilteredSource) Rejected() uint64 { return s.rejected }
+func (s *FilteredSource) Rejected() uint64 { return s.rejected.Load() }
 
 // Unwrap returns the inner Source, for its optional interfaces (such as
 // FileSource.FileStats).

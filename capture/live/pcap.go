@@ -75,7 +75,12 @@ func OpenPcap(cfg Config) (*Pcap, error) {
 		h.Close()
 		return nil, bpfError(cfg.Interface, cfg.BPF, err)
 	}
-	p := &Pcap{iface: cfg.Interface, linkType: fromDLT(h.LinkType()), handle: h}
+	lt := fromDLT(h.LinkType())
+	if !capture.SupportedLinkType(lt) {
+		h.Close()
+		return nil, fmt.Errorf("capture/live: %s: link type %d (%s) is not one echowatch decodes", cfg.Interface, uint16(lt), lt)
+	}
+	p := &Pcap{iface: cfg.Interface, linkType: lt, handle: h}
 	p.lease = newLease(p.release)
 	return p, nil
 }
