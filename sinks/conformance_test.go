@@ -1,0 +1,120 @@
+package sinks_test
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/echowatch/echowatch/sinks"
+	"github.com/echowatch/echowatch/sinks/sinkstest"
+)
+
+// TestConformance runs the suite every output passes, each against a real
+// destination on this machine.
+func TestConformance(t *testing.T) {
+	t.Run("Writer", func(t *testing.T) {
+		sinkstest.Run(t, func(t *testing.T) sinkstest.Target {
+			// Standard output redirected to a file, as a service manager does.
+			f, err := os.Create(filepath.Join(t.TempDir(), "stdout"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { f.Close() })
+			return sinkstest.Target{Dialer: &sinks.Writer{W: f}, Received: linesOf(t, f.Name())}
+		})
+	})
+	t.Run("File", func(t *testing.T) {
+		sinkstest.Run(t, func(t *testing.T) sinkstest.Target {
+			path := filepath.Join(t.TempDir(), "alerts.json")
+			return sinkstest.Target{Dialer: &sinks.File{Path: path}, Received: linesOf(t, path)}
+		})
+	})
+	for _, network := range []string{"udp", "tcp", "tls", "unix"} {
+		t.Run("Syslog/"+network, func(t *testing.T) {
+			sinkstest.Run(t, func(t *testing.T) sinkstest.Target {
+				r := sinkstest.StartRsyslog(t, network)
+				return sinkstest.Target{
+					Dialer:   newSyslog(t, r, sinks.RFC5424),
+					Received: syslogEVE(r),
+					Stop:     r.Stop, Start: r.Start,
+					Lossy: network == "udp" || network == "unix",
+					Blind: network == "udp",
+				}
+			})
+		})
+	}
+	t.Run("Kafka", func(t *testing.T) {
+		sinkstest.Run(t, func(t *testing.T) sinkstest.Target {
+			k := sinkstest.StartKafka(t, "alerts", 4)
+			return sinkstest.Target{
+				Dialer:   newKafka(t, sinks.KafkaConfig{Brokers: []string{k.Addr}, Topic: k.Topic}),
+				Received: kafkaEVE(k),
+				Stop:     k.Stop, Start: k.Start,
+			}
+		})
+	})
+}
+
+func newSyslog(t testing.TB, r *sinkstest.Rsyslog, format sinks.SyslogFormat) *sinks.Syslog {
+	t.Helper()
+	cfg := sinks.SyslogConfig{Network: r.Network, Addr: r.Addr, Format: format, Hostname: "sensor-1", Version: "1.2.3"}
+	if r.Certs != nil {
+		cfg.TLS = r.Certs.ClientTLS()
+	}
+	s, err := sinks.NewSyslog(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func newKafka(t testing.TB, cfg sinks.KafkaConfig) *sinks.Kafka {
+	t.Helper()
+	k, err := sinks.NewKafka(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// linesOf returns a reader of a file's lines.
+func linesOf(t *testing.T, path string) func() []string {
+	return func() []string {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil
+		}
+		defer f.Close()
+		var lines []string
+		sc := bufio.NewScanner(f)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			lines = append(lines, sc.Text())
+		}
+		return lines
+	}
+}
+
+// syslogEVE returns a reader of the EVE JSON rsyslog received as MSG.
+func syslogEVE(r *sinkstest.Rsyslog) func() []string {
+	return func() []string {
+		var eve []string
+		for _, m := range r.Messages() {
+			eve = append(eve, strings.TrimPrefix(m.Msg, " "))
+		}
+		return eve
+	}
+}
+
+// kafkaEVE returns a reader of the record values in the topic.
+func kafkaEVE(k *sinkstest.Kafka) func() []string {
+	return func() []string {
+		var eve []string
+		for _, r := range k.All() {
+			eve = append(eve, string(r.Value))
+		}
+		return eve
+	}
+}

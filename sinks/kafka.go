@@ -1,0 +1,439 @@
+package sinks
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	metadataAPI "github.com/segmentio/kafka-go/protocol/metadata"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
+)
+
+// KafkaConfig is where and how a Kafka output produces.
+type KafkaConfig struct {
+	Brokers []string // host:port of one or more brokers
+	Topic   string
+	// Acks is how many replicas must have a message before it counts as
+	// delivered: "all" (the in-sync replicas; default), "leader" or "none".
+	Acks string
+	// Compression is "none" (default), "gzip", "snappy", "lz4" or "zstd".
+	Compression string
+	TLS         *tls.Config // nil speaks plaintext
+	SASL        SASLConfig
+	// AutoCreate lets the broker create a missing topic (if it is
+	// configured to); without it a missing topic is an error at start-up.
+	AutoCreate bool
+	// BatchTimeout is how long a partly filled batch waits for more
+	// messages; default 5ms (the library's default holds each alert 1s).
+	BatchTimeout time.Duration
+	// WriteTimeout bounds one produce request; default 10s.
+	WriteTimeout time.Duration
+	// ClientID names the producer to the brokers; default "echowatch".
+	ClientID string
+	// SensorName keys events that are not alerts (stats), so each
+	// sensor's stay in order on one partition.
+	SensorName string
+}
+
+// SASLConfig authenticates to the brokers.
+type SASLConfig struct {
+	Mechanism string // "" (none), "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512"
+	Username  string
+	Password  string
+}
+
+// Kafka is the destination for an output to a Kafka topic. Each message's
+// key is the incident key (Alert.Key: victim, target, scanner or endpoint
+// pair), so one incident's alerts go to one partition, in order, and its
+// value is the EVE JSON. Partitions are chosen like the Java client's
+// default partitioner (murmur2), so other producers and stream processors
+// agree on where a key lives.
+type Kafka struct {
+	cfg         KafkaConfig
+	addr        net.Addr
+	transport   *kafka.Transport
+	acks        kafka.RequiredAcks
+	compression kafka.Compression
+}
+
+var (
+	_ Dialer  = (*Kafka)(nil)
+	_ Checker = (*Kafka)(nil)
+)
+
+// A round of messages handed to the writer at once is bounded so that each
+// partition's share fits one batch of the writer, and one produce request
+// (the broker's message.max.bytes is 1 MiB by default): a failure then
+// fails all of a partition's share or none of it.
+const (
+	kafkaBatchBytes = 1 << 20
+	kafkaBatchSize  = 1000
+)
+
+// NewKafka checks cfg and returns the destination; it does no I/O.
+func NewKafka(cfg KafkaConfig) (*Kafka, error) {
+	if len(cfg.Brokers) == 0 {
+		return nil, errors.New("sinks/kafka: no broker")
+	}
+	for _, b := range cfg.Brokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			return nil, fmt.Errorf("sinks/kafka: broker %q: want host:port", b)
+		}
+	}
+	if cfg.Topic == "" || strings.ContainsAny(cfg.Topic, "/ ") {
+		return nil, fmt.Errorf("sinks/kafka: bad topic %q", cfg.Topic)
+	}
+	k := &Kafka{cfg: cfg, addr: kafka.TCP(cfg.Brokers...)}
+	switch strings.ToLower(cfg.Acks) {
+	case "", "all", "-1":
+		k.acks = kafka.RequireAll
+	case "leader", "1":
+		k.acks = kafka.RequireOne
+	case "none", "0":
+		k.acks = kafka.RequireNone
+	default:
+		return nil, fmt.Errorf("sinks/kafka: acks %q: want all, leader or none", cfg.Acks)
+	}
+	switch strings.ToLower(cfg.Compression) {
+	case "", "none":
+	case "gzip":
+		k.compression = kafka.Gzip
+	case "snappy":
+		k.compression = kafka.Snappy
+	case "lz4":
+		k.compression = kafka.Lz4
+	case "zstd":
+		k.compression = kafka.Zstd
+	default:
+		return nil, fmt.Errorf("sinks/kafka: compression %q: want none, gzip, snappy, lz4 or zstd", cfg.Compression)
+	}
+	var mech sasl.Mechanism
+	switch strings.ToUpper(cfg.SASL.Mechanism) {
+	case "":
+	case "PLAIN":
+		mech = plain.Mechanism{Username: cfg.SASL.Username, Password: cfg.SASL.Password}
+	case "SCRAM-SHA-256", "SCRAM-SHA-512":
+		algo := scram.SHA256
+		if strings.HasSuffix(cfg.SASL.Mechanism, "512") {
+			algo = scram.SHA512
+		}
+		m, err := scram.Mechanism(algo, cfg.SASL.Username, cfg.SASL.Password)
+		if err != nil {
+			return nil, fmt.Errorf("sinks/kafka: sasl: %w", err)
+		}
+		mech = m
+	default:
+		return nil, fmt.Errorf("sinks/kafka: sasl mechanism %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", cfg.SASL.Mechanism)
+	}
+	if cfg.BatchTimeout <= 0 {
+		k.cfg.BatchTimeout = 5 * time.Millisecond
+	}
+	if cfg.WriteTimeout <= 0 {
+		k.cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.ClientID == "" {
+		k.cfg.ClientID = "echowatch"
+	}
+	k.transport = &kafka.Transport{
+		DialTimeout: 10 * time.Second,
+		ClientID:    k.cfg.ClientID,
+		TLS:         cfg.TLS,
+		SASL:        mech,
+		MetadataTTL: 5 * time.Second,
+	}
+	return k, nil
+}
+
+// Check asks the brokers whether the topic exists.
+func (k *Kafka) Check(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := k.checkTopic(ctx)
+	if err != nil && unreachable(err) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
+func (k *Kafka) checkTopic(ctx context.Context) error {
+	client := &kafka.Client{Addr: k.addr, Transport: k.transport, Timeout: 10 * time.Second}
+	resp, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{k.cfg.Topic}})
+	if err != nil {
+		return fmt.Errorf("sinks/kafka: metadata from %s: %w", k.addr, err)
+	}
+	for _, t := range resp.Topics {
+		if t.Name != k.cfg.Topic {
+			continue
+		}
+		switch {
+		case t.Error == nil:
+			return nil
+		case errors.Is(t.Error, kafka.UnknownTopicOrPartition) && k.cfg.AutoCreate:
+			return nil // the writer asks the broker to create it
+		case errors.Is(t.Error, kafka.UnknownTopicOrPartition):
+			return fmt.Errorf("sinks/kafka: topic %q does not exist on %s (create it, or add auto_create=true to let the broker create it)", k.cfg.Topic, k.addr)
+		}
+		return fmt.Errorf("sinks/kafka: topic %q: %w", k.cfg.Topic, t.Error)
+	}
+	if k.cfg.AutoCreate {
+		return nil
+	}
+	return fmt.Errorf("sinks/kafka: topic %q does not exist on %s (create it, or add auto_create=true to let the broker create it)", k.cfg.Topic, k.addr)
+}
+
+// unreachable tells a broker that could not be reached from one that
+// answered no.
+func unreachable(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// Dial checks that the brokers answer for the topic and starts a writer.
+func (k *Kafka) Dial(ctx context.Context) (Conn, error) {
+	if err := k.checkTopic(ctx); err != nil {
+		k.transport.CloseIdleConnections()
+		return nil, err
+	}
+	c := &kafkaConn{k: k}
+	c.w = &kafka.Writer{
+		Addr:     k.addr,
+		Topic:    k.cfg.Topic,
+		Balancer: kafkaBalancer{c},
+		// A few quick attempts ride out a leader moving; a broker that is
+		// gone fails the send, and the Queue retries with backoff.
+		MaxAttempts:     3,
+		WriteBackoffMin: 50 * time.Millisecond,
+		WriteBackoffMax: 500 * time.Millisecond,
+		// Batches close on BatchTimeout: a round is at most one batch.
+		BatchSize:              kafkaBatchSize,
+		BatchBytes:             kafkaBatchBytes,
+		BatchTimeout:           k.cfg.BatchTimeout,
+		ReadTimeout:            k.cfg.WriteTimeout,
+		WriteTimeout:           k.cfg.WriteTimeout,
+		RequiredAcks:           k.acks,
+		Async:                  true,
+		Completion:             c.complete,
+		Compression:            k.compression,
+		Transport:              k.transport,
+		AllowAutoTopicCreation: k.cfg.AutoCreate,
+	}
+	return c, nil
+}
+
+// kafkaConn hands records to a kafka-go writer and waits for the writer's
+// completion callbacks before it takes more. One round at a time keeps
+// each key's messages in order even when a produce fails and is sent
+// again; under load the rounds grow, up to the Queue's MaxBatch.
+type kafkaConn struct {
+	k      *Kafka
+	w      *kafka.Writer
+	msgs   []kafka.Message
+	keys   [][]byte // key of each record of the round
+	part   []int    // partition of msgs[i], from the balancer
+	all    []int    // 0 to the topic's partitions - 1
+	unsent []*Record
+
+	mu     sync.Mutex
+	errs   []error // result of msgs[i]
+	left   int     // messages not completed
+	done   chan struct{}
+	closed bool // a round was abandoned: completions may still come
+}
+
+var _ Conn = (*kafkaConn)(nil)
+
+// kafkaBalancer is murmur2 that remembers each message's partition: a
+// failed produce does not always say.
+type kafkaBalancer struct{ c *kafkaConn }
+
+func (b kafkaBalancer) Balance(msg kafka.Message, partitions ...int) int {
+	p := kafka.Murmur2Balancer{Consistent: true}.Balance(msg, partitions...)
+	b.c.part[msg.WriterData.(int)] = p
+	return p
+}
+
+func (c *kafkaConn) complete(msgs []kafka.Message, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		return
+	}
+	for i := range msgs {
+		c.errs[msgs[i].WriterData.(int)] = err
+	}
+	if c.left -= len(msgs); c.left == 0 {
+		close(c.done)
+		c.done = nil
+	}
+}
+
+// key is the message key: the incident key for an alert, the event type
+// and sensor for another event.
+func (c *kafkaConn) key(r *Record) []byte {
+	if a := r.Alert(); a != nil {
+		return []byte(a.Key())
+	}
+	if c.k.cfg.SensorName == "" {
+		return []byte(r.Type)
+	}
+	return []byte(r.Type + "/" + c.k.cfg.SensorName)
+}
+
+func (c *kafkaConn) Send(ctx context.Context, recs []*Record) (Progress, error) {
+	var p Progress
+	n, err := c.partitions(ctx)
+	if err != nil {
+		c.unsent = append(c.unsent, recs...)
+		return p, err
+	}
+	if len(c.all) != n {
+		c.all = make([]int, n)
+		for i := range c.all {
+			c.all[i] = i
+		}
+	}
+	bytes := make([]int, n)
+	count := make([]int, n)
+	for len(recs) > 0 {
+		// A round: the records up to the first that would overflow its
+		// partition's batch.
+		clear(bytes)
+		clear(count)
+		c.keys = c.keys[:0]
+		m := 0
+		for m < len(recs) {
+			r := recs[m]
+			key := c.key(r)
+			size := len(r.EVE) + len(key) + 128 // record overhead
+			if size > kafkaBatchBytes {
+				if m == 0 {
+					p.Rejected++ // a message the broker would refuse
+					recs = recs[1:]
+					continue
+				}
+				break
+			}
+			part := kafka.Murmur2Balancer{Consistent: true}.Balance(kafka.Message{Key: key}, c.all...)
+			if bytes[part]+size > kafkaBatchBytes || count[part] == kafkaBatchSize {
+				break
+			}
+			bytes[part] += size
+			count[part]++
+			c.keys = append(c.keys, key)
+			m++
+		}
+		if m == 0 {
+			break
+		}
+		q, err := c.round(ctx, recs[:m])
+		p.Delivered += q.Delivered
+		if err != nil {
+			c.unsent = append(c.unsent, recs[m:]...)
+			return p, err
+		}
+		recs = recs[m:]
+	}
+	return p, nil
+}
+
+// partitions returns the topic's partition count, from the metadata the
+// transport caches.
+func (c *kafkaConn) partitions(ctx context.Context) (int, error) {
+	r, err := c.k.transport.RoundTrip(ctx, c.k.addr, &metadataAPI.Request{
+		TopicNames: []string{c.k.cfg.Topic}, AllowAutoTopicCreation: c.k.cfg.AutoCreate,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sinks/kafka: metadata from %s: %w", c.k.addr, err)
+	}
+	for _, t := range r.(*metadataAPI.Response).Topics {
+		if t.Name == c.k.cfg.Topic {
+			if t.ErrorCode != 0 {
+				return 0, fmt.Errorf("sinks/kafka: topic %q: %w", c.k.cfg.Topic, kafka.Error(t.ErrorCode))
+			}
+			if len(t.Partitions) == 0 {
+				break
+			}
+			return len(t.Partitions), nil
+		}
+	}
+	return 0, fmt.Errorf("sinks/kafka: topic %q: %w", c.k.cfg.Topic, kafka.UnknownTopicOrPartition)
+}
+
+// round produces recs and waits for every completion. What failed, and
+// what followed it on the same partition, is kept to send again, in
+// order.
+func (c *kafkaConn) round(ctx context.Context, recs []*Record) (Progress, error) {
+	c.msgs = c.msgs[:0]
+	c.part = c.part[:0]
+	for i, r := range recs {
+		c.msgs = append(c.msgs, kafka.Message{Key: c.keys[i], Value: r.EVE, WriterData: i})
+		c.part = append(c.part, -1)
+	}
+	done := make(chan struct{})
+	c.mu.Lock()
+	c.errs = append(c.errs[:0], make([]error, len(recs))...)
+	c.left, c.done = len(recs), done
+	c.mu.Unlock()
+	if err := c.w.WriteMessages(ctx, c.msgs...); err != nil {
+		c.mu.Lock()
+		c.done = nil
+		c.mu.Unlock()
+		c.unsent = append(c.unsent, recs...)
+		return Progress{}, fmt.Errorf("sinks/kafka: %w", err)
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		c.mu.Lock()
+		c.done, c.closed = nil, true
+		c.mu.Unlock()
+		c.unsent = append(c.unsent, recs...)
+		return Progress{}, ctx.Err()
+	}
+	var (
+		p        Progress
+		firstErr error
+		failed   = map[int]bool{} // partitions with a failure so far
+	)
+	for i, r := range recs {
+		err := c.errs[i]
+		if err != nil || failed[c.part[i]] {
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			failed[c.part[i]] = true
+			c.unsent = append(c.unsent, r)
+			continue
+		}
+		p.Delivered++
+	}
+	clear(c.msgs)
+	if firstErr != nil {
+		return p, fmt.Errorf("sinks/kafka: produce to %s: %w", c.k.cfg.Topic, firstErr)
+	}
+	return p, nil
+}
+
+func (c *kafkaConn) Close() []*Record {
+	c.mu.Lock()
+	abandoned := c.closed
+	c.mu.Unlock()
+	if abandoned {
+		// The writer may still be retrying: do not wait for it.
+		go c.w.Close()
+	} else {
+		c.w.Close()
+	}
+	return c.unsent
+}

@@ -1,0 +1,86 @@
+package sinks
+
+import (
+	"bytes"
+	"sync"
+	"time"
+
+	"github.com/echowatch/echowatch/detect"
+)
+
+// Record is an event rendered once for every output: its EVE JSON and, for
+// an alert, a private copy that outputs read fields from (syslog's MSGID,
+// Kafka's key). Detection reuses its Alert, so a Record copies everything
+// it keeps. It is not changed after NewRecord: any number of outputs share
+// it.
+type Record struct {
+	EVE  []byte    // the EVE JSON object, without a newline
+	Type string    // EVE's event_type: "alert", "stats"
+	Time time.Time // the event's time (packet time for an alert)
+
+	alert *detect.Alert // nil for other events
+	text  []byte        // other events' text, rendered at creation
+}
+
+// scratch holds the buffers events are rendered into before a Record
+// takes a copy of the right size.
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// NewRecord renders ev. It keeps nothing of ev.
+func NewRecord(ev Event) *Record {
+	if a, ok := ev.(*detect.Alert); ok {
+		buf := scratch.Get().(*[]byte)
+		*buf = a.AppendEVE((*buf)[:0])
+		r := &Record{EVE: bytes.Clone(*buf), Type: "alert", Time: a.Time, alert: a.Clone()}
+		scratch.Put(buf)
+		return r
+	}
+	r := &Record{EVE: ev.AppendEVE(nil), text: ev.AppendText(nil)}
+	r.Type = string(topLevelString(r.EVE, "event_type"))
+	if r.Type == "" {
+		r.Type = "event"
+	}
+	if t, err := time.Parse(eveTime, string(topLevelString(r.EVE, "timestamp"))); err == nil {
+		r.Time = t
+	} else {
+		r.Time = time.Now()
+	}
+	return r
+}
+
+// Alert returns the alert the record was made from, or nil for another
+// kind of event. The caller must not change it.
+func (r *Record) Alert() *detect.Alert { return r.alert }
+
+// AppendText appends the event as one readable line.
+func (r *Record) AppendText(b []byte) []byte {
+	if r.alert != nil {
+		return r.alert.AppendText(b)
+	}
+	return append(b, r.text...)
+}
+
+// eveTime is EVE's timestamp layout.
+const eveTime = "2006-01-02T15:04:05.000000-0700"
+
+// topLevelString returns the value of a string field among the first
+// fields of an EVE object, where every EVE writer puts timestamp and
+// event_type; nil when it is not there. Values with escapes are not
+// expected there and are returned raw.
+func topLevelString(eve []byte, name string) []byte {
+	head := eve[:min(len(eve), 256)]
+	key := make([]byte, 0, len(name)+4)
+	key = append(key, '"')
+	key = append(key, name...)
+	key = append(key, `":"`...)
+	i := bytes.Index(head, key)
+	if i < 0 {
+		return nil
+	}
+	v := head[i+len(key):]
+	j := bytes.IndexByte(v, '"')
+	if j < 0 {
+		return nil
+	}
+	return v[:j]
+}
