@@ -111,6 +111,7 @@ func DropReasons() []DropReason {
 // DecodingLayerParser per link layer. It allocates nothing per frame. A
 // Decoder belongs to one goroutine.
 type Decoder struct {
+	_    cacheLinePad
 	eth  layers.Ethernet
 	vlan vlanLayer
 	sll  layers.LinuxSLL
@@ -127,10 +128,18 @@ type Decoder struct {
 	// the version nibble.
 	ethP, sllP, sll2P, loopP, ip4P, ip6P *gopacket.DecodingLayerParser
 
-	decoded []gopacket.LayerType
-	frags   *fragTable
-	stats   DecodeStats
+	decoded    []gopacket.LayerType // of decodedBuf, kept in the struct
+	decodedBuf [16]gopacket.LayerType
+	frags      *Fragments // nil: later fragments are left without ports
+	stats      DecodeStats
+	_          cacheLinePad
 }
+
+// cacheLinePad pads a struct that its goroutine writes for every packet,
+// so that it shares no cache line with a neighbour on the heap that
+// another core writes: the Decoders of two workers, made one after the
+// other, would otherwise sit side by side and make each other miss.
+type cacheLinePad [64]byte
 
 // fragSlots bounds the fragment table: the first fragments in flight
 // whose later fragments we can attribute.
@@ -138,7 +147,8 @@ const fragSlots = 1 << 16
 
 // NewDecoder returns a Decoder ready for frames of any supported link type.
 func NewDecoder() *Decoder {
-	d := &Decoder{decoded: make([]gopacket.LayerType, 0, 16), frags: newFragTable(fragSlots)}
+	d := &Decoder{frags: NewFragments()}
+	d.decoded = d.decodedBuf[:0]
 	all := []gopacket.DecodingLayer{&d.eth, &d.vlan, &d.sll, &d.sll2, &d.loop, &d.ip4, &d.ip6,
 		&d.ext, &d.frag, &d.udp, &d.tcp}
 	mk := func(first gopacket.LayerType) *gopacket.DecodingLayerParser {
@@ -163,13 +173,27 @@ func NewDecoder() *Decoder {
 }
 
 // Stats returns the decoder's counters.
-func (d *Decoder) Stats() DecodeStats { return d.stats }
+func (d *Decoder) Stats() DecodeStats {
+	s := d.stats
+	if d.frags != nil {
+		s.FragmentsMatched, s.FragmentsEvicted = d.frags.matched, d.frags.evicted
+	}
+	return s
+}
+
+// SkipFragments makes d leave later IP fragments without ports, for when
+// several decoders share one stream of frames: a Fragments table that sees
+// every fragment of the stream in order then gives them their ports.
+func (d *Decoder) SkipFragments() { d.frags = nil }
 
 // Decode fills p from f and returns DropNone when f carried an IPv4 or IPv6
 // packet, or the reason it did not. p.Payload borrows f.Data.
 func (d *Decoder) Decode(f *Frame, p *Packet) DropReason {
 	d.stats.Frames++
-	*p = Packet{Timestamp: f.Timestamp, LinkType: f.LinkType, Length: f.Length}
+	// Cleared, then set field by field: a composite literal is built on
+	// the stack and copied, which stalls on every frame.
+	*p = Packet{}
+	p.Timestamp, p.LinkType, p.Length = f.Timestamp, f.LinkType, f.Length
 	if p.Length < len(f.Data) {
 		p.Length = len(f.Data)
 	}
@@ -189,7 +213,9 @@ func (d *Decoder) Decode(f *Frame, p *Packet) DropReason {
 	}
 	if p.Fragment {
 		d.stats.Fragments++
-		d.attributeFragment(p)
+		if d.frags != nil {
+			d.frags.Attribute(p)
+		}
 	}
 	d.stats.Decoded++
 	return DropNone
@@ -374,22 +400,40 @@ func tcpFlags(t *layers.TCP) uint8 {
 	return f
 }
 
-// attributeFragment records the ports of a first fragment, and gives a
-// later fragment the ports of its first one when the table still has it.
-func (d *Decoder) attributeFragment(p *Packet) {
+// Fragments gives later IP fragments the ports of their datagram's first
+// fragment, so that a reflection of large echoes counts all its bytes.
+// A Decoder keeps one; decoders that share a stream skip it and leave the
+// fragments to one Fragments table that sees them all, in order. It
+// belongs to one goroutine.
+type Fragments struct {
+	t                *fragTable
+	matched, evicted uint64
+}
+
+// NewFragments returns an empty table of fragSlots datagrams.
+func NewFragments() *Fragments { return &Fragments{t: newFragTable(fragSlots)} }
+
+// Attribute records the ports of a first fragment, and gives a later
+// fragment the ports of its first one when the table still has it. p must
+// be a fragment (p.Fragment).
+func (f *Fragments) Attribute(p *Packet) {
 	k := fragKey{src: p.Src, dst: p.Dst, proto: p.Proto, id: p.IPID}
 	if p.FragOffset == 0 {
-		if p.HasPorts && d.frags.put(k, p.SrcPort, p.DstPort, p.Timestamp) {
-			d.stats.FragmentsEvicted++
+		if p.HasPorts && f.t.put(k, p.SrcPort, p.DstPort, p.Timestamp) {
+			f.evicted++
 		}
 		return
 	}
-	if sp, dp, ok := d.frags.get(k, p.Timestamp); ok {
+	if sp, dp, ok := f.t.get(k, p.Timestamp); ok {
 		p.HasPorts = true
 		p.SrcPort, p.DstPort = sp, dp
-		d.stats.FragmentsMatched++
+		f.matched++
 	}
 }
+
+// Stats returns how many later fragments got ports, and how many first
+// fragments were pushed out of the table before their datagram ended.
+func (f *Fragments) Stats() (matched, evicted uint64) { return f.matched, f.evicted }
 
 // vlanLayer is a Dot1Q decoder that also records each tag in the packet
 // being decoded: a QinQ frame runs it twice, and the parser keeps only the

@@ -283,15 +283,11 @@ type fileReader struct {
 	budget *budgetReader
 	src    gopacket.ZeroCopyPacketDataSource
 
-	// linkType is the link type of a classic pcap; ng is set for pcapng,
-	// whose link type is per interface.
+	// linkType is the link type of a classic pcap, whose records rec
+	// reads; ng is set for pcapng, whose link type is per interface.
 	linkType layers.LinkType
+	rec      *pcapRecords
 	ng       *pcapgo.NgReader
-
-	// br is what pcapgo reads from; buf holds the data of classic pcap
-	// records that pcapgo refuses but tcpdump reads (see read).
-	br  *bufio.Reader
-	buf []byte
 }
 
 func openFile(name string, bufSize int) (*fileReader, error) {
@@ -336,7 +332,7 @@ func newFileReader(r io.Reader, bufSize int) (*fileReader, error) {
 		return nil, fmt.Errorf("%w (file is empty)", ErrNotCapture)
 	}
 
-	fr := &fileReader{budget: budget, br: br}
+	fr := &fileReader{budget: budget}
 	switch {
 	case bytes.Equal(magic, []byte{0x0a, 0x0d, 0x0d, 0x0a}):
 		ng, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{
@@ -360,6 +356,7 @@ func newFileReader(r io.Reader, bufSize int) (*fileReader, error) {
 		}
 		fr.src, fr.ng = ng, ng
 	case isPcapMagic(magic):
+		magic := [4]byte(magic) // pcapgo reads past it
 		pr, err := pcapgo.NewReader(br)
 		if err != nil {
 			return nil, headerError("pcap", err)
@@ -372,7 +369,9 @@ func newFileReader(r io.Reader, bufSize int) (*fileReader, error) {
 		if !SupportedLinkType(pr.LinkType()) {
 			return nil, unsupportedLinkType(pr.LinkType())
 		}
-		fr.src, fr.linkType = pr, pr.LinkType()
+		// pcapgo checks the file header; we read the records, in place.
+		fr.linkType = pr.LinkType()
+		fr.rec = newPcapRecords(br, budget, newPcapHeader(magic[:], int(pr.Snaplen())))
 	case bytes.Equal(magic, []byte{0x34, 0xcd, 0xb2, 0xa1}), bytes.Equal(magic, []byte{0xa1, 0xb2, 0xcd, 0x34}):
 		return nil, errors.New("modified pcap (Kuznetzov's format) is not supported")
 	default:
@@ -437,60 +436,35 @@ func headerError(format string, err error) error {
 // io.ErrUnexpectedEOF for a record cut short.
 func (fr *fileReader) read(f *Frame) error {
 	fr.budget.left = readBudget
-	data, ci, err := fr.src.ZeroCopyReadPacketData()
-	switch {
-	case err == nil:
-	case fr.ng == nil && ci.Length < ci.CaptureLength && ci.CaptureLength <= maxRecordLength:
-		// A classic record captured longer than it was on the wire:
-		// tcpdump reads it; pcapgo refuses it right after its header, so
-		// its data is next in br. (pcapgo's other errors come with ci
-		// unset, or longer than maxRecordLength.)
-		data, err = fr.readData(ci.CaptureLength)
-	case err == io.EOF && ci.CaptureLength > 0:
-		// pcapgo's classic reader takes a record header followed by no
-		// data at all for a clean end.
-		err = io.ErrUnexpectedEOF
-	}
-	if err != nil {
-		return err
-	}
-	lt := fr.linkType
-	if fr.ng != nil {
-		// pcapgo checks a classic pcap's record lengths, not pcapng's.
-		if len(data) > maxRecordLength {
-			return fmt.Errorf("record of %d bytes is longer than %d", len(data), maxRecordLength)
-		}
-		iface, err := fr.ng.Interface(ci.InterfaceIndex)
+	if fr.rec != nil {
+		data, ts, wireLen, err := fr.rec.next()
 		if err != nil {
 			return err
 		}
-		lt = iface.LinkType
+		// A frame is never shorter on the wire than captured; a record
+		// that says so (tcpdump reads it) gets the captured length, so
+		// that byte counts downstream never go below what was seen.
+		// Field by field: a composite literal is built on the stack and
+		// copied, which stalls on every frame.
+		f.Data, f.Timestamp, f.CaptureLength, f.Length = data, ts, len(data), max(wireLen, len(data))
+		f.LinkType, f.Interface = fr.linkType, 0
+		return nil
 	}
-	f.Data = data
-	f.Timestamp = ci.Timestamp
-	f.CaptureLength = len(data)
-	// A frame is never shorter on the wire than captured; a record that
-	// says so gets the captured length, so that byte counts downstream
-	// never go below what was seen.
-	f.Length = max(ci.Length, len(data))
-	f.LinkType = lt
-	f.Interface = ci.InterfaceIndex
+	data, ci, err := fr.src.ZeroCopyReadPacketData()
+	if err != nil {
+		return err
+	}
+	// pcapgo checks a classic pcap's record lengths, not pcapng's.
+	if len(data) > maxRecordLength {
+		return fmt.Errorf("record of %d bytes is longer than %d", len(data), maxRecordLength)
+	}
+	iface, err := fr.ng.Interface(ci.InterfaceIndex)
+	if err != nil {
+		return err
+	}
+	*f = Frame{Data: data, Timestamp: ci.Timestamp, CaptureLength: len(data),
+		Length: max(ci.Length, len(data)), LinkType: iface.LinkType, Interface: ci.InterfaceIndex}
 	return nil
-}
-
-// readData reads the n bytes of a record's data from br into fr.buf.
-func (fr *fileReader) readData(n int) ([]byte, error) {
-	if cap(fr.buf) < n {
-		fr.buf = make([]byte, n)
-	}
-	data := fr.buf[:n]
-	if _, err := io.ReadFull(fr.br, data); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, err
-	}
-	return data, nil
 }
 
 // budgetReader fails once left bytes have been read; read resets left

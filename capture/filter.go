@@ -55,6 +55,10 @@ func (s *FilteredSource) ReadFrame(f *Frame) error {
 // Close closes the inner Source.
 func (s *FilteredSource) Close() error { return s.src.Close() }
 
+// Filter returns the filter, for readers that apply it themselves (see
+// FileSource.Split).
+func (s *FilteredSource) Filter() Filter { return s.flt }
+
 // Rejected returns how many frames the filter has skipped.
 func (s *FilteredSource) Rejected() uint64 { return s.rejected.Load() }
 

@@ -59,8 +59,8 @@ type Incident struct {
 	Endpoints  [2]netip.AddrPort
 	Directions [2]DirectionRate
 
-	// spoofed_flood: the target, the peak distinct sources in one window
-	// (an estimate) and the packets of each kind of evidence.
+	// spoofed_flood: the target, the distinct sources of the incident (an
+	// estimate) and the packets of each kind of evidence.
 	Target          netip.Addr
 	DistinctSources int
 	Evidence        Evidence

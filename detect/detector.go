@@ -27,3 +27,10 @@ type Detector interface {
 type AlertWriter interface {
 	WriteAlert(a *Alert)
 }
+
+// RateObserver receives the current rates of every open incident once per
+// second of packet time, for reports and plots; alerting does not depend on
+// it. It is called from the goroutine that feeds the Engine.
+type RateObserver interface {
+	IncidentRate(id string, kind Kind, at time.Time, pps, bps float64)
+}

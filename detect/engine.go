@@ -27,6 +27,9 @@ type Engine struct {
 	spoof spoof
 	scan  scan
 	expo  exposure
+	// watched holds every port any detector looks at, for Wants.
+	watched PortSet
+	allPort bool // the spoofed-flood detector looks at every port
 
 	packets uint64
 	wol     uint64
@@ -64,16 +67,41 @@ func New(cfg Config, out AlertWriter) (*Engine, error) {
 	if err := e.expo.init(&cfg.Exposed, s, &e.r); err != nil {
 		return nil, err
 	}
+	for _, ps := range []*PortSet{&s.loopPorts, &s.reflPorts, &s.scanPorts, &s.exposPorts, s.spoofPorts} {
+		if ps == nil {
+			e.allPort = true
+			continue
+		}
+		for i := range e.watched {
+			e.watched[i] |= ps[i]
+		}
+	}
 	return e, nil
 }
 
+// Wants reports whether Packet could do anything with p besides reading
+// its time: false for packets without ports and for those on no port that
+// a detector watches, which are most of the traffic. A worker that does
+// not own the Engine forwards only the packets it wants (and the passing
+// of time). Wants only reads settings: any goroutine may call it, also
+// while Packet runs.
+func (e *Engine) Wants(p *capture.Packet) bool {
+	return p.HasPorts && p.Src.IsValid() &&
+		(e.watched.Has(p.SrcPort) || e.watched.Has(p.DstPort) ||
+			e.allPort && (p.Proto == capture.ProtoUDP || p.Proto == capture.ProtoTCP))
+}
+
+// ObserveRates makes the Engine report the rates of its open incidents to
+// o once per second of packet time. Call it before the first packet.
+func (e *Engine) ObserveRates(o RateObserver) { e.r.rates = o }
+
 // Packet implements Detector: it hands p to every detector that can use it.
 func (e *Engine) Packet(p *capture.Packet, f *Flow, dir Dir) {
-	e.packets++
 	e.r.clock(p.Timestamp)
-	if !p.Src.IsValid() || !p.HasPorts {
+	if !e.Wants(p) {
 		return
 	}
+	e.packets++
 	if p.Proto == capture.ProtoUDP && isWakeOnLAN(p) {
 		e.wol++
 		return
@@ -118,8 +146,8 @@ func (e *Engine) Flush(now time.Time) { e.r.flush(now) }
 
 // Stats are an Engine's counters.
 type Stats struct {
-	Packets   uint64 // packets seen
-	WakeOnLAN uint64 // Wake-on-LAN magic packets, never evidence
+	Packets   uint64 // packets examined: those Wants
+	WakeOnLAN uint64 // Wake-on-LAN magic packets examined, never evidence
 	// Incidents counts the incidents opened (and, for scans and exposures,
 	// the findings raised), by kind.
 	Incidents [NumKinds]uint64

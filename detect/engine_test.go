@@ -121,7 +121,7 @@ func TestEngineAllocatesNothingPerPacket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	flows, _ := NewLRUFlows(FlowConfig{MaxFlows: 100_000, Ports: cfg.FlowPorts()})
+	flows, _ := NewFlows(FlowConfig{MaxFlows: 100_000, Ports: cfg.FlowPorts()})
 	ps := mixed(200_000)
 	// Warm up: make the keys, open the incidents, grow the buffers.
 	for _, p := range ps[:100_000] {
@@ -160,7 +160,7 @@ func BenchmarkEngine(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	flows, _ := NewLRUFlows(FlowConfig{MaxFlows: 100_000, Ports: cfg.FlowPorts()})
+	flows, _ := NewFlows(FlowConfig{MaxFlows: 100_000, Ports: cfg.FlowPorts()})
 	ps := mixed(100_000)
 	span := ps[len(ps)-1].Timestamp.Sub(ps[0].Timestamp) + 100*time.Microsecond
 	b.ReportAllocs()

@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"time"
 
@@ -55,10 +56,13 @@ type Flow struct {
 
 // FlowStats are the flow table's counters.
 type FlowStats struct {
-	Active    int    // flows in the table now
+	Active    int    // flows in the table now (one-way and two-way)
+	OneWay    int    // of which flows seen in one direction only
 	Created   uint64 // flows started (new, or restarted after idle expiry)
+	Promoted  uint64 // one-way flows that saw their first reply
 	Expired   uint64 // flows ended by idle timeout
-	Evicted   uint64 // flows pushed out by the size bound
+	Evicted   uint64 // two-way flows pushed out by the size bound
+	Forgotten uint64 // one-way flows pushed out by newer one-way flows
 	Untracked uint64 // packets no detector needs a flow for
 }
 
@@ -73,33 +77,55 @@ type FlowTable interface {
 	Stats() FlowStats
 }
 
-// LRUFlows is a FlowTable bounded by a count of flows with
-// least-recently-used eviction and idle expiry in packet time. It tracks
-// TCP and UDP packets that touch one of its ports.
-type LRUFlows struct {
+// Flows is a FlowTable for the TCP and UDP packets that touch one of its
+// ports, in packet time, in two tiers:
+//
+//   - Flows seen in one direction only wait in a probation table: a fixed
+//     array of small sets indexed by a hash of the key, where a new flow
+//     takes the place of the oldest one of its set. It never allocates,
+//     so the one-packet flows of a random-source flood cost a hash and a
+//     cache line or two each, and push out only other one-way flows.
+//   - A flow's first packet in the other direction promotes it, with its
+//     counts, to an LRU (golang-lru's simplelru) bounded by MaxFlows: the
+//     conversations that the loop and exposure detectors look at.
+//
+// Detection needs no more: a loop is traffic both ways, and an exposure is
+// a reply on a flow whose request was seen. Both tiers expire flows idle
+// for longer than their protocol's timeout.
+type Flows struct {
+	// The padding keeps the flows of two workers, written for every
+	// packet and side by side on the heap, off each other's cache lines.
+	_       [64]byte
 	ports   *PortSet
 	udpIdle time.Duration
 	tcpIdle time.Duration
+	probe   probation
+	oneWay  Flow // what Update returns for a flow on probation
 	lru     *simplelru.LRU[FlowKey, *Flow]
-	// free holds evicted flows for reuse, so that a new flow in a full
-	// table costs no allocation for its state.
+	// free holds evicted flows for reuse, so that a flow promoted into a
+	// full table costs no allocation for its state.
 	free  []*Flow
 	stats FlowStats
+	_     [64]byte
 }
 
-var _ FlowTable = (*LRUFlows)(nil)
+var _ FlowTable = (*Flows)(nil)
 
-// FlowConfig configures an LRUFlows.
+// FlowConfig configures a Flows table.
 type FlowConfig struct {
-	MaxFlows int           // bound on tracked flows (default DefaultMaxFlows)
+	// MaxFlows bounds the two-way flows (default DefaultMaxFlows). The
+	// one-way flows on probation are bounded apart, at MaxFlows/64
+	// between 64 and 16384: a table of at most 1.3 MB, which stays in
+	// the CPU's caches under a flood.
+	MaxFlows int
 	UDPIdle  time.Duration // default DefaultUDPIdle
 	TCPIdle  time.Duration // default DefaultTCPIdle
 	// Ports selects the packets worth a flow: those from or to one of them.
 	Ports *PortSet
 }
 
-// NewLRUFlows returns an empty flow table.
-func NewLRUFlows(cfg FlowConfig) (*LRUFlows, error) {
+// NewFlows returns an empty flow table.
+func NewFlows(cfg FlowConfig) (*Flows, error) {
 	if cfg.MaxFlows == 0 {
 		cfg.MaxFlows = DefaultMaxFlows
 	}
@@ -112,20 +138,21 @@ func NewLRUFlows(cfg FlowConfig) (*LRUFlows, error) {
 	if cfg.Ports == nil {
 		cfg.Ports = &PortSet{}
 	}
-	t := &LRUFlows{ports: cfg.Ports, udpIdle: cfg.UDPIdle, tcpIdle: cfg.TCPIdle}
+	t := &Flows{ports: cfg.Ports, udpIdle: cfg.UDPIdle, tcpIdle: cfg.TCPIdle}
 	l, err := simplelru.NewLRU[FlowKey, *Flow](cfg.MaxFlows, t.onEvict)
 	if err != nil {
 		return nil, errorf("flows: max flows %d: %w", cfg.MaxFlows, err)
 	}
 	t.lru = l
+	t.probe.init(min(max(cfg.MaxFlows/64, 64), 1<<14))
 	return t, nil
 }
 
-func (t *LRUFlows) onEvict(_ FlowKey, f *Flow) {
+func (t *Flows) onEvict(_ FlowKey, f *Flow) {
 	t.free = append(t.free, f)
 }
 
-func (t *LRUFlows) idle(proto uint8) time.Duration {
+func (t *Flows) idle(proto uint8) time.Duration {
 	if proto == capture.ProtoTCP {
 		return t.tcpIdle
 	}
@@ -133,27 +160,49 @@ func (t *LRUFlows) idle(proto uint8) time.Duration {
 }
 
 // Update implements FlowTable.
-func (t *LRUFlows) Update(p *capture.Packet) (*Flow, Dir) {
+func (t *Flows) Update(p *capture.Packet) (*Flow, Dir) {
 	if !p.HasPorts || (p.Proto != capture.ProtoUDP && p.Proto != capture.ProtoTCP) ||
 		!(t.ports.Has(p.SrcPort) || t.ports.Has(p.DstPort)) {
 		t.stats.Untracked++
 		return nil, FromOrig
 	}
-	t.expireOldest(p.Timestamp)
+	idle := t.idle(p.Proto)
+	if t.lru.Len() > 0 {
+		t.expireOldest(p.Timestamp)
+	}
 	k, _ := MakeFlowKey(p)
 	src := p.SrcAddrPort()
-	f, ok := t.lru.Get(k)
-	if ok && p.Timestamp.Sub(f.LastSeen) > t.idle(p.Proto) {
-		t.stats.Expired++
-		ok = false
-	}
-	if !ok {
-		if f == nil {
-			f = t.newFlow(k)
+	if f, ok := t.lru.Get(k); ok {
+		if p.Timestamp.Sub(f.LastSeen) <= idle {
+			return f, f.count(p, src)
 		}
+		// Idle for too long: it starts again on probation.
+		t.lru.Remove(k)
+		t.stats.Expired++
+	}
+	f := &t.oneWay
+	s, i, found := t.probe.find(k, p.Timestamp, idle, &t.stats)
+	if found {
+		s.way[i].load(f, k)
+	} else {
 		*f = Flow{Key: k, Orig: src, FirstSeen: p.Timestamp}
 		t.stats.Created++
 	}
+	dir := f.count(p, src)
+	if dir == FromOrig {
+		s.way[i].store(f)
+		return f, dir
+	}
+	// The first reply: the flow is a conversation now.
+	nf := t.newFlow(k)
+	*nf = *f
+	t.probe.free(s, i)
+	t.stats.Promoted++
+	return nf, dir
+}
+
+// count accounts p, sent by src, to f and returns its direction.
+func (f *Flow) count(p *capture.Packet, src netip.AddrPort) Dir {
 	dir := FromOrig
 	if src != f.Orig {
 		dir = FromResp
@@ -163,11 +212,11 @@ func (t *LRUFlows) Update(p *capture.Packet) (*Flow, Dir) {
 	if p.Timestamp.After(f.LastSeen) {
 		f.LastSeen = p.Timestamp
 	}
-	return f, dir
+	return dir
 }
 
-// newFlow adds k to the table with a recycled or new Flow.
-func (t *LRUFlows) newFlow(k FlowKey) *Flow {
+// newFlow adds k to the LRU with a recycled or new Flow.
+func (t *Flows) newFlow(k FlowKey) *Flow {
 	var f *Flow
 	if n := len(t.free); n > 0 {
 		f, t.free = t.free[n-1], t.free[:n-1]
@@ -182,9 +231,9 @@ func (t *LRUFlows) newFlow(k FlowKey) *Flow {
 	return f
 }
 
-// expireOldest removes a few flows idle for longer than their timeout, so
-// the table drains in packet time without a separate sweep.
-func (t *LRUFlows) expireOldest(now time.Time) {
+// expireOldest removes a few two-way flows idle for longer than their
+// timeout, so the table drains in packet time without a separate sweep.
+func (t *Flows) expireOldest(now time.Time) {
 	for range 2 {
 		k, f, ok := t.lru.GetOldest()
 		if !ok || now.Sub(f.LastSeen) <= t.idle(k.Proto) {
@@ -196,10 +245,138 @@ func (t *LRUFlows) expireOldest(now time.Time) {
 }
 
 // Stats implements FlowTable.
-func (t *LRUFlows) Stats() FlowStats {
+func (t *Flows) Stats() FlowStats {
 	s := t.stats
-	s.Active = t.lru.Len()
+	s.OneWay = t.probe.used
+	s.Active = t.lru.Len() + s.OneWay
 	return s
+}
+
+// probation holds the one-way flows in sets of probationWays, the set
+// chosen by a hash of the key. A set keeps its flows' hash tags and
+// last-seen times together in its first cache line, and each flow in one
+// line of its own, without pointers: a lookup reads one or two lines, and
+// the garbage collector never scans the table.
+type probation struct {
+	sets []probationSet
+	mask uint64
+	used int // flows held
+}
+
+const probationWays = 4
+
+type probationSet struct {
+	tag  [probationWays]uint32 // 0: the way is free
+	last [probationWays]int64  // the flow's LastSeen, in Unix nanoseconds
+	_    [16]byte              // the ways start on a cache line
+	way  [probationWays]oneWayFlow
+}
+
+// oneWayFlow is a Flow with one direction's counters, in 64 bytes.
+type oneWayFlow struct {
+	lo, hi  [16]byte // the key's addresses, as 16 bytes
+	loPort  uint16
+	hiPort  uint16
+	is4     bool // the addresses are IPv4
+	origHi  bool // the originator is the key's Hi endpoint
+	_       [2]byte
+	packets uint32
+	bytes   uint64
+	first   int64 // FirstSeen, in Unix nanoseconds
+}
+
+// store keeps f, a one-way flow, in w.
+func (w *oneWayFlow) store(f *Flow) {
+	w.lo, w.hi = f.Key.Lo.Addr().As16(), f.Key.Hi.Addr().As16()
+	w.loPort, w.hiPort = f.Key.Lo.Port(), f.Key.Hi.Port()
+	w.is4 = f.Key.Lo.Addr().Is4()
+	w.origHi = f.Orig != f.Key.Lo
+	w.packets = uint32(min(f.Packets[FromOrig], 1<<32-1))
+	w.bytes = f.Bytes[FromOrig]
+	w.first = f.FirstSeen.UnixNano()
+}
+
+// load fills f with the flow of key k that w holds. Its last-seen time is
+// its set's.
+func (w *oneWayFlow) load(f *Flow, k FlowKey) {
+	*f = Flow{Key: k, Orig: k.Lo, FirstSeen: time.Unix(0, w.first).UTC()}
+	if w.origHi {
+		f.Orig = k.Hi
+	}
+	f.Packets[FromOrig], f.Bytes[FromOrig] = uint64(w.packets), w.bytes
+}
+
+// matches reports whether w holds the flow of key k.
+func (w *oneWayFlow) matches(k FlowKey) bool {
+	return w.loPort == k.Lo.Port() && w.hiPort == k.Hi.Port() && w.is4 == k.Lo.Addr().Is4() &&
+		w.lo == k.Lo.Addr().As16() && w.hi == k.Hi.Addr().As16()
+}
+
+// init sizes the table for about n flows.
+func (pt *probation) init(n int) {
+	sets := 1
+	for sets*probationWays < n {
+		sets <<= 1
+	}
+	pt.sets = make([]probationSet, sets)
+	pt.mask = uint64(sets - 1)
+}
+
+// find returns the set and way of k's flow and true, or of the way where a
+// new flow for k goes and false: a free way, or else the set's least
+// recently seen flow, which is forgotten. A flow of k idle for longer than
+// idle has expired and is started afresh in its way.
+func (pt *probation) find(k FlowKey, now time.Time, idle time.Duration, st *FlowStats) (*probationSet, int, bool) {
+	h := hashFlowKey(k)
+	s := &pt.sets[h&pt.mask]
+	tag := uint32(h>>32) | 1
+	ns := now.UnixNano()
+	free, oldest := -1, -1
+	for i := range probationWays {
+		switch {
+		case s.tag[i] == 0:
+			if free < 0 {
+				free = i
+			}
+		case s.tag[i] == tag && s.way[i].matches(k):
+			if ns-s.last[i] > int64(idle) {
+				st.Expired++
+				s.last[i] = ns
+				return s, i, false
+			}
+			s.last[i] = max(s.last[i], ns)
+			return s, i, true
+		case oldest < 0 || s.last[i] < s.last[oldest]:
+			oldest = i
+		}
+	}
+	i := free
+	if i >= 0 {
+		pt.used++
+	} else {
+		i = oldest
+		st.Forgotten++
+	}
+	s.tag[i], s.last[i] = tag, ns
+	return s, i, false
+}
+
+// free empties a way whose flow was promoted.
+func (pt *probation) free(s *probationSet, i int) {
+	s.tag[i] = 0
+	pt.used--
+}
+
+// hashFlowKey hashes a flow key for the probation table: each word times
+// its own odd constant (independent multiplications, so they overlap in
+// the CPU), folded and finished with one mix.
+func hashFlowKey(k FlowKey) uint64 {
+	lo, hi := k.Lo.Addr().As16(), k.Hi.Addr().As16()
+	be := binary.BigEndian
+	h := be.Uint64(lo[:8])*0x9e3779b97f4a7c15 ^ be.Uint64(lo[8:])*0xc2b2ae3d27d4eb4f ^
+		be.Uint64(hi[:8])*0x165667b19e3779f9 ^ be.Uint64(hi[8:])*0xd6e8feb86659fd93 ^
+		(uint64(k.Proto)<<32|uint64(k.Lo.Port())<<16|uint64(k.Hi.Port()))*0xff51afd7ed558ccd
+	return mix(h)
 }
 
 // PortSet is a set of TCP/UDP ports, a bitmap so that a lookup costs one

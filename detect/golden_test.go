@@ -74,7 +74,7 @@ func runCase(t *testing.T, dir string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	flows, err := NewLRUFlows(FlowConfig{Ports: cfg.FlowPorts()})
+	flows, err := NewFlows(FlowConfig{Ports: cfg.FlowPorts()})
 	if err != nil {
 		t.Fatal(err)
 	}

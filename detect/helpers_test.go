@@ -72,7 +72,7 @@ func (s *sink) summary() []string {
 // does.
 type harness struct {
 	t     testing.TB
-	flows *LRUFlows
+	flows *Flows
 	eng   *Engine
 	out   *sink
 	last  time.Time
@@ -85,7 +85,7 @@ func newHarness(t testing.TB, cfg Config) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	flows, err := NewLRUFlows(FlowConfig{Ports: cfg.FlowPorts()})
+	flows, err := NewFlows(FlowConfig{Ports: cfg.FlowPorts()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -87,6 +87,7 @@ type subject interface {
 // them, applies the rate limit and writes the alerts.
 type reporter struct {
 	out       AlertWriter
+	rates     RateObserver // nil: nobody plots
 	host      string
 	home      prefixSet
 	update    time.Duration
@@ -176,6 +177,9 @@ func (r *reporter) sweep(now time.Time) {
 		if above {
 			t.lastAbove = now
 			t.peak(pps, bps)
+		}
+		if r.rates != nil && t.announced {
+			r.rates.IncidentRate(t.id, s.kind(), now, pps, bps)
 		}
 		switch {
 		case now.Sub(t.lastAbove) >= r.endAfter:

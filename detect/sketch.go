@@ -193,6 +193,11 @@ func (h *hll) reset() {
 func (h *hll) add(x uint64) bool {
 	i := x >> (64 - hllBits)
 	r := uint8(bits.LeadingZeros64(x<<hllBits|1<<(hllBits-1))) + 1
+	return h.raise(int(i), r)
+}
+
+// raise sets register i to r if that is higher, and reports whether it was.
+func (h *hll) raise(i int, r uint8) bool {
 	old := h.reg[i]
 	if r <= old {
 		return false
@@ -205,13 +210,38 @@ func (h *hll) add(x uint64) bool {
 	return true
 }
 
-func (h *hll) estimate() float64 {
+func (h *hll) estimate() float64 { return hllEstimate(h.sum, h.zeros) }
+
+func hllEstimate(sum float64, zeros int) float64 {
 	const m = 1 << hllBits
-	e := 0.7213 / (1 + 1.079/m) * m * m / h.sum
-	if e <= 2.5*m && h.zeros > 0 {
-		e = m * math.Log(float64(m)/float64(h.zeros)) // linear counting
+	e := 0.7213 / (1 + 1.079/m) * m * m / sum
+	if e <= 2.5*m && zeros > 0 {
+		e = m * math.Log(float64(m)/float64(zeros)) // linear counting
 	}
 	return e
+}
+
+// merge adds o's items to h: the register-wise maximum is the sketch of
+// the union.
+func (h *hll) merge(o *hll) {
+	for i, r := range o.reg {
+		h.raise(i, r)
+	}
+}
+
+// unionEstimate estimates the distinct items of h and o together, without
+// changing either.
+func (h *hll) unionEstimate(o *hll) float64 {
+	var sum float64
+	zeros := 0
+	for i, r := range h.reg {
+		r = max(r, o.reg[i])
+		if r == 0 {
+			zeros++
+		}
+		sum += math.Ldexp(1, -int(r))
+	}
+	return hllEstimate(sum, zeros)
 }
 
 // sample is a bottom-k sample of the distinct sources of a window: the k

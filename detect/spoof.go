@@ -20,6 +20,8 @@ import (
 //     bottom-k sample of them, with exact per-source counts, measures the
 //     share that sent at most two packets; both are fixed-size, so a flood
 //     of ten million forged sources costs the same memory as one of ten.
+//     The alert reports the distinct sources of the whole incident: each
+//     window's sketch is merged into the incident's when the window ends.
 //
 // The incident starts at spoofed_flood.pps evidently forged packets per
 // second, or at a window of spoofed_flood.distinct_sources sources of
@@ -108,11 +110,11 @@ type target struct {
 	// The random-source test runs on tumbling windows.
 	winEnd     time.Time
 	winPackets uint64
-	sources    hll
+	sources    hll // this window's sources
+	seen       hll // the sources of the windows before it in this activity
 	smp        sample
 	random     bool // this window is a random-source flood
 	prevRandom bool // so was the previous one
-	peak       int  // the most distinct sources in one window
 
 	lastSrc  netip.AddrPort // the latest source, forged ones first
 	lastDst  uint16
@@ -142,7 +144,6 @@ func (t *target) count(p *capture.Packet, why forgery) {
 		// The estimate moves only when a register does: most packets of
 		// a flood from few sources skip this.
 		est := t.sources.estimate()
-		t.peak = max(t.peak, int(math.Round(est)))
 		if est >= float64(t.d.cfg.DistinctSources) && t.smp.lowShare() >= t.d.cfg.RandomShare {
 			t.random = true
 			t.ev.RandomSource += t.winPackets
@@ -171,7 +172,7 @@ func (t *target) roll(now time.Time) {
 	}
 	w := t.d.cfg.Window
 	if !t.winEnd.IsZero() {
-		t.peak = max(t.peak, int(math.Round(t.sources.estimate())))
+		t.seen.merge(&t.sources)
 	}
 	t.prevRandom = t.random && now.Before(t.winEnd.Add(w))
 	t.random = false
@@ -197,7 +198,7 @@ func (t *target) measure(now time.Time) (bool, float64, float64) {
 
 func (t *target) reset() {
 	t.ev = Evidence{}
-	t.peak = 0
+	t.seen.reset()
 	t.lastBogo = false
 	t.winEnd = time.Time{}
 	t.random, t.prevRandom = false, false
@@ -208,7 +209,7 @@ func (t *target) describe(a *Alert) {
 	a.Src, a.Dst, a.Proto = t.lastSrc, netip.AddrPortFrom(t.addr, t.lastDst), t.proto
 	a.Signature = sig(SIDSpoofedFlood)
 	in.Target = t.addr
-	in.DistinctSources = max(t.peak, int(math.Round(t.sources.estimate())))
+	in.DistinctSources = int(math.Round(t.seen.unionEstimate(&t.sources)))
 	in.Evidence = t.ev
 	// The sources are forged, so only the target says where the flood runs.
 	switch h := t.d.r.home; {

@@ -2,6 +2,7 @@ package detect
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
@@ -104,8 +105,9 @@ func TestForgedRequestFloodIntoEchoServer(t *testing.T) {
 	h.flush()
 	h.expect("exposed/start/9000008 UDP/10.1.0.77:7",
 		"spoofed_flood/start/9000005 10.1.0.77", "spoofed_flood/end/9000005 10.1.0.77")
+	// 9000 forged sources over the incident's 25 s.
 	in := h.out.alerts[2].Incident
-	if in.DistinctSources < 1600 || in.DistinctSources > 2000 || in.Evidence.RandomSource < 8000 || in.Direction != "inbound" {
+	if in.DistinctSources < 8100 || in.DistinctSources > 9900 || in.Evidence.RandomSource < 8000 || in.Direction != "inbound" {
 		t.Errorf("distinct %d evidence %+v direction %s", in.DistinctSources, in.Evidence, in.Direction)
 	}
 }
@@ -125,7 +127,7 @@ func TestRandomSourceFloodBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	flows, _ := NewLRUFlows(FlowConfig{MaxFlows: 10_000, Ports: cfg.FlowPorts()})
+	flows, _ := NewFlows(FlowConfig{MaxFlows: 10_000, Ports: cfg.FlowPorts()})
 	rng := rand.New(rand.NewPCG(3, 4))
 	p := randomSource(rng, base, "10.1.0.77:7")
 	for i := range 1_000_000 { // 20 s at 50k pps
@@ -150,6 +152,55 @@ func TestRandomSourceFloodBounded(t *testing.T) {
 	for _, ts := range e.Stats().Tables {
 		if (ts.Name == "reflection.victims" || ts.Name == "scan.scanners") && ts.Rejected < 900_000 {
 			t.Errorf("%s admitted too much: %+v", ts.Name, ts)
+		}
+	}
+}
+
+// TestSpoofedFloodDistinctSources floods a target from n distinct routable
+// sources, each sending one packet: the incident reports the distinct
+// sources of the whole flood, not those of one window, within three
+// standard errors of the HyperLogLog. The larger floods last 10 s, two
+// windows; the smallest comes within one, as it must to cross the start
+// threshold of 1000 sources in a window.
+func TestSpoofedFloodDistinctSources(t *testing.T) {
+	for _, n := range []int{2_000, 100_000, 5_000_000} {
+		if n > 1_000_000 && testing.Short() {
+			continue
+		}
+		out := &sink{}
+		e, err := New(DefaultConfig(), out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		span := 10 * time.Second
+		if n < 10_000 {
+			span = time.Second
+		}
+		p := udp(base, "45.0.0.1:1024", "198.51.100.77:7", make([]byte, 16))
+		next := uint32(0)
+		for i := range n {
+			for p.Src = distinctAddr(next); !p.Src.Is4() || classify(p.Src) != srcGlobal; p.Src = distinctAddr(next) {
+				next++
+			}
+			next++
+			p.Timestamp = base.Add(time.Duration(i) * (span / time.Duration(n)))
+			e.Packet(p, nil, FromOrig)
+		}
+		e.Flush(p.Timestamp)
+		var end *Alert
+		for _, a := range out.alerts {
+			if a.Kind() == KindSpoofedFlood && a.Phase() == PhaseEnd {
+				end = a
+			}
+		}
+		if end == nil {
+			t.Fatalf("%d sources: no spoofed_flood incident: %q", n, (&harness{out: out}).out.summary())
+		}
+		got := end.Incident.DistinctSources
+		rel := float64(got-n) / float64(n)
+		t.Logf("%d sources: %d distinct reported (%+.2f%%)", n, got, 100*rel)
+		if math.Abs(rel) > 3*hllStdErr {
+			t.Errorf("%d sources: %d distinct reported, beyond three standard errors", n, got)
 		}
 	}
 }

@@ -1,8 +1,8 @@
 #!/bin/sh
 # Installs, on Debian, what echowatch needs to build and test: libpcap's
 # headers for live capture, iproute2 for the network-namespace tests, rsyslog
-# and its TLS driver (rsyslog-gnutls) for the syslog tests. Does nothing for
-# what is already there.
+# and its TLS driver (rsyslog-gnutls) for the syslog tests, chromium to
+# render the HTML report in a test. Does nothing for what is already there.
 set -eu
 need=""
 for pkg in "$@"; do

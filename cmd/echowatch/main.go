@@ -70,50 +70,6 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// alertFanout hands each alert to every output. It logs an output's
-// failure when its state changes, not once per alert.
-type alertFanout struct {
-	outs    []sinks.Sink
-	names   []string
-	failing []bool
-	logger  *slog.Logger
-	emitted uint64
-	failed  uint64
-}
-
-var _ detect.AlertWriter = (*alertFanout)(nil)
-
-func (a *alertFanout) WriteAlert(al *detect.Alert) { a.write(al) }
-
-func (a *alertFanout) write(ev sinks.Event) {
-	a.emitted++
-	for i, o := range a.outs {
-		err := o.Write(ev)
-		switch {
-		case err != nil && !a.failing[i]:
-			a.failing[i] = true
-			a.logger.Error("output failing", "output", a.names[i], "err", err)
-		case err == nil && a.failing[i]:
-			a.failing[i] = false
-			a.logger.Info("output recovered", "output", a.names[i])
-		}
-		if err != nil {
-			a.failed++
-		}
-	}
-}
-
-func (a *alertFanout) close() error {
-	var errs []error
-	for _, o := range a.outs {
-		errs = append(errs, o.Close())
-	}
-	if a.failed > 0 {
-		errs = append(errs, fmt.Errorf("%d alert deliveries failed", a.failed))
-	}
-	return errors.Join(errs...)
-}
-
 // openSources opens what cfg says to read: capture files, or a live
 // interface (one source per worker).
 func openSources(cfg config, stdin io.Reader) ([]capture.Source, error) {
@@ -157,15 +113,41 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 	if err != nil {
 		return usagef("--format: %v", err)
 	}
-	out := &alertFanout{logger: logger}
-	for _, name := range cfg.Outputs {
-		out.outs = append(out.outs, sinks.NewStream("stdout", stdout, format))
-		out.names = append(out.names, name)
-		out.failing = append(out.failing, false)
+	oo := cfg.OutputOptions
+	oo.Format, oo.SensorName, oo.Version = format, cfg.SensorName, version
+	out, err := openOutputs(ctx, cfg.Outputs, oo, stdout, logger)
+	if err != nil {
+		return err
 	}
-	engine, err := detect.New(cfg.Config, out)
+	defer out.Close() // on early returns; the end of the run closes it first
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	hupDone := make(chan struct{})
+	defer func() { signal.Stop(hup); close(hupDone) }()
+	go func() {
+		for {
+			select {
+			case <-hup:
+				out.Reopen() // logrotate moved the file outputs
+			case <-hupDone:
+				return
+			}
+		}
+	}()
+	// The incidents are kept for the summary and the report at the end.
+	stderrTTY := isTerminal(stderr)
+	var incidents *incidentLog
+	var alerts detect.AlertWriter = out
+	if cfg.Summary != "" || cfg.Report != "" || stderrTTY {
+		incidents = newIncidentLog(0, 0)
+		alerts = alertTee{out, incidents}
+	}
+	engine, err := detect.New(cfg.Config, alerts)
 	if err != nil {
 		return usagef("%v", err)
+	}
+	if incidents != nil {
+		engine.ObserveRates(incidents)
 	}
 	srcs, err := openSources(cfg, stdin)
 	if err != nil {
@@ -200,38 +182,33 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 		logger.Info("capture started", "interface", cfg.Interface, "method", cfg.Capture, "workers", len(srcs))
 	}
 
-	workers := make([]*worker, len(srcs))
-	flowPorts := cfg.FlowPorts()
-	for i, src := range srcs {
-		flows, err := detect.NewLRUFlows(detect.FlowConfig{MaxFlows: cfg.MaxFlows / len(srcs), Ports: flowPorts})
-		if err != nil {
-			return err
-		}
-		workers[i] = &worker{src: src, dec: capture.NewDecoder(), flows: flows}
+	pl, err := newPipeline(cfg, srcs, engine)
+	if err != nil {
+		return err
 	}
 	emitStats := func() {
-		ev := collectStats(cfg, workers, srcs, engine)
-		out.write(ev)
+		ev := pl.stats()
+		ev.Outputs = out.Stats()
+		out.Write(ev)
 	}
-
-	var runErr error
-	if len(workers) == 1 {
-		w := workers[0]
-		w.next = engine
-		if live {
-			w.tick = emitStats
-			w.idle = idleClock(w, engine)
-			stopTicker := startStatsTicker(cfg.StatsInterval, cfg.Stats, w)
-			defer stopTicker()
+	var axisStart time.Time
+	if cfg.Report != "" && !live {
+		axisStart = firstPacketTime(cfg.Read)
+	}
+	// A progress line on a terminal, unless alerts go to the same one.
+	stopProgress := func() {}
+	if !live && stderrTTY && !isTerminal(stdout) {
+		if stats, ok := fileStatsOf(srcs[0]); ok {
+			prog := newProgress(stderr, fileProgress(stats, statInputs(cfg.Read)), incidents.count)
+			prog.start()
+			defer prog.stop()
+			stopProgress = prog.stop
 		}
-		runErr = w.run()
-		engine.Flush(w.last)
-	} else {
-		runErr = runMany(workers, engine, cfg, emitStats)
 	}
-	if runErr != nil && errors.Is(runErr, capture.ErrTruncated) {
-		fmt.Fprintf(stderr, "echowatch: warning: %v; the alerts up to that point were reported\n", runErr)
-		runErr = nil
+	warnings, runErr := pl.run(emitStats)
+	stopProgress() // before the warnings and the summary
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "echowatch: warning: %v; the alerts up to that point were reported\n", w)
 	}
 	if ctx.Err() != nil && runErr != nil {
 		// Reads interrupted by a signal are a normal stop.
@@ -240,7 +217,36 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 	if cfg.Stats {
 		emitStats()
 	}
-	return errors.Join(runErr, out.close())
+	if err := out.Close(); err != nil {
+		// Offline, everything detected must have been delivered; a live
+		// sensor reports what it lost and stops as asked.
+		if live {
+			logger.Warn("outputs lost events", "err", err)
+		} else {
+			runErr = errors.Join(runErr, err)
+		}
+	}
+	if incidents != nil {
+		meta := reportMeta{Captures: cfg.Read, Start: axisStart, Sensor: cfg.SensorName,
+			Version: version, Generated: time.Now()}
+		for _, w := range pl.workers {
+			if last := w.stats().last; last.After(meta.End) {
+				meta.End = last
+			}
+		}
+		if live {
+			meta.Captures = []string{cfg.Interface}
+		}
+		if n := incidents.droppedIncidents(); n > 0 {
+			logger.Warn("summary incomplete: incidents over its bound were not kept", "dropped", n)
+		}
+		var table io.Writer
+		if stderrTTY {
+			table = stderr
+		}
+		runErr = errors.Join(runErr, writeForensics(incidents, cfg.Summary, cfg.Report, meta, table))
+	}
+	return runErr
 }
 
 // startStatsTicker asks w for a stats event every interval while live.
@@ -263,21 +269,6 @@ func startStatsTicker(interval time.Duration, enabled bool, ws ...*worker) (stop
 		}
 	}()
 	return func() { t.Stop(); close(done) }
-}
-
-func collectStats(cfg config, workers []*worker, srcs []capture.Source, engine *detect.Engine) *statsEvent {
-	ev := &statsEvent{Host: cfg.SensorName, Detect: engine.Stats()}
-	for _, w := range workers {
-		ev.add(w.stats())
-	}
-	for _, s := range srcs {
-		if ss, ok := s.(capture.StatsSource); ok {
-			if st, err := ss.Stats(); err == nil {
-				ev.addSource(st)
-			}
-		}
-	}
-	return ev
 }
 
 // idleClock returns the worker's idle hook for live capture: while no

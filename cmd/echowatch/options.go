@@ -39,6 +39,9 @@ type config struct {
 	Workers       int           `yaml:"workers"`
 	Stats         bool          `yaml:"stats"`
 	StatsInterval time.Duration `yaml:"stats_interval"`
+	Summary       string        `yaml:"summary"`
+	Report        string        `yaml:"report"`
+	OutputOptions outputOptions `yaml:"output_options"`
 
 	detect.Config `yaml:",inline"`
 }
@@ -52,6 +55,7 @@ func defaultConfig() config {
 		MaxFlows:      detect.DefaultMaxFlows,
 		Workers:       1,
 		StatsInterval: 60 * time.Second,
+		OutputOptions: defaultOutputOptions(),
 		Config:        detect.DefaultConfig(),
 	}
 }
@@ -104,8 +108,12 @@ Input:
                            filter EXPR (in the kernel when live)
       --snaplen N          bytes captured per packet (default 262144)
       --no-promisc         do not put the interface in promiscuous mode
-      --workers N          capture workers (afpacket: one socket each in a
-                           fanout group; default 1)
+      --workers N          goroutines that read and decode in parallel
+                           (default 1): a capture file is cut in regions
+                           each reads itself; afpacket gives each a socket
+                           of a fanout group; otherwise one reader deals
+                           them the frames. A file's alerts are the same
+                           for any number
 
 Detection:
       --home-net CIDRS     the networks you protect, comma-separated; decides
@@ -120,13 +128,27 @@ Detection:
                            the host name)
 
 Output:
-      --output URL         where alerts go; repeatable (default stdout)
+      --output URL         where alerts go; repeatable (default stdout):
+                           stdout, file:///path, syslog+udp://host:port,
+                           syslog+tcp://host:port, syslog+tls://host:port,
+                           syslog+unix:///dev/log, kafka://broker:9092/topic
+                           (options in the URL's query; see the README)
+      --queue-size N       events each output holds while its destination
+                           is slow or down; more are dropped and counted
+                           (default 10000)
+      --flush-timeout D    how long outputs may take to deliver what they
+                           hold at exit (default 5s)
       --format FMT         eve (JSON lines) or text (readable lines; the
                            default when standard output is a terminal)
       --stats              emit capture, decode and flow counters as an EVE
                            stats event at the end (and every
                            --stats-interval while live)
       --stats-interval D   stats period when live (default 60s)
+      --summary FILE       at the end, write the incidents as one JSON
+                           document to FILE (a table of them goes to
+                           standard error when it is a terminal)
+      --report FILE.html   at the end, write a self-contained HTML page with
+                           the incidents and a plot of their packet rates
 
 General:
       --config FILE        read settings from a YAML file; flags win
@@ -143,6 +165,7 @@ func parseArgs(args []string, stdout io.Writer, stdoutIsTerminal bool) (cfg conf
 	var (
 		reads, outputs, homeNet       []string
 		configPath, format            string
+		summary, report               string
 		noPromisc, showVersion, help  bool
 		iface, captureMode, bpf       string
 		snaplen, maxFlows, workers    int
@@ -151,6 +174,8 @@ func parseArgs(args []string, stdout io.Writer, stdoutIsTerminal bool) (cfg conf
 		statsInterval, updateInterval time.Duration
 		endAfter                      time.Duration
 		sensorName                    string
+		queueSize                     int
+		flushTimeout                  time.Duration
 	)
 	fs := flag.NewFlagSet("echowatch", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -168,9 +193,13 @@ func parseArgs(args []string, stdout io.Writer, stdoutIsTerminal bool) (cfg conf
 	fs.IntVar(&maxAlerts, "max-alerts-per-second", 0, "")
 	fs.StringVar(&sensorName, "sensor-name", "", "")
 	fs.Var(listFlag{&outputs}, "output", "")
+	fs.IntVar(&queueSize, "queue-size", 0, "")
+	fs.DurationVar(&flushTimeout, "flush-timeout", 0, "")
 	fs.StringVar(&format, "format", "", "")
 	fs.BoolVar(&stats, "stats", false, "")
 	fs.DurationVar(&statsInterval, "stats-interval", 0, "")
+	fs.StringVar(&summary, "summary", "", "")
+	fs.StringVar(&report, "report", "", "")
 	fs.StringVar(&configPath, "config", "", "")
 	fs.BoolVar(&showVersion, "version", false, "")
 	fs.BoolVar(&help, "h", false, "")
@@ -243,11 +272,23 @@ func parseArgs(args []string, stdout io.Writer, stdoutIsTerminal bool) (cfg conf
 	if set["output"] {
 		cfg.Outputs = outputs
 	}
+	if set["queue-size"] {
+		cfg.OutputOptions.QueueSize = queueSize
+	}
+	if set["flush-timeout"] {
+		cfg.OutputOptions.FlushTimeout = flushTimeout
+	}
 	if set["format"] {
 		cfg.Format = format
 	}
 	if set["stats"] {
 		cfg.Stats = stats
+	}
+	if set["summary"] {
+		cfg.Summary = summary
+	}
+	if set["report"] {
+		cfg.Report = report
 	}
 	if set["stats-interval"] {
 		cfg.StatsInterval = statsInterval
@@ -302,15 +343,15 @@ func (c *config) validate() error {
 		return usagef("--stats-interval: must be positive, not %v", c.StatsInterval)
 	case c.Format != "eve" && c.Format != "text":
 		return usagef("--format: unknown format %q (want eve or text)", c.Format)
-	case c.Workers > 1 && c.Interface == "":
-		return usagef("--workers: more than one worker needs live capture with --capture afpacket")
-	case c.Workers > 1 && c.Capture != "afpacket":
-		return usagef("--workers: more than one worker needs --capture afpacket")
 	}
-	for _, o := range c.Outputs {
-		if o != "stdout" {
-			return usagef("--output: unsupported output %q (this build writes to stdout)", o)
-		}
+	if c.OutputOptions.QueueSize < 1 {
+		return usagef("--queue-size: must be positive, not %d", c.OutputOptions.QueueSize)
+	}
+	if c.OutputOptions.FlushTimeout <= 0 {
+		return usagef("--flush-timeout: must be positive, not %v", c.OutputOptions.FlushTimeout)
+	}
+	if err := validateOutputs(c.Outputs, c.OutputOptions); err != nil {
+		return err
 	}
 	if err := c.Config.Validate(); err != nil {
 		return usagef("%v", err)

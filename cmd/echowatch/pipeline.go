@@ -2,238 +2,372 @@ package main
 
 import (
 	"errors"
-	"io"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/echowatch/echowatch/capture"
 	"github.com/echowatch/echowatch/detect"
 )
 
-// worker reads frames from one source, decodes them, accounts them to
-// their flows and hands them to the next stage: the detection engine
-// itself, or a forwarder to it when several workers feed one engine. It
-// allocates nothing per packet.
-type worker struct {
-	src   capture.Source
-	dec   *capture.Decoder
-	flows detect.FlowTable
-	next  detect.Detector
-	// idle is called on a live read timeout, and tick when the stats
-	// period is due; both run on the worker's goroutine.
-	idle func()
-	tick func()
+// The pipeline runs sources → workers → flows and detection → outputs.
+//
+// One worker does everything on one goroutine: read, decode, flows,
+// detection. With several, the workers decode in parallel and one stage,
+// on the engine's goroutine, tracks flows and runs detection on what they
+// keep. Detection's state crosses flows (reflectors per victim, prefixes,
+// scanners, sketches), so it lives in one place; flows need to, too, for
+// both directions of a flow to meet, and they are cheap there: only the
+// packets detection wants reach the stage (about 1% of ordinary traffic).
+//
+// The frames are cut into chunks of consecutive frames, dealt to the workers
+// in turn, and the stage takes the workers' results back in the same
+// order. A capture file is cut into regions that each worker reads itself
+// (capture.Splitter), so that a frame's bytes are read and decoded by the
+// same core: dealing frames from a reader to other cores, by a hash of
+// their addresses or otherwise, moves every frame between caches, which on
+// a two-core machine costs as much as decoding it. Other inputs (pcapng,
+// gzip, standard input, a libpcap interface) are read by a dealer that
+// copies the frames into the chunks. With AF_PACKET, the kernel's fanout
+// deals the frames by a symmetric hash of their flow, each worker reads
+// its own socket, and the stage takes chunks as they come.
+//
+// Offline, detection sees what one worker would show it: the same packets
+// in the same order, at the same packet times, with the same flow and
+// fragment tables, so 1, 2 or N workers give byte-identical alerts.
+// Detection's clock is the latest frame time read: each worker notes, in
+// its chunk, the latest frame time as of every packet it keeps and wherever
+// it enters a new second, and the stage adds the clock at the start of the
+// chunk. Live, a dealer drops a chunk rather than wait for a worker that has
+// fallen behind (counted as the worker's queue drops), and the kernel
+// counts what it dropped.
 
-	frame capture.Frame
-	pkt   capture.Packet
-	last  time.Time // the newest packet time seen
+// pipeline is the workers of one run of the sensor and how they are fed.
+type pipeline struct {
+	cfg     config
+	eng     *detect.Engine
+	srcs    []capture.Source
+	workers []*worker
 
-	// statsDue is set by a timer goroutine; the worker emits stats when
-	// it sees it, so the counters are read by the goroutine that owns them.
-	statsDue atomic.Bool
-
-	// published counters, copied from the worker's own every so often so
-	// another goroutine can read them without a lock per packet.
-	mu        sync.Mutex
-	published workerStats
+	// Several workers: the stage's tables, and the dealer, if any.
+	flows  detect.FlowTable
+	frags  *capture.Fragments
+	dealer *dealer
+	split  *capture.Splitter
+	// redo decodes, on the engine's goroutine, the rare region that
+	// guessed wrong where its first record starts.
+	redo *worker
 }
 
-type workerStats struct {
-	decode capture.DecodeStats
-	flows  detect.FlowStats
-	last   time.Time
-}
-
-// publishEvery is how many frames pass between two copies of the counters.
-const publishEvery = 1 << 14
-
-// run processes frames until the source ends. io.EOF is a normal end; a
-// truncated file is returned as its error for the caller to warn about.
-func (w *worker) run() error {
-	var n uint
-	defer w.publish()
-	for {
-		err := w.src.ReadFrame(&w.frame)
-		if err != nil {
-			switch {
-			case errors.Is(err, capture.ErrTimeout):
-				if w.idle != nil {
-					w.idle()
-				}
-				w.maybeTick()
-				continue
-			case errors.Is(err, io.EOF):
-				return nil
-			}
-			return err
+// newPipeline makes cfg.Workers workers for srcs: a source per worker
+// (AF_PACKET's fanout), or one source for all.
+func newPipeline(cfg config, srcs []capture.Source, eng *detect.Engine) (*pipeline, error) {
+	n := max(cfg.Workers, len(srcs))
+	p := &pipeline{cfg: cfg, eng: eng, srcs: srcs}
+	flows, err := detect.NewFlows(detect.FlowConfig{MaxFlows: cfg.MaxFlows, Ports: cfg.FlowPorts()})
+	if err != nil {
+		return nil, err
+	}
+	for i := range n {
+		w := &worker{id: i, dec: capture.NewDecoder(), wants: eng.Wants}
+		if len(srcs) == n {
+			w.src = srcs[i]
 		}
-		if n++; n%publishEvery == 0 {
-			w.publish()
+		p.workers = append(p.workers, w)
+	}
+	if n == 1 {
+		p.workers[0].flows = flows
+		return p, nil
+	}
+	p.flows, p.frags = flows, capture.NewFragments()
+	p.redo = &worker{id: -1, dec: capture.NewDecoder(), wants: eng.Wants}
+	for _, w := range append(p.workers, p.redo) {
+		w.dec.SkipFragments() // the stage's table sees them all, in order
+	}
+	if len(srcs) == 1 {
+		p.dealer = newDealer(n, cfg.Interface != "")
+	}
+	return p, nil
+}
+
+// run runs the pipeline until its sources end, or a stop closes them, and
+// ends every open incident. It returns the truncated capture files, which
+// were read up to the cut, and the first failure.
+func (p *pipeline) run(emitStats func()) (warnings []error, err error) {
+	if len(p.workers) == 1 {
+		w := p.workers[0]
+		var idle, tick func()
+		if p.cfg.Interface != "" {
+			tick, idle = emitStats, idleClock(w, p.eng)
+			defer startStatsTicker(p.cfg.StatsInterval, p.cfg.Stats, w)()
 		}
-		w.maybeTick()
-		if w.dec.Decode(&w.frame, &w.pkt) != capture.DropNone {
-			continue
-		}
-		if w.pkt.Timestamp.After(w.last) {
-			w.last = w.pkt.Timestamp
-		}
-		f, dir := w.flows.Update(&w.pkt)
-		w.next.Packet(&w.pkt, f, dir)
+		warnings, err = w.runOne(p.eng, idle, tick)
+		p.eng.Flush(w.last)
+		return warnings, err
 	}
-}
 
-// maybeTick emits stats when they are due. It costs one atomic load per
-// frame, and no lock.
-func (w *worker) maybeTick() {
-	if w.tick != nil && w.statsDue.Load() && w.statsDue.CompareAndSwap(true, false) {
-		w.publish()
-		w.tick()
-	}
-}
-
-func (w *worker) publish() {
-	s := workerStats{decode: w.dec.Stats(), flows: w.flows.Stats(), last: w.last}
-	w.mu.Lock()
-	w.published = s
-	w.mu.Unlock()
-}
-
-func (w *worker) stats() workerStats {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.published
-}
-
-// Several workers (an AF_PACKET fanout group) feed one detection engine,
-// so that per-victim and per-scanner state sees all traffic. Workers copy
-// what detection needs into batches; the engine's goroutine replays them.
-const (
-	batchSize = 256
-	// recordPayload bounds the payload bytes a record carries: enough for
-	// every payload detection looks at (nmap probes, Wake-on-LAN, echoed
-	// data prefixes).
-	recordPayload    = 256
-	batchesPerWorker = 8
-)
-
-type record struct {
-	pkt     capture.Packet
-	flow    detect.Flow
-	hasFlow bool
-	dir     detect.Dir
-	payload [recordPayload]byte
-}
-
-type batch struct {
-	recs [batchSize]record
-	n    int
-	home chan *batch // the forwarder's free list
-}
-
-// forwarder is the Detector a worker feeds when it does not own the
-// engine: it copies each packet into a batch bound for the engine.
-type forwarder struct {
-	out  chan<- *batch
-	free chan *batch
-	cur  *batch
-}
-
-var _ detect.Detector = (*forwarder)(nil)
-
-func newForwarder(out chan<- *batch) *forwarder {
-	f := &forwarder{out: out, free: make(chan *batch, batchesPerWorker)}
-	for range batchesPerWorker {
-		f.free <- &batch{home: f.free}
-	}
-	return f
-}
-
-func (f *forwarder) Packet(p *capture.Packet, fl *detect.Flow, dir detect.Dir) {
-	if f.cur == nil {
-		f.cur = <-f.free
-	}
-	r := &f.cur.recs[f.cur.n]
-	r.pkt = *p
-	n := copy(r.payload[:], p.Payload)
-	r.pkt.Payload = r.payload[:n]
-	r.hasFlow = fl != nil
-	if fl != nil {
-		r.flow = *fl
-	}
-	r.dir = dir
-	if f.cur.n++; f.cur.n == batchSize {
-		f.send()
-	}
-}
-
-// Flush sends what the current batch holds.
-func (f *forwarder) Flush(time.Time) { f.send() }
-
-func (f *forwarder) send() {
-	if f.cur != nil && f.cur.n > 0 {
-		f.out <- f.cur
-		f.cur = nil
-	}
-}
-
-// runMany runs each worker on its own goroutine and the engine on this one.
-func runMany(workers []*worker, engine *detect.Engine, cfg config, emitStats func()) error {
-	batches := make(chan *batch, batchesPerWorker*len(workers))
-	errs := make([]error, len(workers))
+	st := &stage{p: p, now: -1 << 63}
 	var wg sync.WaitGroup
-	for i, w := range workers {
-		fw := newForwarder(batches)
-		w.next = fw
-		w.idle = func() { fw.send(); w.publish() }
+	if p.dealer == nil {
+		// AF_PACKET: each worker reads its socket.
+		out := make(chan *chunk, chunksPerWorker*len(p.workers))
+		errs := make([]error, len(p.workers))
+		for i, w := range p.workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = w.readFanout(out)
+			}()
+		}
+		go func() { wg.Wait(); close(out) }()
+		st.asTheyCome(out, emitStats)
+		st.flush()
+		return nil, errors.Join(errs...)
+	}
+
+	d := p.dealer
+	outs := make([]chan *chunk, len(p.workers))
+	for i, w := range p.workers {
+		outs[i] = make(chan *chunk, chunksPerWorker)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = w.run()
-			fw.send()
+			w.decodeChunks(d.in[i], outs[i])
 		}()
 	}
-	go func() { wg.Wait(); close(batches) }()
-
-	var tick <-chan time.Time
-	if cfg.Stats {
-		t := time.NewTicker(cfg.StatsInterval)
-		defer t.Stop()
-		tick = t.C
+	stop := make(chan struct{})
+	src := p.srcs[0]
+	if sp, ok := splitter(src); ok {
+		if f, ok := src.(*capture.FilteredSource); ok {
+			for _, w := range append(p.workers, p.redo) {
+				w.filter = f.Filter()
+			}
+		}
+		p.split = sp
+		go d.split(sp, stop)
+	} else {
+		go d.stream(src, stop)
 	}
-	// While no batch comes, move detection's clock on by wall time, as
-	// idleClock does for a single worker.
-	quiet := time.NewTicker(250 * time.Millisecond)
-	defer quiet.Stop()
-	var last, seen, quietSince time.Time
+	warnings, err = st.inOrder(d.tickets, outs, stop, emitStats)
+	wg.Wait()
+	st.flush()
+	return warnings, err
+}
+
+// splitter returns the Splitter of a capture file source, when it can be
+// split.
+func splitter(src capture.Source) (*capture.Splitter, bool) {
+	if f, ok := src.(*capture.FilteredSource); ok {
+		src = f.Unwrap()
+	}
+	fs, ok := src.(*capture.FileSource)
+	if !ok {
+		return nil, false
+	}
+	return fs.Split()
+}
+
+// stage tracks flows and runs detection on what the workers keep, on the
+// engine's goroutine.
+type stage struct {
+	p   *pipeline
+	now int64 // detection's clock: the latest frame time so far, Unix ns
+
+	// live: the clock when it last moved, and the wall time then
+	seen       int64
+	quietSince time.Time
+}
+
+// take runs detection on a run: its packets, in order, each at the clock
+// as of its frame.
+func (st *stage) take(r *chunk) {
+	p := st.p
+	for i := range r.recs {
+		rec := &r.recs[i]
+		// The chunk's clock only grows: the engine's is the larger of it
+		// and where it stood when the chunk began.
+		st.now = max(st.now, rec.clock)
+		p.eng.Tick(time.Unix(0, st.now).UTC())
+		if rec.tick {
+			continue
+		}
+		pkt := &rec.pkt
+		pkt.Payload = r.pays[rec.pay : rec.pay+rec.npay : rec.pay+rec.npay]
+		if pkt.Fragment {
+			p.frags.Attribute(pkt)
+		}
+		f, dir := p.flows.Update(pkt)
+		p.eng.Packet(pkt, f, dir)
+	}
+	if r.last > st.now {
+		st.now = r.last
+	}
+}
+
+// check checks the region of r, a chunk of a split file, in order: it
+// reads again a region that guessed wrong where its first record starts,
+// and empties a chunk whose file ended before it.
+func (st *stage) check(r *chunk) {
+	sp, reg := st.p.split, r.region
+	v, err := sp.Check(reg)
+	switch v {
+	case capture.Skip:
+		r.reset()
+	case capture.Reread:
+		reg = sp.Reread(reg)
+		r.reset()
+		r.src = reg
+		st.p.redo.decodeChunk(r)
+		_, err = sp.Check(reg) // its start is known: accepted
+	}
+	r.err = err
+}
+
+// flush ends every open incident at the latest frame time.
+func (st *stage) flush() {
+	var last time.Time
+	if st.now != -1<<63 {
+		last = time.Unix(0, st.now).UTC()
+	}
+	st.p.eng.Flush(last)
+}
+
+// inOrder takes the workers' chunks in the order the dealer dealt them. A
+// truncated file is a warning; any other error ends the pipeline's work:
+// stop tells the dealer, and the chunks still in flight are
+// drained unread.
+func (st *stage) inOrder(tickets <-chan int, outs []chan *chunk, stop chan struct{}, emitStats func()) (warnings []error, err error) {
+	tick, quiet, stopTickers := st.tickers()
+	defer stopTickers()
+	for {
+		var w int
+		var ok bool
+		select {
+		case w, ok = <-tickets:
+		case now := <-quiet:
+			st.quiet(now)
+			continue
+		case <-tick:
+			emitStats()
+			continue
+		}
+		if !ok {
+			return warnings, err
+		}
+		r := <-outs[w]
+		if r.region != nil {
+			st.check(r)
+		}
+		if err == nil {
+			st.take(r)
+			switch {
+			case r.err == nil:
+			case errors.Is(r.err, capture.ErrTruncated):
+				warnings = append(warnings, r.err)
+			default:
+				err = r.err
+				close(stop)
+			}
+		}
+		r.reset()
+		r.home <- r
+	}
+}
+
+// asTheyCome takes the workers' chunks as they come (AF_PACKET).
+func (st *stage) asTheyCome(out <-chan *chunk, emitStats func()) {
+	tick, quiet, stopTickers := st.tickers()
+	defer stopTickers()
 	for {
 		select {
-		case now := <-quiet.C:
-			if !last.Equal(seen) {
-				seen, quietSince = last, now
-			} else if !seen.IsZero() {
-				engine.Tick(seen.Add(now.Sub(quietSince)))
-			}
-		case b, ok := <-batches:
+		case now := <-quiet:
+			st.quiet(now)
+		case r, ok := <-out:
 			if !ok {
-				engine.Flush(last)
-				return errors.Join(errs...)
+				return
 			}
-			for i := range b.recs[:b.n] {
-				r := &b.recs[i]
-				var fl *detect.Flow
-				if r.hasFlow {
-					fl = &r.flow
-				}
-				if r.pkt.Timestamp.After(last) {
-					last = r.pkt.Timestamp
-				}
-				engine.Packet(&r.pkt, fl, r.dir)
-			}
-			b.n = 0
-			b.home <- b
+			st.take(r)
+			r.reset()
+			r.home <- r
 		case <-tick:
 			emitStats()
 		}
 	}
+}
+
+// tickers returns, live, the ticks of the stats period (if --stats) and
+// of the checks for a quiet capture.
+func (st *stage) tickers() (stats, quiet <-chan time.Time, stop func()) {
+	if st.p.cfg.Interface == "" {
+		return nil, nil, func() {}
+	}
+	q := time.NewTicker(250 * time.Millisecond)
+	if !st.p.cfg.Stats {
+		return nil, q.C, q.Stop
+	}
+	t := time.NewTicker(st.p.cfg.StatsInterval)
+	return t.C, q.C, func() { t.Stop(); q.Stop() }
+}
+
+// quiet moves detection's clock on by wall time while no frame comes, as
+// idleClock does for a single worker, so that incidents end when an attack
+// stops rather than at the next packet.
+func (st *stage) quiet(now time.Time) {
+	if st.now != st.seen {
+		st.seen, st.quietSince = st.now, now
+	} else if st.seen != -1<<63 {
+		st.p.eng.Tick(time.Unix(0, st.seen).Add(now.Sub(st.quietSince)))
+	}
+}
+
+// stats collects the counters of the whole pipeline. It runs on the
+// engine's goroutine.
+func (p *pipeline) stats() *statsEvent {
+	ev := &statsEvent{Host: p.cfg.SensorName, Detect: p.eng.Stats()}
+	for i, w := range p.workers {
+		ws := w.stats()
+		ev.add(ws)
+		rep := workerReport{Worker: i, Frames: ws.decode.Frames, Decoded: ws.decode.Decoded}
+		if p.dealer != nil {
+			rep.QueueDrops = p.dealer.queueDrops[i].Load()
+			ev.Capture.QueueDrops += rep.QueueDrops
+		}
+		if len(p.srcs) > 1 { // a socket of its own
+			if s, ok := sourceStats(w.src); ok {
+				rep.KernelPackets, rep.KernelDrops, rep.KernelFreezes = s.Received, s.Dropped, s.Freezes
+			}
+		}
+		ev.Workers = append(ev.Workers, rep)
+		ev.Flow.Untracked += ws.skipped
+		ev.Capture.FilterRejected += ws.rejected
+	}
+	if p.redo != nil {
+		p.redo.publish() // the engine's goroutine is its own
+		ws := p.redo.stats()
+		ev.add(ws)
+		ev.Flow.Untracked += ws.skipped
+		ev.Capture.FilterRejected += ws.rejected
+	}
+	if p.flows != nil {
+		ev.addFlows(p.flows.Stats())
+		ev.Decoder.FragmentsMatched, ev.Decoder.FragmentsEvicted = p.frags.Stats()
+	}
+	for _, s := range p.srcs {
+		if st, ok := sourceStats(s); ok {
+			ev.addSource(st)
+		}
+		if fs, ok := s.(*capture.FilteredSource); ok {
+			ev.Capture.FilterRejected += fs.Rejected()
+		}
+	}
+	return ev
+}
+
+// sourceStats returns a live source's kernel counters.
+func sourceStats(s capture.Source) (capture.SourceStats, bool) {
+	ss, ok := s.(capture.StatsSource)
+	if !ok {
+		return capture.SourceStats{}, false
+	}
+	st, err := ss.Stats()
+	return st, err == nil
 }

@@ -18,7 +18,9 @@ type statsEvent struct {
 	Capture   captureStats
 	Decoder   decoderStats
 	Flow      flowStats
+	Workers   []workerReport
 	Detect    detect.Stats
+	Outputs   []outputStats
 }
 
 var _ sinks.Event = (*statsEvent)(nil)
@@ -28,6 +30,7 @@ type captureStats struct {
 	KernelDrops     uint64 `json:"kernel_drops"`
 	KernelIfDrops   uint64 `json:"kernel_ifdrops"`
 	KernelFreezes   uint64 `json:"kernel_freezes"`
+	QueueDrops      uint64 `json:"queue_drops"`
 	FilterRejected  uint64 `json:"filter_rejected"`
 	KernelAvailable bool   `json:"-"`
 }
@@ -42,11 +45,29 @@ type decoderStats struct {
 	Dropped          map[string]uint64 `json:"dropped"`
 }
 
+// workerReport is one worker's share: what it decoded and tracked, what its
+// own socket's kernel counters say (AF_PACKET fanout), and the frames the
+// dealer dropped because the worker fell behind (libpcap with several
+// workers).
+type workerReport struct {
+	Worker        int    `json:"worker"`
+	Frames        uint64 `json:"frames"`
+	Decoded       uint64 `json:"decoded"`
+	Flows         int    `json:"flows"`
+	KernelPackets uint64 `json:"kernel_packets"`
+	KernelDrops   uint64 `json:"kernel_drops"`
+	KernelFreezes uint64 `json:"kernel_freezes"`
+	QueueDrops    uint64 `json:"queue_drops"`
+}
+
 type flowStats struct {
 	Active    int    `json:"active"`
+	OneWay    int    `json:"one_way"`
 	Created   uint64 `json:"created"`
+	Promoted  uint64 `json:"promoted"`
 	Expired   uint64 `json:"expired"`
 	Evicted   uint64 `json:"evicted"`
+	Forgotten uint64 `json:"forgotten"`
 	Untracked uint64 `json:"untracked"`
 }
 
@@ -64,15 +85,22 @@ func (s *statsEvent) add(w workerStats) {
 	for _, r := range capture.DropReasons() {
 		s.Decoder.Dropped[r.String()] += d.Dropped[r]
 	}
-	f := w.flows
-	s.Flow.Active += f.Active
-	s.Flow.Created += f.Created
-	s.Flow.Expired += f.Expired
-	s.Flow.Evicted += f.Evicted
-	s.Flow.Untracked += f.Untracked
+	s.addFlows(w.flows)
 	if w.last.After(s.Timestamp) {
 		s.Timestamp = w.last
 	}
+}
+
+// addFlows adds a flow table's counters.
+func (s *statsEvent) addFlows(f detect.FlowStats) {
+	s.Flow.Active += f.Active
+	s.Flow.OneWay += f.OneWay
+	s.Flow.Created += f.Created
+	s.Flow.Promoted += f.Promoted
+	s.Flow.Expired += f.Expired
+	s.Flow.Evicted += f.Evicted
+	s.Flow.Forgotten += f.Forgotten
+	s.Flow.Untracked += f.Untracked
 }
 
 func (s *statsEvent) addSource(st capture.SourceStats) {
@@ -87,10 +115,12 @@ func (s *statsEvent) addSource(st capture.SourceStats) {
 // the record is deterministic.
 func (s *statsEvent) AppendEVE(b []byte) []byte {
 	type stats struct {
-		Capture *captureStats `json:"capture,omitempty"`
-		Decoder decoderStats  `json:"decoder"`
-		Flow    flowStats     `json:"flow"`
-		Detect  detect.Stats  `json:"detect"`
+		Capture *captureStats  `json:"capture,omitempty"`
+		Workers []workerReport `json:"workers"`
+		Decoder decoderStats   `json:"decoder"`
+		Flow    flowStats      `json:"flow"`
+		Detect  detect.Stats   `json:"detect"`
+		Outputs []outputStats  `json:"outputs,omitempty"`
 	}
 	rec := struct {
 		Timestamp string `json:"timestamp"`
@@ -101,9 +131,9 @@ func (s *statsEvent) AppendEVE(b []byte) []byte {
 		Timestamp: s.Timestamp.UTC().Format(eveTimeLayout),
 		EventType: "stats",
 		Host:      s.Host,
-		Stats:     stats{Decoder: s.Decoder, Flow: s.Flow, Detect: s.Detect},
+		Stats:     stats{Decoder: s.Decoder, Flow: s.Flow, Workers: s.Workers, Detect: s.Detect, Outputs: s.Outputs},
 	}
-	if s.Capture.KernelAvailable || s.Capture.FilterRejected > 0 {
+	if s.Capture.KernelAvailable || s.Capture.FilterRejected > 0 || s.Capture.QueueDrops > 0 {
 		rec.Stats.Capture = &s.Capture
 	}
 	out, err := json.Marshal(rec)
@@ -125,6 +155,9 @@ func (s *statsEvent) AppendText(b []byte) []byte {
 	}
 	if s.Capture.KernelAvailable {
 		b = fmt.Appendf(b, " kernel packets %d drops %d", s.Capture.KernelPackets, s.Capture.KernelDrops)
+	}
+	if s.Capture.QueueDrops > 0 {
+		b = fmt.Appendf(b, " queue drops %d", s.Capture.QueueDrops)
 	}
 	return b
 }

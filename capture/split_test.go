@@ -1,0 +1,319 @@
+package capture_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket/layers"
+
+	"github.com/echowatch/echowatch/capture"
+)
+
+// readSplit reads src as a pipeline does with several workers: one
+// goroutine hands out the regions, workers goroutines read them, and the
+// regions are checked in order. It returns what readEvents would, and how
+// many regions guessed their first record wrong (a region in which no
+// record starts finds none, and is read again too).
+func readSplit(t *testing.T, src *capture.FileSource, workers int) (events []string, rereads int) {
+	t.Helper()
+	sp, ok := src.Split()
+	if !ok {
+		t.Fatal("Split refused")
+	}
+	type result struct {
+		reg    *capture.Region
+		frames []string
+	}
+	read := func(reg *capture.Region) []string {
+		var out []string
+		var f capture.Frame
+		for reg.ReadFrame(&f) == nil {
+			out = append(out, render(&f))
+		}
+		reg.Close()
+		return out
+	}
+	in := make([]chan *capture.Region, workers)
+	out := make([]chan result, workers)
+	order := make(chan any, 1024) // a worker's index, or an error of Next
+	for w := range workers {
+		in[w], out[w] = make(chan *capture.Region, 4), make(chan result, 4)
+		go func() {
+			for reg := range in[w] {
+				out[w] <- result{reg, read(reg)}
+			}
+		}()
+	}
+	go func() {
+		for i := 0; ; i++ {
+			reg, err := sp.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				order <- err
+				continue
+			}
+			in[i%workers] <- reg
+			order <- i % workers
+		}
+		for _, c := range in {
+			close(c)
+		}
+		close(order)
+	}()
+	for o := range order {
+		if err, ok := o.(error); ok {
+			events = append(events, "error: "+err.Error())
+			continue
+		}
+		r := <-out[o.(int)]
+		v, err := sp.Check(r.reg)
+		switch v {
+		case capture.Reread:
+			if len(r.frames) > 0 {
+				rereads++
+			}
+			reg := sp.Reread(r.reg)
+			r.frames = read(reg)
+			v, err = sp.Check(reg)
+			if v != capture.Accept {
+				t.Fatalf("a region read again was not accepted: %v", v)
+			}
+			fallthrough
+		case capture.Accept:
+			events = append(events, r.frames...)
+			if err != nil {
+				events = append(events, "error: "+err.Error())
+			}
+		case capture.Skip:
+			if len(r.frames) > 0 && r.frames[0] == "" {
+				t.Fatal("unreachable")
+			}
+		}
+	}
+	return events, rereads
+}
+
+// randomRecs returns n records of random sizes and bytes, a millisecond
+// apart.
+func randomRecs(rng *rand.Rand, n int) []rec {
+	base := time.Date(2024, 5, 6, 12, 53, 20, 0, time.UTC)
+	recs := make([]rec, n)
+	for i := range recs {
+		data := make([]byte, rng.IntN(300))
+		for j := range data {
+			data[j] = byte(rng.Uint32())
+		}
+		recs[i] = rec{ts: base.Add(time.Duration(i) * time.Millisecond), data: data, wire: len(data) + rng.IntN(2)*100}
+	}
+	return recs
+}
+
+// fakeRecords returns a payload that holds a chain of plausible record
+// headers, to lure a region that looks for its first record.
+func fakeRecords() []byte {
+	var b []byte
+	for range 10 {
+		b = binary.LittleEndian.AppendUint32(b, 1715000000) // seconds
+		b = binary.LittleEndian.AppendUint32(b, 0)
+		b = binary.LittleEndian.AppendUint32(b, 4) // 4 bytes of data
+		b = binary.LittleEndian.AppendUint32(b, 4)
+		b = append(b, 1, 2, 3, 4)
+	}
+	return b
+}
+
+// TestSplit reads captures both ways, with ReadFrame and as regions read
+// by several goroutines, with regions not much larger than records, so
+// that many records straddle two: the frames, their order, the errors and
+// the per-file counts must be the same. A region with no record starting
+// in it, or one lured by a payload that looks like records, is read
+// again: the second can only happen on purpose.
+func TestSplit(t *testing.T) {
+	defer capture.SetRegionSize(400)()
+	rng := rand.New(rand.NewPCG(1, 2))
+	eth := layers.LinkTypeEthernet
+	many := randomRecs(rng, 300)
+	lured := randomRecs(rng, 50)
+	for i := range lured {
+		if i%5 == 0 {
+			lured[i].data = append(fakeRecords(), lured[i].data...)
+			lured[i].wire = len(lured[i].data)
+		}
+	}
+	le := pcapLE(t, false, eth, many)
+	bad := bytes.Clone(le)
+	binary.LittleEndian.PutUint32(bad[24+16+len(many[0].data)+8:], 1<<30) // the second record's length
+	for _, tc := range []struct {
+		name   string
+		files  [][]byte
+		reread bool
+	}{
+		{"little-endian µs", [][]byte{le}, false},
+		{"big-endian ns", [][]byte{pcapBE(true, eth, many)}, false},
+		{"three files", [][]byte{pcapLE(t, true, eth, many[:100]), pcapBE(false, eth, many[100:110]), pcapLE(t, false, eth, many[110:])}, false},
+		{"cut in a record's data", [][]byte{le[:len(le)-5], pcapLE(t, false, eth, many[:3])}, false},
+		{"cut in a record header", [][]byte{le[:24+16+len(many[0].data)+7]}, false},
+		{"header only", [][]byte{le[:24]}, false},
+		{"damaged record", [][]byte{bad, pcapLE(t, false, eth, many[:3])}, false},
+		{"payloads that look like records", [][]byte{pcapLE(t, false, eth, lured)}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var paths []string
+			for i, b := range tc.files {
+				paths = append(paths, writeFile(t, dir, string(rune('a'+i))+".pcap", b))
+			}
+			open := func() *capture.FileSource {
+				src, err := capture.OpenFiles(paths, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return src
+			}
+			one := open()
+			want := readEvents(t, one)
+			for _, workers := range []int{1, 3} {
+				src := open()
+				got, rereads := readSplit(t, src, workers)
+				checkEvents(t, got, want)
+				if tc.reread && rereads == 0 || !tc.reread && rereads > 0 {
+					t.Errorf("%d workers: %d regions read again", workers, rereads)
+				}
+				for i, fs := range src.FileStats() {
+					w := one.FileStats()[i]
+					if fs.Frames != w.Frames || fs.Bytes != w.Bytes || (fs.Err == nil) != (w.Err == nil) {
+						t.Errorf("file %d: stats %+v, want %+v", i, fs, w)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestSplitRefuses(t *testing.T) {
+	dir := t.TempDir()
+	recs := testRecs()
+	eth := layers.LinkTypeEthernet
+	pcap := writeFile(t, dir, "a.pcap", pcapLE(t, false, eth, recs))
+	for _, tc := range []struct {
+		name  string
+		paths []string
+	}{
+		{"pcapng", []string{writeFile(t, dir, "b.pcapng", pcapng(t, recs, eth, eth))}},
+		{"gzip", []string{pcap, writeFile(t, dir, "c.pcap.gz", gzipBytes(t, pcapLE(t, false, eth, recs)))}},
+		{"stdin", []string{pcap, "-"}},
+	} {
+		src, err := capture.OpenFiles(tc.paths, strings.NewReader(""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := src.Split(); ok {
+			t.Errorf("%s: split", tc.name)
+		}
+	}
+	// Nor once a frame has been read.
+	src, _ := capture.OpenFiles([]string{pcap}, nil)
+	var f capture.Frame
+	if err := src.ReadFrame(&f); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := src.Split(); ok {
+		t.Error("split after a frame was read")
+	}
+}
+
+// TestSplitClose closes the source while regions are read: they end, and
+// the error says the source is closed.
+func TestSplitClose(t *testing.T) {
+	defer capture.SetRegionSize(97)()
+	dir := t.TempDir()
+	path := writeFile(t, dir, "a.pcap", pcapLE(t, false, layers.LinkTypeEthernet, randomRecs(rand.New(rand.NewPCG(3, 4)), 100)))
+	src, _ := capture.OpenFiles([]string{path}, nil)
+	sp, _ := src.Split()
+	reg, err := sp.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.Close()
+	var f capture.Frame
+	for reg.ReadFrame(&f) == nil {
+	}
+	reg.Close()
+	if _, err := sp.Check(reg); !errors.Is(err, capture.ErrTruncated) && (err == nil || !strings.Contains(err.Error(), "closed")) {
+		t.Errorf("check after close: %v", err)
+	}
+	if _, err := sp.Next(); err == nil || err == io.EOF {
+		t.Errorf("next after close: %v", err)
+	}
+}
+
+// FuzzSplit feeds arbitrary records after a classic pcap header to both
+// ways of reading: the regions must give exactly what ReadFrame gives.
+func FuzzSplit(f *testing.F) {
+	eth := layers.LinkTypeEthernet
+	rng := rand.New(rand.NewPCG(5, 6))
+	f.Add(pcapLE(f, false, eth, randomRecs(rng, 20))[24:])                     // records of random bytes
+	f.Add(pcapLE(f, false, eth, []rec{{data: fakeRecords(), wire: 200}})[24:]) // a payload that looks like records
+	f.Add([]byte{1, 2, 3})                                                     // a cut record header
+	f.Fuzz(func(t *testing.T, records []byte) {
+		defer capture.SetRegionSize(64)()
+		path := writeFile(t, t.TempDir(), "f.pcap", append(pcapLE(t, false, eth, nil), records...))
+		one, err := capture.OpenFiles([]string{path}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := readEvents(t, one)
+		two, _ := capture.OpenFiles([]string{path}, nil)
+		got, _ := readSplit(t, two, 2)
+		checkEvents(t, got, want)
+	})
+}
+
+// BenchmarkSplit reads a file region by region on one goroutine, as each
+// of several workers does: per frame, the cost to compare with
+// BenchmarkFileSource's.
+func BenchmarkSplit(b *testing.B) {
+	recs := manyRecs(20000)
+	var size int64
+	for _, r := range recs {
+		size += int64(len(r.data))
+	}
+	path := writeFile(b, b.TempDir(), "a", pcapLE(b, true, layers.LinkTypeEthernet, recs))
+	var sp *capture.Splitter
+	var reg *capture.Region
+	next := func() {
+		for {
+			if sp != nil {
+				var err error
+				if reg, err = sp.Next(); err == nil {
+					return
+				}
+			}
+			src, err := capture.OpenFiles([]string{path}, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sp, _ = src.Split()
+		}
+	}
+	var f capture.Frame
+	b.SetBytes(size / int64(len(recs)))
+	b.ReportAllocs()
+	for b.Loop() {
+		for reg == nil || reg.ReadFrame(&f) != nil {
+			if reg != nil {
+				reg.Close()
+				sp.Check(reg)
+			}
+			next()
+		}
+	}
+}

@@ -1,0 +1,425 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/echowatch/echowatch/detect"
+	"github.com/echowatch/echowatch/sinks"
+)
+
+// outputOptions are the settings every output shares: --queue-size,
+// --flush-timeout, and the config file's output_options, which a URL's
+// query overrides for its output.
+type outputOptions struct {
+	QueueSize    int           `yaml:"queue_size"`
+	FlushTimeout time.Duration `yaml:"flush_timeout"`
+	Syslog       syslogOptions `yaml:"syslog"`
+	Kafka        kafkaOptions  `yaml:"kafka"`
+
+	// Set by main, not the file.
+	Format     sinks.Format `yaml:"-"` // standard output's (--format)
+	SensorName string       `yaml:"-"`
+	Version    string       `yaml:"-"`
+}
+
+// syslogOptions are the syslog outputs' settings; the query keys are the
+// same as the YAML keys.
+type syslogOptions struct {
+	Format     string `yaml:"format"`      // 5424 (default), 3164 or cef
+	Facility   string `yaml:"facility"`    // local0 (default) to local7, user, daemon...
+	CA         string `yaml:"ca"`          // PEM file of the CAs to trust (tls)
+	Cert       string `yaml:"cert"`        // client certificate (tls)
+	Key        string `yaml:"key"`         // its key
+	ServerName string `yaml:"server_name"` // name to check the server's certificate against
+}
+
+// kafkaOptions are the Kafka outputs' settings; the query keys are the
+// same as the YAML keys, and a URL's user:password@ sets the SASL ones.
+type kafkaOptions struct {
+	Acks         string        `yaml:"acks"`        // all (default), leader, none
+	Compression  string        `yaml:"compression"` // none (default), gzip, snappy, lz4, zstd
+	SASL         string        `yaml:"sasl"`        // PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+	User         string        `yaml:"user"`
+	Password     string        `yaml:"password"`
+	TLS          bool          `yaml:"tls"` // implied by ca, cert or server_name
+	CA           string        `yaml:"ca"`
+	Cert         string        `yaml:"cert"`
+	Key          string        `yaml:"key"`
+	ServerName   string        `yaml:"server_name"`
+	AutoCreate   bool          `yaml:"auto_create"`
+	BatchTimeout time.Duration `yaml:"batch_timeout"`
+}
+
+func defaultOutputOptions() outputOptions {
+	return outputOptions{QueueSize: 10000, FlushTimeout: 5 * time.Second}
+}
+
+// outputs hands each event to every output. Writing never blocks: each
+// output has its own queue, and what a full queue drops is counted.
+// WriteAlert and Write are called by one goroutine at a time; Close once
+// they are done.
+type outputs struct {
+	queues []*sinks.Queue
+	files  []*sinks.Queue // reopened by Reopen
+	logger *slog.Logger
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ detect.AlertWriter = (*outputs)(nil)
+
+// outputStats is one output's counters, for the stats event and metrics.
+type outputStats struct {
+	Name string `json:"name"`
+	sinks.QueueStats
+}
+
+// validateOutputs checks the --output URLs and their options without
+// touching the network or the files: a mistake is a usage error.
+func validateOutputs(urls []string, o outputOptions) error {
+	for _, raw := range urls {
+		if _, _, err := parseOutput(raw, o, io.Discard); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openOutputs builds and starts the outputs. It fails when an output is
+// misconfigured in a way only the destination can tell (a Kafka topic that
+// does not exist, a file that cannot be opened); one that cannot be
+// reached yet is logged as down and tried again in the background.
+func openOutputs(ctx context.Context, urls []string, o outputOptions, stdout io.Writer, logger *slog.Logger) (*outputs, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	outs := &outputs{logger: logger}
+	qcfg := sinks.QueueConfig{Size: o.QueueSize, FlushTimeout: o.FlushTimeout, Logger: logger}
+	for _, raw := range urls {
+		name, d, err := parseOutput(raw, o, stdout)
+		if err != nil {
+			outs.Close()
+			return nil, err
+		}
+		q := sinks.NewQueue(name, d, qcfg)
+		outs.queues = append(outs.queues, q)
+		if _, ok := d.(*sinks.File); ok {
+			outs.files = append(outs.files, q)
+		}
+		if err := q.Start(ctx); err != nil {
+			outs.Close()
+			return nil, fmt.Errorf("output %s: %w", name, err)
+		}
+	}
+	return outs, nil
+}
+
+// WriteAlert implements detect.AlertWriter.
+func (o *outputs) WriteAlert(a *detect.Alert) { o.Write(a) }
+
+// Write renders ev once and queues it on every output. ev is not kept.
+func (o *outputs) Write(ev sinks.Event) {
+	if len(o.queues) == 0 {
+		return
+	}
+	r := sinks.NewRecord(ev)
+	for _, q := range o.queues {
+		q.Enqueue(r) // a full queue counts the drop
+	}
+}
+
+// Reopen makes file outputs reopen their paths, after logrotate moved
+// them: main calls it on SIGHUP.
+func (o *outputs) Reopen() {
+	for _, q := range o.files {
+		q.Redial()
+	}
+}
+
+// Stats returns every output's counters.
+func (o *outputs) Stats() []outputStats {
+	st := make([]outputStats, len(o.queues))
+	for i, q := range o.queues {
+		st[i] = outputStats{Name: q.Name(), QueueStats: q.Stats()}
+	}
+	return st
+}
+
+// Lost returns the events that outputs dropped, had refused or could not
+// deliver: an offline run with any exits non-zero.
+func (o *outputs) Lost() uint64 {
+	var n uint64
+	for _, q := range o.queues {
+		n += q.Stats().Lost()
+	}
+	return n
+}
+
+// Close flushes every output at once, each for at most the flush timeout,
+// logs the counters of those that lost events and returns an error that
+// says what was lost, if anything was. It is safe to call twice.
+func (o *outputs) Close() error {
+	o.closeOnce.Do(func() {
+		errs := make([]error, len(o.queues))
+		var wg sync.WaitGroup
+		for i, q := range o.queues {
+			wg.Go(func() { errs[i] = q.Close() })
+		}
+		wg.Wait()
+		for i, q := range o.queues {
+			if errs[i] == nil {
+				continue
+			}
+			s := q.Stats()
+			o.logger.Warn("output lost events", "output", q.Name(), "produced", s.Produced, "delivered", s.Delivered,
+				"dropped", s.Dropped, "rejected", s.Rejected, "undelivered", s.Undelivered)
+		}
+		o.closeErr = errors.Join(errs...)
+	})
+	return o.closeErr
+}
+
+// parseOutput turns one --output URL into a destination and the name it
+// goes by in logs and stats (without a password).
+func parseOutput(raw string, o outputOptions, stdout io.Writer) (name string, d sinks.Dialer, err error) {
+	if raw == "stdout" || raw == "-" {
+		return "stdout", &sinks.Writer{W: stdout, Format: o.Format}, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" {
+		return "", nil, usagef("--output %q: not a URL (want stdout, file:///path, syslog+udp|tcp|tls://host:port, syslog+unix:///path or kafka://broker:port/topic)", raw)
+	}
+	q := u.Query()
+	name = redact(u)
+	bad := func(format string, args ...any) error {
+		return usagef("--output %s: %s", name, fmt.Sprintf(format, args...))
+	}
+	switch u.Scheme {
+	case "file":
+		if u.Host != "" && u.Host != "localhost" || u.Path == "" {
+			return "", nil, bad("want file:///absolute/path")
+		}
+		f := &sinks.File{Path: u.Path}
+		switch v := take(q, "format"); v {
+		case "", "eve", "json":
+		case "text":
+			f.Format = sinks.FormatText
+		default:
+			return "", nil, bad("format %q: want eve or text", v)
+		}
+		if err := noneLeft(q); err != nil {
+			return "", nil, bad("%v", err)
+		}
+		return name, f, nil
+	case "syslog+udp", "syslog+tcp", "syslog+tls", "syslog+unix":
+		d, err := parseSyslog(u, q, o)
+		if err != nil {
+			return "", nil, bad("%v", err)
+		}
+		return name, d, nil
+	case "kafka":
+		d, err := parseKafka(u, q, o)
+		if err != nil {
+			return "", nil, bad("%v", err)
+		}
+		return name, d, nil
+	}
+	return "", nil, bad("unknown scheme %q (want stdout, file, syslog+udp, syslog+tcp, syslog+tls, syslog+unix or kafka)", u.Scheme)
+}
+
+func parseSyslog(u *url.URL, q url.Values, o outputOptions) (sinks.Dialer, error) {
+	so := o.Syslog
+	override(q, "format", &so.Format)
+	override(q, "facility", &so.Facility)
+	override(q, "ca", &so.CA)
+	override(q, "cert", &so.Cert)
+	override(q, "key", &so.Key)
+	override(q, "server_name", &so.ServerName)
+	if err := noneLeft(q); err != nil {
+		return nil, err
+	}
+	cfg := sinks.SyslogConfig{
+		Network:  strings.TrimPrefix(u.Scheme, "syslog+"),
+		Addr:     u.Host,
+		Hostname: o.SensorName,
+		Version:  o.Version,
+	}
+	if cfg.Network == "unix" {
+		if u.Host != "" || u.Path == "" {
+			return nil, errors.New("want syslog+unix:///path/to/socket")
+		}
+		cfg.Addr = u.Path
+	} else if u.Port() == "" {
+		// The IANA ports: 514 for syslog over UDP and TCP, 6514 over TLS.
+		port := "514"
+		if cfg.Network == "tls" {
+			port = "6514"
+		}
+		cfg.Addr = net.JoinHostPort(u.Hostname(), port)
+	}
+	var err error
+	if cfg.Format, err = sinks.ParseSyslogFormat(so.Format); err != nil {
+		return nil, err
+	}
+	if so.Facility != "" {
+		if cfg.Facility, err = sinks.ParseFacility(so.Facility); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Network == "tls" {
+		if cfg.TLS, err = tlsConfig(so.CA, so.Cert, so.Key, so.ServerName); err != nil {
+			return nil, err
+		}
+	} else if so.CA != "" || so.Cert != "" || so.Key != "" || so.ServerName != "" {
+		return nil, errors.New("ca, cert, key and server_name need syslog+tls")
+	}
+	return sinks.NewSyslog(cfg)
+}
+
+func parseKafka(u *url.URL, q url.Values, o outputOptions) (sinks.Dialer, error) {
+	ko := o.Kafka
+	override(q, "acks", &ko.Acks)
+	override(q, "compression", &ko.Compression)
+	override(q, "sasl", &ko.SASL)
+	override(q, "user", &ko.User)
+	override(q, "password", &ko.Password)
+	override(q, "ca", &ko.CA)
+	override(q, "cert", &ko.Cert)
+	override(q, "key", &ko.Key)
+	override(q, "server_name", &ko.ServerName)
+	for key, p := range map[string]*bool{"tls": &ko.TLS, "auto_create": &ko.AutoCreate} {
+		if v := take(q, key); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return nil, fmt.Errorf("%s=%q: want true or false", key, v)
+			}
+			*p = b
+		}
+	}
+	if v := take(q, "batch_timeout"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("batch_timeout=%q: want a duration such as 5ms", v)
+		}
+		ko.BatchTimeout = d
+	}
+	if err := noneLeft(q); err != nil {
+		return nil, err
+	}
+	if u.User != nil {
+		ko.User = u.User.Username()
+		if p, ok := u.User.Password(); ok {
+			ko.Password = p
+		}
+		if ko.SASL == "" {
+			ko.SASL = "SCRAM-SHA-512"
+		}
+	}
+	topic := strings.TrimPrefix(u.Path, "/")
+	if topic == "" {
+		return nil, errors.New("no topic: want kafka://broker:9092[,broker2:9092]/topic")
+	}
+	var brokers []string
+	for _, b := range strings.Split(u.Host, ",") {
+		if b == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			b = net.JoinHostPort(b, "9092")
+		}
+		brokers = append(brokers, b)
+	}
+	cfg := sinks.KafkaConfig{
+		Brokers: brokers, Topic: topic, Acks: ko.Acks, Compression: ko.Compression,
+		SASL:       sinks.SASLConfig{Mechanism: ko.SASL, Username: ko.User, Password: ko.Password},
+		AutoCreate: ko.AutoCreate, BatchTimeout: ko.BatchTimeout,
+		SensorName: o.SensorName,
+	}
+	if ko.TLS || ko.CA != "" || ko.Cert != "" || ko.ServerName != "" {
+		var err error
+		if cfg.TLS, err = tlsConfig(ko.CA, ko.Cert, ko.Key, ko.ServerName); err != nil {
+			return nil, err
+		}
+	}
+	return sinks.NewKafka(cfg)
+}
+
+// tlsConfig loads the CA to trust (the system's when empty) and a client
+// certificate.
+func tlsConfig(ca, cert, key, serverName string) (*tls.Config, error) {
+	tc := &tls.Config{ServerName: serverName, MinVersion: tls.VersionTLS12}
+	if ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("ca: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca %s: no PEM certificate in it", ca)
+		}
+	}
+	if (cert == "") != (key == "") {
+		return nil, errors.New("cert and key go together")
+	}
+	if cert != "" {
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, fmt.Errorf("cert: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{pair}
+	}
+	return tc, nil
+}
+
+// take returns a query value and removes it.
+func take(q url.Values, key string) string {
+	v := q.Get(key)
+	q.Del(key)
+	return v
+}
+
+// override sets *p from the query when the query has key.
+func override(q url.Values, key string, p *string) {
+	if q.Has(key) {
+		*p = take(q, key)
+	}
+}
+
+// noneLeft refuses query keys nothing took: a misspelt option is not
+// silently ignored.
+func noneLeft(q url.Values) error {
+	for k := range q {
+		return fmt.Errorf("unknown option %q", k)
+	}
+	return nil
+}
+
+// redact returns the URL without its password, for logs and stats.
+func redact(u *url.URL) string {
+	c := *u
+	if c.User != nil {
+		if _, ok := c.User.Password(); ok {
+			c.User = url.UserPassword(c.User.Username(), "xxxxx")
+		}
+	}
+	q := c.Query()
+	if q.Has("password") {
+		q.Set("password", "xxxxx")
+		c.RawQuery = q.Encode()
+	}
+	return c.String()
+}

@@ -1,0 +1,625 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/echowatch/echowatch/detect"
+)
+
+// Bounds of an incidentLog, whose keys come from packets: a spoofed flood
+// can open incidents as fast as it can forge them.
+const (
+	// defaultMaxIncidents is the most incidents a log keeps; later ones
+	// are counted, not kept.
+	defaultMaxIncidents = 10000
+	// defaultMaxPoints is the most rate samples kept per incident.
+	defaultMaxPoints = 2000
+	// pointBudget bounds the samples of all incidents together: with many
+	// incidents, each keeps fewer (never below minPoints).
+	pointBudget = 500000
+	minPoints   = 16
+)
+
+// incidentLog keeps what the end-of-run summary and the HTML report need
+// about every incident of a run: the facts of its latest alert, its peaks
+// and a downsampled timeline of its rates. It is a detect.AlertWriter.
+//
+// Its methods may be called from any goroutine: the engine writes alerts
+// and rate samples on its own, the progress line reads the count on
+// another. Nothing it does is per packet.
+type incidentLog struct {
+	maxIncidents int
+	maxPoints    int
+
+	mu      sync.Mutex
+	byID    map[string]*incidentRecord
+	order   []*incidentRecord // in order of arrival
+	dropped uint64            // incidents not kept because of maxIncidents
+}
+
+var _ detect.AlertWriter = (*incidentLog)(nil)
+
+// alertTee hands each alert to several writers in turn: the outputs and
+// an incidentLog.
+type alertTee []detect.AlertWriter
+
+var _ detect.AlertWriter = alertTee(nil)
+
+func (t alertTee) WriteAlert(a *detect.Alert) {
+	for _, w := range t {
+		w.WriteAlert(a)
+	}
+}
+
+// incidentRecord is what the log keeps about one incident. It holds
+// copies: the engine reuses its Alert.
+type incidentRecord struct {
+	id        string
+	kind      detect.Kind
+	key       string
+	sid       uint32
+	severity  int
+	direction string
+	phase     detect.Phase
+	proto     uint8
+	alerts    int       // alerts seen
+	lastAlert time.Time // packet time of the latest alert
+
+	firstSeen, lastSeen time.Time
+	packets, bytes      uint64
+	peakPPS, peakBPS    float64
+
+	// The kind's headline facts.
+	reflectors int               // reflection: distinct reflectors
+	hosts      int               // reflection toward a prefix: distinct hosts hit
+	sources    int               // spoofed_flood: distinct sources (estimate)
+	targets    int               // scan: distinct hosts probed
+	tool       string            // scan: the tool recognised
+	ports      []uint16          // scan: the ports probed
+	endpoints  [2]netip.AddrPort // loop
+	service    string            // exposed
+
+	rates rateSeries
+}
+
+// newIncidentLog returns a log that keeps at most maxIncidents incidents
+// and maxPoints rate samples for each; zero means the default.
+func newIncidentLog(maxIncidents, maxPoints int) *incidentLog {
+	if maxIncidents <= 0 {
+		maxIncidents = defaultMaxIncidents
+	}
+	if maxPoints <= 0 {
+		maxPoints = defaultMaxPoints
+	}
+	return &incidentLog{maxIncidents: maxIncidents, maxPoints: max(maxPoints, 2), byID: make(map[string]*incidentRecord)}
+}
+
+// WriteAlert records the alert's facts under its incident id.
+func (l *incidentLog) WriteAlert(a *detect.Alert) {
+	in := &a.Incident
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.record(in.ID, in.Kind)
+	if r == nil {
+		// Every incident has exactly one start (a suppressed one is
+		// retried), so counting starts counts incidents.
+		if in.Phase == detect.PhaseStart {
+			l.dropped++
+		}
+		return
+	}
+	r.alerts++
+	// The latest alert speaks for the incident; an end is final.
+	if r.alerts == 1 || (!a.Time.Before(r.lastAlert) && r.phase != detect.PhaseEnd) {
+		r.lastAlert = a.Time
+		r.phase = in.Phase
+		r.key = a.Key()
+		if a.Signature != nil {
+			r.sid = a.Signature.ID
+		}
+		r.severity = a.Severity
+		r.direction = in.Direction
+		r.proto = a.Proto
+		r.reflectors, r.hosts = in.ReflectorCount, in.Hosts
+		r.sources = in.DistinctSources
+		r.targets, r.tool = in.Targets, in.Tool
+		r.ports = append(r.ports[:0], in.Ports...)
+		r.endpoints = in.Endpoints
+		r.service = in.Service
+	}
+	if r.firstSeen.IsZero() || in.FirstSeen.Before(r.firstSeen) {
+		r.firstSeen = in.FirstSeen
+	}
+	if in.LastSeen.After(r.lastSeen) {
+		r.lastSeen = in.LastSeen
+	}
+	r.packets = max(r.packets, in.Packets)
+	r.bytes = max(r.bytes, in.Bytes)
+	r.peakPPS = max(r.peakPPS, in.PeakPPS, in.PPS)
+	r.peakBPS = max(r.peakBPS, in.PeakBPS, in.BPS)
+	l.addPoint(r, ratePoint{t: a.Time, pps: in.PPS, bps: in.BPS})
+}
+
+// rate takes one sample of an open incident's rates, in the shape of the
+// engine's per-second rate callback.
+func (l *incidentLog) rate(id string, _ detect.Kind, t time.Time, pps, bps float64) {
+	l.sample(id, t, pps, bps)
+}
+
+var _ detect.RateObserver = (*incidentLog)(nil)
+
+// IncidentRate implements detect.RateObserver: the engine's per-second
+// rates of open incidents make the report's timeline.
+func (l *incidentLog) IncidentRate(id string, kind detect.Kind, t time.Time, pps, bps float64) {
+	l.rate(id, kind, t, pps, bps)
+}
+
+// sample adds a point to an incident's rate timeline. An incident is
+// known from its start alert, which comes before its samples; samples of
+// others (not kept, or whose start the alert rate limit holds back) are
+// ignored, so that only alerts make records.
+func (l *incidentLog) sample(id string, t time.Time, pps, bps float64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if r := l.byID[id]; r != nil {
+		r.peakPPS = max(r.peakPPS, pps)
+		r.peakBPS = max(r.peakBPS, bps)
+		l.addPoint(r, ratePoint{t: t, pps: pps, bps: bps})
+	}
+}
+
+// record returns the incident's record, making it if there is room. It
+// returns nil once the log is full.
+func (l *incidentLog) record(id string, kind detect.Kind) *incidentRecord {
+	if r := l.byID[id]; r != nil {
+		return r
+	}
+	if len(l.order) >= l.maxIncidents {
+		return nil
+	}
+	r := &incidentRecord{id: id, kind: kind}
+	l.byID[id] = r
+	l.order = append(l.order, r)
+	return r
+}
+
+// addPoint adds p to r's timeline within the per-incident share of the
+// point budget.
+func (l *incidentLog) addPoint(r *incidentRecord, p ratePoint) {
+	limit := min(l.maxPoints, max(minPoints, pointBudget/len(l.order)))
+	r.rates.add(p, limit)
+}
+
+// count returns the incidents reported so far, kept or not.
+func (l *incidentLog) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.order) + int(l.dropped)
+}
+
+// droppedIncidents returns how many incidents the bound kept out.
+func (l *incidentLog) droppedIncidents() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.dropped
+}
+
+// incidentSummary is a consistent copy of one incident's facts.
+type incidentSummary struct {
+	ID        string
+	Kind      detect.Kind
+	Key       string
+	SID       uint32
+	Severity  int
+	Direction string
+	Phase     detect.Phase
+	Proto     uint8
+	Alerts    int
+	LastAlert time.Time
+
+	FirstSeen, LastSeen time.Time
+	Packets, Bytes      uint64
+	PeakPPS, PeakBPS    float64
+
+	Reflectors, Hosts, Sources, Targets int
+	Tool                                string
+	Ports                               []uint16
+	Endpoints                           [2]netip.AddrPort
+	Service                             string
+
+	Rates []ratePoint // in time order
+}
+
+// Duration is how long the incident's activity lasted.
+func (s *incidentSummary) Duration() time.Duration { return s.LastSeen.Sub(s.FirstSeen) }
+
+// incidents returns a copy of every incident kept, ordered by first seen,
+// then id, so that a replay gives the same output.
+func (l *incidentLog) incidents() []incidentSummary {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]incidentSummary, 0, len(l.order))
+	for _, r := range l.order {
+		out = append(out, incidentSummary{
+			ID: r.id, Kind: r.kind, Key: r.key, SID: r.sid, Severity: r.severity,
+			Direction: r.direction, Phase: r.phase, Proto: r.proto, Alerts: r.alerts, LastAlert: r.lastAlert,
+			FirstSeen: r.firstSeen, LastSeen: r.lastSeen, Packets: r.packets, Bytes: r.bytes,
+			PeakPPS: r.peakPPS, PeakBPS: r.peakBPS,
+			Reflectors: r.reflectors, Hosts: r.hosts, Sources: r.sources, Targets: r.targets,
+			Tool: r.tool, Ports: slices.Clone(r.ports), Endpoints: r.endpoints, Service: r.service,
+			Rates: r.rates.points(),
+		})
+	}
+	slices.SortFunc(out, func(a, b incidentSummary) int {
+		if c := a.FirstSeen.Compare(b.FirstSeen); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out
+}
+
+// ratePoint is an incident's packet and bit rate at one moment.
+type ratePoint struct {
+	t        time.Time
+	pps, bps float64
+}
+
+// rateSeries is a timeline of rate samples that stays within a bound by
+// merging neighbours: when full, each pair becomes its busier point, and
+// from then on each stride of new samples arrives as one, so that the
+// whole series keeps one resolution and every peak survives.
+type rateSeries struct {
+	pts    []ratePoint
+	stride int       // samples merged into each point (0 means 1)
+	pend   ratePoint // the busiest of the samples of the stride in progress
+	npend  int
+}
+
+func (s *rateSeries) add(p ratePoint, limit int) {
+	if math.IsNaN(p.pps) || math.IsNaN(p.bps) {
+		return
+	}
+	if s.stride == 0 {
+		s.stride = 1
+	}
+	if s.npend == 0 || p.pps > s.pend.pps {
+		s.pend = p
+	}
+	if s.npend++; s.npend < s.stride {
+		return
+	}
+	s.pts = append(s.pts, s.pend)
+	s.npend = 0
+	for len(s.pts) >= limit && len(s.pts) > 1 {
+		n := 0
+		for i := 0; i < len(s.pts); i += 2 {
+			p := s.pts[i]
+			if i+1 < len(s.pts) && s.pts[i+1].pps > p.pps {
+				p = s.pts[i+1]
+			}
+			s.pts[n] = p
+			n++
+		}
+		s.pts = s.pts[:n]
+		s.stride *= 2
+	}
+}
+
+// points returns a copy of the series, with the stride in progress, in
+// time order.
+func (s *rateSeries) points() []ratePoint {
+	out := make([]ratePoint, len(s.pts), len(s.pts)+1)
+	copy(out, s.pts)
+	if s.npend > 0 {
+		out = append(out, s.pend)
+	}
+	// Samples come in packet-time order, but files given out of order
+	// make time go back.
+	slices.SortStableFunc(out, func(a, b ratePoint) int { return a.t.Compare(b.t) })
+	return out
+}
+
+// detail is the kind's headline facts in a few words.
+func (s *incidentSummary) detail() string {
+	switch s.Kind {
+	case detect.KindReflection:
+		d := plural(s.Reflectors, "reflector")
+		if s.Hosts > 0 {
+			d += ", " + plural(s.Hosts, "host") + " hit"
+		}
+		return d
+	case detect.KindLoop:
+		return "ports " + strconv.Itoa(int(s.Endpoints[0].Port())) + " <-> " + strconv.Itoa(int(s.Endpoints[1].Port()))
+	case detect.KindSpoofedFlood:
+		return "~" + plural(s.Sources, "source")
+	case detect.KindScan:
+		d := plural(s.Targets, "target")
+		if s.Tool != "" {
+			d += ", " + s.Tool
+		}
+		return d
+	case detect.KindExposed:
+		return s.Service
+	}
+	return ""
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return strconv.Itoa(n) + " " + word + "s"
+}
+
+// The layouts of times in the summary table, whose header says UTC; the
+// JSON has EVE's (eveTimeLayout).
+const (
+	tableTimeLayout = "2006-01-02 15:04:05.000"
+	tableTimeOfDay  = "15:04:05.000"
+)
+
+// writeSummaryTable writes the incidents as an aligned table for a
+// terminal, then a line of counts by kind.
+func (l *incidentLog) writeSummaryTable(w io.Writer) error {
+	incs := l.incidents()
+	dropped := l.droppedIncidents()
+	var b bytes.Buffer
+	if len(incs) > 0 {
+		rows := [][]string{{"KIND", "KEY", "FIRST SEEN (UTC)", "LAST SEEN", "DURATION",
+			"PEAK PPS", "PEAK BPS", "PACKETS", "BYTES", "DETAIL"}}
+		for i := range incs {
+			s := &incs[i]
+			first := s.FirstSeen.UTC()
+			last := s.LastSeen.UTC()
+			lastText := last.Format(tableTimeLayout)
+			if first.Format(time.DateOnly) == last.Format(time.DateOnly) {
+				lastText = last.Format(tableTimeOfDay)
+			}
+			rows = append(rows, []string{
+				s.Kind.String(), printable(s.Key), first.Format(tableTimeLayout), lastText,
+				formatDuration(s.Duration()), formatCount(s.PeakPPS), formatBits(s.PeakBPS),
+				strconv.FormatUint(s.Packets, 10), formatBytes(s.Bytes), printable(s.detail()),
+			})
+		}
+		// Numbers align right, text left.
+		right := []bool{false, false, false, false, true, true, true, true, true, false}
+		writeColumns(&b, rows, right)
+	}
+	b.WriteString(countLine(incs))
+	if dropped > 0 {
+		fmt.Fprintf(&b, "%d more incidents were not kept (the summary keeps %d)\n", dropped, l.maxIncidents)
+	}
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+// countLine is "3 incidents: 1 reflection, 1 loop, 1 scan\n".
+func countLine(incs []incidentSummary) string {
+	var n [detect.NumKinds]int
+	for i := range incs {
+		if int(incs[i].Kind) < len(n) {
+			n[incs[i].Kind]++
+		}
+	}
+	line := plural(len(incs), "incident")
+	sep := ": "
+	for k, c := range n {
+		if c > 0 {
+			line += sep + strconv.Itoa(c) + " " + detect.Kind(k).String()
+			sep = ", "
+		}
+	}
+	return line + "\n"
+}
+
+// writeColumns writes rows padded to columns two spaces apart; the last
+// column is not padded. Widths count runes.
+func writeColumns(b *bytes.Buffer, rows [][]string, right []bool) {
+	widths := make([]int, len(rows[0]))
+	for _, row := range rows {
+		for i, c := range row {
+			widths[i] = max(widths[i], utf8.RuneCountInString(c))
+		}
+	}
+	for _, row := range rows {
+		for i, c := range row {
+			pad := strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c))
+			last := i == len(row)-1
+			switch {
+			case right[i]:
+				b.WriteString(pad)
+				b.WriteString(c)
+			case last:
+				b.WriteString(c)
+			default:
+				b.WriteString(c)
+				b.WriteString(pad)
+			}
+			if !last {
+				b.WriteString("  ")
+			}
+		}
+		b.WriteByte('\n')
+	}
+}
+
+// printable replaces what a terminal would interpret (control characters,
+// escape sequences, invalid UTF-8) in text that came from packets.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+// summaryEntry is one incident of the --summary JSON document. Its field
+// order is the key order.
+type summaryEntry struct {
+	ID          string      `json:"id"`
+	Kind        string      `json:"kind"`
+	Key         string      `json:"key"`
+	SignatureID uint32      `json:"signature_id"`
+	Severity    int         `json:"severity"`
+	Direction   string      `json:"direction"`
+	Phase       string      `json:"phase"`
+	FirstSeen   eveTime     `json:"first_seen"`
+	LastSeen    eveTime     `json:"last_seen"`
+	Duration    jsonSeconds `json:"duration"`
+	PeakPPS     jsonRate    `json:"peak_pps"`
+	PeakBPS     jsonRate    `json:"peak_bps"`
+	Packets     uint64      `json:"packets"`
+	Bytes       uint64      `json:"bytes"`
+	Alerts      int         `json:"alerts"`
+
+	// The kind's headline facts, present for their kind only.
+	ReflectorCount  *int     `json:"reflector_count,omitempty"`
+	Hosts           *int     `json:"hosts,omitempty"`
+	DistinctSources *int     `json:"distinct_sources,omitempty"`
+	Targets         *int     `json:"targets,omitempty"`
+	Ports           []uint16 `json:"ports,omitempty"`
+	Tool            string   `json:"tool,omitempty"`
+	Endpoints       []string `json:"endpoints,omitempty"`
+	Service         string   `json:"service,omitempty"`
+}
+
+// eveTime marshals as EVE writes times: microseconds, UTC, "+0000".
+type eveTime time.Time
+
+func (t eveTime) MarshalJSON() ([]byte, error) {
+	b := append([]byte{'"'}, time.Time(t).UTC().Format(eveTimeLayout)...)
+	return append(b, '"'), nil
+}
+
+// jsonRate marshals a rate as EVE alerts write it: rounded to one
+// decimal, without a trailing ".0", the same on every platform.
+type jsonRate float64
+
+func (f jsonRate) MarshalJSON() ([]byte, error) {
+	return strconv.AppendFloat(nil, math.Round(finite(float64(f))*10)/10, 'f', -1, 64), nil
+}
+
+// jsonSeconds marshals a duration in seconds, to the millisecond.
+type jsonSeconds time.Duration
+
+func (d jsonSeconds) MarshalJSON() ([]byte, error) {
+	s := time.Duration(d).Round(time.Millisecond).Seconds()
+	return strconv.AppendFloat(nil, s, 'f', -1, 64), nil
+}
+
+// writeSummaryJSON writes the incidents as one JSON array, ordered as the
+// table, for --summary FILE.
+func (l *incidentLog) writeSummaryJSON(w io.Writer) error {
+	incs := l.incidents()
+	entries := make([]summaryEntry, len(incs))
+	for i := range incs {
+		s := &incs[i]
+		e := summaryEntry{
+			ID: s.ID, Kind: s.Kind.String(), Key: s.Key, SignatureID: s.SID, Severity: s.Severity,
+			Direction: s.Direction, Phase: s.Phase.String(),
+			FirstSeen: eveTime(s.FirstSeen), LastSeen: eveTime(s.LastSeen),
+			Duration: jsonSeconds(s.Duration()),
+			PeakPPS:  jsonRate(s.PeakPPS), PeakBPS: jsonRate(s.PeakBPS),
+			Packets: s.Packets, Bytes: s.Bytes, Alerts: s.Alerts,
+		}
+		switch s.Kind {
+		case detect.KindReflection:
+			e.ReflectorCount = &s.Reflectors
+			if s.Hosts > 0 {
+				e.Hosts = &s.Hosts
+			}
+		case detect.KindLoop:
+			e.Endpoints = []string{s.Endpoints[0].String(), s.Endpoints[1].String()}
+		case detect.KindSpoofedFlood:
+			e.DistinctSources = &s.Sources
+		case detect.KindScan:
+			e.Targets, e.Ports, e.Tool = &s.Targets, s.Ports, s.Tool
+		case detect.KindExposed:
+			e.Service = s.Service
+		}
+		entries[i] = e
+	}
+	b, err := json.MarshalIndent(entries, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// formatCount writes a rate with one decimal, and an SI prefix from ten
+// thousand up: "150.2", "9999.9", "12.3k", "4.1M".
+func formatCount(v float64) string {
+	v = finite(v)
+	if v < 9999.95 {
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	}
+	v, prefix := scaled(v)
+	return strconv.FormatFloat(v, 'f', 1, 64) + prefix
+}
+
+// formatBits writes a bit rate: "88.9 kbit/s".
+func formatBits(v float64) string {
+	v, prefix := scaled(finite(v))
+	return strconv.FormatFloat(v, 'f', 1, 64) + " " + prefix + "bit/s"
+}
+
+// formatBytes writes a byte count: "812 B", "166.5 kB".
+func formatBytes(n uint64) string {
+	if n < 1000 {
+		return strconv.FormatUint(n, 10) + " B"
+	}
+	v, prefix := scaled(float64(n))
+	return strconv.FormatFloat(v, 'f', 1, 64) + " " + prefix + "B"
+}
+
+// scaled divides v by thousands to below 1000 (as it rounds to one
+// decimal) and returns it, rounded, with the SI prefix that says how far.
+func scaled(v float64) (float64, string) {
+	prefixes := [...]string{"", "k", "M", "G", "T", "P", "E"}
+	u := 0
+	for v >= 999.95 && u < len(prefixes)-1 {
+		v /= 1000
+		u++
+	}
+	return math.Round(v*10) / 10, prefixes[u]
+}
+
+// finite turns what cannot be a rate (NaN, infinities, negatives) into 0.
+func finite(v float64) float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+		return 0
+	}
+	return v
+}
+
+// formatDuration writes a duration the way a person reads it: "0.5s",
+// "15.0s", "2m03s", "1h02m", "3d04h".
+func formatDuration(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	switch {
+	case d < time.Minute:
+		return strconv.FormatFloat(math.Floor(d.Seconds()*10)/10, 'f', 1, 64) + "s"
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int(d/time.Minute), int(d%time.Minute/time.Second))
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d/time.Hour), int(d%time.Hour/time.Minute))
+	}
+	return fmt.Sprintf("%dd%02dh", int(d/(24*time.Hour)), int(d%(24*time.Hour)/time.Hour))
+}
