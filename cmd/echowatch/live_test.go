@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -85,9 +86,18 @@ func netnsPair(t *testing.T, tag string) (sender, sensor string) {
 // SIGTERM: it must report the reflection, end it on the way out, write its
 // final stats and exit 0.
 func TestLiveCapture(t *testing.T) {
-	for _, mode := range [][]string{{"--capture", "pcap"}, {"--capture", "afpacket", "--workers", "2"}} {
-		t.Run(mode[1], func(t *testing.T) {
-			sender, sensor := netnsPair(t, mode[1][:2])
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"pcap", []string{"--capture", "pcap"}},
+		{"afpacket", []string{"--capture", "afpacket", "--workers", "2"}},
+		// Root opens the capture, then the sensor runs as nobody.
+		{"pcap-as-nobody", []string{"--capture", "pcap", "--user", "nobody"}},
+	} {
+		mode := tc.args
+		t.Run(tc.name, func(t *testing.T) {
+			sender, sensor := netnsPair(t, tc.name[:2]+tc.name[len(tc.name)-2:])
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			args := append([]string{"netns", "exec", sensor, os.Args[0], "-i", "ew1", "--format", "eve",
@@ -105,7 +115,9 @@ func TestLiveCapture(t *testing.T) {
 			}
 			started := make(chan struct{})
 			var errLines strings.Builder
+			scanned := make(chan struct{})
 			go func() {
+				defer close(scanned)
 				sc := bufio.NewScanner(stderr)
 				for sc.Scan() {
 					errLines.WriteString(sc.Text() + "\n")
@@ -128,10 +140,14 @@ func TestLiveCapture(t *testing.T) {
 			}
 			time.Sleep(300 * time.Millisecond) // let the last frames reach the sensor
 			cmd.Process.Signal(syscall.SIGTERM)
+			<-scanned // all of stderr is read before Wait closes the pipe
 			if err := cmd.Wait(); err != nil {
 				t.Fatalf("echowatch: %v\nstderr:\n%s", err, errLines.String())
 			}
 			out := stdout.String()
+			if slices.Contains(mode, "--user") && !strings.Contains(errLines.String(), "running as") {
+				t.Errorf("no word of dropping privileges on stderr:\n%s", errLines.String())
+			}
 			for _, want := range []string{
 				`"kind":"reflection","phase":"start"`,
 				`"kind":"reflection","phase":"end"`,

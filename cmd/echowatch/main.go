@@ -154,6 +154,14 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 		return err
 	}
 	live := cfg.Interface != ""
+	if cfg.User != "" {
+		uid, gid, err := dropPrivileges(cfg.User)
+		if err != nil {
+			closeAll(srcs)
+			return err
+		}
+		logger.Info("running as", "user", cfg.User, "uid", uid, "gid", gid)
+	}
 	var closeOnce sync.Once
 	closeSources := func() {
 		closeOnce.Do(func() {
@@ -285,5 +293,11 @@ func idleClock(w *worker, engine *detect.Engine) func() {
 		if !seen.IsZero() {
 			engine.Tick(seen.Add(now.Sub(quietSince)))
 		}
+	}
+}
+
+func closeAll(srcs []capture.Source) {
+	for _, s := range srcs {
+		s.Close()
 	}
 }

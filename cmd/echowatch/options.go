@@ -39,6 +39,7 @@ type config struct {
 	Workers       int           `yaml:"workers"`
 	Stats         bool          `yaml:"stats"`
 	StatsInterval time.Duration `yaml:"stats_interval"`
+	User          string        `yaml:"user"`
 	Summary       string        `yaml:"summary"`
 	Report        string        `yaml:"report"`
 	OutputOptions outputOptions `yaml:"output_options"`
@@ -108,6 +109,8 @@ Input:
                            filter EXPR (in the kernel when live)
       --snaplen N          bytes captured per packet (default 262144)
       --no-promisc         do not put the interface in promiscuous mode
+      --user NAME          after opening the capture, run as user NAME
+                           (when started as root)
       --workers N          goroutines that read and decode in parallel
                            (default 1): a capture file is cut in regions
                            each reads itself; afpacket gives each a socket
@@ -165,7 +168,7 @@ func parseArgs(args []string, stdout io.Writer, stdoutIsTerminal bool) (cfg conf
 	var (
 		reads, outputs, homeNet       []string
 		configPath, format            string
-		summary, report               string
+		summary, report, runAs        string
 		noPromisc, showVersion, help  bool
 		iface, captureMode, bpf       string
 		snaplen, maxFlows, workers    int
@@ -198,6 +201,7 @@ func parseArgs(args []string, stdout io.Writer, stdoutIsTerminal bool) (cfg conf
 	fs.StringVar(&format, "format", "", "")
 	fs.BoolVar(&stats, "stats", false, "")
 	fs.DurationVar(&statsInterval, "stats-interval", 0, "")
+	fs.StringVar(&runAs, "user", "", "")
 	fs.StringVar(&summary, "summary", "", "")
 	fs.StringVar(&report, "report", "", "")
 	fs.StringVar(&configPath, "config", "", "")
@@ -283,6 +287,9 @@ func parseArgs(args []string, stdout io.Writer, stdoutIsTerminal bool) (cfg conf
 	}
 	if set["stats"] {
 		cfg.Stats = stats
+	}
+	if set["user"] {
+		cfg.User = runAs
 	}
 	if set["summary"] {
 		cfg.Summary = summary
