@@ -90,8 +90,8 @@ func TestLiveUnderLoad(t *testing.T) {
 				t.Fatalf("echowatch: %v\nstderr:\n%s", err, errLines.String())
 			}
 			st, alerts := liveResults(t, stdout.String())
-			t.Logf("%s: sent %d frames in %v (%.0f frames/s); echowatch saw %d; kernel drops %d, interface drops %d, ring freezes %d, queue drops %d; %d alerts: %s",
-				name, sent, elapsed.Round(time.Millisecond), float64(sent)/elapsed.Seconds(), st.seen,
+			t.Logf("%s: sent %d frames in %v (%.0f frames/s); the kernel gave echowatch %d, it decoded %d; kernel drops %d, interface drops %d, ring freezes %d, queue drops %d; %d alerts: %s",
+				name, sent, elapsed.Round(time.Millisecond), float64(sent)/elapsed.Seconds(), st.kernelPackets, st.seen,
 				st.kernelDrops, ifDrops, st.freezes, st.queueDrops, len(alerts), strings.Join(alerts, ", "))
 			for _, w := range st.workers {
 				t.Logf("  %s", w)
@@ -233,8 +233,8 @@ func rxDroppedIn(t *testing.T, ns, iface string) uint64 {
 
 // liveStats is what the final stats event says about capture.
 type liveStats struct {
-	seen, kernelDrops, freezes, queueDrops uint64
-	workers                                []string
+	seen, kernelPackets, kernelDrops, freezes, queueDrops uint64
+	workers                                               []string
 }
 
 // liveResults reads the final stats event and the alerts of a live run.
@@ -258,6 +258,7 @@ func liveResults(t *testing.T, out string) (liveStats, []string) {
 	var ev struct {
 		Stats struct {
 			Capture struct {
+				KernelPackets uint64 `json:"kernel_packets"`
 				KernelDrops   uint64 `json:"kernel_drops"`
 				KernelFreezes uint64 `json:"kernel_freezes"`
 				QueueDrops    uint64 `json:"queue_drops"`
@@ -272,7 +273,7 @@ func liveResults(t *testing.T, out string) (liveStats, []string) {
 		t.Fatalf("no final stats event: %v\n%s", err, out)
 	}
 	c := ev.Stats.Capture
-	st.seen, st.kernelDrops, st.freezes, st.queueDrops = ev.Stats.Decoder.Frames, c.KernelDrops, c.KernelFreezes, c.QueueDrops
+	st.seen, st.kernelPackets, st.kernelDrops, st.freezes, st.queueDrops = ev.Stats.Decoder.Frames, c.KernelPackets, c.KernelDrops, c.KernelFreezes, c.QueueDrops
 	for _, w := range ev.Stats.Workers {
 		st.workers = append(st.workers, fmt.Sprintf("worker %d: frames %d, kernel packets %d, drops %d, freezes %d, queue drops %d",
 			w.Worker, w.Frames, w.KernelPackets, w.KernelDrops, w.KernelFreezes, w.QueueDrops))

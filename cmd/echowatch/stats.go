@@ -45,15 +45,14 @@ type decoderStats struct {
 	Dropped          map[string]uint64 `json:"dropped"`
 }
 
-// workerReport is one worker's share: what it decoded and tracked, what its
-// own socket's kernel counters say (AF_PACKET fanout), and the frames the
-// dealer dropped because the worker fell behind (libpcap with several
+// workerReport is one worker's share: the frames it read and decoded, what
+// its own socket's kernel counters say (AF_PACKET fanout), and the frames
+// the dealer dropped because the worker fell behind (libpcap with several
 // workers).
 type workerReport struct {
 	Worker        int    `json:"worker"`
 	Frames        uint64 `json:"frames"`
 	Decoded       uint64 `json:"decoded"`
-	Flows         int    `json:"flows"`
 	KernelPackets uint64 `json:"kernel_packets"`
 	KernelDrops   uint64 `json:"kernel_drops"`
 	KernelFreezes uint64 `json:"kernel_freezes"`
