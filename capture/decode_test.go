@@ -1,32 +1,18 @@
 package capture
 
 import (
-	"encoding/hex"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/echowatch/echowatch/internal/annotated"
 )
 
-// frame turns annotated hex into bytes: "//" starts a comment, white space
-// is ignored.
-func frame(t testing.TB, annotated string) []byte {
-	t.Helper()
-	var sb strings.Builder
-	for _, line := range strings.Split(annotated, "\n") {
-		if i := strings.Index(line, "//"); i >= 0 {
-			line = line[:i]
-		}
-		sb.WriteString(strings.Join(strings.Fields(line), ""))
-	}
-	b, err := hex.DecodeString(sb.String())
-	if err != nil {
-		t.Fatalf("bad test frame: %v", err)
-	}
-	return b
-}
+// frame reads a test frame written as annotated hex.
+var frame = annotated.Hex
 
 // Building blocks shared by the cases below.
 const (

@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"compress/gzip"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -24,25 +23,11 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/echowatch/echowatch/capture"
+	"github.com/echowatch/echowatch/internal/annotated"
 )
 
-// hexBytes turns annotated hex into bytes: "//" starts a comment, white
-// space is ignored.
-func hexBytes(t testing.TB, annotated string) []byte {
-	t.Helper()
-	var sb strings.Builder
-	for _, line := range strings.Split(annotated, "\n") {
-		if i := strings.Index(line, "//"); i >= 0 {
-			line = line[:i]
-		}
-		sb.WriteString(strings.Join(strings.Fields(line), ""))
-	}
-	b, err := hex.DecodeString(sb.String())
-	if err != nil {
-		t.Fatalf("bad hex: %v", err)
-	}
-	return b
-}
+// hexBytes reads test bytes written as annotated hex.
+var hexBytes = annotated.Hex
 
 // render writes a frame as one comparable line.
 func render(f *capture.Frame) string {

@@ -10,22 +10,11 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/echowatch/echowatch/capture"
+	"github.com/echowatch/echowatch/internal/annotated"
 )
 
-// frameHex decodes hex written one field a line, with // comments.
-func frameHex(t testing.TB, s string) []byte {
-	t.Helper()
-	var b strings.Builder
-	for _, line := range strings.Split(s, "\n") {
-		line, _, _ = strings.Cut(line, "//")
-		b.WriteString(strings.Join(strings.Fields(line), ""))
-	}
-	data, err := hex.DecodeString(b.String())
-	if err != nil {
-		t.Fatalf("bad test frame: %v", err)
-	}
-	return data
-}
+// frameHex reads a test frame written as annotated hex.
+var frameHex = annotated.Hex
 
 // Link-layer headers and IP packets that the cases below combine.
 const (
