@@ -153,6 +153,17 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
+	var mets *metrics
+	if cfg.MetricsListen != "" {
+		// Bound before dropping privileges, so a port below 1024 works.
+		mets = newMetrics(out, logger)
+		if err := mets.listen(cfg.MetricsListen); err != nil {
+			closeAll(srcs)
+			return err
+		}
+		mets.serve()
+		defer mets.Close()
+	}
 	live := cfg.Interface != ""
 	if cfg.User != "" {
 		uid, gid, err := dropPrivileges(cfg.User)
@@ -194,10 +205,32 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
-	emitStats := func() {
+	// snapshot publishes the counters for the metrics and returns them; it
+	// runs on the engine's goroutine, or after the run.
+	snapshot := func() *statsEvent {
 		ev := pl.stats()
-		ev.Outputs = out.Stats()
-		out.Write(ev)
+		if mets != nil {
+			mets.publish(ev)
+		}
+		return ev
+	}
+	writeStats := func(ev *statsEvent) {
+		e := *ev // ev may be published: left as it is
+		e.Outputs = out.Stats()
+		out.Write(&e)
+	}
+	// emitStats is called every pl.statsEvery: live with --stats, a stats
+	// event is due every --stats-interval.
+	lastStats := time.Now()
+	emitStats := func() {
+		ev := snapshot()
+		if !cfg.Stats || !live {
+			return
+		}
+		if now := time.Now(); pl.statsEvery == cfg.StatsInterval || now.Sub(lastStats) >= cfg.StatsInterval-pl.statsEvery/2 {
+			lastStats = now
+			writeStats(ev)
+		}
 	}
 	var axisStart time.Time
 	if cfg.Report != "" && !live {
@@ -222,8 +255,11 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 		// Reads interrupted by a signal are a normal stop.
 		runErr = nil
 	}
-	if cfg.Stats {
-		emitStats()
+	if ev := snapshot(); cfg.Stats {
+		writeStats(ev)
+	}
+	if cfg.metricsRan != nil && mets != nil {
+		cfg.metricsRan(mets.addr())
 	}
 	if err := out.Close(); err != nil {
 		// Offline, everything detected must have been delivered; a live
@@ -257,7 +293,8 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 	return runErr
 }
 
-// startStatsTicker asks w for a stats event every interval while live.
+// startStatsTicker asks ws for a stats event (and a metrics snapshot)
+// every interval.
 func startStatsTicker(interval time.Duration, enabled bool, ws ...*worker) (stop func()) {
 	if !enabled {
 		return func() {}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -42,6 +43,11 @@ type config struct {
 	User          string        `yaml:"user"`
 	Summary       string        `yaml:"summary"`
 	Report        string        `yaml:"report"`
+	MetricsListen string        `yaml:"metrics_listen"`
+
+	// metricsRan, for tests, is called with the metrics server's address
+	// after the run, while the server still serves the final counters.
+	metricsRan    func(addr string)
 	OutputOptions outputOptions `yaml:"output_options"`
 
 	detect.Config `yaml:",inline"`
@@ -147,6 +153,9 @@ Output:
                            stats event at the end (and every
                            --stats-interval while live)
       --stats-interval D   stats period when live (default 60s)
+      --metrics-listen ADDR
+                           serve Prometheus metrics on http://ADDR/metrics
+                           (e.g. 127.0.0.1:9750) while the sensor runs
       --summary FILE       at the end, write the incidents as one JSON
                            document to FILE (a table of them goes to
                            standard error when it is a terminal)
@@ -169,6 +178,7 @@ func parseArgs(args []string, stdout io.Writer, stdoutIsTerminal bool) (cfg conf
 		reads, outputs, homeNet       []string
 		configPath, format            string
 		summary, report, runAs        string
+		metricsListen                 string
 		noPromisc, showVersion, help  bool
 		iface, captureMode, bpf       string
 		snaplen, maxFlows, workers    int
@@ -201,6 +211,7 @@ func parseArgs(args []string, stdout io.Writer, stdoutIsTerminal bool) (cfg conf
 	fs.StringVar(&format, "format", "", "")
 	fs.BoolVar(&stats, "stats", false, "")
 	fs.DurationVar(&statsInterval, "stats-interval", 0, "")
+	fs.StringVar(&metricsListen, "metrics-listen", "", "")
 	fs.StringVar(&runAs, "user", "", "")
 	fs.StringVar(&summary, "summary", "", "")
 	fs.StringVar(&report, "report", "", "")
@@ -300,6 +311,9 @@ func parseArgs(args []string, stdout io.Writer, stdoutIsTerminal bool) (cfg conf
 	if set["stats-interval"] {
 		cfg.StatsInterval = statsInterval
 	}
+	if set["metrics-listen"] {
+		cfg.MetricsListen = metricsListen
+	}
 	if cfg.Format == "" {
 		cfg.Format = "eve"
 		if stdoutIsTerminal {
@@ -348,6 +362,8 @@ func (c *config) validate() error {
 		return usagef("--max-flows: must be positive, not %d", c.MaxFlows)
 	case c.StatsInterval <= 0:
 		return usagef("--stats-interval: must be positive, not %v", c.StatsInterval)
+	case c.MetricsListen != "" && !validListenAddr(c.MetricsListen):
+		return usagef("--metrics-listen: %q is not an address to listen on (want HOST:PORT or :PORT)", c.MetricsListen)
 	case c.Format != "eve" && c.Format != "text":
 		return usagef("--format: unknown format %q (want eve or text)", c.Format)
 	}
@@ -376,4 +392,10 @@ func yamlError(err error) string {
 		lines[i] = strings.TrimSpace(lines[i])
 	}
 	return strings.Join(lines, "; ")
+}
+
+// validListenAddr reports whether addr is HOST:PORT or :PORT.
+func validListenAddr(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	return err == nil && port != ""
 }

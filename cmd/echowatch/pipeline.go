@@ -56,6 +56,11 @@ type pipeline struct {
 	// redo decodes, on the engine's goroutine, the rare region that
 	// guessed wrong where its first record starts.
 	redo *worker
+
+	// statsEvery is how often run calls emitStats on the engine's
+	// goroutine: the stats period live with --stats, at most a second
+	// with --metrics-listen (offline too), or never.
+	statsEvery time.Duration
 }
 
 // newPipeline makes cfg.Workers workers for srcs: a source per worker
@@ -63,6 +68,12 @@ type pipeline struct {
 func newPipeline(cfg config, srcs []capture.Source, eng *detect.Engine) (*pipeline, error) {
 	n := max(cfg.Workers, len(srcs))
 	p := &pipeline{cfg: cfg, eng: eng, srcs: srcs}
+	if cfg.Stats && cfg.Interface != "" {
+		p.statsEvery = cfg.StatsInterval
+	}
+	if cfg.MetricsListen != "" && (p.statsEvery == 0 || p.statsEvery > metricsEvery) {
+		p.statsEvery = metricsEvery
+	}
 	flows, err := detect.NewFlows(detect.FlowConfig{MaxFlows: cfg.MaxFlows, Ports: cfg.FlowPorts()})
 	if err != nil {
 		return nil, err
@@ -97,8 +108,11 @@ func (p *pipeline) run(emitStats func()) (warnings []error, err error) {
 		w := p.workers[0]
 		var idle, tick func()
 		if p.cfg.Interface != "" {
-			tick, idle = emitStats, idleClock(w, p.eng)
-			defer startStatsTicker(p.cfg.StatsInterval, p.cfg.Stats, w)()
+			idle = idleClock(w, p.eng)
+		}
+		if p.statsEvery > 0 {
+			tick = emitStats
+			defer startStatsTicker(p.statsEvery, true, w)()
 		}
 		warnings, err = w.runOne(p.eng, idle, tick)
 		p.eng.Flush(w.last)
@@ -294,18 +308,23 @@ func (st *stage) asTheyCome(out <-chan *chunk, emitStats func()) {
 	}
 }
 
-// tickers returns, live, the ticks of the stats period (if --stats) and
-// of the checks for a quiet capture.
+// tickers returns the ticks of the stats period (see statsEvery) and,
+// live, of the checks for a quiet capture.
 func (st *stage) tickers() (stats, quiet <-chan time.Time, stop func()) {
-	if st.p.cfg.Interface == "" {
-		return nil, nil, func() {}
+	var stops []func()
+	if st.p.cfg.Interface != "" {
+		q := time.NewTicker(250 * time.Millisecond)
+		quiet, stops = q.C, append(stops, q.Stop)
 	}
-	q := time.NewTicker(250 * time.Millisecond)
-	if !st.p.cfg.Stats {
-		return nil, q.C, q.Stop
+	if st.p.statsEvery > 0 {
+		t := time.NewTicker(st.p.statsEvery)
+		stats, stops = t.C, append(stops, t.Stop)
 	}
-	t := time.NewTicker(st.p.cfg.StatsInterval)
-	return t.C, q.C, func() { t.Stop(); q.Stop() }
+	return stats, quiet, func() {
+		for _, s := range stops {
+			s()
+		}
+	}
 }
 
 // quiet moves detection's clock on by wall time while no frame comes, as

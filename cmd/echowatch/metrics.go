@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/echowatch/echowatch/detect"
+)
+
+// metricsEvery is how often the engine's goroutine publishes a snapshot of
+// the counters for --metrics-listen: the engine's counters may only be read
+// there, so a scrape reads the latest snapshot instead.
+const metricsEvery = time.Second
+
+// metrics serves the sensor's counters to Prometheus on --metrics-listen.
+// publish is called on the engine's goroutine; a scrape, on the HTTP
+// server's, reads the latest snapshot published and the outputs' counters,
+// which are safe to read from any goroutine.
+type metrics struct {
+	snap   atomic.Pointer[statsEvent]
+	reg    *prometheus.Registry
+	logger *slog.Logger
+
+	ln        net.Listener
+	srv       *http.Server
+	served    chan struct{}
+	closeOnce sync.Once
+}
+
+// newMetrics returns the metrics of a run whose outputs are outs, in a
+// registry of their own with the Go runtime and process collectors. It does
+// no I/O.
+func newMetrics(outs *outputs, logger *slog.Logger) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry(), logger: logger}
+	m.reg.MustRegister(
+		newCollector(m.snapshot, outs.Stats),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// publish makes ev the snapshot that scrapes read. ev is not modified
+// afterwards.
+func (m *metrics) publish(ev *statsEvent) { m.snap.Store(ev) }
+
+func (m *metrics) snapshot() *statsEvent { return m.snap.Load() }
+
+// listen binds addr; a failure names the flag and the address.
+func (m *metrics) listen(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--metrics-listen %s: %w", addr, err)
+	}
+	m.ln = ln
+	return nil
+}
+
+// addr is the bound address (the port chosen, when ADDR asked for port 0).
+func (m *metrics) addr() string { return m.ln.Addr().String() }
+
+// serve starts serving /metrics, and a short page on /, on the bound
+// listener until Close.
+func (m *metrics) serve() {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(m.logger.Handler(), slog.LevelWarn),
+	}))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprint(w, "echowatch "+version+"\nPrometheus metrics: /metrics\n")
+	})
+	m.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	m.served = make(chan struct{})
+	go func() {
+		defer close(m.served)
+		if err := m.srv.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.logger.Warn("metrics server stopped", "err", err)
+		}
+	}()
+	m.logger.Info("serving metrics", "addr", m.addr())
+}
+
+// Close stops the server, waiting a moment for scrapes in flight. It is
+// safe to call twice.
+func (m *metrics) Close() {
+	m.closeOnce.Do(func() {
+		if m.srv == nil {
+			if m.ln != nil {
+				m.ln.Close()
+			}
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := m.srv.Shutdown(ctx); err != nil {
+			m.srv.Close()
+		}
+		<-m.served
+	})
+}
+
+// collector turns a snapshot of the counters into metrics at scrape time.
+type collector struct {
+	snapshot func() *statsEvent
+	outputs  func() []outputStats
+
+	received, dropped         *prometheus.Desc
+	flows, flowEvictions      *prometheus.Desc
+	keys, keyEvictions        *prometheus.Desc
+	incidents, open           *prometheus.Desc
+	emitted, suppressed       *prometheus.Desc
+	outQueue, outDelivered    *prometheus.Desc
+	outFailed, outDropped     *prometheus.Desc
+	buildInfo                 *prometheus.Desc
+	buildVersion, buildGoVers string
+}
+
+var _ prometheus.Collector = (*collector)(nil)
+
+func newCollector(snapshot func() *statsEvent, outputs func() []outputStats) *collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("echowatch_"+name, help, labels, nil)
+	}
+	return &collector{
+		snapshot:      snapshot,
+		outputs:       outputs,
+		received:      d("packets_received_total", "Frames read from the capture.", nil...),
+		dropped:       d("packets_dropped_total", "Packets lost, by stage (kernel, decode, queue) and, for decode, reason.", "stage", "reason"),
+		flows:         d("flows_tracked", "Flows in the flow table."),
+		flowEvictions: d("flow_evictions_total", "Entries pushed out of a full flow or fragment table.", "table"),
+		keys:          d("detect_keys", "Keys held in a bounded detection table.", "table"),
+		keyEvictions:  d("detect_evictions_total", "Keys pushed out of a full detection table.", "table"),
+		incidents:     d("incidents_total", "Incident alerts written, by kind and phase.", "kind", "phase"),
+		open:          d("incidents_open", "Incidents open now."),
+		emitted:       d("alerts_emitted_total", "Alerts written."),
+		suppressed:    d("alerts_suppressed_total", "Alerts held back by max_alerts_per_second."),
+		outQueue:      d("output_queue_depth", "Events held by an output: waiting or unconfirmed.", "output"),
+		outDelivered:  d("output_delivered_total", "Events known to have reached an output's destination.", "output"),
+		outFailed:     d("output_failed_total", "Sends to an output that failed, to be sent again.", "output"),
+		outDropped:    d("output_dropped_total", "Events an output refused because its queue was full.", "output"),
+		buildInfo:     d("build_info", "The sensor's version and the Go version it was built with; always 1.", "version", "goversion"),
+		buildVersion:  version,
+		buildGoVers:   runtime.Version(),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.received, c.dropped, c.flows, c.flowEvictions, c.keys,
+		c.keyEvictions, c.incidents, c.open, c.emitted, c.suppressed, c.outQueue, c.outDelivered,
+		c.outFailed, c.outDropped, c.buildInfo} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector. Before the first snapshot only
+// the build and the outputs are known.
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	gauge(c.buildInfo, 1, c.buildVersion, c.buildGoVers)
+	for _, o := range labelOutputs(c.outputs()) {
+		gauge(c.outQueue, float64(o.Queued), o.Name)
+		counter(c.outDelivered, o.Delivered, o.Name)
+		counter(c.outFailed, o.Failed, o.Name)
+		counter(c.outDropped, o.Dropped, o.Name)
+	}
+	s := c.snapshot()
+	if s == nil {
+		return
+	}
+	counter(c.received, s.Decoder.Frames)
+	counter(c.dropped, s.Capture.KernelDrops+s.Capture.KernelIfDrops, "kernel", "")
+	counter(c.dropped, s.Capture.QueueDrops, "queue", "")
+	for reason, n := range s.Decoder.Dropped {
+		counter(c.dropped, n, "decode", reason)
+	}
+	gauge(c.flows, float64(s.Flow.Active))
+	counter(c.flowEvictions, s.Flow.Evicted, "flows")
+	counter(c.flowEvictions, s.Decoder.FragmentsEvicted, "fragments")
+	for _, t := range s.Detect.Tables {
+		gauge(c.keys, float64(t.Len), t.Name)
+		counter(c.keyEvictions, t.Evicted, t.Name)
+	}
+	for k := range detect.NumKinds {
+		for p := range detect.NumPhases {
+			counter(c.incidents, s.Detect.Phases[k][p], detect.Kind(k).String(), detect.Phase(p).String())
+		}
+	}
+	gauge(c.open, float64(s.Detect.Open))
+	counter(c.emitted, s.Detect.Alerts)
+	counter(c.suppressed, s.Detect.Suppressed)
+}
+
+// labelOutputs names each output for its label: "stdout", or the URL's
+// scheme, host and path, without the user, password or query, so that no
+// credential reaches a metric. Two outputs that would share a name get a
+// "#2", "#3"... suffix.
+func labelOutputs(outs []outputStats) []outputStats {
+	seen := map[string]int{}
+	for i := range outs {
+		name := outs[i].Name
+		if u, err := url.Parse(name); err == nil && u.Scheme != "" {
+			name = (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+		}
+		if seen[name]++; seen[name] > 1 {
+			name += "#" + strconv.Itoa(seen[name])
+		}
+		outs[i].Name = name
+	}
+	return outs
+}
