@@ -239,3 +239,17 @@ func normalize(c config) config {
 	walk(v)
 	return c
 }
+
+func TestIsTerminal(t *testing.T) {
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	if isTerminal(null) {
+		t.Errorf("%s taken for a terminal", os.DevNull)
+	}
+	if isTerminal(&bytes.Buffer{}) {
+		t.Errorf("a buffer taken for a terminal")
+	}
+}
