@@ -3,18 +3,15 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -329,35 +326,8 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	file := filepath.Join(t.TempDir(), "alerts.json")
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", sensor, os.Args[0], "-i", "ew1", "--format", "eve",
-		"--stats", "--stats-interval", "300ms", "--home-net", "198.18.0.0/30", "--sensor-name", "graceful",
-		"--output", "file://"+file)
-	cmd.Env = append(os.Environ(), "ECHOWATCH_AS_MAIN=1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	var errLines strings.Builder
-	scanned := make(chan struct{})
-	go func() {
-		defer close(scanned)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			errLines.WriteString(sc.Text() + "\n")
-			if strings.Contains(sc.Text(), "capture started") {
-				close(started)
-			}
-		}
-	}()
-	select {
-	case <-started:
-	case <-ctx.Done():
-		t.Fatalf("echowatch did not start: %s", errLines.String())
-	}
+	proc := startSensor(ctx, t, sensor, "-i", "ew1", "--format", "eve", "--stats", "--stats-interval", "300ms",
+		"--home-net", "198.18.0.0/30", "--sensor-name", "graceful", "--output", "file://"+file)
 
 	type result struct {
 		sent    uint64
@@ -377,9 +347,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	default:
 	}
 	signalled := time.Now()
-	cmd.Process.Signal(syscall.SIGTERM)
-	<-scanned
-	werr := cmd.Wait()
+	werr := proc.stop()
 	stopped := time.Since(signalled)
 	var res result
 	select {
@@ -391,7 +359,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 		t.Fatal("the sender did not finish")
 	}
 	if werr != nil {
-		t.Fatalf("echowatch: %v\nstderr:\n%s", werr, errLines.String())
+		t.Fatalf("echowatch: %v\nstderr:\n%s", werr, proc.errors())
 	}
 
 	data, err := os.ReadFile(file)

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -14,7 +13,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -47,35 +45,8 @@ func TestLiveUnderLoad(t *testing.T) {
 			sender, sensor := netnsPair(t, "ld"+name[:2]+name[len(name)-1:])
 			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 			defer cancel()
-			args := append([]string{"netns", "exec", sensor, os.Args[0], "-i", "ew1", "--format", "eve",
-				"--stats", "--home-net", "198.18.0.0/30", "--sensor-name", "load"}, mode...)
-			cmd := exec.CommandContext(ctx, "ip", args...)
-			cmd.Env = append(os.Environ(), "ECHOWATCH_AS_MAIN=1")
-			var stdout strings.Builder
-			cmd.Stdout = &stdout
-			stderr, err := cmd.StderrPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			started := make(chan struct{})
-			var errLines strings.Builder
-			go func() {
-				sc := bufio.NewScanner(stderr)
-				for sc.Scan() {
-					errLines.WriteString(sc.Text() + "\n")
-					if strings.Contains(sc.Text(), "capture started") {
-						close(started)
-					}
-				}
-			}()
-			select {
-			case <-started:
-			case <-ctx.Done():
-				t.Fatalf("echowatch did not start: %s", errLines.String())
-			}
+			proc := startSensor(ctx, t, sensor, append([]string{"-i", "ew1", "--format", "eve", "--stats",
+				"--home-net", "198.18.0.0/30", "--sensor-name", "load"}, mode...)...)
 			time.Sleep(200 * time.Millisecond) // every worker's socket is in place
 			rxDropped := func() uint64 { return rxDroppedIn(t, sensor, "ew1") }
 			before := rxDropped()
@@ -85,18 +56,17 @@ func TestLiveUnderLoad(t *testing.T) {
 			}
 			time.Sleep(time.Second) // let the workers drain their rings
 			ifDrops := rxDropped() - before
-			cmd.Process.Signal(syscall.SIGTERM)
-			if err := cmd.Wait(); err != nil {
-				t.Fatalf("echowatch: %v\nstderr:\n%s", err, errLines.String())
+			if err := proc.stop(); err != nil {
+				t.Fatalf("echowatch: %v\nstderr:\n%s", err, proc.errors())
 			}
-			st, alerts := liveResults(t, stdout.String())
+			st, alerts := liveResults(t, proc.stdout.String())
 			t.Logf("%s: sent %d frames in %v (%.0f frames/s); the kernel gave echowatch %d, it decoded %d; kernel drops %d, interface drops %d, ring freezes %d, queue drops %d; %d alerts: %s",
 				name, sent, elapsed.Round(time.Millisecond), float64(sent)/elapsed.Seconds(), st.kernelPackets, st.seen,
 				st.kernelDrops, ifDrops, st.freezes, st.queueDrops, len(alerts), strings.Join(alerts, ", "))
 			for _, w := range st.workers {
 				t.Logf("  %s", w)
 			}
-			if !strings.Contains(stdout.String(), `"kind":"reflection","phase":"start"`) {
+			if !strings.Contains(proc.stdout.String(), `"kind":"reflection","phase":"start"`) {
 				t.Errorf("no reflection alert")
 			}
 			// What reached the capture sockets was seen or dropped there;

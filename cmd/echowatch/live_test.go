@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -100,37 +101,9 @@ func TestLiveCapture(t *testing.T) {
 			sender, sensor := netnsPair(t, tc.name[:2]+tc.name[len(tc.name)-2:])
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			args := append([]string{"netns", "exec", sensor, os.Args[0], "-i", "ew1", "--format", "eve",
-				"--stats", "--stats-interval", "300ms", "--home-net", "198.18.0.0/30", "--sensor-name", "e2e"}, mode...)
-			cmd := exec.CommandContext(ctx, "ip", args...)
-			cmd.Env = append(os.Environ(), "ECHOWATCH_AS_MAIN=1")
-			var stdout strings.Builder
-			cmd.Stdout = &stdout
-			stderr, err := cmd.StderrPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			started := make(chan struct{})
-			var errLines strings.Builder
-			scanned := make(chan struct{})
-			go func() {
-				defer close(scanned)
-				sc := bufio.NewScanner(stderr)
-				for sc.Scan() {
-					errLines.WriteString(sc.Text() + "\n")
-					if strings.Contains(sc.Text(), "capture started") {
-						close(started)
-					}
-				}
-			}()
-			select {
-			case <-started:
-			case <-ctx.Done():
-				t.Fatalf("echowatch did not start: %s", errLines.String())
-			}
+			args := append([]string{"-i", "ew1", "--format", "eve", "--stats", "--stats-interval", "300ms",
+				"--home-net", "198.18.0.0/30", "--sensor-name", "e2e"}, mode...)
+			sensorProc := startSensor(ctx, t, sensor, args...)
 			// 400 datagrams at 400/s from port 7: 198.18.0.1 "reflects"
 			// toward 198.18.0.2, which never asked.
 			send := exec.CommandContext(ctx, "ip", "netns", "exec", sender, os.Args[0], "7", "400", "400")
@@ -139,14 +112,12 @@ func TestLiveCapture(t *testing.T) {
 				t.Fatalf("sender: %v: %s", err, out)
 			}
 			time.Sleep(300 * time.Millisecond) // let the last frames reach the sensor
-			cmd.Process.Signal(syscall.SIGTERM)
-			<-scanned // all of stderr is read before Wait closes the pipe
-			if err := cmd.Wait(); err != nil {
-				t.Fatalf("echowatch: %v\nstderr:\n%s", err, errLines.String())
+			if err := sensorProc.stop(); err != nil {
+				t.Fatalf("echowatch: %v\nstderr:\n%s", err, sensorProc.errors())
 			}
-			out := stdout.String()
-			if slices.Contains(mode, "--user") && !strings.Contains(errLines.String(), "running as") {
-				t.Errorf("no word of dropping privileges on stderr:\n%s", errLines.String())
+			out := sensorProc.stdout.String()
+			if slices.Contains(mode, "--user") && !strings.Contains(sensorProc.errors(), "running as") {
+				t.Errorf("no word of dropping privileges on stderr:\n%s", sensorProc.errors())
 			}
 			for _, want := range []string{
 				`"kind":"reflection","phase":"start"`,
@@ -184,4 +155,69 @@ func regexpInt(t *testing.T, s, re string) int {
 	m := all[len(all)-1] // the final stats
 	n, _ := strconv.Atoi(m[1])
 	return n
+}
+
+// liveSensor is echowatch running as its own process in a network
+// namespace.
+type liveSensor struct {
+	cmd     *exec.Cmd
+	stdout  strings.Builder
+	mu      sync.Mutex
+	stderr  strings.Builder
+	scanned chan struct{} // closed once all of stderr is read
+}
+
+// startSensor runs echowatch with args inside namespace ns and returns
+// once it says its capture started.
+func startSensor(ctx context.Context, t *testing.T, ns string, args ...string) *liveSensor {
+	t.Helper()
+	s := &liveSensor{scanned: make(chan struct{})}
+	s.cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, os.Args[0]}, args...)...)
+	s.cmd.Env = append(os.Environ(), "ECHOWATCH_AS_MAIN=1")
+	s.cmd.Stdout = &s.stdout
+	pipe, err := s.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	var once sync.Once
+	go func() {
+		defer close(s.scanned)
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			s.mu.Lock()
+			s.stderr.WriteString(sc.Text() + "\n")
+			s.mu.Unlock()
+			if strings.Contains(sc.Text(), "capture started") {
+				once.Do(func() { close(started) })
+			}
+		}
+	}()
+	select {
+	case <-started:
+	case <-s.scanned:
+		s.cmd.Wait()
+		t.Fatalf("echowatch exited before capturing: %s", s.errors())
+	case <-ctx.Done():
+		t.Fatalf("echowatch did not start: %s", s.errors())
+	}
+	return s
+}
+
+// stop sends SIGTERM and waits for the sensor to exit; its output is
+// complete after.
+func (s *liveSensor) stop() error {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	<-s.scanned // all of stderr is read before Wait closes the pipe
+	return s.cmd.Wait()
+}
+
+// errors returns what the sensor wrote to stderr so far.
+func (s *liveSensor) errors() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stderr.String()
 }
