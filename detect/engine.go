@@ -20,6 +20,7 @@ import (
 // not be called concurrently. Alerts are written synchronously from those
 // calls.
 type Engine struct {
+	cfg   *Config // the settings in force, which the detectors point into
 	r     reporter
 	svc   PortSet // the loop set: service-to-service traffic is a loop's
 	refl  reflection
@@ -30,6 +31,9 @@ type Engine struct {
 	// watched holds every port any detector looks at, for Wants.
 	watched PortSet
 	allPort bool // the spoofed-flood detector looks at every port
+	// flowPorts is cfg.FlowPorts() as New found it: the ports whose flows
+	// the caller's flow table tracks.
+	flowPorts PortSet
 
 	packets uint64
 	wol     uint64
@@ -47,7 +51,7 @@ func New(cfg Config, out AlertWriter) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{svc: s.loopPorts}
+	e := &Engine{cfg: &cfg, svc: s.loopPorts, flowPorts: *cfg.FlowPorts()}
 	e.r = reporter{
 		out: out, host: cfg.SensorName, home: s.home,
 		update: cfg.UpdateInterval, endAfter: cfg.EndAfter, maxPerSec: cfg.MaxAlertsPerSecond,

@@ -129,11 +129,18 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 	signal.Notify(hup, syscall.SIGHUP)
 	hupDone := make(chan struct{})
 	defer func() { signal.Stop(hup); close(hupDone) }()
+	var reload *reloader
+	if cfg.reread != nil {
+		reload = newReloader(logger)
+	}
 	go func() {
 		for {
 			select {
 			case <-hup:
 				out.Reopen() // logrotate moved the file outputs
+				if reload != nil {
+					reload.hangup(cfg)
+				}
 			case <-hupDone:
 				return
 			}
@@ -153,6 +160,9 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 	}
 	if incidents != nil {
 		engine.ObserveRates(incidents)
+	}
+	if reload != nil {
+		reload.eng = engine
 	}
 	srcs, err := openSources(cfg, stdin)
 	if err != nil {
@@ -210,6 +220,7 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
+	pl.reload = reload
 	// snapshot publishes the counters for the metrics and returns them; it
 	// runs on the engine's goroutine, or after the run.
 	snapshot := func() *statsEvent {

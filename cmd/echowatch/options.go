@@ -47,7 +47,10 @@ type config struct {
 
 	// metricsRan, for tests, is called with the metrics server's address
 	// after the run, while the server still serves the final counters.
-	metricsRan    func(addr string)
+	metricsRan func(addr string)
+	// reread, with --config, reads the file again and applies the
+	// command line's flags over it, as at the start: for reloads.
+	reread        func() (config, error)
 	OutputOptions outputOptions `yaml:"output_options"`
 
 	detect.Config `yaml:",inline"`
@@ -237,96 +240,105 @@ func parseArgs(args []string, stdout io.Writer, stdoutIsTerminal bool) (cfg conf
 	if fs.NArg() > 0 {
 		return cfg, false, usagef("unexpected argument %q (files are read with -r FILE)", fs.Arg(0))
 	}
-	if configPath != "" {
-		if err := loadConfigFile(configPath, &cfg); err != nil {
-			return cfg, false, err
-		}
-	}
-	// Flags given on the command line win over the file.
+	// Flags given on the command line win over the file, at the start and
+	// at every reload.
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if set["r"] {
-		cfg.Read = reads
-	}
-	if set["i"] {
-		cfg.Interface = iface
-	}
-	if set["capture"] {
-		cfg.Capture = captureMode
-	}
-	if set["bpf"] {
-		cfg.BPF = bpf
-	}
-	if set["snaplen"] {
-		cfg.Snaplen = snaplen
-	}
-	if set["no-promisc"] {
-		cfg.Promiscuous = !noPromisc
-	}
-	if set["workers"] {
-		cfg.Workers = workers
-	}
-	if set["home-net"] {
-		cfg.HomeNet = homeNet
-	}
-	if set["max-flows"] {
-		cfg.MaxFlows = maxFlows
-	}
-	if set["update-interval"] {
-		cfg.UpdateInterval = updateInterval
-	}
-	if set["end-after"] {
-		cfg.EndAfter = endAfter
-	}
-	if set["max-alerts-per-second"] {
-		cfg.MaxAlertsPerSecond = maxAlerts
-	}
-	if set["sensor-name"] {
-		cfg.SensorName = sensorName
-	}
-	if set["output"] {
-		cfg.Outputs = outputs
-	}
-	if set["queue-size"] {
-		cfg.OutputOptions.QueueSize = queueSize
-	}
-	if set["flush-timeout"] {
-		cfg.OutputOptions.FlushTimeout = flushTimeout
-	}
-	if set["format"] {
-		cfg.Format = format
-	}
-	if set["stats"] {
-		cfg.Stats = stats
-	}
-	if set["user"] {
-		cfg.User = runAs
-	}
-	if set["summary"] {
-		cfg.Summary = summary
-	}
-	if set["report"] {
-		cfg.Report = report
-	}
-	if set["stats-interval"] {
-		cfg.StatsInterval = statsInterval
-	}
-	if set["metrics-listen"] {
-		cfg.MetricsListen = metricsListen
-	}
-	if cfg.Format == "" {
-		cfg.Format = "eve"
-		if stdoutIsTerminal {
-			cfg.Format = "text"
+	load := func() (config, error) {
+		cfg := defaultConfig()
+		if configPath != "" {
+			if err := loadConfigFile(configPath, &cfg); err != nil {
+				return cfg, err
+			}
 		}
+		if set["r"] {
+			cfg.Read = reads
+		}
+		if set["i"] {
+			cfg.Interface = iface
+		}
+		if set["capture"] {
+			cfg.Capture = captureMode
+		}
+		if set["bpf"] {
+			cfg.BPF = bpf
+		}
+		if set["snaplen"] {
+			cfg.Snaplen = snaplen
+		}
+		if set["no-promisc"] {
+			cfg.Promiscuous = !noPromisc
+		}
+		if set["workers"] {
+			cfg.Workers = workers
+		}
+		if set["home-net"] {
+			cfg.HomeNet = homeNet
+		}
+		if set["max-flows"] {
+			cfg.MaxFlows = maxFlows
+		}
+		if set["update-interval"] {
+			cfg.UpdateInterval = updateInterval
+		}
+		if set["end-after"] {
+			cfg.EndAfter = endAfter
+		}
+		if set["max-alerts-per-second"] {
+			cfg.MaxAlertsPerSecond = maxAlerts
+		}
+		if set["sensor-name"] {
+			cfg.SensorName = sensorName
+		}
+		if set["output"] {
+			cfg.Outputs = outputs
+		}
+		if set["queue-size"] {
+			cfg.OutputOptions.QueueSize = queueSize
+		}
+		if set["flush-timeout"] {
+			cfg.OutputOptions.FlushTimeout = flushTimeout
+		}
+		if set["format"] {
+			cfg.Format = format
+		}
+		if set["stats"] {
+			cfg.Stats = stats
+		}
+		if set["user"] {
+			cfg.User = runAs
+		}
+		if set["summary"] {
+			cfg.Summary = summary
+		}
+		if set["report"] {
+			cfg.Report = report
+		}
+		if set["stats-interval"] {
+			cfg.StatsInterval = statsInterval
+		}
+		if set["metrics-listen"] {
+			cfg.MetricsListen = metricsListen
+		}
+		if cfg.Format == "" {
+			cfg.Format = "eve"
+			if stdoutIsTerminal {
+				cfg.Format = "text"
+			}
+		}
+		if len(cfg.Outputs) == 0 {
+			return cfg, usagef("outputs: at least one output is needed (stdout is the default)")
+		}
+		if cfg.SensorName == "" {
+			cfg.SensorName, _ = os.Hostname()
+		}
+		return cfg, cfg.validate()
 	}
-	if len(cfg.Outputs) == 0 {
-		return cfg, false, usagef("outputs: at least one output is needed (stdout is the default)")
+	cfg, err = load()
+	if configPath != "" {
+		cfg.reread = load
 	}
-	if cfg.SensorName == "" {
-		cfg.SensorName, _ = os.Hostname()
-	}
-	return cfg, false, cfg.validate()
+	return cfg, false, err
 }
 
 // loadConfigFile decodes the YAML file at path over cfg. Unknown keys are

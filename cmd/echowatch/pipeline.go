@@ -61,6 +61,8 @@ type pipeline struct {
 	// goroutine: the stats period live with --stats, at most a second
 	// with --metrics-listen (offline too), or never.
 	statsEvery time.Duration
+	// reload, if not nil, has configs read on SIGHUP for the engine.
+	reload *reloader
 }
 
 // newPipeline makes cfg.Workers workers for srcs: a source per worker
@@ -114,6 +116,7 @@ func (p *pipeline) run(emitStats func()) (warnings []error, err error) {
 			tick = emitStats
 			defer startStatsTicker(p.statsEvery, true, w)()
 		}
+		w.reload = p.reload
 		warnings, err = w.runOne(p.eng, idle, tick)
 		p.eng.Flush(w.last)
 		return warnings, err
@@ -263,6 +266,9 @@ func (st *stage) inOrder(tickets <-chan int, outs []chan *chunk, stop chan struc
 		case <-tick:
 			emitStats()
 			continue
+		case <-st.p.reload.due():
+			st.p.reload.apply()
+			continue
 		}
 		if !ok {
 			return warnings, err
@@ -304,6 +310,8 @@ func (st *stage) asTheyCome(out <-chan *chunk, emitStats func()) {
 			r.home <- r
 		case <-tick:
 			emitStats()
+		case <-st.p.reload.due():
+			st.p.reload.apply()
 		}
 	}
 }

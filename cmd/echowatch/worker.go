@@ -34,6 +34,8 @@ type worker struct {
 	// when it sees it, so the counters are read by the goroutine that owns
 	// them.
 	statsDue atomic.Bool
+	// reload, alone, is polled like statsDue for a config to apply.
+	reload *reloader
 
 	// Counted when frames come in chunks: frames the filter rejected, and
 	// decoded packets detection does not want (the flow table's untracked).
@@ -106,6 +108,7 @@ func (w *worker) runOne(eng *detect.Engine, idle, tick func()) (warnings []error
 					idle()
 				}
 				w.maybeTick(tick)
+				w.reload.apply()
 				continue
 			}
 			if done, err := readError(err, &warnings); done {
@@ -117,6 +120,7 @@ func (w *worker) runOne(eng *detect.Engine, idle, tick func()) (warnings []error
 			w.publish()
 		}
 		w.maybeTick(tick)
+		w.reload.apply()
 		if w.frame.Timestamp.After(w.last) {
 			w.last = w.frame.Timestamp
 		}

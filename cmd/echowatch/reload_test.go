@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/echowatch/echowatch/detect"
+)
+
+// TestLiveReload changes a live sensor's --config file and sends SIGHUP: a
+// bad value and a table size are refused, with the setting named, a good
+// change is taken, and the sensor runs on and stops cleanly. One worker
+// polls for the new config between frames, several take it in the stage.
+func TestLiveReload(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"pcap", []string{"--capture", "pcap"}},
+		{"afpacket", []string{"--capture", "afpacket", "--workers", "2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testLiveReload(t, tc.name, tc.args) })
+	}
+}
+
+func testLiveReload(t *testing.T, name string, mode []string) {
+	_, sensor := netnsPair(t, "rl"+name[:2])
+	conf := filepath.Join(t.TempDir(), "echowatch.yaml")
+	write := func(yaml string) {
+		t.Helper()
+		if err := os.WriteFile(conf, []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("home_net: [198.18.0.0/30]\nreflection:\n  pps: 50\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// --sensor-name on the command line wins over the file at every reload.
+	s := startSensor(ctx, t, sensor, append([]string{"-i", "ew1", "--format", "eve", "--config", conf,
+		"--sensor-name", "e2e"}, mode...)...)
+	hangup := func(yaml, want string) {
+		t.Helper()
+		write(yaml)
+		before := strings.Count(s.errors(), "configuration ")
+		if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if strings.Count(s.errors(), "configuration ") > before {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no word of the reload after SIGHUP; stderr:\n%s", s.errors())
+			}
+		}
+		lines := strings.Split(strings.TrimSpace(s.errors()), "\n")
+		if last := lines[len(lines)-1]; !strings.Contains(last, want) {
+			t.Fatalf("after SIGHUP: %s, want %s", last, want)
+		}
+	}
+	hangup("home_net: [198.18.0.0/30]\nreflection:\n  pps: -1\n",
+		"configuration refused: detect: reflection.pps: must be positive")
+	hangup("home_net: [198.18.0.0/30]\nreflection:\n  max_victims: 5\n",
+		"configuration refused: detect: reflection.max_victims: cannot change while running")
+	hangup("home_net: [198.18.0.0/30]\nreflection:\n  pps: 500\n  allow: [198.18.0.1]\n",
+		"configuration reloaded")
+	if err := s.stop(); err != nil {
+		t.Fatalf("echowatch: %v\nstderr:\n%s", err, s.errors())
+	}
+	t.Logf("stderr:\n%s", s.errors())
+}
+
+// TestRereadFlagsWin checks that a reload reads the file afresh (a key
+// taken out goes back to its default) and that the command line's flags
+// still win over it.
+func TestRereadFlagsWin(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "echowatch.yaml")
+	if err := os.WriteFile(conf, []byte("sensor_name: file\nend_after: 5m\nreflection:\n  pps: 70\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := parseArgs([]string{"-r", "x.pcap", "--config", conf, "--end-after", "2m"}, io.Discard, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.SensorName != "file" || cfg.EndAfter != 2*time.Minute || cfg.Reflection.PPS != 70 {
+		t.Fatalf("start: sensor %q end_after %v pps %v", cfg.SensorName, cfg.EndAfter, cfg.Reflection.PPS)
+	}
+	if err := os.WriteFile(conf, []byte("sensor_name: again\nend_after: 9m\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n, err := cfg.reread()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.SensorName != "again" || n.EndAfter != 2*time.Minute || n.Reflection.PPS != detect.DefaultConfig().Reflection.PPS ||
+		len(n.Read) != 1 {
+		t.Errorf("reread: sensor %q end_after %v pps %v read %q", n.SensorName, n.EndAfter, n.Reflection.PPS, n.Read)
+	}
+	if err := os.WriteFile(conf, []byte("reflection:\n  ppss: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cfg.reread(); err == nil || !strings.Contains(err.Error(), "ppss") {
+		t.Errorf("misspelt key: %v", err)
+	}
+	if cfg, _, _ := parseArgs([]string{"-r", "x.pcap"}, io.Discard, false); cfg.reread != nil {
+		t.Error("reread without --config")
+	}
+}

@@ -1,0 +1,99 @@
+package detect
+
+// Reconfigure replaces the Engine's settings while it runs, keeping its
+// tables and open incidents: thresholds, allow lists, home_net, port sets,
+// sensor_name, update_interval, end_after, max_alerts_per_second, scan and
+// exposed rearm. It returns an error naming the first setting it cannot
+// take, and then changes nothing. Refused while running:
+//   - table capacities (max_*), which size tables allocated once;
+//   - windows and reflection prefix lengths, which key the rate meters,
+//     scan bitmaps and prefix table of the entries already kept;
+//   - a port that the Engine did not watch when it was made (or every port
+//     for spoofed_flood), since Wants and the flow table read the
+//     watched set from other goroutines without a lock.
+//
+// Like Packet, Reconfigure must be called on the Engine's goroutine.
+func (e *Engine) Reconfigure(cfg Config) error {
+	s, err := cfg.compile()
+	if err != nil {
+		return err
+	}
+	if err := e.cfg.fixedAsIn(&cfg); err != nil {
+		return err
+	}
+	if s.spoofPorts == nil && !e.allPort {
+		return errorf("spoofed_flood.ports: cannot watch every port while running (restart to add ports)")
+	}
+	for _, ps := range []struct {
+		name string
+		set  *PortSet
+		in   *PortSet
+	}{
+		{"reflection.ports", &s.reflPorts, &e.flowPorts},
+		{"loop.ports", &s.loopPorts, &e.flowPorts},
+		{"scan.ports", &s.scanPorts, &e.flowPorts},
+		{"exposed.ports", &s.exposPorts, &e.flowPorts},
+		{"spoofed_flood.ports", s.spoofPorts, &e.watched},
+	} {
+		if ps.set == nil || ps.in == &e.watched && e.allPort {
+			continue
+		}
+		if p, ok := notIn(ps.set, ps.in); ok {
+			return errorf("%s: cannot watch port %d while running (restart to add ports)", ps.name, p)
+		}
+	}
+
+	c := &cfg
+	e.cfg = c
+	e.svc = s.loopPorts
+	e.r.host, e.r.home = c.SensorName, s.home
+	e.r.update, e.r.endAfter, e.r.maxPerSec = c.UpdateInterval, c.EndAfter, c.MaxAlertsPerSecond
+	e.refl.cfg, e.refl.ports, e.refl.allow = &c.Reflection, s.reflPorts, s.allow[KindReflection]
+	e.loop.cfg, e.loop.allow = &c.Loop, s.allow[KindLoop]
+	e.spoof.cfg, e.spoof.ports, e.spoof.allow = &c.SpoofedFlood, s.spoofPorts, s.allow[KindSpoofedFlood]
+	e.scan.cfg, e.scan.ports, e.scan.allow = &c.Scan, s.scanPorts, s.allow[KindScan]
+	e.expo.cfg, e.expo.ports, e.expo.allow = &c.Exposed, s.exposPorts, s.allow[KindExposed]
+	return nil
+}
+
+// fixedAsIn returns an error naming the first setting that differs between
+// c and n and cannot change while an Engine runs.
+func (c *Config) fixedAsIn(n *Config) error {
+	const resize, rekey = "restart to resize", "restart to change it"
+	for _, f := range []struct {
+		name     string
+		old, new any
+		why      string
+	}{
+		{"reflection.max_victims", c.Reflection.MaxVictims, n.Reflection.MaxVictims, resize},
+		{"loop.max_pairs", c.Loop.MaxPairs, n.Loop.MaxPairs, resize},
+		{"spoofed_flood.max_targets", c.SpoofedFlood.MaxTargets, n.SpoofedFlood.MaxTargets, resize},
+		{"scan.max_scanners", c.Scan.MaxScanners, n.Scan.MaxScanners, resize},
+		{"exposed.max_findings", c.Exposed.MaxFindings, n.Exposed.MaxFindings, resize},
+		{"reflection.window", c.Reflection.Window, n.Reflection.Window, rekey},
+		{"loop.window", c.Loop.Window, n.Loop.Window, rekey},
+		{"spoofed_flood.window", c.SpoofedFlood.Window, n.SpoofedFlood.Window, rekey},
+		{"scan.window", c.Scan.Window, n.Scan.Window, rekey},
+		{"reflection.prefix_v4", c.Reflection.PrefixV4, n.Reflection.PrefixV4, rekey},
+		{"reflection.prefix_v6", c.Reflection.PrefixV6, n.Reflection.PrefixV6, rekey},
+	} {
+		if f.old != f.new {
+			return errorf("%s: cannot change while running (%s)", f.name, f.why)
+		}
+	}
+	return nil
+}
+
+// notIn returns a port of s that is not in in.
+func notIn(s, in *PortSet) (uint16, bool) {
+	for i := range s {
+		if extra := s[i] &^ in[i]; extra != 0 {
+			for b := range 64 {
+				if extra&(1<<b) != 0 {
+					return uint16(i*64 + b), true
+				}
+			}
+		}
+	}
+	return 0, false
+}
