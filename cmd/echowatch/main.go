@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
@@ -168,12 +167,14 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
+	// Sources may be closed twice and from any goroutine: here at the end,
+	// and by the signal handler below to stop a blocked read.
+	defer closeAll(srcs)
 	var mets *metrics
 	if cfg.MetricsListen != "" {
 		// Bound before dropping privileges, so a port below 1024 works.
 		mets = newMetrics(out, logger)
 		if err := mets.listen(cfg.MetricsListen); err != nil {
-			closeAll(srcs)
 			return err
 		}
 		mets.serve()
@@ -183,20 +184,10 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 	if cfg.User != "" {
 		uid, gid, err := dropPrivileges(cfg.User)
 		if err != nil {
-			closeAll(srcs)
 			return err
 		}
 		logger.Info("running as", "user", cfg.User, "uid", uid, "gid", gid)
 	}
-	var closeOnce sync.Once
-	closeSources := func() {
-		closeOnce.Do(func() {
-			for _, s := range srcs {
-				s.Close()
-			}
-		})
-	}
-	defer closeSources()
 	stopped := make(chan struct{})
 	go func() {
 		select {
@@ -207,7 +198,7 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 			default:
 			}
 			logger.Info("stopping on signal")
-			closeSources()
+			closeAll(srcs)
 		case <-stopped:
 		}
 	}()
@@ -333,20 +324,32 @@ func startStatsTicker(interval time.Duration, enabled bool, ws ...*worker) (stop
 }
 
 // idleClock returns the worker's idle hook for live capture: while no
-// packet comes, detection's clock moves on from the last packet's time by
-// the wall time that has passed, so incidents end when an attack stops
-// rather than at the next packet. Offline runs never call it.
+// packet comes, detection's clock moves on (see quietClock). Offline runs
+// never call it.
 func idleClock(w *worker, engine *detect.Engine) func() {
-	var seen, quietSince time.Time
+	var q quietClock
 	return func() {
-		now := time.Now()
-		if !w.last.Equal(seen) {
-			seen, quietSince = w.last, now
-		}
-		if !seen.IsZero() {
-			engine.Tick(seen.Add(now.Sub(quietSince)))
+		if at, ok := q.at(w.last, time.Now()); ok {
+			engine.Tick(at)
 		}
 	}
+}
+
+// quietClock moves detection's clock on from the last packet's time by the
+// wall time that has passed since the capture went quiet, so that live
+// incidents end when an attack stops rather than at the next packet.
+type quietClock struct{ seen, since time.Time }
+
+// at returns detection's clock at wall time now, given the time of the last
+// packet; ok is false before the first packet.
+func (q *quietClock) at(last, now time.Time) (clock time.Time, ok bool) {
+	if !last.Equal(q.seen) {
+		q.seen, q.since = last, now
+	}
+	if q.seen.IsZero() {
+		return time.Time{}, false
+	}
+	return q.seen.Add(now.Sub(q.since)), true
 }
 
 func closeAll(srcs []capture.Source) {

@@ -189,9 +189,7 @@ type stage struct {
 	p   *pipeline
 	now int64 // detection's clock: the latest frame time so far, Unix ns
 
-	// live: the clock when it last moved, and the wall time then
-	seen       int64
-	quietSince time.Time
+	quiet quietClock // live: moves the clock on while no frame comes
 }
 
 // take runs detection on a run: its packets, in order, each at the clock
@@ -261,7 +259,7 @@ func (st *stage) inOrder(tickets <-chan int, outs []chan *chunk, stop chan struc
 		select {
 		case w, ok = <-tickets:
 		case now := <-quiet:
-			st.quiet(now)
+			st.idle(now)
 			continue
 		case <-tick:
 			emitStats()
@@ -300,7 +298,7 @@ func (st *stage) asTheyCome(out <-chan *chunk, emitStats func()) {
 	for {
 		select {
 		case now := <-quiet:
-			st.quiet(now)
+			st.idle(now)
 		case r, ok := <-out:
 			if !ok {
 				return
@@ -335,14 +333,15 @@ func (st *stage) tickers() (stats, quiet <-chan time.Time, stop func()) {
 	}
 }
 
-// quiet moves detection's clock on by wall time while no frame comes, as
-// idleClock does for a single worker, so that incidents end when an attack
-// stops rather than at the next packet.
-func (st *stage) quiet(now time.Time) {
-	if st.now != st.seen {
-		st.seen, st.quietSince = st.now, now
-	} else if st.seen != -1<<63 {
-		st.p.eng.Tick(time.Unix(0, st.seen).Add(now.Sub(st.quietSince)))
+// idle moves detection's clock on by wall time while no frame comes (see
+// quietClock).
+func (st *stage) idle(now time.Time) {
+	var last time.Time
+	if st.now != -1<<63 {
+		last = time.Unix(0, st.now)
+	}
+	if at, ok := st.quiet.at(last, now); ok {
+		st.p.eng.Tick(at)
 	}
 }
 

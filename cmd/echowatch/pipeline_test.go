@@ -231,3 +231,23 @@ func (c *countAlerts) WriteAlert(*detect.Alert) { c.n++ }
 type discard struct{}
 
 func (discard) WriteAlert(*detect.Alert) {}
+
+func TestQuietClock(t *testing.T) {
+	var q quietClock
+	wall := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, ok := q.at(time.Time{}, wall); ok {
+		t.Fatal("a clock before the first packet")
+	}
+	pkt := time.Date(2024, 3, 19, 12, 0, 0, 0, time.UTC)
+	// The capture goes quiet at wall; 3 s later the clock is 3 s on.
+	if at, ok := q.at(pkt, wall); !ok || !at.Equal(pkt) {
+		t.Fatalf("at the quiet's start: %v %v", at, ok)
+	}
+	if at, _ := q.at(pkt, wall.Add(3*time.Second)); !at.Equal(pkt.Add(3 * time.Second)) {
+		t.Fatalf("3 s into the quiet: %v", at)
+	}
+	// A new packet restarts the quiet from its own time.
+	if at, _ := q.at(pkt.Add(time.Second), wall.Add(5*time.Second)); !at.Equal(pkt.Add(time.Second)) {
+		t.Fatalf("after a new packet: %v", at)
+	}
+}
