@@ -187,13 +187,14 @@ func (d *Decoder) Stats() DecodeStats {
 func (d *Decoder) SkipFragments() { d.frags = nil }
 
 // Decode fills p from f and returns DropNone when f carried an IPv4 or IPv6
-// packet, or the reason it did not. p.Payload borrows f.Data.
+// packet, or the reason it did not. p.Raw and p.Payload borrow f.Data.
 func (d *Decoder) Decode(f *Frame, p *Packet) DropReason {
 	d.stats.Frames++
 	// Cleared, then set field by field: a composite literal is built on
 	// the stack and copied, which stalls on every frame.
 	*p = Packet{}
 	p.Timestamp, p.LinkType, p.Length = f.Timestamp, f.LinkType, f.Length
+	p.Raw = f.Data
 	if p.Length < len(f.Data) {
 		p.Length = len(f.Data)
 	}

@@ -91,6 +91,12 @@ type Packet struct {
 	// Length is the frame's length on the wire: what rates in bytes and
 	// bits per second count.
 	Length int
+
+	// Raw is the frame as captured, from its link-layer header on,
+	// borrowed like Payload; it may be cut short of what was captured
+	// where a stage keeps only a prefix (see the Packet's users). It is
+	// what evidence files keep.
+	Raw []byte
 }
 
 // IsUDP reports whether the packet is UDP.

@@ -27,6 +27,9 @@ type Alert struct {
 	Host        string // the sensor's name; empty leaves "host" out
 	Signature   *Signature
 	Severity    int // the signature's, or 1 for outbound reflection
+	// CaptureFile is the file that keeps the incident's first packets
+	// (--evidence-dir); empty when none is kept.
+	CaptureFile string
 	Incident    Incident
 }
 
@@ -181,6 +184,10 @@ func (a *Alert) AppendEVE(b []byte) []byte {
 	if a.Host != "" {
 		b = append(b, `,"host":`...)
 		b = appendJSONString(b, a.Host)
+	}
+	if a.CaptureFile != "" {
+		b = append(b, `,"capture_file":`...)
+		b = appendJSONString(b, a.CaptureFile)
 	}
 
 	s := a.Signature
@@ -419,7 +426,12 @@ func (a *Alert) AppendText(b []byte) []byte {
 	b = append(b, ' ')
 	b = append(b, in.Direction...)
 	b = append(b, " id "...)
-	return append(b, in.ID...)
+	b = append(b, in.ID...)
+	if a.CaptureFile != "" {
+		b = append(b, " packets in "...)
+		b = append(b, a.CaptureFile...)
+	}
+	return b
 }
 
 func protoName(p uint8) string {

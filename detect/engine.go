@@ -3,6 +3,7 @@ package detect
 import (
 	"encoding/json"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/echowatch/echowatch/capture"
@@ -28,11 +29,11 @@ type Engine struct {
 	spoof spoof
 	scan  scan
 	expo  exposure
-	// watched holds every port any detector looks at, for Wants.
-	watched PortSet
-	allPort bool // the spoofed-flood detector looks at every port
-	// flowPorts is cfg.FlowPorts() as New found it: the ports whose flows
-	// the caller's flow table tracks.
+	// watch holds every port any detector looks at, for Wants, which other
+	// goroutines call: Reconfigure replaces it whole.
+	watch atomic.Pointer[watchSet]
+	// flowPorts is cfg.FlowPorts(): the ports whose flows the caller's
+	// flow table tracks (see FlowPorts).
 	flowPorts PortSet
 
 	packets uint64
@@ -71,29 +72,57 @@ func New(cfg Config, out AlertWriter) (*Engine, error) {
 	if err := e.expo.init(&cfg.Exposed, s, &e.r); err != nil {
 		return nil, err
 	}
-	for _, ps := range []*PortSet{&s.loopPorts, &s.reflPorts, &s.scanPorts, &s.exposPorts, s.spoofPorts} {
-		if ps == nil {
-			e.allPort = true
-			continue
-		}
-		for i := range e.watched {
-			e.watched[i] |= ps[i]
-		}
-	}
+	e.watch.Store(s.watchSet())
 	return e, nil
 }
+
+// watchSet is what Wants looks at: the ports any detector watches, or all
+// of them.
+type watchSet struct {
+	ports PortSet
+	all   bool // the spoofed-flood detector looks at every port
+}
+
+func (s *settings) watchSet() *watchSet {
+	w := &watchSet{}
+	for _, ps := range []*PortSet{&s.loopPorts, &s.reflPorts, &s.scanPorts, &s.exposPorts, s.spoofPorts} {
+		if ps == nil {
+			w.all = true
+			continue
+		}
+		for i := range w.ports {
+			w.ports[i] |= ps[i]
+		}
+	}
+	return w
+}
+
+// FlowPorts returns the ports whose flows the detectors need, for the
+// flow table that feeds the Engine (FlowConfig.Ports). The Engine keeps
+// the set current when Reconfigure changes the ports, on its goroutine,
+// which must therefore be the flow table's too.
+func (e *Engine) FlowPorts() *PortSet { return &e.flowPorts }
 
 // Wants reports whether Packet could do anything with p besides reading
 // its time: false for packets without ports and for those on no port that
 // a detector watches, which are most of the traffic. A worker that does
 // not own the Engine forwards only the packets it wants (and the passing
-// of time). Wants only reads settings: any goroutine may call it, also
-// while Packet runs.
+// of time). Any goroutine may call Wants, also while Packet or
+// Reconfigure runs: a packet it judged just before a reload that adds a
+// port is not seen again.
 func (e *Engine) Wants(p *capture.Packet) bool {
-	return p.HasPorts && p.Src.IsValid() &&
-		(e.watched.Has(p.SrcPort) || e.watched.Has(p.DstPort) ||
-			e.allPort && (p.Proto == capture.ProtoUDP || p.Proto == capture.ProtoTCP))
+	if !p.HasPorts || !p.Src.IsValid() {
+		return false
+	}
+	w := e.watch.Load()
+	return w.ports.Has(p.SrcPort) || w.ports.Has(p.DstPort) ||
+		w.all && (p.Proto == capture.ProtoUDP || p.Proto == capture.ProtoTCP)
 }
+
+// KeepEvidence makes the Engine write the first packets of each incident to
+// w, and name the file in the incident's alerts. Call it before the first
+// packet.
+func (e *Engine) KeepEvidence(w EvidenceWriter) { e.r.evidence = w }
 
 // ObserveRates makes the Engine report the rates of its open incidents to
 // o once per second of packet time. Call it before the first packet.
@@ -105,6 +134,12 @@ func (e *Engine) Packet(p *capture.Packet, f *Flow, dir Dir) {
 	if !e.Wants(p) {
 		return
 	}
+	e.r.pkt = p // for the evidence of the incidents it counts for
+	e.packet(p, f, dir)
+	e.r.pkt = nil
+}
+
+func (e *Engine) packet(p *capture.Packet, f *Flow, dir Dir) {
 	e.packets++
 	if p.Proto == capture.ProtoUDP && isWakeOnLAN(p) {
 		e.wol++

@@ -60,6 +60,7 @@ func (d *exposure) packet(p *capture.Packet, f *Flow, dir Dir, dstSvc bool) {
 		*e = finding{d: d, k: k}
 	}
 	if now.Before(e.t.rearm) {
+		d.r.follow(&e.t)
 		return
 	}
 	e.client = p.DstAddrPort()

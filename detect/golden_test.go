@@ -60,6 +60,13 @@ func TestGolden(t *testing.T) {
 // runCase returns the EVE lines the case's capture raises, one per line.
 func runCase(t *testing.T, dir string) []byte {
 	t.Helper()
+	return runCaseWith(t, dir, nil, nil)
+}
+
+// runCaseWith is runCase with out, if not nil, for the alerts, and setup,
+// if not nil, called on the Engine before the first packet.
+func runCaseWith(t *testing.T, dir string, out AlertWriter, setup func(*Engine)) []byte {
+	t.Helper()
 	cfg := DefaultConfig()
 	if b, err := os.ReadFile(filepath.Join(dir, "config.yaml")); err == nil {
 		if err := yaml.Unmarshal(b, &cfg); err != nil {
@@ -68,11 +75,16 @@ func runCase(t *testing.T, dir string) []byte {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
-	w := lineWriter{&out}
-	eng, err := New(cfg, w)
+	var lines bytes.Buffer
+	if out == nil {
+		out = lineWriter{&lines}
+	}
+	eng, err := New(cfg, out)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(eng)
 	}
 	flows, err := NewFlows(FlowConfig{Ports: cfg.FlowPorts()})
 	if err != nil {
@@ -101,7 +113,7 @@ func runCase(t *testing.T, dir string) []byte {
 		eng.Packet(&p, fl, d)
 	}
 	eng.Flush(p.Timestamp)
-	return out.Bytes()
+	return lines.Bytes()
 }
 
 // lineWriter writes each alert as one EVE line.

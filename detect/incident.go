@@ -45,6 +45,14 @@ type track struct {
 	rearm     time.Time // one-shot kinds: no new start before this
 	peakPPS   float64
 	peakBPS   float64
+
+	// The incident's evidence (see reporter.startEvidence): its file while
+	// it takes packets, the name its alerts give, until when a one-shot
+	// finding's packets go to it, and whether reporter.keeping lists it.
+	evid      EvidenceFile
+	evidName  string
+	evidUntil time.Time
+	keeping   bool
 }
 
 // see records a packet of the key's activity, beginning a new activity if
@@ -94,12 +102,19 @@ type reporter struct {
 	endAfter  time.Duration
 	maxPerSec int
 
-	now    time.Time   // the latest packet time
-	second int64       // the second of packet time swept last
-	sent   int         // alerts written in that second
-	active []subject   // open incidents, in opening order
-	alert  Alert       // reused for every alert
-	refl   []reflector // scratch for describing reflectors
+	now    time.Time // the latest packet time
+	second int64     // the second of packet time swept last
+	sent   int       // alerts written in that second
+	active []subject // open incidents, in opening order
+	// evidence, if not nil, keeps the first packets of each incident; pkt
+	// is the packet being examined, during Engine.Packet. keeping lists
+	// the entries whose evidence file may still be open: at most the
+	// writer's open files, plus those closed since the last sweep.
+	evidence EvidenceWriter
+	pkt      *capture.Packet
+	keeping  []subject
+	alert    Alert       // reused for every alert
+	refl     []reflector // scratch for describing reflectors
 
 	stats Stats
 }
@@ -125,6 +140,7 @@ func (r *reporter) check(s subject, now time.Time) {
 	}
 	if t.open {
 		t.peak(pps, bps)
+		r.follow(t)
 		return
 	}
 	if !above {
@@ -136,6 +152,7 @@ func (r *reporter) check(s subject, now time.Time) {
 	t.peakPPS, t.peakBPS = 0, 0
 	t.peak(pps, bps)
 	r.active = append(r.active, s)
+	r.startEvidence(s, time.Time{})
 	r.stats.Incidents[s.kind()]++
 	r.emit(s, PhaseStart, now, pps, bps)
 }
@@ -150,6 +167,7 @@ func (t *track) peak(pps, bps float64) {
 func (r *reporter) oneShot(s subject, now time.Time, rearm time.Duration) {
 	t := s.lifecycle()
 	if now.Before(t.rearm) {
+		r.follow(t)
 		return
 	}
 	_, pps, bps := s.measure(now)
@@ -157,6 +175,9 @@ func (r *reporter) oneShot(s subject, now time.Time, rearm time.Duration) {
 	t.peakPPS, t.peakBPS = pps, bps
 	t.counted = false
 	r.stats.Incidents[s.kind()]++
+	// A finding has no end: its evidence takes the key's packets for
+	// end_after, as long as an incident's would at least.
+	r.startEvidence(s, now.Add(r.endAfter))
 	// A suppressed finding still waits for its rearm: retrying it on every
 	// packet would let one noisy key starve the others.
 	r.emit(s, PhaseStart, now, pps, bps)
@@ -198,12 +219,14 @@ func (r *reporter) sweep(now time.Time) {
 	}
 	clear(r.active[len(keep):])
 	r.active = keep
+	r.sweepEvidence(now)
 }
 
 // close ends an open incident and clears its activity.
 func (r *reporter) close(s subject, now time.Time, pps, bps float64) {
 	t := s.lifecycle()
 	r.emit(s, PhaseEnd, now, pps, bps)
+	r.stopEvidence(t)
 	t.open = false
 	t.first, t.packets, t.bytes = time.Time{}, 0, 0
 	s.reset()
@@ -218,6 +241,7 @@ func (r *reporter) evicted(s subject) bool {
 		return false
 	}
 	if !t.open {
+		r.stopEvidence(t) // a finding's: the entry is about to be reused
 		return true
 	}
 	_, pps, bps := s.measure(r.now)
@@ -237,6 +261,10 @@ func (r *reporter) flush(now time.Time) {
 	}
 	clear(r.active)
 	r.active = r.active[:0]
+	for _, s := range r.keeping {
+		r.stopEvidence(s.lifecycle())
+	}
+	r.sweepEvidence(r.now)
 }
 
 // emit writes one alert unless the rate limit forbids it.
@@ -265,6 +293,7 @@ func (r *reporter) emit(s subject, ph Phase, now time.Time, pps, bps float64) {
 			Reflectors: a.Incident.Reflectors[:0], Services: a.Incident.Services[:0],
 			Ports: a.Incident.Ports[:0],
 		},
+		CaptureFile: t.evidName,
 	}
 	a.VLANs = append(a.VLANs, t.vlans[:t.nvlan]...)
 	s.describe(a)
@@ -277,6 +306,67 @@ func (r *reporter) emit(s subject, ph Phase, now time.Time, pps, bps float64) {
 	r.out.WriteAlert(a)
 	r.stats.Alerts++
 	r.stats.Phases[k][ph]++
+}
+
+// startEvidence begins the evidence file of the incident that s has just
+// opened (or the finding it raised), with the packet that did it. An
+// incident's evidence is the packets the kind counts for its key from
+// there: the first packets of the incident as the sensor saw it, as
+// FastNetMon's attack details do, since the packets before the threshold
+// was crossed are not kept. until ends a finding's evidence; zero leaves
+// it to the incident's end.
+func (r *reporter) startEvidence(s subject, until time.Time) {
+	t := s.lifecycle()
+	r.stopEvidence(t)
+	t.evidName = ""
+	if r.evidence == nil || r.pkt == nil {
+		return
+	}
+	f := r.evidence.Create(t.id, r.pkt.LinkType)
+	if f == nil {
+		return
+	}
+	t.evid, t.evidName, t.evidUntil = f, f.Name(), until
+	if !t.keeping {
+		t.keeping = true
+		r.keeping = append(r.keeping, s)
+	}
+	r.follow(t)
+}
+
+// follow adds the packet being examined to t's evidence, while its file
+// takes more.
+func (r *reporter) follow(t *track) {
+	if t.evid != nil && r.pkt != nil && !t.evid.WritePacket(r.pkt) {
+		t.evid = nil // full: the file closed itself
+	}
+}
+
+// stopEvidence closes t's evidence file, if open. Its alerts still name it.
+func (r *reporter) stopEvidence(t *track) {
+	if t.evid != nil {
+		t.evid.Close()
+		t.evid = nil
+	}
+}
+
+// sweepEvidence ends the findings' evidence that is due at now and forgets
+// the entries whose file is closed.
+func (r *reporter) sweepEvidence(now time.Time) {
+	keep := r.keeping[:0]
+	for _, s := range r.keeping {
+		t := s.lifecycle()
+		if !t.evidUntil.IsZero() && !now.Before(t.evidUntil) {
+			r.stopEvidence(t)
+		}
+		if t.evid == nil {
+			t.keeping = false
+			continue
+		}
+		keep = append(keep, s)
+	}
+	clear(r.keeping[len(keep):])
+	r.keeping = keep
 }
 
 // direction says where traffic from src to dst runs relative to home_net.

@@ -70,6 +70,8 @@ func (d *scan) packet(p *capture.Packet, srcSvc bool) {
 	s.count(p)
 	if s.targets >= d.cfg.Hosts {
 		d.r.oneShot(s, now, d.cfg.Rearm)
+	} else {
+		d.r.follow(&s.t)
 	}
 }
 

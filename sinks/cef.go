@@ -58,6 +58,9 @@ func (s *Syslog) appendCEF(b []byte, r *Record) []byte {
 	b = appendCEFExt(b, "cs3", a.Key())
 	b = appendCEFExt(b, "cs4Label", "direction")
 	b = appendCEFExt(b, "cs4", a.Incident.Direction)
+	if a.CaptureFile != "" {
+		b = appendCEFExt(b, "filePath", a.CaptureFile)
+	}
 	b = append(b, " cnt="...)
 	b = strconv.AppendUint(b, a.Incident.Packets, 10)
 	b = append(b, " in="...)

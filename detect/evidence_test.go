@@ -1,0 +1,195 @@
+package detect
+
+import (
+	"bytes"
+	"net/netip"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket/layers"
+
+	"github.com/echowatch/echowatch/capture"
+)
+
+// memEvidence keeps evidence in memory: what the Engine asks of an
+// EvidenceWriter, for assertions. Create refuses once limit files exist
+// (0: never).
+type memEvidence struct {
+	files []*memFile
+	byID  map[string]*memFile
+	max   int // packets per file
+	limit int
+}
+
+type memFile struct {
+	id     string
+	link   layers.LinkType
+	pkts   []capture.Packet
+	raws   [][]byte
+	closed bool
+	max    int
+}
+
+func (m *memEvidence) Create(id string, link layers.LinkType) EvidenceFile {
+	if m.limit > 0 && len(m.files) >= m.limit {
+		return nil
+	}
+	f := &memFile{id: id, link: link, max: m.max}
+	m.files = append(m.files, f)
+	if m.byID == nil {
+		m.byID = map[string]*memFile{}
+	}
+	m.byID[id] = f
+	return f
+}
+
+func (f *memFile) Name() string { return "mem/" + f.id + ".pcap" }
+
+func (f *memFile) WritePacket(p *capture.Packet) bool {
+	if f.closed {
+		panic("write to a closed evidence file " + f.id)
+	}
+	q := *p
+	q.Payload = nil
+	f.pkts = append(f.pkts, q)
+	f.raws = append(f.raws, bytes.Clone(p.Raw))
+	if len(f.pkts) >= f.max {
+		f.closed = true
+		return false
+	}
+	return true
+}
+
+func (f *memFile) Close() { f.closed = true }
+
+var captureFileField = regexp.MustCompile(`,"capture_file":"[^"]*"`)
+
+// TestEvidence runs every golden case with evidence kept and checks, on
+// each: the alerts are the golden ones but for a capture_file that names
+// the incident's own file; every file is closed at the end; it holds at
+// most its count, beginning with the packet at which the incident was
+// reported (the start alert's time) and holding only packets of the
+// incident's key.
+func TestEvidence(t *testing.T) {
+	captures, _ := filepath.Glob(filepath.Join("..", "pcaps", "*", "capture.pcap"))
+	if len(captures) == 0 {
+		t.Skip("no capture under ../pcaps/*/")
+	}
+	const perFile = 7
+	for _, c := range captures {
+		dir := filepath.Dir(c)
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			ev := &memEvidence{max: perFile}
+			out := &sink{}
+			runCaseWith(t, dir, out, func(e *Engine) { e.KeepEvidence(ev) })
+			var lines bytes.Buffer
+			for _, l := range out.lines {
+				lines.WriteString(captureFileField.ReplaceAllString(l, ""))
+				lines.WriteByte('\n')
+			}
+			if want := runCase(t, dir); !bytes.Equal(lines.Bytes(), want) {
+				t.Fatalf("with evidence, alerts differ beyond capture_file:\n%s", lineDiff(string(want), lines.String()))
+			}
+			starts := 0
+			for _, a := range out.alerts {
+				f := ev.byID[a.ID()]
+				if f == nil {
+					t.Fatalf("alert of incident %s: no evidence file was made", a.ID())
+				}
+				if a.CaptureFile != f.Name() {
+					t.Errorf("alert of %s names %q, want %q", a.ID(), a.CaptureFile, f.Name())
+				}
+				if !strings.Contains(out.lines[0], `"capture_file":"mem/`) {
+					t.Errorf("EVE line has no capture_file: %s", out.lines[0])
+				}
+				if a.Phase() != PhaseStart {
+					continue
+				}
+				starts++
+				if len(f.pkts) == 0 || len(f.pkts) > perFile {
+					t.Fatalf("incident %s: %d packets kept, want 1 to %d", a.ID(), len(f.pkts), perFile)
+				}
+				if !f.pkts[0].Timestamp.Equal(a.Time) {
+					t.Errorf("incident %s: first packet at %v, reported at %v", a.ID(), f.pkts[0].Timestamp, a.Time)
+				}
+				for i, p := range f.pkts {
+					if !ofIncident(a, &p) {
+						t.Errorf("incident %s (%s): packet %d %v > %v is not its", a.ID(), a.Key(), i, p.SrcAddrPort(), p.DstAddrPort())
+					}
+					if len(f.raws[i]) == 0 || p.LinkType != f.link {
+						t.Errorf("incident %s: packet %d has no frame or another link type", a.ID(), i)
+					}
+				}
+			}
+			if starts != len(ev.files) {
+				t.Errorf("%d evidence files for %d incidents", len(ev.files), starts)
+			}
+			for _, f := range ev.files {
+				if !f.closed {
+					t.Errorf("evidence of %s still open after Flush", f.id)
+				}
+			}
+		})
+	}
+}
+
+// ofIncident reports whether p belongs to the incident a reports.
+func ofIncident(a *Alert, p *capture.Packet) bool {
+	in := &a.Incident
+	switch in.Kind {
+	case KindReflection:
+		return in.Victim.Contains(p.Dst) || in.Victim.Contains(p.Src)
+	case KindLoop:
+		ends := []netip.AddrPort{p.SrcAddrPort(), p.DstAddrPort()}
+		return ends[0] == in.Endpoints[0] && ends[1] == in.Endpoints[1] ||
+			ends[0] == in.Endpoints[1] && ends[1] == in.Endpoints[0]
+	case KindSpoofedFlood:
+		return p.Dst == in.Target
+	case KindScan:
+		return p.Src == a.Src.Addr() && p.Proto == a.Proto
+	default:
+		return p.SrcAddrPort() == a.Src && p.Proto == a.Proto
+	}
+}
+
+// TestEvidenceCount checks that an incident keeps exactly its count when it
+// has more packets, and that the file is closed by the writer's refusal
+// rather than written on.
+func TestEvidenceCount(t *testing.T) {
+	ev := &memEvidence{max: 3}
+	h := newHarness(t, DefaultConfig())
+	h.eng.KeepEvidence(ev)
+	t0 := time.Date(2024, 3, 19, 12, 0, 0, 0, time.UTC)
+	// A reflection well over the threshold: 4 reflectors, 400 pps for 3 s.
+	for i := range 1200 {
+		ts := t0.Add(time.Duration(i) * 2500 * time.Microsecond)
+		refl := []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"}[i%4]
+		h.feed(udp(ts, refl+":7", "198.51.100.9:40000", make([]byte, 64)))
+	}
+	h.flush()
+	if len(ev.files) != 1 {
+		t.Fatalf("%d evidence files, want 1", len(ev.files))
+	}
+	f := ev.files[0]
+	if len(f.pkts) != 3 || !f.closed {
+		t.Fatalf("evidence holds %d packets (closed %v), want 3 and closed", len(f.pkts), f.closed)
+	}
+}
+
+// TestEvidenceRefused checks that an incident whose evidence the writer
+// refuses is reported without a capture_file.
+func TestEvidenceRefused(t *testing.T) {
+	ev := &memEvidence{max: 10, limit: 1}
+	out := &sink{}
+	runCaseWith(t, filepath.Join("..", "pcaps", "reflection-out"), out, func(e *Engine) { e.KeepEvidence(ev) })
+	named := map[bool]int{}
+	for _, a := range out.alerts {
+		named[a.CaptureFile != ""]++
+	}
+	if len(ev.files) != 1 || named[true] == 0 || named[false] == 0 {
+		t.Fatalf("files %d, alerts with and without capture_file %v: want one file, and alerts of both", len(ev.files), named)
+	}
+}

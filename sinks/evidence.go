@@ -1,0 +1,420 @@
+package sinks
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+
+	"github.com/gopacket/gopacket/layers"
+
+	"github.com/echowatch/echowatch/capture"
+	"github.com/echowatch/echowatch/detect"
+)
+
+const (
+	// pcapHeaderLen and pcapRecordLen are the sizes of a classic pcap
+	// file header and record header.
+	pcapHeaderLen = 24
+	pcapRecordLen = 16
+
+	// maxEvidenceSnaplen is libpcap's MAXIMUM_SNAPLEN: Wireshark and
+	// tcpdump refuse files that declare more.
+	maxEvidenceSnaplen = 262144
+
+	// maxIDLen bounds an incident id, and so a file name, well below
+	// NAME_MAX (255) with the ".pcap" suffix. detect's ids are 16 hex digits.
+	maxIDLen = 64
+
+	// evidenceBufferSize is each open file's write buffer: a few packets'
+	// worth, so a write reaches the kernel every few packets without
+	// MaxOpen files costing much memory.
+	evidenceBufferSize = 16 << 10
+)
+
+// EvidenceConfig bounds what an Evidence keeps.
+type EvidenceConfig struct {
+	// Dir is where the files go, one per incident: Dir/<incident id>.pcap.
+	Dir string
+	// Packets is how many packets an incident's file keeps at most.
+	Packets int
+	// Snaplen is how many bytes of each frame are written at most
+	// (1 to 262144); longer frames are cut, and keep their length on the
+	// wire.
+	Snaplen int
+	// MaxOpen bounds the files open at once: incidents whose evidence is
+	// being written. Each costs a file descriptor and a 16 KiB buffer.
+	MaxOpen int
+	// MaxFiles and MaxBytes bound the files this run keeps in Dir and
+	// their size: to stay within them, the oldest finished files this run
+	// wrote are removed. Files of earlier runs are never touched, and
+	// neither are open ones: when removing finished files is not enough, a
+	// new incident gets no file, and a file whose next packet does not fit
+	// ends there.
+	MaxFiles int
+	MaxBytes int64
+}
+
+// EvidenceStats are an Evidence's counters.
+type EvidenceStats struct {
+	Files   uint64 `json:"files"`   // files created
+	Packets uint64 `json:"packets"` // packets written
+	Bytes   int64  `json:"bytes"`   // bytes of the files this run keeps in Dir now
+	Removed uint64 `json:"removed"` // finished files removed to stay within MaxFiles and MaxBytes
+	// Refused counts incidents given no file (a bound reached, an unsafe
+	// id, or after Close) and files ended early because MaxBytes could not
+	// fit their next packet.
+	Refused uint64 `json:"refused"`
+	Errors  uint64 `json:"errors"`  // files that could not be created, written, closed or removed
+	Skipped uint64 `json:"skipped"` // packets whose link type is not their file's
+}
+
+// Evidence keeps the first packets of each incident in a classic pcap file
+// of its own (microsecond timestamps), which Wireshark and tcpdump open.
+// It implements detect.EvidenceWriter.
+//
+// Create, the files' WritePacket and Close, and Evidence's Close are called
+// from one goroutine (the detection engine's): they take no lock. Stats may
+// be called from any goroutine at any time.
+//
+// Failures to create, write, close or remove a file are counted, and each
+// kind is logged the first time only: a full disk must not flood the log
+// at the rate incidents start.
+type Evidence struct {
+	cfg EvidenceConfig
+	log *slog.Logger
+
+	// open holds the files being written, at most MaxOpen; each knows its
+	// index. finished holds the closed files this run keeps, oldest first:
+	// the ones to remove first. Together they are at most MaxFiles files,
+	// and byPath indexes both by path.
+	open     []*evidenceFile
+	finished []*evidenceFile
+	byPath   map[string]*evidenceFile
+	closed   bool
+	logged   failure // the kinds of failure logged already
+
+	files, packets, removed  atomic.Uint64
+	refused, failed, skipped atomic.Uint64
+	kept                     atomic.Int64 // bytes of open and finished files
+}
+
+var _ detect.EvidenceWriter = (*Evidence)(nil)
+
+// failure is a kind of failure, logged once (a bit in Evidence.logged).
+type failure uint8
+
+const (
+	failID failure = 1 << iota
+	failCreate
+	failWrite
+	failClose
+	failRemove
+)
+
+// NewEvidence checks cfg, and creates cfg.Dir (mode 0750) unless it exists.
+// Unlike most constructors it does I/O: it proves the directory writable
+// by creating and removing a file in it, so that a wrong path fails at
+// start rather than at the first incident, hours later, and before the
+// caller drops privileges that the directory might need. logger, which
+// may be nil, gets the failures.
+func NewEvidence(cfg EvidenceConfig, logger *slog.Logger) (*Evidence, error) {
+	switch {
+	case cfg.Dir == "":
+		return nil, errors.New("sinks/evidence: no directory given")
+	case cfg.Packets < 1:
+		return nil, fmt.Errorf("sinks/evidence: Packets is %d: want at least 1 packet per file", cfg.Packets)
+	case cfg.Snaplen < 1 || cfg.Snaplen > maxEvidenceSnaplen:
+		return nil, fmt.Errorf("sinks/evidence: Snaplen is %d: want 1 to %d bytes", cfg.Snaplen, maxEvidenceSnaplen)
+	case cfg.MaxOpen < 1:
+		return nil, fmt.Errorf("sinks/evidence: MaxOpen is %d: want at least 1 file", cfg.MaxOpen)
+	case cfg.MaxFiles < 1:
+		return nil, fmt.Errorf("sinks/evidence: MaxFiles is %d: want at least 1 file", cfg.MaxFiles)
+	}
+	if least := int64(pcapHeaderLen + pcapRecordLen + cfg.Snaplen); cfg.MaxBytes < least {
+		return nil, fmt.Errorf("sinks/evidence: MaxBytes is %d: want at least %d, one file with one frame of Snaplen %d bytes",
+			cfg.MaxBytes, least, cfg.Snaplen)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("sinks/evidence: create directory: %w", err)
+	}
+	probe, err := os.CreateTemp(cfg.Dir, ".echowatch-probe-*")
+	if err != nil {
+		return nil, fmt.Errorf("sinks/evidence: directory not writable: %w", err)
+	}
+	err = probe.Close()
+	if rerr := os.Remove(probe.Name()); err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sinks/evidence: directory not writable: %w", err)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Evidence{
+		cfg:    cfg,
+		log:    logger.With("sink", "evidence", "dir", cfg.Dir),
+		byPath: make(map[string]*evidenceFile),
+	}, nil
+}
+
+// Create starts the file of incident id, Dir/<id>.pcap, overwriting one of
+// that name: the same id is the same incident, replayed. It returns nil,
+// and counts it, when the id is not a safe file name (only letters, digits,
+// '-' and '_'), when MaxOpen files are open or the incident's file is open
+// already, when no finished file can be removed to stay within MaxFiles and
+// MaxBytes, and when the file cannot be created.
+func (e *Evidence) Create(id string, link layers.LinkType) detect.EvidenceFile {
+	if e.closed {
+		e.refused.Add(1)
+		return nil
+	}
+	if !safeID(id) {
+		e.refused.Add(1)
+		e.logOnce(failID, "unsafe incident id: no evidence file", "id", id)
+		return nil
+	}
+	path := filepath.Join(e.cfg.Dir, id+".pcap")
+	if old := e.byPath[path]; old != nil {
+		if old.file != nil {
+			e.refused.Add(1)
+			return nil
+		}
+		// O_TRUNC is about to empty it: it no longer counts, and it must
+		// not be removed later in place of the new file.
+		e.finished = slices.DeleteFunc(e.finished, func(f *evidenceFile) bool { return f == old })
+		e.forget(old)
+	}
+	if len(e.open) >= e.cfg.MaxOpen {
+		e.refused.Add(1)
+		return nil
+	}
+	for len(e.open)+len(e.finished) >= e.cfg.MaxFiles {
+		if !e.removeOldest() {
+			e.refused.Add(1)
+			return nil
+		}
+	}
+	if !e.makeRoom(pcapHeaderLen) {
+		e.refused.Add(1)
+		return nil
+	}
+	file, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
+	if err != nil {
+		e.fail(failCreate, fmt.Errorf("sinks/evidence: create: %w", err))
+		return nil
+	}
+	f := &evidenceFile{e: e, path: path, link: link, file: file,
+		w: bufio.NewWriterSize(file, evidenceBufferSize), slot: len(e.open)}
+	var h [pcapHeaderLen]byte
+	binary.LittleEndian.PutUint32(h[0:], 0xa1b2c3d4) // microsecond timestamps
+	binary.LittleEndian.PutUint16(h[4:], 2)          // version 2.4
+	binary.LittleEndian.PutUint16(h[6:], 4)
+	// h[8:16]: time zone offset and accuracy, always 0.
+	binary.LittleEndian.PutUint32(h[16:], uint32(e.cfg.Snaplen))
+	binary.LittleEndian.PutUint32(h[20:], uint32(link))
+	f.w.Write(h[:]) // into an empty buffer: cannot fail
+	f.size = pcapHeaderLen
+	e.kept.Add(pcapHeaderLen)
+	e.open = append(e.open, f)
+	e.byPath[path] = f
+	e.files.Add(1)
+	return f
+}
+
+// Close ends every open file, at the end of the run, and returns the first
+// error. Create gives no more files afterwards. It is safe to call twice.
+func (e *Evidence) Close() error {
+	e.closed = true
+	var first error
+	for len(e.open) > 0 {
+		if err := e.open[len(e.open)-1].finish(nil); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Stats returns the counters.
+func (e *Evidence) Stats() EvidenceStats {
+	return EvidenceStats{
+		Files: e.files.Load(), Packets: e.packets.Load(), Bytes: e.kept.Load(),
+		Removed: e.removed.Load(), Refused: e.refused.Load(), Errors: e.failed.Load(),
+		Skipped: e.skipped.Load(),
+	}
+}
+
+// makeRoom removes the oldest finished files until n more bytes fit within
+// MaxBytes, and reports whether they do.
+func (e *Evidence) makeRoom(n int64) bool {
+	for e.kept.Load()+n > e.cfg.MaxBytes {
+		if !e.removeOldest() {
+			return false
+		}
+	}
+	return true
+}
+
+// removeOldest removes the oldest finished file, and reports whether there
+// was one and it is gone. A file that cannot be removed stays first in
+// line and counted, so the bounds hold even then.
+func (e *Evidence) removeOldest() bool {
+	if len(e.finished) == 0 {
+		return false
+	}
+	f := e.finished[0]
+	// Already gone is fine: an analyst may have moved it away.
+	if err := os.Remove(f.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		e.fail(failRemove, fmt.Errorf("sinks/evidence: remove: %w", err))
+		return false
+	}
+	e.finished[0] = nil
+	e.finished = e.finished[1:]
+	e.forget(f)
+	e.removed.Add(1)
+	return true
+}
+
+// forget stops counting finished file f as kept.
+func (e *Evidence) forget(f *evidenceFile) {
+	delete(e.byPath, f.path)
+	e.kept.Add(-f.size)
+}
+
+// fail counts a failure and logs it if it is the first of its kind.
+func (e *Evidence) fail(kind failure, err error) {
+	e.failed.Add(1)
+	e.logOnce(kind, "evidence file failed; further failures of this kind are only counted", "err", err)
+}
+
+func (e *Evidence) logOnce(kind failure, msg string, args ...any) {
+	if e.logged&kind != 0 {
+		return
+	}
+	e.logged |= kind
+	e.log.Warn(msg, args...)
+}
+
+// safeID reports whether id is usable as a file name as it is: non-empty,
+// short, and without separators, dots or anything a shell or Windows
+// would trip on.
+func safeID(id string) bool {
+	if id == "" || len(id) > maxIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// evidenceFile is one incident's file. Once finished, it keeps its path
+// and size only, as an entry of Evidence.finished.
+type evidenceFile struct {
+	e    *Evidence
+	path string
+	link layers.LinkType
+	file *os.File // nil once finished
+	w    *bufio.Writer
+	slot int   // index in e.open while open
+	n    int   // packets written
+	size int64 // bytes written, headers included: what the file holds
+	// rec is a record header's scratch space: a local array passed to
+	// bufio.Writer.Write would escape, and cost an allocation per packet.
+	rec [pcapRecordLen]byte
+}
+
+var _ detect.EvidenceFile = (*evidenceFile)(nil)
+
+// Name returns the file's path.
+func (f *evidenceFile) Name() string { return f.path }
+
+// WritePacket appends p's frame, cut to Snaplen, with its timestamp to the
+// microsecond and its length on the wire. See detect.EvidenceFile. A
+// packet of another link type than the file's is skipped: a pcap file
+// has one.
+func (f *evidenceFile) WritePacket(p *capture.Packet) bool {
+	if f.file == nil {
+		return false
+	}
+	e := f.e
+	if p.LinkType != f.link {
+		e.skipped.Add(1)
+		return true
+	}
+	caplen := min(len(p.Raw), e.cfg.Snaplen)
+	n := int64(pcapRecordLen + caplen)
+	if !e.makeRoom(n) {
+		e.refused.Add(1)
+		f.finish(nil)
+		return false
+	}
+	// Counted before writing: whatever part of it a failed write left in
+	// the file stays within the bound.
+	f.size += n
+	e.kept.Add(n)
+	binary.LittleEndian.PutUint32(f.rec[0:], uint32(p.Timestamp.Unix()))
+	binary.LittleEndian.PutUint32(f.rec[4:], uint32(p.Timestamp.Nanosecond()/1000))
+	binary.LittleEndian.PutUint32(f.rec[8:], uint32(caplen))
+	binary.LittleEndian.PutUint32(f.rec[12:], uint32(max(p.Length, caplen)))
+	if _, err := f.w.Write(f.rec[:]); err != nil {
+		f.finish(fmt.Errorf("sinks/evidence: write %s: %w", f.path, err))
+		return false
+	}
+	if _, err := f.w.Write(p.Raw[:caplen]); err != nil {
+		f.finish(fmt.Errorf("sinks/evidence: write %s: %w", f.path, err))
+		return false
+	}
+	e.packets.Add(1)
+	f.n++
+	if f.n >= e.cfg.Packets {
+		f.finish(nil)
+		return false
+	}
+	return true
+}
+
+// Close flushes and closes the file. It is safe to call twice.
+func (f *evidenceFile) Close() { f.finish(nil) }
+
+// finish flushes and closes f unless it is finished already, and moves it
+// from the open files to the finished ones, first in line for removal
+// after those finished before. werr is the write error that ends it, if
+// any: flushing would only repeat it. Failures are counted and logged.
+func (f *evidenceFile) finish(werr error) error {
+	if f.file == nil {
+		return nil
+	}
+	kind, err := failWrite, werr
+	if err == nil {
+		kind, err = failClose, f.w.Flush()
+	}
+	if cerr := f.file.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil && werr == nil {
+		err = fmt.Errorf("sinks/evidence: close %s: %w", f.path, err)
+	}
+	f.file, f.w = nil, nil
+
+	e := f.e
+	last := e.open[len(e.open)-1]
+	e.open[f.slot], last.slot = last, f.slot
+	e.open[len(e.open)-1] = nil
+	e.open = e.open[:len(e.open)-1]
+	e.finished = append(e.finished, f)
+	if err != nil {
+		e.fail(kind, err)
+	}
+	return err
+}
