@@ -85,7 +85,7 @@ func newHarness(t testing.TB, cfg Config) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	flows, err := NewFlows(FlowConfig{Ports: cfg.FlowPorts()})
+	flows, err := NewFlows(FlowConfig{Ports: eng.FlowPorts()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,18 +1,18 @@
 package detect
 
 // Reconfigure replaces the Engine's settings while it runs, keeping its
-// tables and open incidents: thresholds, allow lists, home_net, port sets,
-// sensor_name, update_interval, end_after, max_alerts_per_second, scan and
-// exposed rearm. It returns an error naming the first setting it cannot
-// take, and then changes nothing. Refused while running:
+// tables and open incidents: thresholds, allow lists, home_net, port sets
+// (ports added or removed), sensor_name, update_interval, end_after,
+// max_alerts_per_second, scan and exposed rearm. It returns an error
+// naming the first setting it cannot take, and then changes nothing.
+// Refused while running:
 //   - table capacities (max_*), which size tables allocated once;
 //   - windows and reflection prefix lengths, which key the rate meters,
-//     scan bitmaps and prefix table of the entries already kept;
-//   - a port that the Engine did not watch when it was made (or every port
-//     for spoofed_flood), since Wants and the flow table read the
-//     watched set from other goroutines without a lock.
+//     scan bitmaps and prefix table of the entries already kept.
 //
-// Like Packet, Reconfigure must be called on the Engine's goroutine.
+// Like Packet, Reconfigure must be called on the Engine's goroutine, which
+// is the flow table's too (see FlowPorts): the flows of a port added are
+// tracked from the next packet.
 func (e *Engine) Reconfigure(cfg Config) error {
 	s, err := cfg.compile()
 	if err != nil {
@@ -21,30 +21,11 @@ func (e *Engine) Reconfigure(cfg Config) error {
 	if err := e.cfg.fixedAsIn(&cfg); err != nil {
 		return err
 	}
-	if s.spoofPorts == nil && !e.allPort {
-		return errorf("spoofed_flood.ports: cannot watch every port while running (restart to add ports)")
-	}
-	for _, ps := range []struct {
-		name string
-		set  *PortSet
-		in   *PortSet
-	}{
-		{"reflection.ports", &s.reflPorts, &e.flowPorts},
-		{"loop.ports", &s.loopPorts, &e.flowPorts},
-		{"scan.ports", &s.scanPorts, &e.flowPorts},
-		{"exposed.ports", &s.exposPorts, &e.flowPorts},
-		{"spoofed_flood.ports", s.spoofPorts, &e.watched},
-	} {
-		if ps.set == nil || ps.in == &e.watched && e.allPort {
-			continue
-		}
-		if p, ok := notIn(ps.set, ps.in); ok {
-			return errorf("%s: cannot watch port %d while running (restart to add ports)", ps.name, p)
-		}
-	}
 
 	c := &cfg
 	e.cfg = c
+	e.flowPorts = *c.FlowPorts()
+	e.watch.Store(s.watchSet())
 	e.svc = s.loopPorts
 	e.r.host, e.r.home = c.SensorName, s.home
 	e.r.update, e.r.endAfter, e.r.maxPerSec = c.UpdateInterval, c.EndAfter, c.MaxAlertsPerSecond
@@ -82,18 +63,4 @@ func (c *Config) fixedAsIn(n *Config) error {
 		}
 	}
 	return nil
-}
-
-// notIn returns a port of s that is not in in.
-func notIn(s, in *PortSet) (uint16, bool) {
-	for i := range s {
-		if extra := s[i] &^ in[i]; extra != 0 {
-			for b := range 64 {
-				if extra&(1<<b) != 0 {
-					return uint16(i*64 + b), true
-				}
-			}
-		}
-	}
-	return 0, false
 }

@@ -96,9 +96,7 @@ func TestReconfigureRefused(t *testing.T) {
 		{"capacity", func(c *Config) { c.Reflection.MaxVictims = 5 },
 			"detect: reflection.max_victims: cannot change while running (restart to resize)"},
 		{"window", func(c *Config) { c.Loop.Window = time.Minute }, "detect: loop.window: cannot change while running"},
-		{"new port", func(c *Config) { c.Reflection.Ports = append(c.Reflection.Ports, 53) },
-			"detect: reflection.ports: cannot watch port 53 while running"},
-		{"every port", func(c *Config) { c.SpoofedFlood.Ports = nil }, "detect: spoofed_flood.ports: cannot watch every port"},
+		{"prefix", func(c *Config) { c.Reflection.PrefixV4 = 16 }, "detect: reflection.prefix_v4: cannot change while running"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, homeConfig())
@@ -132,5 +130,58 @@ func TestReconfigureFewerPorts(t *testing.T) {
 	}
 	if err := h.eng.Reconfigure(homeConfig()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReconfigureNewPorts adds ports while running: a port no detector
+// watched (so Wants, the flow table and the loop set never saw its
+// packets) and every port for spoofed floods. Both are seen from the next
+// packet.
+func TestReconfigureNewPorts(t *testing.T) {
+	start := homeConfig()
+	start.Reflection.Ports = []uint16{19}
+	start.Loop.Ports = []uint16{19}
+	start.Scan.Ports, start.Exposed.Ports, start.SpoofedFlood.Ports = []uint16{19}, []uint16{19}, []uint16{19}
+	h := newHarness(t, start)
+	echoRefl := func(from time.Time) []*capture.Packet {
+		return every(from, 800, 8000, func(i int, ts time.Time) *capture.Packet {
+			return udp(ts, fmt.Sprintf("45.33.0.%d:7", 1+i%12), "10.1.0.10:40000", make([]byte, 100))
+		})
+	}
+	// Land packets (source = destination) to port 80: forged, a flood.
+	land := func(from time.Time) []*capture.Packet {
+		return every(from, 500, 2500, func(i int, ts time.Time) *capture.Packet {
+			return udp(ts, "10.1.0.20:80", "10.1.0.20:80", make([]byte, 40))
+		})
+	}
+	// A loop between two echo servers, which needs the flow of port 7.
+	loop := func(from time.Time) []*capture.Packet {
+		return every(from, 1000, 5000, func(i int, ts time.Time) *capture.Packet {
+			if i%2 == 0 {
+				return udp(ts, "10.1.0.30:7", "10.1.0.31:7", make([]byte, 60))
+			}
+			return udp(ts, "10.1.0.31:7", "10.1.0.30:7", make([]byte, 60))
+		})
+	}
+	h.feed(echoRefl(base)...)
+	h.feed(land(base.Add(20 * time.Second))...)
+	h.feed(loop(base.Add(30 * time.Second))...)
+	if len(h.out.alerts) != 0 {
+		t.Fatalf("alerts on ports not watched: %q", h.out.summary())
+	}
+	all := homeConfig()
+	all.SpoofedFlood.Ports = nil
+	if err := h.eng.Reconfigure(all); err != nil {
+		t.Fatal(err)
+	}
+	later := base.Add(5 * time.Minute)
+	h.feed(echoRefl(later)...)
+	h.feed(land(later.Add(20 * time.Second))...)
+	h.feed(loop(later.Add(30 * time.Second))...)
+	h.flush()
+	for _, k := range []Kind{KindReflection, KindSpoofedFlood, KindLoop} {
+		if got := h.phases(k); len(got) != 1 {
+			t.Errorf("%s after the ports were added: %v, want one incident", k, got)
+		}
 	}
 }
