@@ -11,9 +11,11 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/echowatch/echowatch/detect"
@@ -69,18 +71,70 @@ func defaultOutputOptions() outputOptions {
 
 // outputs hands each event to every output. Writing never blocks: each
 // output has its own queue, and what a full queue drops is counted.
-// WriteAlert and Write are called by one goroutine at a time; Close once
-// they are done.
+//
+// WriteAlert, Write and swap are called by one goroutine at a time (the
+// engine's); Close once they are done. Stats, Lost, Reopen, prepare and
+// discard may be called from any goroutine: the set of outputs a reload
+// swaps in is published with one atomic store, so the writer pays one
+// atomic load per event for it.
 type outputs struct {
-	queues []*sinks.Queue
-	files  []*sinks.Queue // reopened by Reopen
+	cur    atomic.Pointer[outputSet]
+	stdout io.Writer // for a stdout output a reload adds
 	logger *slog.Logger
+
+	mu       sync.Mutex
+	closed   bool
+	plans    map[*outputPlan]struct{} // prepared, neither swapped in nor discarded
+	retired  []*sinks.Queue           // removed by reloads: closing or closed
+	retiring sync.WaitGroup           // their closes in the background
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
 var _ detect.AlertWriter = (*outputs)(nil)
+
+// outputSet is the outputs in use, in the order they were given. It is not
+// modified once published.
+type outputSet struct {
+	queues []*sinks.Queue
+	keys   []outputKey    // what queues[i] was opened from
+	files  []*sinks.Queue // reopened by Reopen
+}
+
+// outputKey is what an output was opened from: its URL and the options
+// that apply to it. An output whose key a reload leaves as it was keeps
+// running, queue and all.
+type outputKey struct {
+	url          string
+	queueSize    int
+	flushTimeout time.Duration
+	format       sinks.Format // standard output's
+	sensorName   string       // syslog's and Kafka's
+	syslog       syslogOptions
+	kafka        kafkaOptions
+}
+
+func keyOf(raw string, o outputOptions) outputKey {
+	k := outputKey{url: raw, queueSize: o.QueueSize, flushTimeout: o.FlushTimeout}
+	scheme, _, _ := strings.Cut(raw, ":")
+	switch {
+	case raw == "stdout" || raw == "-":
+		k.format = o.Format
+	case strings.HasPrefix(scheme, "syslog+"):
+		k.sensorName, k.syslog = o.SensorName, o.Syslog
+	case scheme == "kafka":
+		k.sensorName, k.kafka = o.SensorName, o.Kafka
+	}
+	return k
+}
+
+// outputPlan is a set of outputs ready to replace the current one: those
+// kept from it, and those opened for it (fresh), already started.
+type outputPlan struct {
+	set   *outputSet
+	fresh []*sinks.Queue
+}
 
 // outputStats is one output's counters, for the stats event and metrics.
 type outputStats struct {
@@ -99,6 +153,18 @@ func validateOutputs(urls []string, o outputOptions) error {
 	return nil
 }
 
+// outputOptionsFor returns the options of cfg's outputs, with the settings
+// main adds to the file's.
+func outputOptionsFor(cfg config) (outputOptions, error) {
+	format, err := sinks.ParseFormat(cfg.Format)
+	if err != nil {
+		return outputOptions{}, usagef("--format: %v", err)
+	}
+	o := cfg.OutputOptions
+	o.Format, o.SensorName, o.Version = format, cfg.SensorName, version
+	return o, nil
+}
+
 // openOutputs builds and starts the outputs. It fails when an output is
 // misconfigured in a way only the destination can tell (a Kafka topic that
 // does not exist, a file that cannot be opened); one that cannot be
@@ -107,25 +173,149 @@ func openOutputs(ctx context.Context, urls []string, o outputOptions, stdout io.
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	outs := &outputs{logger: logger}
-	qcfg := sinks.QueueConfig{Size: o.QueueSize, FlushTimeout: o.FlushTimeout, Logger: logger}
+	outs := &outputs{stdout: stdout, logger: logger}
+	set, _, err := outs.build(ctx, urls, o, &outputSet{})
+	if err != nil {
+		return nil, err
+	}
+	outs.cur.Store(set)
+	return outs, nil
+}
+
+// build returns the set of outputs for urls and opts: the queues of base
+// opened from the same URL and options, and new ones, started, for the
+// others (fresh). On an error it closes those it opened.
+func (o *outputs) build(ctx context.Context, urls []string, opts outputOptions, base *outputSet) (set *outputSet, fresh []*sinks.Queue, err error) {
+	set = &outputSet{}
+	taken := make([]bool, len(base.queues))
+	qcfg := sinks.QueueConfig{Size: opts.QueueSize, FlushTimeout: opts.FlushTimeout, Logger: o.logger}
 	for _, raw := range urls {
-		name, d, err := parseOutput(raw, o, stdout)
-		if err != nil {
-			outs.Close()
-			return nil, err
+		key := keyOf(raw, opts)
+		q, isFile := base.take(taken, key)
+		if q == nil {
+			name, d, err := parseOutput(raw, opts, o.stdout)
+			if err != nil {
+				closeQueues(fresh)
+				return nil, nil, err
+			}
+			q = sinks.NewQueue(name, d, qcfg)
+			fresh = append(fresh, q)
+			if err := q.Start(ctx); err != nil {
+				closeQueues(fresh)
+				return nil, nil, fmt.Errorf("output %s: %w", name, err)
+			}
+			_, isFile = d.(*sinks.File)
 		}
-		q := sinks.NewQueue(name, d, qcfg)
-		outs.queues = append(outs.queues, q)
-		if _, ok := d.(*sinks.File); ok {
-			outs.files = append(outs.files, q)
-		}
-		if err := q.Start(ctx); err != nil {
-			outs.Close()
-			return nil, fmt.Errorf("output %s: %w", name, err)
+		set.queues = append(set.queues, q)
+		set.keys = append(set.keys, key)
+		if isFile {
+			set.files = append(set.files, q)
 		}
 	}
-	return outs, nil
+	return set, fresh, nil
+}
+
+// take returns the first queue of s opened from key that is not taken
+// yet, if any, marks it taken and says whether it writes to a file.
+func (s *outputSet) take(taken []bool, key outputKey) (q *sinks.Queue, isFile bool) {
+	for i, k := range s.keys {
+		if taken[i] || k != key {
+			continue
+		}
+		taken[i] = true
+		q = s.queues[i]
+		return q, slices.Contains(s.files, q)
+	}
+	return nil, false
+}
+
+// prepare opens what a reload to urls and opts adds to the current
+// outputs, without touching those in use: swap puts the plan in place,
+// discard drops it. An output that fails its start-up check fails the
+// whole plan. The current set must not change until the plan is swapped
+// in or discarded: the reloader sees to that.
+func (o *outputs) prepare(ctx context.Context, urls []string, opts outputOptions) (*outputPlan, error) {
+	o.mu.Lock()
+	closed := o.closed
+	o.mu.Unlock()
+	if closed {
+		return nil, errors.New("outputs: closed")
+	}
+	set, fresh, err := o.build(ctx, urls, opts, o.cur.Load())
+	if err != nil {
+		return nil, err
+	}
+	p := &outputPlan{set: set, fresh: fresh}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		closeQueues(fresh)
+		return nil, errors.New("outputs: closed")
+	}
+	if o.plans == nil {
+		o.plans = map[*outputPlan]struct{}{}
+	}
+	o.plans[p] = struct{}{}
+	return p, nil
+}
+
+// swap makes p's outputs the ones written to, tells changed the names of
+// the outputs it adds and removes, then closes those removed in the
+// background, each flushing for at most its flush timeout; their losses
+// are logged, and counted by Lost and Close. It is called by the writer.
+func (o *outputs) swap(p *outputPlan, changed func(added, removed []string)) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if _, ok := o.plans[p]; !ok || o.closed {
+		return // discarded, or after Close: nothing is written any more
+	}
+	delete(o.plans, p)
+	old := o.cur.Swap(p.set)
+	var added, removed []string
+	var gone []*sinks.Queue
+	for _, q := range p.fresh {
+		added = append(added, q.Name())
+	}
+	for _, q := range old.queues {
+		if !slices.Contains(p.set.queues, q) {
+			removed = append(removed, q.Name())
+			gone = append(gone, q)
+		}
+	}
+	changed(added, removed)
+	o.retired = append(o.retired, gone...)
+	for _, q := range gone {
+		o.retiring.Go(func() {
+			if q.Close() != nil {
+				o.logLoss(q)
+				return
+			}
+			o.logger.Info("output closed", "output", q.Name(), "delivered", q.Stats().Delivered)
+		})
+	}
+}
+
+// discard closes, in the background, the outputs opened for p, which was
+// never swapped in; they were given nothing.
+func (o *outputs) discard(p *outputPlan) {
+	o.mu.Lock()
+	_, ok := o.plans[p]
+	delete(o.plans, p)
+	o.mu.Unlock()
+	if ok {
+		go closeQueues(p.fresh)
+	}
+}
+
+// closeQueues closes qs at once and waits for them.
+func closeQueues(qs []*sinks.Queue) []error {
+	errs := make([]error, len(qs))
+	var wg sync.WaitGroup
+	for i, q := range qs {
+		wg.Go(func() { errs[i] = q.Close() })
+	}
+	wg.Wait()
+	return errs
 }
 
 // WriteAlert implements detect.AlertWriter.
@@ -133,11 +323,12 @@ func (o *outputs) WriteAlert(a *detect.Alert) { o.Write(a) }
 
 // Write renders ev once and queues it on every output. ev is not kept.
 func (o *outputs) Write(ev sinks.Event) {
-	if len(o.queues) == 0 {
+	set := o.cur.Load()
+	if len(set.queues) == 0 {
 		return
 	}
 	r := sinks.NewRecord(ev)
-	for _, q := range o.queues {
+	for _, q := range set.queues {
 		q.Enqueue(r) // a full queue counts the drop
 	}
 }
@@ -145,25 +336,32 @@ func (o *outputs) Write(ev sinks.Event) {
 // Reopen makes file outputs reopen their paths, after logrotate moved
 // them: main calls it on SIGHUP.
 func (o *outputs) Reopen() {
-	for _, q := range o.files {
+	for _, q := range o.cur.Load().files {
 		q.Redial()
 	}
 }
 
-// Stats returns every output's counters.
+// Stats returns the counters of every output in use.
 func (o *outputs) Stats() []outputStats {
-	st := make([]outputStats, len(o.queues))
-	for i, q := range o.queues {
+	set := o.cur.Load()
+	st := make([]outputStats, len(set.queues))
+	for i, q := range set.queues {
 		st[i] = outputStats{Name: q.Name(), QueueStats: q.Stats()}
 	}
 	return st
 }
 
-// Lost returns the events that outputs dropped, had refused or could not
-// deliver: an offline run with any exits non-zero.
+// Lost returns the events that outputs, including those a reload removed,
+// dropped, had refused or could not deliver: an offline run with any exits
+// non-zero.
 func (o *outputs) Lost() uint64 {
 	var n uint64
-	for _, q := range o.queues {
+	for _, q := range o.cur.Load().queues {
+		n += q.Stats().Lost()
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, q := range o.retired {
 		n += q.Stats().Lost()
 	}
 	return n
@@ -171,26 +369,41 @@ func (o *outputs) Lost() uint64 {
 
 // Close flushes every output at once, each for at most the flush timeout,
 // logs the counters of those that lost events and returns an error that
-// says what was lost, if anything was. It is safe to call twice.
+// says what was lost, if anything was, by the outputs in use and by those
+// a reload removed (whose close it waits for). It is safe to call twice.
 func (o *outputs) Close() error {
 	o.closeOnce.Do(func() {
-		errs := make([]error, len(o.queues))
-		var wg sync.WaitGroup
-		for i, q := range o.queues {
-			wg.Go(func() { errs[i] = q.Close() })
+		o.mu.Lock()
+		o.closed = true
+		var unused []*sinks.Queue
+		for p := range o.plans {
+			unused = append(unused, p.fresh...)
 		}
-		wg.Wait()
-		for i, q := range o.queues {
-			if errs[i] == nil {
-				continue
+		o.plans = nil
+		o.mu.Unlock()
+		closeQueues(unused) // given nothing: they close at once
+
+		queues := o.cur.Load().queues
+		errs := closeQueues(queues)
+		for i, q := range queues {
+			if errs[i] != nil {
+				o.logLoss(q)
 			}
-			s := q.Stats()
-			o.logger.Warn("output lost events", "output", q.Name(), "produced", s.Produced, "delivered", s.Delivered,
-				"dropped", s.Dropped, "rejected", s.Rejected, "undelivered", s.Undelivered)
+		}
+		o.retiring.Wait()
+		for _, q := range o.retired {
+			errs = append(errs, q.Close()) // closed already: its error again
 		}
 		o.closeErr = errors.Join(errs...)
 	})
 	return o.closeErr
+}
+
+// logLoss logs the counters of q, which lost events.
+func (o *outputs) logLoss(q *sinks.Queue) {
+	s := q.Stats()
+	o.logger.Warn("output lost events", "output", q.Name(), "produced", s.Produced, "delivered", s.Delivered,
+		"dropped", s.Dropped, "rejected", s.Rejected, "undelivered", s.Undelivered)
 }
 
 // parseOutput turns one --output URL into a destination and the name it

@@ -1,41 +1,85 @@
 package main
 
 import (
+	"context"
 	"log/slog"
-	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/echowatch/echowatch/detect"
 )
 
-// reloader carries a detection config read on SIGHUP to the engine's
+// reloader carries a configuration read on SIGHUP to the engine's
 // goroutine, which applies it between packets: the engine is never touched
-// concurrently with Packet.
+// concurrently with Packet, and alerts go to the old outputs or the new
+// ones, never to a mix.
 type reloader struct {
 	eng    *detect.Engine // set before the pipeline runs
+	out    *outputs       // the engine's, whose set of outputs a reload swaps
 	logger *slog.Logger
-	next   atomic.Pointer[detect.Config] // the latest config not yet applied
-	ready  chan struct{}                 // signalled when next is set
+
+	hangups sync.Mutex // one hangup at a time
+	// mu is held by apply while it swaps, and by hangup while it takes
+	// back a config not applied yet: with no config waiting, the outputs
+	// in use cannot change while hangup opens the new ones.
+	mu    sync.Mutex
+	next  atomic.Pointer[pendingConfig] // the latest config not yet applied
+	ready chan struct{}                 // signalled when next is set
 }
 
-func newReloader(logger *slog.Logger) *reloader {
-	return &reloader{logger: logger, ready: make(chan struct{}, 1)}
+// pendingConfig is a configuration ready to apply.
+type pendingConfig struct {
+	detect  detect.Config
+	outputs *outputPlan
+}
+
+func newReloader(out *outputs, logger *slog.Logger) *reloader {
+	return &reloader{out: out, logger: logger, ready: make(chan struct{}, 1)}
 }
 
 // hangup reads the configuration file again, as the command line read it
-// at the start (its flags still win), and hands the detection settings to
-// the engine's goroutine. Any goroutine may call it. The other settings
-// keep the values they started with.
-func (r *reloader) hangup(started config) {
+// at the start (its flags still win), opens the outputs it adds and hands
+// them with the detection settings to the engine's goroutine. A file that
+// cannot be read, or an output that cannot be opened, refuses the whole
+// configuration. Any goroutine may call it; the settings other than
+// detection's and the outputs keep the values they started with.
+func (r *reloader) hangup(ctx context.Context, started config) {
+	r.hangups.Lock()
+	defer r.hangups.Unlock()
 	cfg, err := started.reread()
+	var oo outputOptions
+	if err == nil {
+		oo, err = outputOptionsFor(cfg)
+	}
 	if err != nil {
 		r.logger.Error("configuration refused: " + err.Error())
 		return
 	}
-	if !slices.Equal(cfg.Outputs, started.Outputs) || cfg.OutputOptions != started.OutputOptions {
-		r.logger.Warn("outputs are not reloaded: restart to change them")
+	if fixed := restartOnly(started, cfg); len(fixed) > 0 {
+		r.logger.Warn("not reloaded: restart to change " + strings.Join(fixed, ", "))
 	}
-	r.next.Store(&cfg.Config)
+	// This config supersedes one still waiting; with none waiting, the
+	// outputs stay as they are while new ones are opened.
+	r.mu.Lock()
+	prev := r.next.Swap(nil)
+	r.mu.Unlock()
+	plan, err := r.out.prepare(ctx, cfg.Outputs, oo)
+	if err != nil {
+		r.logger.Error("configuration refused: " + err.Error())
+		if prev != nil {
+			r.handOver(prev) // an earlier good file still counts
+		}
+		return
+	}
+	if prev != nil {
+		r.out.discard(prev.outputs)
+	}
+	r.handOver(&pendingConfig{detect: cfg.Config, outputs: plan})
+}
+
+func (r *reloader) handOver(next *pendingConfig) {
+	r.next.Store(next)
 	select {
 	case r.ready <- struct{}{}:
 	default: // already signalled; the engine takes the latest
@@ -50,20 +94,66 @@ func (r *reloader) due() <-chan struct{} {
 	return r.ready
 }
 
-// apply reconfigures the engine with the config waiting, if any. It must
-// run on the engine's goroutine; with nothing waiting it costs one atomic
-// load, so it may run for every frame.
+// apply reconfigures the engine and swaps the outputs with the config
+// waiting, if any; when detection refuses the config, the outputs stay as
+// they were. It must run on the engine's goroutine; with nothing waiting
+// it costs one atomic load, so it may run for every frame.
 func (r *reloader) apply() {
 	if r == nil || r.next.Load() == nil {
 		return
 	}
-	cfg := r.next.Swap(nil)
-	if cfg == nil {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := r.next.Swap(nil)
+	if next == nil {
 		return
 	}
-	if err := r.eng.Reconfigure(*cfg); err != nil {
+	if err := r.eng.Reconfigure(next.detect); err != nil {
+		r.out.discard(next.outputs)
 		r.logger.Error("configuration refused: " + err.Error())
 		return
 	}
-	r.logger.Info("configuration reloaded")
+	r.out.swap(next.outputs, func(added, removed []string) {
+		var changed []any
+		if len(added) > 0 {
+			changed = append(changed, "outputs_added", strings.Join(added, " "))
+		}
+		if len(removed) > 0 {
+			changed = append(changed, "outputs_removed", strings.Join(removed, " "))
+		}
+		r.logger.Info("configuration reloaded", changed...)
+	})
+}
+
+// restartOnly names the settings that differ between the config a run
+// started with and a new one, and that a reload does not change: what
+// opened the capture, the evidence files, the end-of-run files, the
+// metrics listener and the flow table's size.
+func restartOnly(started, n config) []string {
+	var names []string
+	for _, f := range []struct {
+		name     string
+		old, new any
+	}{
+		{"read", strings.Join(started.Read, "\x00"), strings.Join(n.Read, "\x00")},
+		{"interface", started.Interface, n.Interface},
+		{"capture", started.Capture, n.Capture},
+		{"bpf", started.BPF, n.BPF},
+		{"snaplen", started.Snaplen, n.Snaplen},
+		{"promiscuous", started.Promiscuous, n.Promiscuous},
+		{"workers", started.Workers, n.Workers},
+		{"max_flows", started.MaxFlows, n.MaxFlows},
+		{"user", started.User, n.User},
+		{"stats", started.Stats, n.Stats},
+		{"stats_interval", started.StatsInterval, n.StatsInterval},
+		{"metrics_listen", started.MetricsListen, n.MetricsListen},
+		{"summary", started.Summary, n.Summary},
+		{"report", started.Report, n.Report},
+		{"evidence", started.Evidence, n.Evidence},
+	} {
+		if f.old != f.new {
+			names = append(names, f.name)
+		}
+	}
+	return names
 }

@@ -112,3 +112,18 @@ func TestRereadFlagsWin(t *testing.T) {
 		t.Error("reread without --config")
 	}
 }
+
+// TestRestartOnly checks that a reload names the settings it leaves as they
+// started, and nothing when only reloadable ones change.
+func TestRestartOnly(t *testing.T) {
+	started := defaultConfig()
+	n := defaultConfig()
+	n.Reflection.PPS, n.Outputs = 7, []string{"file:///tmp/x"}
+	if got := restartOnly(started, n); len(got) != 0 {
+		t.Errorf("reloadable changes named %q", got)
+	}
+	n.BPF, n.Evidence.Dir, n.Read = "udp", "/tmp/evidence", []string{"other.pcap"}
+	if got := strings.Join(restartOnly(started, n), ","); got != "read,bpf,evidence" {
+		t.Errorf("named %q, want read,bpf,evidence", got)
+	}
+}

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestLiveReloadPorts starts a live sensor that watches only port 19, sends
+// echo (port 7) replies toward a victim, then adds port 7 to the
+// configuration file and sends SIGHUP: the same traffic is a reflection
+// from then on, and only then. With several workers, they judge which
+// packets detection wants on their own goroutines; the flow table and the
+// engine learn the new port on theirs.
+func TestLiveReloadPorts(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"pcap", []string{"--capture", "pcap"}},
+		{"afpacket", []string{"--capture", "afpacket", "--workers", "2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sender, sensor := netnsPair(t, "rp"+tc.name[:2])
+			conf := filepath.Join(t.TempDir(), "echowatch.yaml")
+			write := func(yaml string) {
+				t.Helper()
+				if err := os.WriteFile(conf, []byte(yaml), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			const home = "home_net: [198.18.0.0/30]\n"
+			only19 := home
+			for _, kind := range []string{"reflection", "loop", "spoofed_flood", "scan", "exposed"} {
+				only19 += kind + ":\n  ports: [19]\n"
+			}
+			write(only19)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			s := startSensor(ctx, t, sensor, append([]string{"-i", "ew1", "--format", "eve", "--config", conf}, tc.args...)...)
+			send := func() {
+				t.Helper()
+				cmd := exec.CommandContext(ctx, "ip", "netns", "exec", sender, os.Args[0], "7", "400", "400")
+				cmd.Env = append(os.Environ(), "ECHOWATCH_AS_SENDER=198.18.0.2:40000")
+				if out, err := cmd.CombinedOutput(); err != nil {
+					t.Fatalf("sender: %v: %s", err, out)
+				}
+				time.Sleep(300 * time.Millisecond) // the last frames reach the sensor
+			}
+			send()
+			write(home) // every kind's default ports, 7 among them
+			if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+				t.Fatal(err)
+			}
+			for deadline := time.Now().Add(10 * time.Second); !strings.Contains(s.errors(), "configuration reloaded"); time.Sleep(50 * time.Millisecond) {
+				if strings.Contains(s.errors(), "configuration refused") || time.Now().After(deadline) {
+					t.Fatalf("the new ports were not taken; stderr:\n%s", s.errors())
+				}
+			}
+			reloaded := time.Now()
+			send()
+			if err := s.stop(); err != nil {
+				t.Fatalf("echowatch: %v\nstderr:\n%s", err, s.errors())
+			}
+			starts := 0
+			for _, line := range strings.Split(strings.TrimSpace(s.stdout.String()), "\n") {
+				if line == "" {
+					continue // no alert at all
+				}
+				var ev struct {
+					Timestamp string `json:"timestamp"`
+					SrcPort   int    `json:"src_port"`
+					Incident  struct{ Kind, Phase string }
+				}
+				if err := json.Unmarshal([]byte(line), &ev); err != nil {
+					t.Fatalf("%v: %q", err, line)
+				}
+				at, err := time.Parse("2006-01-02T15:04:05.000000-0700", ev.Timestamp)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if at.Before(reloaded) {
+					t.Errorf("alert before port 7 was watched: %s", line)
+				}
+				if ev.Incident.Kind == "reflection" && ev.Incident.Phase == "start" && ev.SrcPort == 7 {
+					starts++
+				}
+			}
+			if starts != 1 {
+				t.Errorf("%d reflection starts from port 7 after the reload, want 1:\n%s", starts, s.stdout.String())
+			}
+		})
+	}
+}
