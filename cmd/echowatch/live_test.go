@@ -16,6 +16,9 @@ import (
 	"time"
 )
 
+// livePayload is what the sender's datagrams carry.
+const livePayload = "echowatch live test: an echo reply toward a victim that did not ask for it"
+
 // sendUDP is the test binary's sender mode, run inside a namespace: it
 // sends count datagrams from local port sport to addr, rate per second.
 // Arguments: sport count rate.
@@ -38,7 +41,7 @@ func sendUDP(addr string, args []string) int {
 		return 1
 	}
 	defer c.Close()
-	payload := []byte("echowatch live test: an echo reply toward a victim that did not ask for it")
+	payload := []byte(livePayload)
 	gap := time.Second / time.Duration(rate)
 	next := time.Now()
 	for range count {
@@ -101,8 +104,17 @@ func TestLiveCapture(t *testing.T) {
 			sender, sensor := netnsPair(t, tc.name[:2]+tc.name[len(tc.name)-2:])
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
+			// Evidence is written as the user the sensor runs as.
+			evidence, err := os.MkdirTemp("", "echowatch-evidence-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(evidence) })
+			if err := os.Chmod(evidence, 0o777); err != nil {
+				t.Fatal(err)
+			}
 			args := append([]string{"-i", "ew1", "--format", "eve", "--stats", "--stats-interval", "300ms",
-				"--home-net", "198.18.0.0/30", "--sensor-name", "e2e"}, mode...)
+				"--home-net", "198.18.0.0/30", "--sensor-name", "e2e", "--evidence-dir", evidence}, mode...)
 			sensorProc := startSensor(ctx, t, sensor, args...)
 			// 400 datagrams at 400/s from port 7: 198.18.0.1 "reflects"
 			// toward 198.18.0.2, which never asked.
@@ -141,6 +153,14 @@ func TestLiveCapture(t *testing.T) {
 			frames := regexpInt(t, out, `"decoded":(\d+)`)
 			if frames < 400 {
 				t.Errorf("decoded %d frames, want at least the 400 sent", frames)
+			}
+			// The incident's first 100 packets, named by its alerts.
+			for name, b := range checkEvidence(t, evidence, out, 100) {
+				// Ethernet, IPv4 and UDP headers are 42 bytes; pcap's, 24 and
+				// 16 per record.
+				if want := 24 + 100*(16+42+len(livePayload)); len(b) != want {
+					t.Errorf("%s: %d bytes, want %d: 100 frames of the datagram sent", name, len(b), want)
+				}
 			}
 		})
 	}

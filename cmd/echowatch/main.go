@@ -113,12 +113,10 @@ func openSources(cfg config, stdin io.Reader) ([]capture.Source, error) {
 
 // sense runs the pipeline: sources → workers → detection → outputs.
 func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.Writer, logger *slog.Logger) error {
-	format, err := sinks.ParseFormat(cfg.Format)
+	oo, err := outputOptionsFor(cfg)
 	if err != nil {
-		return usagef("--format: %v", err)
+		return err
 	}
-	oo := cfg.OutputOptions
-	oo.Format, oo.SensorName, oo.Version = format, cfg.SensorName, version
 	out, err := openOutputs(ctx, cfg.Outputs, oo, stdout, logger)
 	if err != nil {
 		return err
@@ -130,7 +128,7 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 	defer func() { signal.Stop(hup); close(hupDone) }()
 	var reload *reloader
 	if cfg.reread != nil {
-		reload = newReloader(logger)
+		reload = newReloader(out, logger)
 	}
 	go func() {
 		for {
@@ -138,7 +136,7 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 			case <-hup:
 				out.Reopen() // logrotate moved the file outputs
 				if reload != nil {
-					reload.hangup(cfg)
+					reload.hangup(ctx, cfg)
 				}
 			case <-hupDone:
 				return
@@ -188,6 +186,20 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 		}
 		logger.Info("running as", "user", cfg.User, "uid", uid, "gid", gid)
 	}
+	var evidence *sinks.Evidence
+	if cfg.Evidence.Dir != "" {
+		// Opened as the user the sensor runs as: it writes the files.
+		o := cfg.Evidence
+		ev, err := sinks.NewEvidence(sinks.EvidenceConfig{Dir: o.Dir, Packets: o.Packets, Snaplen: o.Snaplen,
+			MaxOpen: o.MaxOpen, MaxFiles: o.MaxFiles, MaxBytes: int64(o.MaxBytes)},
+			logger)
+		if err != nil {
+			return err
+		}
+		defer ev.Close() // the end of the run closes it first
+		engine.KeepEvidence(ev)
+		evidence = ev
+	}
 	stopped := make(chan struct{})
 	go func() {
 		select {
@@ -216,6 +228,10 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 	// runs on the engine's goroutine, or after the run.
 	snapshot := func() *statsEvent {
 		ev := pl.stats()
+		if evidence != nil {
+			s := evidence.Stats()
+			ev.Evidence = &s
+		}
 		if mets != nil {
 			mets.publish(ev)
 		}

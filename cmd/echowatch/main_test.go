@@ -50,6 +50,8 @@ func TestUsageErrors(t *testing.T) {
 	os.WriteFile(badKey, []byte("home_net: [192.0.2.0/24]\nmax_flow: 10\n"), 0o644)
 	badCIDR := filepath.Join(dir, "bad-cidr.yaml")
 	os.WriteFile(badCIDR, []byte("home_net: [192.0.2.0/33]\n"), 0o644)
+	badSize := filepath.Join(dir, "bad-size.yaml")
+	os.WriteFile(badSize, []byte("evidence:\n  max_bytes: lots\n"), 0o644)
 	demo := pcap("demo.pcap")
 	cases := []struct {
 		args []string
@@ -68,6 +70,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"-r", demo, "--config", badKey}, `config .*bad-key\.yaml: .*max_flow`},
 		{[]string{"-r", demo, "--config", badCIDR}, `192\.0\.2\.0/33`},
 		{[]string{"-r", demo, "stray"}, `unexpected argument "stray"`},
+		{[]string{"-r", demo, "--evidence-dir", dir, "--evidence-packets", "0"}, `--evidence-packets: 0 is out of range`},
+		{[]string{"-r", demo, "--config", badSize}, `config .*bad-size\.yaml: .*"lots" is not a size`},
 	}
 	for _, c := range cases {
 		code, out, errOut := runMain(t, nil, c.args...)

@@ -5,8 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,22 +30,23 @@ func usagef(format string, args ...any) error {
 // config is everything a run needs. Its YAML form is the --config file;
 // flags given on the command line win over it.
 type config struct {
-	Read          []string      `yaml:"read"`
-	Interface     string        `yaml:"interface"`
-	Capture       string        `yaml:"capture"`
-	BPF           string        `yaml:"bpf"`
-	Snaplen       int           `yaml:"snaplen"`
-	Promiscuous   bool          `yaml:"promiscuous"`
-	Outputs       []string      `yaml:"outputs"`
-	Format        string        `yaml:"format"`
-	MaxFlows      int           `yaml:"max_flows"`
-	Workers       int           `yaml:"workers"`
-	Stats         bool          `yaml:"stats"`
-	StatsInterval time.Duration `yaml:"stats_interval"`
-	User          string        `yaml:"user"`
-	Summary       string        `yaml:"summary"`
-	Report        string        `yaml:"report"`
-	MetricsListen string        `yaml:"metrics_listen"`
+	Read          []string        `yaml:"read"`
+	Interface     string          `yaml:"interface"`
+	Capture       string          `yaml:"capture"`
+	BPF           string          `yaml:"bpf"`
+	Snaplen       int             `yaml:"snaplen"`
+	Promiscuous   bool            `yaml:"promiscuous"`
+	Outputs       []string        `yaml:"outputs"`
+	Format        string          `yaml:"format"`
+	MaxFlows      int             `yaml:"max_flows"`
+	Workers       int             `yaml:"workers"`
+	Stats         bool            `yaml:"stats"`
+	StatsInterval time.Duration   `yaml:"stats_interval"`
+	User          string          `yaml:"user"`
+	Summary       string          `yaml:"summary"`
+	Report        string          `yaml:"report"`
+	MetricsListen string          `yaml:"metrics_listen"`
+	Evidence      evidenceOptions `yaml:"evidence"`
 
 	// metricsRan, for tests, is called with the metrics server's address
 	// after the run, while the server still serves the final counters.
@@ -66,8 +69,56 @@ func defaultConfig() config {
 		Workers:       1,
 		StatsInterval: 60 * time.Second,
 		OutputOptions: defaultOutputOptions(),
+		Evidence:      defaultEvidenceOptions(),
 		Config:        detect.DefaultConfig(),
 	}
+}
+
+// evidenceOptions are the evidence files' settings (--evidence-dir).
+type evidenceOptions struct {
+	Dir      string   `yaml:"dir"`
+	Packets  int      `yaml:"packets"`   // first packets kept per incident
+	Snaplen  int      `yaml:"snaplen"`   // bytes kept of each frame
+	MaxOpen  int      `yaml:"max_open"`  // incidents whose files are written at once
+	MaxFiles int      `yaml:"max_files"` // files kept; the oldest go first
+	MaxBytes byteSize `yaml:"max_bytes"` // bytes kept; likewise
+}
+
+func defaultEvidenceOptions() evidenceOptions {
+	return evidenceOptions{Packets: 100, Snaplen: 65535, MaxOpen: 256, MaxFiles: 1000, MaxBytes: 1 << 30}
+}
+
+// byteSize is a size in bytes that YAML may give with a unit: 1048576,
+// 512KiB, 100MiB, 1GiB (or kB, MB, GB in powers of ten).
+type byteSize int64
+
+func (b *byteSize) UnmarshalYAML(n *yaml.Node) error {
+	n64, err := parseByteSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*b = byteSize(n64)
+	return nil
+}
+
+func parseByteSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+		{"kB", 1e3}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}}
+	num, mult := strings.TrimSpace(s), int64(1)
+	for _, u := range units {
+		if v, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, mult = strings.TrimSpace(v), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q is not a size (want bytes, or a number with KiB, MiB, GiB, ...)", s)
+	}
+	return n * mult, nil
 }
 
 // listFlag is a repeatable flag.
@@ -164,6 +215,10 @@ Output:
                            standard error when it is a terminal)
       --report FILE.html   at the end, write a self-contained HTML page with
                            the incidents and a plot of their packet rates
+      --evidence-dir DIR   keep the first packets of each incident in
+                           DIR/<incident id>.pcap, named in its alerts
+                           (bounded: see evidence in the configuration)
+      --evidence-packets N packets kept per incident (default 100)
 
 General:
       --config FILE        read settings from a YAML file; flags win
@@ -181,7 +236,8 @@ func parseArgs(args []string, stdout io.Writer, stdoutIsTerminal bool) (cfg conf
 		reads, outputs, homeNet       []string
 		configPath, format            string
 		summary, report, runAs        string
-		metricsListen                 string
+		metricsListen, evidenceDir    string
+		evidencePackets               int
 		noPromisc, showVersion, help  bool
 		iface, captureMode, bpf       string
 		snaplen, maxFlows, workers    int
@@ -218,6 +274,8 @@ func parseArgs(args []string, stdout io.Writer, stdoutIsTerminal bool) (cfg conf
 	fs.StringVar(&runAs, "user", "", "")
 	fs.StringVar(&summary, "summary", "", "")
 	fs.StringVar(&report, "report", "", "")
+	fs.StringVar(&evidenceDir, "evidence-dir", "", "")
+	fs.IntVar(&evidencePackets, "evidence-packets", 0, "")
 	fs.StringVar(&configPath, "config", "", "")
 	fs.BoolVar(&showVersion, "version", false, "")
 	fs.BoolVar(&help, "h", false, "")
@@ -320,6 +378,12 @@ func parseArgs(args []string, stdout io.Writer, stdoutIsTerminal bool) (cfg conf
 		if set["metrics-listen"] {
 			cfg.MetricsListen = metricsListen
 		}
+		if set["evidence-dir"] {
+			cfg.Evidence.Dir = evidenceDir
+		}
+		if set["evidence-packets"] {
+			cfg.Evidence.Packets = evidencePackets
+		}
 		if cfg.Format == "" {
 			cfg.Format = "eve"
 			if stdoutIsTerminal {
@@ -388,8 +452,27 @@ func (c *config) validate() error {
 	if err := validateOutputs(c.Outputs, c.OutputOptions); err != nil {
 		return err
 	}
+	if err := c.Evidence.validate(); err != nil {
+		return err
+	}
 	if err := c.Config.Validate(); err != nil {
 		return usagef("%v", err)
+	}
+	return nil
+}
+
+func (e *evidenceOptions) validate() error {
+	switch {
+	case e.Packets < 1 || e.Packets > 1_000_000:
+		return usagef("--evidence-packets: %d is out of range (1 to 1000000)", e.Packets)
+	case e.Snaplen < 64 || e.Snaplen > 262144:
+		return usagef("evidence.snaplen: %d is out of range (64 to 262144)", e.Snaplen)
+	case e.MaxOpen < 1 || e.MaxOpen > 4096:
+		return usagef("evidence.max_open: %d is out of range (1 to 4096)", e.MaxOpen)
+	case e.MaxFiles < 1:
+		return usagef("evidence.max_files: must be positive, not %d", e.MaxFiles)
+	case e.MaxBytes < 1<<20:
+		return usagef("evidence.max_bytes: %d is too small (at least 1MiB)", e.MaxBytes)
 	}
 	return nil
 }

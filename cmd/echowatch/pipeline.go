@@ -76,7 +76,7 @@ func newPipeline(cfg config, srcs []capture.Source, eng *detect.Engine) (*pipeli
 	if cfg.MetricsListen != "" && (p.statsEvery == 0 || p.statsEvery > metricsEvery) {
 		p.statsEvery = metricsEvery
 	}
-	flows, err := detect.NewFlows(detect.FlowConfig{MaxFlows: cfg.MaxFlows, Ports: cfg.FlowPorts()})
+	flows, err := detect.NewFlows(detect.FlowConfig{MaxFlows: cfg.MaxFlows, Ports: eng.FlowPorts()})
 	if err != nil {
 		return nil, err
 	}
@@ -95,6 +95,9 @@ func newPipeline(cfg config, srcs []capture.Source, eng *detect.Engine) (*pipeli
 	p.redo = &worker{id: -1, dec: capture.NewDecoder(), wants: eng.Wants}
 	for _, w := range append(p.workers, p.redo) {
 		w.dec.SkipFragments() // the stage's table sees them all, in order
+		if cfg.Evidence.Dir != "" {
+			w.rawBytes = cfg.Evidence.Snaplen
+		}
 	}
 	if len(srcs) == 1 {
 		p.dealer = newDealer(n, cfg.Interface != "")
@@ -205,8 +208,7 @@ func (st *stage) take(r *chunk) {
 		if rec.tick {
 			continue
 		}
-		pkt := &rec.pkt
-		pkt.Payload = r.pays[rec.pay : rec.pay+rec.npay : rec.pay+rec.npay]
+		pkt := r.packet(rec)
 		if pkt.Fragment {
 			p.frags.Attribute(pkt)
 		}

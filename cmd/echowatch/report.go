@@ -8,7 +8,9 @@ import (
 	"html/template"
 	"io"
 	"math"
+	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,6 +38,9 @@ type reportMeta struct {
 	Sensor     string
 	Version    string
 	Generated  time.Time // wall-clock time of writing; zero leaves it out
+	// Dir is the directory the page is written to, which links to the
+	// evidence files are relative to; empty makes them absolute.
+	Dir string
 }
 
 // kindColors are the colours of the kinds in the plot, its legend and the
@@ -115,6 +120,7 @@ func (l *incidentLog) writeReport(w io.Writer, meta reportMeta) error {
 			Duration: formatDuration(s.Duration()), PeakPPS: formatCount(s.PeakPPS), PeakBPS: formatBits(s.PeakBPS),
 			Packets: strconv.FormatUint(s.Packets, 10), Bytes: formatBytes(s.Bytes), Detail: s.detail(),
 			Direction: s.Direction, Severity: s.Severity, SID: s.SID, Phase: s.Phase.String(), ID: s.ID,
+			Capture: evidenceLink(s.CaptureFile, meta.Dir),
 		})
 	}
 	v.Plot = newPlot(incs, start, end)
@@ -181,6 +187,26 @@ type reportRow struct {
 	Severity                                 int
 	SID                                      uint32
 	Phase, ID                                string
+	Capture                                  string // a link to its evidence file
+}
+
+// evidenceLink returns the link from a page in dir to an evidence file:
+// relative, so that the page and the files can be moved together, or a
+// file URL.
+func evidenceLink(file, dir string) string {
+	if file == "" {
+		return ""
+	}
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		return ""
+	}
+	if dir != "" {
+		if rel, err := filepath.Rel(dir, abs); err == nil {
+			return (&url.URL{Path: filepath.ToSlash(rel)}).String()
+		}
+	}
+	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}).String()
 }
 
 // plotView is the SVG plot, in coordinates ready to print.
@@ -455,6 +481,9 @@ func writeForensics(log *incidentLog, summaryPath, reportPath string, meta repor
 		}
 	}
 	if reportPath != "" {
+		if abs, err := filepath.Abs(reportPath); err == nil {
+			meta.Dir = filepath.Dir(abs)
+		}
 		var b bytes.Buffer
 		if err := log.writeReport(&b, meta); err != nil {
 			errs = append(errs, fmt.Errorf("--report: %w", err))

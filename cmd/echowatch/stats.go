@@ -21,6 +21,7 @@ type statsEvent struct {
 	Workers   []workerReport
 	Detect    detect.Stats
 	Outputs   []outputStats
+	Evidence  *sinks.EvidenceStats // with --evidence-dir
 }
 
 var _ sinks.Event = (*statsEvent)(nil)
@@ -114,12 +115,13 @@ func (s *statsEvent) addSource(st capture.SourceStats) {
 // the record is deterministic.
 func (s *statsEvent) AppendEVE(b []byte) []byte {
 	type stats struct {
-		Capture *captureStats  `json:"capture,omitempty"`
-		Workers []workerReport `json:"workers"`
-		Decoder decoderStats   `json:"decoder"`
-		Flow    flowStats      `json:"flow"`
-		Detect  detect.Stats   `json:"detect"`
-		Outputs []outputStats  `json:"outputs,omitempty"`
+		Capture  *captureStats        `json:"capture,omitempty"`
+		Workers  []workerReport       `json:"workers"`
+		Decoder  decoderStats         `json:"decoder"`
+		Flow     flowStats            `json:"flow"`
+		Detect   detect.Stats         `json:"detect"`
+		Outputs  []outputStats        `json:"outputs,omitempty"`
+		Evidence *sinks.EvidenceStats `json:"evidence,omitempty"`
 	}
 	rec := struct {
 		Timestamp string `json:"timestamp"`
@@ -130,7 +132,8 @@ func (s *statsEvent) AppendEVE(b []byte) []byte {
 		Timestamp: s.Timestamp.UTC().Format(eveTimeLayout),
 		EventType: "stats",
 		Host:      s.Host,
-		Stats:     stats{Decoder: s.Decoder, Flow: s.Flow, Workers: s.Workers, Detect: s.Detect, Outputs: s.Outputs},
+		Stats: stats{Decoder: s.Decoder, Flow: s.Flow, Workers: s.Workers, Detect: s.Detect, Outputs: s.Outputs,
+			Evidence: s.Evidence},
 	}
 	if s.Capture.KernelAvailable || s.Capture.FilterRejected > 0 || s.Capture.QueueDrops > 0 {
 		rec.Stats.Capture = &s.Capture

@@ -90,6 +90,7 @@ type incidentRecord struct {
 	ports      []uint16          // scan: the ports probed
 	endpoints  [2]netip.AddrPort // loop
 	service    string            // exposed
+	capture    string            // its evidence file, if any
 
 	rates rateSeries
 }
@@ -138,6 +139,9 @@ func (l *incidentLog) WriteAlert(a *detect.Alert) {
 		r.ports = append(r.ports[:0], in.Ports...)
 		r.endpoints = in.Endpoints
 		r.service = in.Service
+	}
+	if a.CaptureFile != "" {
+		r.capture = a.CaptureFile
 	}
 	if r.firstSeen.IsZero() || in.FirstSeen.Before(r.firstSeen) {
 		r.firstSeen = in.FirstSeen
@@ -238,6 +242,7 @@ type incidentSummary struct {
 	Ports                               []uint16
 	Endpoints                           [2]netip.AddrPort
 	Service                             string
+	CaptureFile                         string // the evidence file
 
 	Rates []ratePoint // in time order
 }
@@ -259,7 +264,8 @@ func (l *incidentLog) incidents() []incidentSummary {
 			PeakPPS: r.peakPPS, PeakBPS: r.peakBPS,
 			Reflectors: r.reflectors, Hosts: r.hosts, Sources: r.sources, Targets: r.targets,
 			Tool: r.tool, Ports: slices.Clone(r.ports), Endpoints: r.endpoints, Service: r.service,
-			Rates: r.rates.points(),
+			CaptureFile: r.capture,
+			Rates:       r.rates.points(),
 		})
 	}
 	slices.SortFunc(out, func(a, b incidentSummary) int {
@@ -495,6 +501,8 @@ type summaryEntry struct {
 	Tool            string   `json:"tool,omitempty"`
 	Endpoints       []string `json:"endpoints,omitempty"`
 	Service         string   `json:"service,omitempty"`
+
+	CaptureFile string `json:"capture_file,omitempty"` // with --evidence-dir
 }
 
 // eveTime marshals as EVE writes times: microseconds, UTC, "+0000".
@@ -534,7 +542,7 @@ func (l *incidentLog) writeSummaryJSON(w io.Writer) error {
 			FirstSeen: eveTime(s.FirstSeen), LastSeen: eveTime(s.LastSeen),
 			Duration: jsonSeconds(s.Duration()),
 			PeakPPS:  jsonRate(s.PeakPPS), PeakBPS: jsonRate(s.PeakBPS),
-			Packets: s.Packets, Bytes: s.Bytes, Alerts: s.Alerts,
+			Packets: s.Packets, Bytes: s.Bytes, Alerts: s.Alerts, CaptureFile: s.CaptureFile,
 		}
 		switch s.Kind {
 		case detect.KindReflection:

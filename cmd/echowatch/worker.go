@@ -22,6 +22,9 @@ type worker struct {
 	dec    *capture.Decoder
 	wants  func(*capture.Packet) bool
 	filter capture.Filter // applied here when frames come in runs
+	// rawBytes, when frames come in runs, is how much of each kept
+	// packet's frame the chunk keeps for evidence files (0: none).
+	rawBytes int
 
 	frame capture.Frame
 	pkt   capture.Packet
@@ -175,8 +178,10 @@ type record struct {
 	pkt   capture.Packet
 	// pay, npay locate in the chunk's payloads the start of the packet's
 	// payload: enough for every payload detection looks at (nmap probes,
-	// Wake-on-LAN).
+	// Wake-on-LAN). raw, nraw locate there the start of its frame, when
+	// evidence is kept.
 	pay, npay int
+	raw, nraw int
 }
 
 const recordPayload = 256
@@ -198,12 +203,25 @@ func (r *chunk) add(clock int64) *record {
 	return rec
 }
 
-func (r *chunk) addPacket(p *capture.Packet, clock int64) {
+// addPacket keeps p for the engine, with the start of its payload and
+// rawBytes of its frame.
+func (r *chunk) addPacket(p *capture.Packet, clock int64, rawBytes int) {
 	rec := r.add(clock)
 	rec.pkt = *p
 	rec.pay = len(r.pays)
 	r.pays = append(r.pays, p.Payload[:min(len(p.Payload), recordPayload)]...)
 	rec.npay = len(r.pays) - rec.pay
+	rec.raw = len(r.pays)
+	r.pays = append(r.pays, p.Raw[:min(len(p.Raw), rawBytes)]...)
+	rec.nraw = len(r.pays) - rec.raw
+}
+
+// packet returns the packet of rec, a record of r, with its bytes.
+func (r *chunk) packet(rec *record) *capture.Packet {
+	p := &rec.pkt
+	p.Payload = r.pays[rec.pay : rec.pay+rec.npay : rec.pay+rec.npay]
+	p.Raw = r.pays[rec.raw : rec.raw+rec.nraw : rec.raw+rec.nraw]
+	return p
 }
 
 // keep looks at w.frame, which the chunk has just read: it moves the chunk's
@@ -228,7 +246,7 @@ func (w *worker) keep(r *chunk) {
 		return
 	}
 	if w.pkt.Fragment || w.wants(&w.pkt) {
-		r.addPacket(&w.pkt, r.last)
+		r.addPacket(&w.pkt, r.last, w.rawBytes)
 		return
 	}
 	w.skipped++
