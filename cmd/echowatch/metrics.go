@@ -126,6 +126,9 @@ type collector struct {
 	emitted, suppressed       *prometheus.Desc
 	outQueue, outDelivered    *prometheus.Desc
 	outFailed, outDropped     *prometheus.Desc
+	evFiles, evPackets        *prometheus.Desc
+	evBytes, evRemoved        *prometheus.Desc
+	evRefused, evErrors       *prometheus.Desc
 	buildInfo                 *prometheus.Desc
 	buildVersion, buildGoVers string
 }
@@ -153,6 +156,12 @@ func newCollector(snapshot func() *statsEvent, outputs func() []outputStats) *co
 		outDelivered:  d("output_delivered_total", "Events known to have reached an output's destination.", "output"),
 		outFailed:     d("output_failed_total", "Sends to an output that failed, to be sent again.", "output"),
 		outDropped:    d("output_dropped_total", "Events an output refused because its queue was full.", "output"),
+		evFiles:       d("evidence_files_total", "Evidence files created (--evidence-dir)."),
+		evPackets:     d("evidence_packets_total", "Packets written to evidence files."),
+		evBytes:       d("evidence_bytes", "Bytes of the evidence files this run keeps."),
+		evRemoved:     d("evidence_removed_total", "Evidence files removed to stay within max_files and max_bytes."),
+		evRefused:     d("evidence_refused_total", "Incidents given no evidence file, or whose file ended early, by a bound."),
+		evErrors:      d("evidence_errors_total", "Evidence files that could not be created, written or removed."),
 		buildInfo:     d("build_info", "The sensor's version and the Go version it was built with; always 1.", "version", "goversion"),
 		buildVersion:  version,
 		buildGoVers:   runtime.Version(),
@@ -163,7 +172,8 @@ func newCollector(snapshot func() *statsEvent, outputs func() []outputStats) *co
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.received, c.dropped, c.flows, c.flowEvictions, c.keys,
 		c.keyEvictions, c.incidents, c.open, c.emitted, c.suppressed, c.outQueue, c.outDelivered,
-		c.outFailed, c.outDropped, c.buildInfo} {
+		c.outFailed, c.outDropped, c.evFiles, c.evPackets, c.evBytes, c.evRemoved, c.evRefused, c.evErrors,
+		c.buildInfo} {
 		ch <- d
 	}
 }
@@ -209,6 +219,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.open, float64(s.Detect.Open))
 	counter(c.emitted, s.Detect.Alerts)
 	counter(c.suppressed, s.Detect.Suppressed)
+	if e := s.Evidence; e != nil {
+		counter(c.evFiles, e.Files)
+		counter(c.evPackets, e.Packets)
+		gauge(c.evBytes, float64(e.Bytes))
+		counter(c.evRemoved, e.Removed)
+		counter(c.evRefused, e.Refused)
+		counter(c.evErrors, e.Errors)
+	}
 }
 
 // labelOutputs names each output for its label: "stdout", or the URL's

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/echowatch/echowatch/capture"
 	"github.com/echowatch/echowatch/detect"
 )
 
@@ -151,7 +154,9 @@ func checkNoAddressLabels(t *testing.T, fams []*dto.MetricFamily) {
 // --metrics-listen 127.0.0.1:0 and scrapes it over HTTP at the end of the
 // run, while the server still serves.
 func TestMetricsServe(t *testing.T) {
-	cfg, _, err := parseArgs([]string{"-r", pcap("demo.pcap"), "--metrics-listen", "127.0.0.1:0"}, io.Discard, false)
+	evidence := t.TempDir()
+	cfg, _, err := parseArgs([]string{"-r", pcap("demo.pcap"), "--metrics-listen", "127.0.0.1:0",
+		"--evidence-dir", evidence}, io.Discard, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,6 +230,13 @@ func TestMetricsServe(t *testing.T) {
 		{"echowatch_detect_keys", []string{"table", "spoofed_flood.targets"}, 31},
 		{"echowatch_output_dropped_total", []string{"output", "stdout"}, 0},
 		{"echowatch_build_info", []string{"version", "dev"}, 1},
+		// One evidence file per incident, as written.
+		{"echowatch_evidence_files_total", nil, 4},
+		{"echowatch_evidence_packets_total", nil, float64(evidencePackets(t, evidence))},
+		{"echowatch_evidence_bytes", nil, float64(dirBytes(t, evidence))},
+		{"echowatch_evidence_removed_total", nil, 0},
+		{"echowatch_evidence_refused_total", nil, 0},
+		{"echowatch_evidence_errors_total", nil, 0},
 	} {
 		if got := value(c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
@@ -274,4 +286,44 @@ func get(t *testing.T, url string) string {
 		t.Errorf("GET %s: %s, %v", url, resp.Status, err)
 	}
 	return string(b)
+}
+
+// evidencePackets counts the records of the evidence files in dir.
+func evidencePackets(t *testing.T, dir string) int {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range entries {
+		src, err := capture.OpenFiles([]string{filepath.Join(dir, e.Name())}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f capture.Frame
+		for src.ReadFrame(&f) == nil {
+			n++
+		}
+		src.Close()
+	}
+	return n
+}
+
+// dirBytes is the size of the files in dir.
+func dirBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += info.Size()
+	}
+	return n
 }
