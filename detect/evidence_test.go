@@ -2,6 +2,7 @@ package detect
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"regexp"
@@ -94,7 +95,7 @@ func TestEvidence(t *testing.T) {
 				t.Fatalf("with evidence, alerts differ beyond capture_file:\n%s", lineDiff(string(want), lines.String()))
 			}
 			starts := 0
-			for _, a := range out.alerts {
+			for i, a := range out.alerts {
 				f := ev.byID[a.ID()]
 				if f == nil {
 					t.Fatalf("alert of incident %s: no evidence file was made", a.ID())
@@ -102,8 +103,8 @@ func TestEvidence(t *testing.T) {
 				if a.CaptureFile != f.Name() {
 					t.Errorf("alert of %s names %q, want %q", a.ID(), a.CaptureFile, f.Name())
 				}
-				if !strings.Contains(out.lines[0], `"capture_file":"mem/`) {
-					t.Errorf("EVE line has no capture_file: %s", out.lines[0])
+				if !strings.Contains(out.lines[i], `"capture_file":"`+f.Name()+`"`) {
+					t.Errorf("EVE line names no %s: %s", f.Name(), out.lines[i])
 				}
 				if a.Phase() != PhaseStart {
 					continue
@@ -191,5 +192,73 @@ func TestEvidenceRefused(t *testing.T) {
 	}
 	if len(ev.files) != 1 || named[true] == 0 || named[false] == 0 {
 		t.Fatalf("files %d, alerts with and without capture_file %v: want one file, and alerts of both", len(ev.files), named)
+	}
+}
+
+// open counts the files not closed.
+func (m *memEvidence) open() int {
+	n := 0
+	for _, f := range m.files {
+		if !f.closed {
+			n++
+		}
+	}
+	return n
+}
+
+// TestEvidenceEvicted pushes scanners with their evidence open out of a
+// table of one: each file closes when its entry goes, before the entry is
+// reused for the next scanner, and the Engine lists no more files than
+// are open.
+func TestEvidenceEvicted(t *testing.T) {
+	cfg := homeConfig()
+	cfg.Scan.MaxScanners = 1
+	ev := &memEvidence{max: 1000}
+	h := newHarness(t, cfg)
+	h.eng.KeepEvidence(ev)
+	probe := func(ts time.Time, src, dst string) *capture.Packet { return udp(ts, src, dst, nil) }
+	for i := range 5 {
+		scanner := fmt.Sprintf("81.2.0.%d", 60+i)
+		h.feed(sweep(base.Add(time.Duration(i)*10*time.Second), scanner, 25, []int{7}, probe)...)
+		if got := ev.open(); got != 1 || len(h.eng.r.keeping) != 1 {
+			t.Fatalf("scanner %d: %d files open, %d listed; want only the current scanner's", i, got, len(h.eng.r.keeping))
+		}
+	}
+	h.flush()
+	if len(ev.files) != 5 || ev.open() != 0 || len(h.eng.r.keeping) != 0 {
+		t.Fatalf("%d files, %d open, %d listed after Flush: want 5, 0, 0", len(ev.files), ev.open(), len(h.eng.r.keeping))
+	}
+	for i, f := range ev.files {
+		want := netip.MustParseAddr(fmt.Sprintf("81.2.0.%d", 60+i))
+		for _, p := range f.pkts {
+			if p.Src != want {
+				t.Fatalf("file %d holds a packet of %v, want only %v's", i, p.Src, want)
+			}
+		}
+	}
+}
+
+// TestExposedLongFlowNewID checks that a second finding on a flow that
+// outlived the rearm time is a new incident, with its own id and evidence.
+func TestExposedLongFlowNewID(t *testing.T) {
+	cfg := homeConfig()
+	cfg.Exposed.Rearm = time.Minute
+	ev := &memEvidence{max: 10}
+	h := newHarness(t, cfg)
+	h.eng.KeepEvidence(ev)
+	for i := range 100 { // one echo exchange every 2 s on one flow
+		ts := at(time.Duration(i) * 2 * time.Second)
+		h.feed(udp(ts, "81.2.0.10:30000", "10.1.0.7:7", []byte("ping")),
+			udp(ts.Add(time.Millisecond), "10.1.0.7:7", "81.2.0.10:30000", []byte("ping")))
+	}
+	h.flush()
+	h.expect("exposed/start/9000008 UDP/10.1.0.7:7", "exposed/start/9000008 UDP/10.1.0.7:7",
+		"exposed/start/9000008 UDP/10.1.0.7:7", "exposed/start/9000008 UDP/10.1.0.7:7")
+	ids := map[string]bool{}
+	for _, a := range h.out.alerts {
+		ids[a.ID()] = true
+	}
+	if len(ids) != 4 || len(ev.files) != 4 {
+		t.Fatalf("%d ids and %d evidence files for 4 findings", len(ids), len(ev.files))
 	}
 }

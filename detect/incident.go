@@ -48,11 +48,16 @@ type track struct {
 
 	// The incident's evidence (see reporter.startEvidence): its file while
 	// it takes packets, the name its alerts give, until when a one-shot
-	// finding's packets go to it, and whether reporter.keeping lists it.
+	// finding's packets go to it, and its place in reporter.keeping plus
+	// one (0: not listed).
 	evid      EvidenceFile
 	evidName  string
 	evidUntil time.Time
-	keeping   bool
+	keepAt    int
+	// idTime, if set, seeds a finding's id instead of first: a finding
+	// whose activity began before the previous one (a long flow) needs an
+	// id of its own.
+	idTime time.Time
 }
 
 // see records a packet of the key's activity, beginning a new activity if
@@ -108,11 +113,11 @@ type reporter struct {
 	active []subject // open incidents, in opening order
 	// evidence, if not nil, keeps the first packets of each incident; pkt
 	// is the packet being examined, during Engine.Packet. keeping lists
-	// the entries whose evidence file may still be open: at most the
-	// writer's open files, plus those closed since the last sweep.
+	// the entries whose evidence file is open: no more than the writer
+	// keeps open.
 	evidence EvidenceWriter
 	pkt      *capture.Packet
-	keeping  []subject
+	keeping  []*track
 	alert    Alert       // reused for every alert
 	refl     []reflector // scratch for describing reflectors
 
@@ -171,7 +176,11 @@ func (r *reporter) oneShot(s subject, now time.Time, rearm time.Duration) {
 		return
 	}
 	_, pps, bps := s.measure(now)
-	t.id = incidentID(s.kind(), s.key(), t.first)
+	seed := t.first
+	if !t.idTime.IsZero() {
+		seed = t.idTime
+	}
+	t.id = incidentID(s.kind(), s.key(), seed)
 	t.peakPPS, t.peakBPS = pps, bps
 	t.counted = false
 	r.stats.Incidents[s.kind()]++
@@ -261,10 +270,9 @@ func (r *reporter) flush(now time.Time) {
 	}
 	clear(r.active)
 	r.active = r.active[:0]
-	for _, s := range r.keeping {
-		r.stopEvidence(s.lifecycle())
+	for len(r.keeping) > 0 {
+		r.stopEvidence(r.keeping[len(r.keeping)-1])
 	}
-	r.sweepEvidence(r.now)
 }
 
 // emit writes one alert unless the rate limit forbids it.
@@ -327,10 +335,8 @@ func (r *reporter) startEvidence(s subject, until time.Time) {
 		return
 	}
 	t.evid, t.evidName, t.evidUntil = f, f.Name(), until
-	if !t.keeping {
-		t.keeping = true
-		r.keeping = append(r.keeping, s)
-	}
+	r.keeping = append(r.keeping, t)
+	t.keepAt = len(r.keeping)
 	r.follow(t)
 }
 
@@ -339,6 +345,7 @@ func (r *reporter) startEvidence(s subject, until time.Time) {
 func (r *reporter) follow(t *track) {
 	if t.evid != nil && r.pkt != nil && !t.evid.WritePacket(r.pkt) {
 		t.evid = nil // full: the file closed itself
+		r.unlist(t)
 	}
 }
 
@@ -347,26 +354,31 @@ func (r *reporter) stopEvidence(t *track) {
 	if t.evid != nil {
 		t.evid.Close()
 		t.evid = nil
+		r.unlist(t)
 	}
 }
 
-// sweepEvidence ends the findings' evidence that is due at now and forgets
-// the entries whose file is closed.
+// unlist takes t out of keeping, in its place the last entry.
+func (r *reporter) unlist(t *track) {
+	i := t.keepAt - 1
+	last := len(r.keeping) - 1
+	r.keeping[i] = r.keeping[last]
+	r.keeping[i].keepAt = i + 1
+	r.keeping[last] = nil
+	r.keeping = r.keeping[:last]
+	t.keepAt = 0
+}
+
+// sweepEvidence ends the findings' evidence that is due at now.
 func (r *reporter) sweepEvidence(now time.Time) {
-	keep := r.keeping[:0]
-	for _, s := range r.keeping {
-		t := s.lifecycle()
+	for i := 0; i < len(r.keeping); {
+		t := r.keeping[i]
 		if !t.evidUntil.IsZero() && !now.Before(t.evidUntil) {
-			r.stopEvidence(t)
-		}
-		if t.evid == nil {
-			t.keeping = false
+			r.stopEvidence(t) // moves the last entry to i
 			continue
 		}
-		keep = append(keep, s)
+		i++
 	}
-	clear(r.keeping[len(keep):])
-	r.keeping = keep
 }
 
 // direction says where traffic from src to dst runs relative to home_net.

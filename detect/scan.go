@@ -39,7 +39,8 @@ const (
 func (d *scan) init(cfg *ScanConfig, s *settings, r *reporter) error {
 	d.cfg, d.r, d.ports, d.allow = cfg, r, s.scanPorts, s.allow[KindScan]
 	var err error
-	d.scanners, err = newTable[scanKey, scanner]("scan.scanners", cfg.MaxScanners, cfg.Window, nil)
+	d.scanners, err = newTable[scanKey, scanner]("scan.scanners", cfg.MaxScanners, cfg.Window,
+		func(s *scanner) bool { return r.evicted(s) })
 	return err
 }
 

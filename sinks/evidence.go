@@ -182,16 +182,13 @@ func (e *Evidence) Create(id string, link layers.LinkType) detect.EvidenceFile {
 		return nil
 	}
 	path := filepath.Join(e.cfg.Dir, id+".pcap")
-	if old := e.byPath[path]; old != nil {
-		if old.file != nil {
-			e.refused.Add(1)
-			return nil
-		}
-		// O_TRUNC is about to empty it: it no longer counts, and it must
-		// not be removed later in place of the new file.
-		e.finished = slices.DeleteFunc(e.finished, func(f *evidenceFile) bool { return f == old })
-		e.forget(old)
+	if old := e.byPath[path]; old != nil && old.file != nil {
+		e.refused.Add(1)
+		return nil
 	}
+	// A finished file of the same id still counts while room is made (it
+	// may go first), and until O_TRUNC has emptied it: a refusal leaves it
+	// kept and counted.
 	if len(e.open) >= e.cfg.MaxOpen {
 		e.refused.Add(1)
 		return nil
@@ -210,6 +207,12 @@ func (e *Evidence) Create(id string, link layers.LinkType) detect.EvidenceFile {
 	if err != nil {
 		e.fail(failCreate, fmt.Errorf("sinks/evidence: create: %w", err))
 		return nil
+	}
+	if old := e.byPath[path]; old != nil {
+		// Emptied: it no longer counts, and must not be removed later in
+		// place of the new file.
+		e.finished = slices.DeleteFunc(e.finished, func(f *evidenceFile) bool { return f == old })
+		e.forget(old)
 	}
 	f := &evidenceFile{e: e, path: path, link: link, file: file,
 		w: bufio.NewWriterSize(file, evidenceBufferSize), slot: len(e.open)}

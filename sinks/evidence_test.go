@@ -666,3 +666,23 @@ func TestEvidenceStatsConcurrent(t *testing.T) {
 		t.Errorf("%d files kept, want at most %d", n, cfg.MaxFiles)
 	}
 }
+
+// TestEvidenceReplayRefused checks that an incident id refused a second
+// file leaves its first one kept and counted: removed in turn, never left
+// behind beyond MaxFiles.
+func TestEvidenceReplayRefused(t *testing.T) {
+	cfg := evidenceConfig(t)
+	cfg.MaxFiles, cfg.MaxOpen = 2, 1
+	ev, _ := newEvidence(t, cfg)
+	create(t, ev, "a").Close()
+	b := create(t, ev, "b")
+	if f := ev.Create("a", layers.LinkTypeEthernet); f != nil {
+		t.Fatal("a second file opened beside b, past MaxOpen")
+	}
+	b.Close()
+	create(t, ev, "c").Close()
+	create(t, ev, "d").Close()
+	if got := dirNames(t, cfg.Dir); !slices.Equal(got, []string{"c.pcap", "d.pcap"}) {
+		t.Errorf("dir holds %q, want the 2 newest", got)
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,20 +19,37 @@ import (
 // packets from the one that opened it; and the files are byte-identical
 // for 1 and 3 workers, as the alerts are.
 func TestEvidenceDir(t *testing.T) {
-	for _, name := range []string{"chargen-reflection", "loop-echo-chargen-vlan", "nmap-udp-sweep", "reflection-out"} {
-		t.Run(name, func(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		snaplen int // evidence.snaplen, 0 for the default
+	}{
+		{"chargen-reflection", 0}, {"loop-echo-chargen-vlan", 0}, {"nmap-udp-sweep", 0}, {"reflection-out", 0},
+		// Frames cut: what several workers carry to detection is cut too.
+		{"chargen-reflection", 64}, {"loop-echo-chargen-vlan", 64},
+	} {
+		name := tc.name
+		t.Run(fmt.Sprintf("%s/snaplen-%d", name, tc.snaplen), func(t *testing.T) {
+			conf := caseConfig(name)
+			if tc.snaplen > 0 {
+				b, _ := os.ReadFile(conf)
+				conf = filepath.Join(t.TempDir(), "config.yaml")
+				b = fmt.Appendf(b, "\nevidence:\n  snaplen: %d\n", tc.snaplen)
+				if err := os.WriteFile(conf, b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
 			var first map[string][]byte
 			for _, workers := range []string{"1", "3"} {
 				top := t.TempDir()
 				dir := filepath.Join(top, "evidence") // made by the sensor
 				summary, report := filepath.Join(top, "summary.json"), filepath.Join(top, "report.html")
 				code, out, errOut := runMain(t, nil, "-r", pcap(filepath.Join(name, "capture.pcap")),
-					"--config", caseConfig(name), "--format", "eve", "--workers", workers,
+					"--config", conf, "--format", "eve", "--workers", workers,
 					"--evidence-dir", dir, "--evidence-packets", "5", "--summary", summary, "--report", report)
 				if code != 0 {
 					t.Fatalf("workers %s: exit %d: %s", workers, code, errOut)
 				}
-				files := checkEvidence(t, dir, out, 5)
+				files := checkEvidence(t, dir, out, 5, tc.snaplen)
 				checkForensicsName(t, summary, report, dir, files)
 				if first == nil {
 					first = files
@@ -60,8 +78,9 @@ func caseConfig(name string) string {
 }
 
 // checkEvidence checks the evidence files in dir against the EVE alerts in
-// out and returns their contents by file name.
-func checkEvidence(t *testing.T, dir, out string, perIncident int) map[string][]byte {
+// out, and that no frame is longer than snaplen (if not 0), and returns
+// their contents by file name.
+func checkEvidence(t *testing.T, dir, out string, perIncident, snaplen int) map[string][]byte {
 	t.Helper()
 	named := map[string]time.Time{} // file → the start alert's time
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
@@ -120,7 +139,7 @@ func checkEvidence(t *testing.T, dir, out string, perIncident int) map[string][]
 			if n == 0 && !ci.Timestamp.Equal(start) {
 				t.Errorf("%s: first packet at %v, the incident started at %v", e.Name(), ci.Timestamp.UTC(), start)
 			}
-			if len(data) == 0 || ci.Length < len(data) {
+			if len(data) == 0 || ci.Length < len(data) || snaplen > 0 && (len(data) > snaplen || ci.Length > snaplen && len(data) != snaplen) {
 				t.Errorf("%s: packet %d: %d bytes of %d", e.Name(), n, len(data), ci.Length)
 			}
 			n++

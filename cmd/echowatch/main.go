@@ -196,7 +196,7 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 		if err != nil {
 			return err
 		}
-		defer ev.Close() // the end of the run closes it first
+		defer ev.Close() // on early returns; after the run, below
 		engine.KeepEvidence(ev)
 		evidence = ev
 	}
@@ -270,6 +270,13 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 		}
 	}
 	warnings, runErr := pl.run(emitStats)
+	if evidence != nil {
+		// The run ended every incident, and so its file; what is left
+		// open is flushed before the final counters are taken.
+		if err := evidence.Close(); err != nil {
+			logger.Warn("evidence files", "err", err)
+		}
+	}
 	stopProgress() // before the warnings and the summary
 	for _, w := range warnings {
 		fmt.Fprintf(stderr, "echowatch: warning: %v; the alerts up to that point were reported\n", w)

@@ -299,11 +299,12 @@ func (o *outputs) swap(p *outputPlan, changed func(added, removed []string)) {
 // never swapped in; they were given nothing.
 func (o *outputs) discard(p *outputPlan) {
 	o.mu.Lock()
-	_, ok := o.plans[p]
-	delete(o.plans, p)
-	o.mu.Unlock()
-	if ok {
-		go closeQueues(p.fresh)
+	defer o.mu.Unlock()
+	if _, ok := o.plans[p]; ok {
+		delete(o.plans, p)
+		// Under the lock, so that Close, which marks the outputs closed
+		// under it too, waits for these.
+		o.retiring.Go(func() { closeQueues(p.fresh) })
 	}
 }
 
