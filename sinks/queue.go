@@ -15,8 +15,16 @@ import (
 type QueueConfig struct {
 	// Size bounds the events held: waiting, and sent but not yet known
 	// delivered. An event that finds the queue full is dropped and
-	// counted. Default 10000.
+	// counted (but see Wait). Default 10000.
 	Size int
+	// Wait, if positive, makes Enqueue wait for room in a full queue while
+	// the destination is up, for at most Wait, rather than drop at once:
+	// backpressure, for a run over capture files, which may go as slowly
+	// as its outputs. An output that is down, or that did not make room
+	// within Wait, drops without waiting until it makes room again, so a
+	// dead destination does not stall the run. Zero never waits: a live
+	// sensor must not stall its capture.
+	Wait time.Duration
 	// MaxBatch bounds the events handed to a connection at once. Default
 	// 5000.
 	MaxBatch int
@@ -76,8 +84,9 @@ func (s QueueStats) Lost() uint64 { return s.Dropped + s.Rejected + s.Undelivere
 // the bound: what a broken connection had not settled is sent again on the
 // next one.
 //
-// Write and Enqueue never block and may be called from any goroutine;
-// Close may be called once the writers are done, and more than once.
+// Write and Enqueue never block (unless QueueConfig.Wait says so) and may
+// be called from any goroutine; Close may be called once the writers are
+// done, and more than once.
 type Queue struct {
 	name string
 	dial Dialer
@@ -85,6 +94,7 @@ type Queue struct {
 	log  *slog.Logger
 
 	wake    chan struct{} // a token when there is something to do
+	room    chan struct{} // a token when room was made, or waiting is over
 	done    chan struct{} // closed when the delivery goroutine ends
 	abort   context.Context
 	cancel  context.CancelFunc
@@ -95,6 +105,7 @@ type Queue struct {
 	inflight int  // given to the connection, not settled
 	closing  bool
 	redial   bool
+	stalled  bool // a wait for room ran out: no more waiting until room is made
 	produced uint64
 	dropped  uint64
 
@@ -117,7 +128,7 @@ func NewQueue(name string, d Dialer, cfg QueueConfig) *Queue {
 	return &Queue{
 		name: name, dial: d, cfg: cfg,
 		log:  cfg.Logger.With("output", name),
-		wake: make(chan struct{}, 1), done: make(chan struct{}),
+		wake: make(chan struct{}, 1), room: make(chan struct{}, 1), done: make(chan struct{}),
 		abort: ctx, cancel: cancel,
 		pending: newRing(cfg.Size),
 	}
@@ -147,8 +158,9 @@ func (q *Queue) Start(ctx context.Context) error {
 // Write renders ev and queues it; see Enqueue.
 func (q *Queue) Write(ev Event) error { return q.Enqueue(NewRecord(ev)) }
 
-// Enqueue queues r without blocking. It returns ErrQueueFull when the
-// queue is full (r is dropped and counted) and ErrClosed after Close.
+// Enqueue queues r, without blocking unless QueueConfig.Wait says so. It
+// returns ErrQueueFull when the queue is full (r is dropped and counted)
+// and ErrClosed after Close.
 func (q *Queue) Enqueue(r *Record) error {
 	q.mu.Lock()
 	if q.closing {
@@ -156,10 +168,34 @@ func (q *Queue) Enqueue(r *Record) error {
 		return ErrClosed
 	}
 	q.produced++
-	if q.pending.len()+q.inflight >= q.cfg.Size {
-		q.dropped++
+	var deadline *time.Timer
+	for q.pending.len()+q.inflight >= q.cfg.Size {
+		if q.cfg.Wait <= 0 || q.stalled || q.closing || q.down.Load() {
+			q.dropped++
+			q.mu.Unlock()
+			if deadline != nil {
+				deadline.Stop()
+			}
+			return ErrQueueFull
+		}
+		if deadline == nil {
+			deadline = time.NewTimer(q.cfg.Wait)
+		}
 		q.mu.Unlock()
-		return ErrQueueFull
+		select {
+		case <-q.room:
+		case <-deadline.C:
+			q.mu.Lock()
+			q.stalled = true
+			continue
+		}
+		q.mu.Lock()
+	}
+	if deadline != nil {
+		deadline.Stop()
+		if q.pending.len()+q.inflight+1 < q.cfg.Size {
+			q.madeRoom() // room for another writer that waits
+		}
 	}
 	q.pending.pushBack(r)
 	q.mu.Unlock()
@@ -201,6 +237,7 @@ func (q *Queue) Close() error {
 		q.closing = true
 		q.mu.Unlock()
 		q.poke()
+		q.madeRoom() // a writer waiting for room gives up
 		if q.started.Load() {
 			t := time.NewTimer(q.cfg.FlushTimeout)
 			select {
@@ -235,6 +272,14 @@ func (q *Queue) Close() error {
 func (q *Queue) poke() {
 	select {
 	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// madeRoom wakes a writer waiting for room (Wait), to look again.
+func (q *Queue) madeRoom() {
+	select {
+	case q.room <- struct{}{}:
 	default:
 	}
 }
@@ -403,7 +448,9 @@ func (q *Queue) settled(p Progress) {
 	q.rejected.Add(uint64(p.Rejected))
 	q.mu.Lock()
 	q.inflight -= p.Delivered + p.Rejected
+	q.stalled = false
 	q.mu.Unlock()
+	q.madeRoom()
 }
 
 // sleep waits for d, with some jitter so that sensors restarted together
@@ -424,6 +471,7 @@ func (q *Queue) setDown(err error) {
 	if err == nil || q.down.Swap(true) {
 		return
 	}
+	q.madeRoom() // a writer waiting for room drops instead
 	q.log.Warn("output down", "err", err)
 }
 

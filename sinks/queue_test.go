@@ -2,6 +2,7 @@ package sinks_test
 
 import (
 	"context"
+	"net"
 	"os"
 	"testing"
 	"time"
@@ -36,4 +37,109 @@ func TestCloseWithAStuckWriter(t *testing.T) {
 	if err == nil || s.Undelivered == 0 || s.Produced != s.Delivered+s.Undelivered || s.Queued != 0 {
 		t.Fatalf("Close: %v, stats %+v", err, s)
 	}
+}
+
+// TestQueueWaitSlowReader: with Wait, a destination that is up but slow
+// (a pipe read slowly) holds the writer back instead of losing events;
+// without, a queue of 10 drops.
+func TestQueueWaitSlowReader(t *testing.T) {
+	for _, wait := range []time.Duration{0, 5 * time.Second} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		read := make(chan int)
+		go func() { // slow: a small read, a pause
+			n, buf := 0, make([]byte, 512)
+			for {
+				k, err := r.Read(buf)
+				n += k
+				if err != nil {
+					read <- n
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}()
+		q := sinks.NewQueue("stdout", &sinks.Writer{W: w}, sinks.QueueConfig{Size: 10, Wait: wait, FlushTimeout: 10 * time.Second})
+		if err := q.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		const events = 500
+		for i := range events {
+			q.Write(sinkstest.Alert(1, i))
+		}
+		if err := q.Close(); (err == nil) != (wait > 0) {
+			t.Errorf("wait %v: Close: %v", wait, err)
+		}
+		w.Close()
+		n := <-read
+		r.Close()
+		s := q.Stats()
+		switch {
+		case wait > 0 && (s.Dropped != 0 || s.Delivered != events):
+			t.Errorf("wait %v: %+v; want all %d delivered", wait, s, events)
+		case wait == 0 && s.Dropped == 0:
+			t.Errorf("wait 0: nothing dropped with a queue of 10 (%d bytes read)", n)
+		}
+	}
+}
+
+// TestQueueWaitNotWhenStuck: a destination that is down, or that makes no
+// room within Wait, does not hold the writer back for every event.
+func TestQueueWaitNotWhenStuck(t *testing.T) {
+	t.Run("down", func(t *testing.T) {
+		// A TCP port nobody listens on: the output starts down.
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		d, err := sinks.NewSyslog(sinks.SyslogConfig{Network: "tcp", Addr: addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := sinks.NewQueue("syslog", d, sinks.QueueConfig{Size: 5, Wait: time.Minute, FlushTimeout: 100 * time.Millisecond})
+		if err := q.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		for i := range 100 {
+			q.Write(sinkstest.Alert(1, i))
+			if i == 10 {
+				time.Sleep(300 * time.Millisecond) // the first dial fails: down
+			}
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("100 events to a down output took %v", d)
+		}
+		q.Close()
+		if s := q.Stats(); s.Dropped == 0 || s.Produced != 100 {
+			t.Errorf("%+v: want drops", s)
+		}
+	})
+	t.Run("stuck", func(t *testing.T) {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		defer w.Close()
+		q := sinks.NewQueue("stdout", &sinks.Writer{W: w}, sinks.QueueConfig{Size: 5, Wait: 200 * time.Millisecond, FlushTimeout: 100 * time.Millisecond})
+		if err := q.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		for i := range 5000 { // a pipe nobody reads fills, then stalls
+			q.Write(sinkstest.Alert(1, i))
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("5000 events to a stuck pipe took %v: each waited", d)
+		}
+		q.Close()
+		if s := q.Stats(); s.Dropped == 0 {
+			t.Errorf("%+v: want drops", s)
+		}
+	})
 }

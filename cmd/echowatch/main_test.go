@@ -257,3 +257,19 @@ func TestIsTerminal(t *testing.T) {
 		t.Errorf("a buffer taken for a terminal")
 	}
 }
+
+// TestOfflineQueueWaits: reading files, a full output queue waits for its
+// destination rather than lose alerts, so even a queue of one event gives
+// every alert, in order.
+func TestOfflineQueueWaits(t *testing.T) {
+	for _, name := range []string{"demo.pcap", "reflection-out/capture.pcap", "bogon-flood/capture.pcap"} {
+		code, want, errOut := runMain(t, nil, "-r", pcap(name), "--format", "eve")
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", name, code, errOut)
+		}
+		code, got, errOut := runMain(t, nil, "-r", pcap(name), "--format", "eve", "--queue-size", "1")
+		if code != 0 || got != want {
+			t.Errorf("%s with --queue-size 1: exit %d, %d bytes of alerts for %d; stderr %s", name, code, len(got), len(want), errOut)
+		}
+	}
+}

@@ -35,6 +35,10 @@ type outputOptions struct {
 	Format     sinks.Format `yaml:"-"` // standard output's (--format)
 	SensorName string       `yaml:"-"`
 	Version    string       `yaml:"-"`
+	// Wait is how long an event waits for room in a full queue whose
+	// destination is up (sinks.QueueConfig.Wait): the flush timeout when
+	// reading files, which may go as slowly as the outputs; 0 live.
+	Wait time.Duration `yaml:"-"`
 }
 
 // syslogOptions are the syslog outputs' settings; the query keys are the
@@ -162,6 +166,9 @@ func outputOptionsFor(cfg config) (outputOptions, error) {
 	}
 	o := cfg.OutputOptions
 	o.Format, o.SensorName, o.Version = format, cfg.SensorName, version
+	if cfg.Interface == "" {
+		o.Wait = o.FlushTimeout
+	}
 	return o, nil
 }
 
@@ -188,7 +195,7 @@ func openOutputs(ctx context.Context, urls []string, o outputOptions, stdout io.
 func (o *outputs) build(ctx context.Context, urls []string, opts outputOptions, base *outputSet) (set *outputSet, fresh []*sinks.Queue, err error) {
 	set = &outputSet{}
 	taken := make([]bool, len(base.queues))
-	qcfg := sinks.QueueConfig{Size: opts.QueueSize, FlushTimeout: opts.FlushTimeout, Logger: o.logger}
+	qcfg := sinks.QueueConfig{Size: opts.QueueSize, FlushTimeout: opts.FlushTimeout, Wait: opts.Wait, Logger: o.logger}
 	for _, raw := range urls {
 		key := keyOf(raw, opts)
 		q, isFile := base.take(taken, key)
