@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs, on Debian, what echowatch needs to build and test: libpcap's
-# headers for live capture, iproute2 for the network-namespace tests, rsyslog
+# headers for live capture, iproute2 for the network-namespace tests,
+# libcap2-bin (setcap) to test capture without root as the image does, rsyslog
 # and its TLS driver (rsyslog-gnutls) for the syslog tests, chromium to
 # render the HTML report in a test. Does nothing for what is already there.
 set -eu

@@ -191,8 +191,15 @@ type liveSensor struct {
 // once it says its capture started.
 func startSensor(ctx context.Context, t *testing.T, ns string, args ...string) *liveSensor {
 	t.Helper()
+	return startSensorAs(ctx, t, ns, append([]string{os.Args[0]}, args...))
+}
+
+// startSensorAs is startSensor with the whole command line: echowatch's
+// binary (the test binary) and its arguments, or a command that runs it.
+func startSensorAs(ctx context.Context, t *testing.T, ns string, argv []string) *liveSensor {
+	t.Helper()
 	s := &liveSensor{scanned: make(chan struct{})}
-	s.cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, os.Args[0]}, args...)...)
+	s.cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, argv...)...)
 	s.cmd.Env = append(os.Environ(), "ECHOWATCH_AS_MAIN=1")
 	s.cmd.Stdout = &s.stdout
 	pipe, err := s.cmd.StderrPipe()
