@@ -2,6 +2,7 @@ package capture
 
 import (
 	"encoding/binary"
+	"errors"
 	"net/netip"
 	"time"
 
@@ -112,17 +113,17 @@ func DropReasons() []DropReason {
 // Decoder belongs to one goroutine.
 type Decoder struct {
 	_    cacheLinePad
-	eth  layers.Ethernet
+	eth  ethLayer
 	vlan vlanLayer
-	sll  layers.LinuxSLL
-	sll2 layers.LinuxSLL2
-	loop layers.Loopback
+	sll  sllLayer
+	sll2 sll2Layer
+	loop loopLayer
 	ip4  ipv4Layer
-	ip6  layers.IPv6
+	ip6  ipv6Layer
 	ext  layers.IPv6ExtensionSkipper
 	frag ipv6FragLayer
-	udp  layers.UDP
-	tcp  layers.TCP
+	udp  udpLayer
+	tcp  tcpLayer
 
 	// parsers, one per first layer; raw-IP link types choose ip4/ip6 by
 	// the version nibble.
@@ -272,7 +273,7 @@ func (d *Decoder) fill(p *Packet, err error, parser *gopacket.DecodingLayerParse
 			}
 			haveIP = true
 		case layers.LayerTypeIPv6:
-			ip := &d.ip6
+			ip := &d.ip6.IPv6
 			p.Src = netip.AddrFrom16([16]byte(ip.SrcIP))
 			p.Dst = netip.AddrFrom16([16]byte(ip.DstIP))
 			p.Proto = uint8(ip.NextHeader)
@@ -291,7 +292,7 @@ func (d *Decoder) fill(p *Packet, err error, parser *gopacket.DecodingLayerParse
 		case layers.LayerTypeIPv6HopByHop, layers.LayerTypeIPv6Routing, layers.LayerTypeIPv6Destination:
 			p.Proto = uint8(d.ext.NextHeader)
 		case layers.LayerTypeUDP:
-			u := &d.udp
+			u := &d.udp.UDP
 			p.HasPorts = true
 			p.SrcPort, p.DstPort = uint16(u.SrcPort), uint16(u.DstPort)
 			p.Payload = u.Payload
@@ -300,7 +301,7 @@ func (d *Decoder) fill(p *Packet, err error, parser *gopacket.DecodingLayerParse
 				p.PayloadLen = int(u.Length) - 8
 			}
 		case layers.LayerTypeTCP:
-			t := &d.tcp
+			t := &d.tcp.TCP
 			p.HasPorts = true
 			p.SrcPort, p.DstPort = uint16(t.SrcPort), uint16(t.DstPort)
 			p.TCPFlags = tcpFlags(t)
@@ -445,6 +446,9 @@ type vlanLayer struct {
 }
 
 func (v *vlanLayer) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
+	if len(data) < 4 {
+		return errMalformed
+	}
 	if err := v.Dot1Q.DecodeFromBytes(data, df); err != nil {
 		return err
 	}
@@ -456,9 +460,24 @@ func (v *vlanLayer) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) err
 }
 
 // ipv4Layer lets a first fragment (offset 0) go on to its UDP or TCP
-// header, which it carries; gopacket stops at every fragment.
+// header, which it carries; gopacket stops at every fragment. It refuses
+// a header that is not IPv4 (version), like the kernel.
 type ipv4Layer struct {
 	layers.IPv4
+}
+
+func (ip *ipv4Layer) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
+	if len(data) < 20 || data[0]>>4 != 4 {
+		return errMalformed
+	}
+	ihl, length := int(data[0]&0x0f)*4, int(binary.BigEndian.Uint16(data[2:4]))
+	if length == 0 { // TCP segmentation offload: the frame says how long
+		length = len(data)
+	}
+	if ihl < 20 || length < ihl || len(data) < ihl {
+		return errMalformed
+	}
+	return ip.IPv4.DecodeFromBytes(data, df)
 }
 
 func (ip *ipv4Layer) NextLayerType() gopacket.LayerType {
@@ -497,6 +516,83 @@ func (f *ipv6FragLayer) NextLayerType() gopacket.LayerType {
 		}
 	}
 	return f.IPv6Fragment.NextLayerType()
+}
+
+// The layers below check, before gopacket does, what the headers of
+// hostile or broken frames most often get wrong (too short, lengths that
+// do not add up), and fail with one preallocated error: gopacket's own
+// errors are built with fmt.Errorf, an allocation for every such frame.
+// What they let through, gopacket still checks.
+var errMalformed = errors.New("capture: malformed header")
+
+type ethLayer struct{ layers.Ethernet }
+
+func (l *ethLayer) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
+	if len(data) < 14 {
+		return errMalformed
+	}
+	return l.Ethernet.DecodeFromBytes(data, df)
+}
+
+type sllLayer struct{ layers.LinuxSLL }
+
+func (l *sllLayer) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
+	if len(data) < 16 {
+		return errMalformed
+	}
+	return l.LinuxSLL.DecodeFromBytes(data, df)
+}
+
+type sll2Layer struct{ layers.LinuxSLL2 }
+
+func (l *sll2Layer) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
+	if len(data) < 20 {
+		return errMalformed
+	}
+	return l.LinuxSLL2.DecodeFromBytes(data, df)
+}
+
+type loopLayer struct{ layers.Loopback }
+
+func (l *loopLayer) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
+	if len(data) < 4 {
+		return errMalformed
+	}
+	return l.Loopback.DecodeFromBytes(data, df)
+}
+
+// ipv6Layer refuses, as ipv4Layer does, a header that is not IPv6.
+type ipv6Layer struct{ layers.IPv6 }
+
+func (l *ipv6Layer) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
+	if len(data) < 40 || data[0]>>4 != 6 {
+		return errMalformed
+	}
+	return l.IPv6.DecodeFromBytes(data, df)
+}
+
+type udpLayer struct{ layers.UDP }
+
+func (l *udpLayer) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
+	if len(data) < 8 {
+		return errMalformed
+	}
+	if n := binary.BigEndian.Uint16(data[4:6]); n != 0 && n < 8 { // 0: a jumbogram's
+		return errMalformed
+	}
+	return l.UDP.DecodeFromBytes(data, df)
+}
+
+type tcpLayer struct{ layers.TCP }
+
+func (l *tcpLayer) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
+	if len(data) < 20 {
+		return errMalformed
+	}
+	if off := int(data[12]>>4) * 4; off < 20 || off > len(data) {
+		return errMalformed
+	}
+	return l.TCP.DecodeFromBytes(data, df)
 }
 
 // fragKey names one fragmented datagram.

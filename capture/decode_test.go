@@ -267,6 +267,23 @@ func TestDecodeDrops(t *testing.T) {
 		{"empty raw", layers.LinkTypeRaw, ``, DropMalformedIPv4},
 		{"unsupported link type", layers.LinkType(147), ipv4UDP, DropUnsupportedLink},
 		{"bad loopback family", layers.LinkTypeNull, `ff ff ff ff` + ipv4UDP, DropMalformedLink},
+		{"IPv4 ethertype, version 7", layers.LinkTypeEthernet, ethHdr + `08 00 // IPv4
+			75 00 00 20 12 34 00 00 40 11 00 00 c0 00 02 01 c6 33 64 02 // version 7
+			9c 40 00 07 00 0c 00 00 70 69 6e 67`, DropMalformedIPv4},
+		{"IPv6 ethertype, version 4", layers.LinkTypeEthernet, ethHdr + `86 dd // IPv6` +
+			strings.Replace(ipv6UDP, "60 00 00 00        // IPv6", "40 00 00 00        // version 4", 1), DropMalformedIPv6},
+		{"IPv4 length below IHL", layers.LinkTypeRaw, `
+			46 00 00 14 12 34 00 00 40 11 00 00 c0 00 02 01 c6 33 64 02 00 00 00 00 // IHL 24, length 20`, DropMalformedIPv4},
+		{"TCP data offset 2", layers.LinkTypeRaw, `
+			45 00 00 28 12 34 00 00 40 06 00 00 c0 00 02 01 c6 33 64 02
+			00 07 d4 31 00 00 00 01 00 00 00 00 20 02 ff ff 00 00 00 00 // offset 2`, DropMalformedTCP},
+		{"TCP data offset past the frame", layers.LinkTypeRaw, `
+			45 00 00 28 12 34 00 00 40 06 00 00 c0 00 02 01 c6 33 64 02
+			00 07 d4 31 00 00 00 01 00 00 00 00 f0 02 ff ff 00 00 00 00 // offset 60`, DropMalformedTCP},
+		{"short 802.1Q tag", layers.LinkTypeEthernet, ethHdr + `81 00 00 64 // a tag cut short`, DropMalformedLink},
+		{"short SLL", layers.LinkTypeLinuxSLL, `00 00 00 01 00 06`, DropMalformedLink},
+		{"short SLL2", layers.LinkTypeLinuxSLL2, `08 00 00 00 00 00 00 01`, DropMalformedLink},
+		{"short loopback", layers.LinkTypeNull, `02 00`, DropMalformedLink},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -278,6 +295,13 @@ func TestDecodeDrops(t *testing.T) {
 			}
 			if s := d.Stats(); s.Dropped[c.want] != 1 || s.Decoded != 0 {
 				t.Fatalf("stats %+v", s)
+			}
+			// A flood of broken frames costs no garbage either (but the
+			// bad extension header, whose error is gopacket's own).
+			f := &Frame{Data: data, LinkType: c.link, Length: len(data)}
+			allocs := testing.AllocsPerRun(100, func() { d.Decode(f, &p) })
+			if allocs != 0 && c.name != "bad IPv6 extension" && c.name != "bad loopback family" {
+				t.Errorf("Decode allocates %.1f times per frame", allocs)
 			}
 		})
 	}
