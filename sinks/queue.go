@@ -18,11 +18,11 @@ type QueueConfig struct {
 	// counted (but see Wait). Default 10000.
 	Size int
 	// Wait, if positive, makes Enqueue wait for room in a full queue while
-	// the destination is up, for at most Wait, rather than drop at once:
+	// the destination is up and makes progress, rather than drop at once:
 	// backpressure, for a run over capture files, which may go as slowly
-	// as its outputs. An output that is down, or that did not make room
-	// within Wait, drops without waiting until it makes room again, so a
-	// dead destination does not stall the run. Zero never waits: a live
+	// as its outputs. An output that is down, or that made no room for
+	// Wait, drops without waiting until it makes room again, so a dead or
+	// stuck destination does not stall the run. Zero never waits: a live
 	// sensor must not stall its capture.
 	Wait time.Duration
 	// MaxBatch bounds the events handed to a connection at once. Default
@@ -46,6 +46,11 @@ func (c *QueueConfig) withDefaults() QueueConfig {
 	}
 	if d.MaxBatch <= 0 {
 		d.MaxBatch = 5000
+		if d.Wait > 0 {
+			// Smaller batches settle more often: a writer waiting for
+			// room sees a slow destination make progress.
+			d.MaxBatch = 256
+		}
 	}
 	if d.FlushTimeout <= 0 {
 		d.FlushTimeout = 5 * time.Second
@@ -168,31 +173,42 @@ func (q *Queue) Enqueue(r *Record) error {
 		return ErrClosed
 	}
 	q.produced++
-	var deadline *time.Timer
+	// The wait runs out after Wait without progress: every settlement
+	// that made room starts it again.
+	var quiet *time.Timer
 	for q.pending.len()+q.inflight >= q.cfg.Size {
 		if q.cfg.Wait <= 0 || q.stalled || q.closing || q.down.Load() {
 			q.dropped++
 			q.mu.Unlock()
-			if deadline != nil {
-				deadline.Stop()
+			if quiet != nil {
+				quiet.Stop()
+				q.madeRoom() // another waiter looks again, and drops too
 			}
 			return ErrQueueFull
 		}
-		if deadline == nil {
-			deadline = time.NewTimer(q.cfg.Wait)
+		if quiet == nil {
+			quiet = time.NewTimer(q.cfg.Wait)
 		}
 		q.mu.Unlock()
 		select {
 		case <-q.room:
-		case <-deadline.C:
+			quiet.Reset(q.cfg.Wait)
+		case <-quiet.C:
 			q.mu.Lock()
-			q.stalled = true
+			// Room may have come with the timer: then it is no stall.
+			q.stalled = q.pending.len()+q.inflight >= q.cfg.Size
 			continue
 		}
 		q.mu.Lock()
 	}
-	if deadline != nil {
-		deadline.Stop()
+	if quiet != nil {
+		quiet.Stop()
+		if q.closing { // Close came while it waited: it takes no more
+			q.dropped++
+			q.mu.Unlock()
+			q.madeRoom()
+			return ErrClosed
+		}
 		if q.pending.len()+q.inflight+1 < q.cfg.Size {
 			q.madeRoom() // room for another writer that waits
 		}

@@ -40,17 +40,18 @@ func TestCloseWithAStuckWriter(t *testing.T) {
 }
 
 // TestQueueWaitSlowReader: with Wait, a destination that is up but slow
-// (a pipe read slowly) holds the writer back instead of losing events;
-// without, a queue of 10 drops.
+// (a pipe read at some MB/s, slower than the writer) holds the writer back
+// instead of losing events, for as long as it makes progress, though a
+// full queue takes longer than Wait to deliver; without Wait, it drops.
 func TestQueueWaitSlowReader(t *testing.T) {
-	for _, wait := range []time.Duration{0, 5 * time.Second} {
+	for _, wait := range []time.Duration{0, 200 * time.Millisecond} {
 		r, w, err := os.Pipe()
 		if err != nil {
 			t.Fatal(err)
 		}
 		read := make(chan int)
 		go func() { // slow: a small read, a pause
-			n, buf := 0, make([]byte, 512)
+			n, buf := 0, make([]byte, 4096)
 			for {
 				k, err := r.Read(buf)
 				n += k
@@ -61,11 +62,11 @@ func TestQueueWaitSlowReader(t *testing.T) {
 				time.Sleep(time.Millisecond)
 			}
 		}()
-		q := sinks.NewQueue("stdout", &sinks.Writer{W: w}, sinks.QueueConfig{Size: 10, Wait: wait, FlushTimeout: 10 * time.Second})
+		q := sinks.NewQueue("stdout", &sinks.Writer{W: w}, sinks.QueueConfig{Size: 2000, Wait: wait, FlushTimeout: 10 * time.Second})
 		if err := q.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		const events = 500
+		const events = 6000
 		for i := range events {
 			q.Write(sinkstest.Alert(1, i))
 		}
@@ -80,7 +81,7 @@ func TestQueueWaitSlowReader(t *testing.T) {
 		case wait > 0 && (s.Dropped != 0 || s.Delivered != events):
 			t.Errorf("wait %v: %+v; want all %d delivered", wait, s, events)
 		case wait == 0 && s.Dropped == 0:
-			t.Errorf("wait 0: nothing dropped with a queue of 10 (%d bytes read)", n)
+			t.Errorf("wait 0: nothing dropped with a queue of 2000 (%d bytes read)", n)
 		}
 	}
 }
@@ -142,4 +143,52 @@ func TestQueueWaitNotWhenStuck(t *testing.T) {
 			t.Errorf("%+v: want drops", s)
 		}
 	})
+}
+
+// TestQueueWaitersAtClose: writers waiting for room when Close comes give
+// up, every one, and their events count as dropped.
+func TestQueueWaitersAtClose(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	q := sinks.NewQueue("stdout", &sinks.Writer{W: w}, sinks.QueueConfig{Size: 1, Wait: time.Minute, FlushTimeout: 100 * time.Millisecond})
+	if err := q.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// A full pipe nobody reads: the writing goroutine blocks on the first
+	// event, which fills the queue.
+	w.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	for {
+		if _, err := w.Write(make([]byte, 4096)); err != nil {
+			break
+		}
+	}
+	w.SetWriteDeadline(time.Time{})
+	if err := q.Write(sinkstest.Alert(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 2)
+	for i := range 2 {
+		go func() { errs <- q.Write(sinkstest.Alert(2, i)) }()
+	}
+	time.Sleep(100 * time.Millisecond) // both wait for room
+	done := make(chan struct{})
+	go func() { q.Close(); close(done) }()
+	for range 2 {
+		select {
+		case err := <-errs:
+			if err == nil {
+				t.Error("a waiting writer's event was taken after Close")
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a writer still waits after Close")
+		}
+	}
+	<-done
+	if s := q.Stats(); s.Produced != s.Delivered+s.Dropped+s.Rejected+s.Undelivered {
+		t.Errorf("%+v: the counts do not add up", s)
+	}
 }

@@ -113,7 +113,7 @@ func openSources(cfg config, stdin io.Reader) ([]capture.Source, error) {
 
 // sense runs the pipeline: sources → workers → detection → outputs.
 func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.Writer, logger *slog.Logger) error {
-	oo, err := outputOptionsFor(cfg)
+	oo, err := outputOptionsFor(cfg, cfg.Interface != "")
 	if err != nil {
 		return err
 	}

@@ -158,15 +158,16 @@ func validateOutputs(urls []string, o outputOptions) error {
 }
 
 // outputOptionsFor returns the options of cfg's outputs, with the settings
-// main adds to the file's.
-func outputOptionsFor(cfg config) (outputOptions, error) {
+// main adds to the file's. live is whether the run captures live, as it
+// started: a reload does not change it.
+func outputOptionsFor(cfg config, live bool) (outputOptions, error) {
 	format, err := sinks.ParseFormat(cfg.Format)
 	if err != nil {
 		return outputOptions{}, usagef("--format: %v", err)
 	}
 	o := cfg.OutputOptions
 	o.Format, o.SensorName, o.Version = format, cfg.SensorName, version
-	if cfg.Interface == "" {
+	if !live {
 		o.Wait = o.FlushTimeout
 	}
 	return o, nil

@@ -50,7 +50,7 @@ func (r *reloader) hangup(ctx context.Context, started config) {
 	cfg, err := started.reread()
 	var oo outputOptions
 	if err == nil {
-		oo, err = outputOptionsFor(cfg)
+		oo, err = outputOptionsFor(cfg, started.Interface != "")
 	}
 	if err != nil {
 		r.logger.Error("configuration refused: " + err.Error())

@@ -36,7 +36,7 @@ func newReloadHarness(t *testing.T, urls ...string) *reloadHarness {
 	logger := slog.New(slog.NewTextHandler(h.log, nil))
 	h.next = defaultConfig()
 	h.next.Read, h.next.Format, h.next.SensorName, h.next.Outputs = []string{"x.pcap"}, "eve", "s", urls
-	oo, err := outputOptionsFor(h.next)
+	oo, err := outputOptionsFor(h.next, h.next.Interface != "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -127,3 +127,21 @@ func TestRestartOnly(t *testing.T) {
 		t.Errorf("named %q, want read,bpf,evidence", got)
 	}
 }
+
+// TestOutputWaitFollowsTheRun: outputs wait for a slow destination only in
+// a run over files, as the run started: a reload that reads a file saying
+// read: instead of interface: does not make a live sensor's new outputs
+// wait.
+func TestOutputWaitFollowsTheRun(t *testing.T) {
+	cfg := defaultConfig()
+	cfg.Read, cfg.Format = []string{"x.pcap"}, "eve"
+	for _, live := range []bool{false, true} {
+		o, err := outputOptionsFor(cfg, live)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]time.Duration{false: cfg.OutputOptions.FlushTimeout, true: 0}[live]; o.Wait != want {
+			t.Errorf("live %v: outputs wait %v, want %v", live, o.Wait, want)
+		}
+	}
+}
