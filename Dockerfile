@@ -16,11 +16,12 @@ RUN go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/echow
 
 FROM debian:bookworm-slim
 COPY --from=build /out/echowatch /usr/local/bin/echowatch
-# Capture needs raw sockets, and promiscuous mode needs NET_ADMIN: grant
-# exactly these to the binary (here, where no COPY can drop the file
-# capability) so that it runs as an unprivileged user.
+# Capture needs raw sockets (promiscuous mode is a membership of the
+# capture's socket, nothing more): grant exactly that to the binary (here,
+# where no COPY can drop the file capability) so that it runs as an
+# unprivileged user. cmd/echowatch's TestLiveFileCapabilities tests it.
 RUN apt-get update && apt-get install -y --no-install-recommends libpcap0.8 ca-certificates libcap2-bin \
-    && setcap cap_net_raw,cap_net_admin+ep /usr/local/bin/echowatch \
+    && setcap cap_net_raw+ep /usr/local/bin/echowatch \
     && apt-get purge -y libcap2-bin && apt-get autoremove -y && rm -rf /var/lib/apt/lists/* \
     && useradd --system --no-create-home --shell /usr/sbin/nologin echowatch
 USER echowatch

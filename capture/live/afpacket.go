@@ -175,6 +175,9 @@ func openSocket(cfg Config, r ring, group uint16, filter []bpf.RawInstruction) (
 		afpacket.OptAddVLANHeader(true),
 	)
 	if err != nil {
+		if errors.Is(err, unix.EPERM) {
+			return nil, fmt.Errorf("capture/live: %s: permission denied (capture needs root or CAP_NET_RAW)", cfg.Interface)
+		}
 		return nil, fmt.Errorf("capture/live: %s: open socket: %w", cfg.Interface, err)
 	}
 	rejectAll := []bpf.RawInstruction{{Op: unix.BPF_RET | unix.BPF_K, K: 0}}
