@@ -20,6 +20,7 @@ func FuzzConfig(f *testing.F) {
 	f.Add([]byte("scan:\n  hosts: 99999999999999999999\n"))    // overflow
 	f.Add([]byte("loop: {ports: [70000]}\n"))                  // not a port
 	f.Add([]byte("end_after: forever\n"))                      // not a duration
+	f.Add([]byte("evidence: {max_bytes: 9999999TiB}\n"))       // a size past int64
 	f.Add([]byte("a: &a [*a]\n"))                              // alias loop
 	f.Add([]byte("- just\n- a list\n"))                        // wrong shape
 	f.Add([]byte("\xff\xfe\x00"))                              // not text

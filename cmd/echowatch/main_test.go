@@ -273,3 +273,18 @@ func TestOfflineQueueWaits(t *testing.T) {
 		}
 	}
 }
+
+func TestParseByteSize(t *testing.T) {
+	for in, want := range map[string]int64{
+		"1048576": 1 << 20, "512KiB": 512 << 10, "1GiB": 1 << 30, "100MB": 100e6, "2 TiB": 2 << 40, "7B": 7,
+	} {
+		if got, err := parseByteSize(in); err != nil || got != want {
+			t.Errorf("%q: %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "lots", "-1MiB", "9999999TiB", "1.5GiB", "GiB"} {
+		if got, err := parseByteSize(in); err == nil {
+			t.Errorf("%q: %d, want an error", in, got)
+		}
+	}
+}
