@@ -1,7 +1,6 @@
 package sinks_test
 
 import (
-	"bufio"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,17 +81,7 @@ func newKafka(t testing.TB, cfg sinks.KafkaConfig) *sinks.Kafka {
 // linesOf returns a reader of a file's lines.
 func linesOf(t *testing.T, path string) func() []string {
 	return func() []string {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil
-		}
-		defer f.Close()
-		var lines []string
-		sc := bufio.NewScanner(f)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			lines = append(lines, sc.Text())
-		}
+		lines, _ := sinkstest.FileLines(path)
 		return lines
 	}
 }

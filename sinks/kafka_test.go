@@ -74,17 +74,7 @@ func TestKafkaBrokerRestart(t *testing.T) {
 	k := sinkstest.StartKafka(t, "alerts", 3)
 	q := startQueue(t, newKafka(t, sinks.KafkaConfig{Brokers: []string{k.Addr}, Topic: k.Topic}))
 	const n = 3000
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := range n {
-			if err := q.Write(sinkstest.Alert(i%5, i/5)); err != nil {
-				t.Error(err)
-				return
-			}
-			time.Sleep(time.Millisecond / 2)
-		}
-	}()
+	done := streamAlerts(t, q, n)
 	time.Sleep(400 * time.Millisecond)
 	k.Stop()
 	time.Sleep(700 * time.Millisecond)

@@ -61,9 +61,11 @@ func TestSyslogParsedByRsyslog(t *testing.T) {
 			}
 		})
 	}
-	t.Run("tcp/3164", func(t *testing.T) {
+	// sendOne sends a in format over TCP and returns what rsyslog parsed.
+	sendOne := func(t *testing.T, format sinks.SyslogFormat) sinkstest.SyslogMessage {
+		t.Helper()
 		r := sinkstest.StartRsyslog(t, "tcp")
-		q := startQueue(t, newSyslog(t, r, sinks.RFC3164))
+		q := startQueue(t, newSyslog(t, r, format))
 		q.Write(a)
 		if err := q.Close(); err != nil {
 			t.Fatal(err)
@@ -72,24 +74,17 @@ func TestSyslogParsedByRsyslog(t *testing.T) {
 		if len(msgs) != 1 {
 			t.Fatalf("rsyslog got %+v", msgs)
 		}
-		m := msgs[0]
+		return msgs[0]
+	}
+	t.Run("tcp/3164", func(t *testing.T) {
+		m := sendOne(t, sinks.RFC3164)
 		if m.PRI != "131" || m.Hostname != "sensor-1" || m.Tag != "echowatch["+pid+"]:" ||
 			m.AppName != "echowatch" || strings.TrimPrefix(m.Msg, " ") != eve {
 			t.Errorf("rsyslog parsed %+v", m)
 		}
 	})
 	t.Run("tcp/cef", func(t *testing.T) {
-		r := sinkstest.StartRsyslog(t, "tcp")
-		q := startQueue(t, newSyslog(t, r, sinks.CEF))
-		q.Write(a)
-		if err := q.Close(); err != nil {
-			t.Fatal(err)
-		}
-		msgs := r.WaitMessages(1, 10*time.Second)
-		if len(msgs) != 1 {
-			t.Fatalf("rsyslog got %+v", msgs)
-		}
-		m := msgs[0]
+		m := sendOne(t, sinks.CEF)
 		cef := m.Raw[strings.Index(m.Raw, "CEF:"):]
 		if m.PRI != "131" || m.Hostname != "sensor-1" ||
 			!strings.HasPrefix(cef, "CEF:0|echowatch|echowatch|1.2.3|9000001|ECHOWATCH echo/chargen reflection toward victim|5|rt=1714564805000 dvchost=sensor-1 ") ||
@@ -108,17 +103,7 @@ func TestSyslogCollectorRestart(t *testing.T) {
 			r := sinkstest.StartRsyslog(t, network)
 			q := startQueue(t, newSyslog(t, r, sinks.RFC5424))
 			const n = 3000
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				for i := range n {
-					if err := q.Write(sinkstest.Alert(i%5, i/5)); err != nil {
-						t.Error(err)
-						return
-					}
-					time.Sleep(time.Millisecond / 2)
-				}
-			}()
+			done := streamAlerts(t, q, n)
 			time.Sleep(500 * time.Millisecond)
 			r.Stop()
 			time.Sleep(300 * time.Millisecond)
@@ -140,6 +125,23 @@ func TestSyslogCollectorRestart(t *testing.T) {
 			checkAllInOrder(t, eve, 5, n/5)
 		})
 	}
+}
+
+// streamAlerts writes n alerts of 5 incidents to q, one every half
+// millisecond, and closes the channel it returns when done.
+func streamAlerts(t *testing.T, q *sinks.Queue, n int) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			if err := q.Write(sinkstest.Alert(i%5, i/5)); err != nil {
+				t.Error(err)
+				return
+			}
+			time.Sleep(time.Millisecond / 2)
+		}
+	}()
+	return done
 }
 
 func startQueue(t *testing.T, d sinks.Dialer) *sinks.Queue {

@@ -11,12 +11,13 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/echowatch/echowatch/internal/netnstest"
 )
 
 // The veth pair between the two namespaces of a test. The addresses are
@@ -104,28 +105,8 @@ func newVethPair(t *testing.T, tag string) *vethPair {
 	return v
 }
 
-// inNetns runs fn on an OS thread of its own that has entered network
-// namespace ns. Sockets and capture handles opened there stay in ns
-// wherever they are used later. The thread is never unlocked, so Go
-// ends it with its goroutine and no other goroutine runs in ns.
-func inNetns(ns string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		f, err := os.Open("/run/netns/" + ns)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", ns, err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
+// inNetns runs fn in network namespace ns (see netnstest.Do).
+func inNetns(ns string, fn func() error) error { return netnstest.Do(ns, fn) }
 
 // ifindex returns the index of interface name in namespace ns.
 func ifindex(t *testing.T, ns, name string) int {

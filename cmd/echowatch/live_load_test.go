@@ -8,9 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,6 +16,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/echowatch/echowatch/internal/netnstest"
 )
 
 // TestLiveUnderLoad replays traffic over a veth pair, as fast as one core
@@ -121,33 +121,18 @@ func udpFrame(src, dst [4]byte, sport, dport uint16, payload int) []byte {
 // socket on iface in namespace ns, bypassing the queueing discipline. It
 // returns how many frames the kernel took.
 func replay(ns, iface string, frames [][]byte, rounds int) (sent uint64, elapsed time.Duration, err error) {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // the thread stays in ns and ends with the goroutine
-		f, err := os.Open("/run/netns/" + ns)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", ns, err)
-			return
-		}
+	err = netnstest.Do(ns, func() error {
 		ifi, err := net.InterfaceByName(iface)
 		if err != nil {
-			errc <- err
-			return
+			return err
 		}
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0) // send only
 		if err != nil {
-			errc <- err
-			return
+			return err
 		}
 		defer unix.Close(fd)
 		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Ifindex: ifi.Index}); err != nil {
-			errc <- err
-			return
+			return err
 		}
 		unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1)
 		// sendmmsg sends a batch of frames per system call.
@@ -171,15 +156,13 @@ func replay(ns, iface string, frames [][]byte, rounds int) (sent uint64, elapsed
 					sent += uint64(done)
 					i += int(done)
 				case errno != unix.ENOBUFS && errno != unix.EAGAIN && errno != unix.EINTR:
-					errc <- fmt.Errorf("sendmmsg: %w", errno)
-					return
+					return fmt.Errorf("sendmmsg: %w", errno)
 				}
 			}
 		}
 		elapsed = time.Since(start)
-		errc <- nil
-	}()
-	err = <-errc
+		return nil
+	})
 	return sent, elapsed, err
 }
 

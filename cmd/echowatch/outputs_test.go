@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"net"
@@ -250,19 +249,10 @@ func checkIncidentOrder(t *testing.T, got, want []string) {
 	}
 }
 
+// readLines returns the lines of path so far; none if it cannot be read.
 func readLines(t *testing.T, path string) []string {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-	}
+	lines, _ := sinkstest.FileLines(path)
 	return lines
 }
 

@@ -1,7 +1,6 @@
 package sinkstest
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -232,20 +231,14 @@ func (r *Rsyslog) Stop() {
 // Messages returns what rsyslog wrote so far, probes left out.
 func (r *Rsyslog) Messages() []SyslogMessage {
 	r.t.Helper()
-	f, err := os.Open(r.out)
-	if os.IsNotExist(err) {
-		return nil
-	}
+	lines, err := FileLines(r.out)
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	defer f.Close()
 	var msgs []SyslogMessage
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
+	for _, l := range lines {
 		var m SyslogMessage
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
 			continue // a line being written
 		}
 		if m.MsgID == "probe" {
