@@ -131,9 +131,13 @@ type Decoder struct {
 
 	decoded    []gopacket.LayerType // of decodedBuf, kept in the struct
 	decodedBuf [16]gopacket.LayerType
-	frags      *Fragments // nil: later fragments are left without ports
-	stats      DecodeStats
-	_          cacheLinePad
+	// frags gives later fragments their ports: made at the first
+	// fragment (it is large, and most traffic has none), never with
+	// skipFrags.
+	frags     *Fragments
+	skipFrags bool
+	stats     DecodeStats
+	_         cacheLinePad
 }
 
 // cacheLinePad pads a struct that its goroutine writes for every packet,
@@ -148,7 +152,7 @@ const fragSlots = 1 << 16
 
 // NewDecoder returns a Decoder ready for frames of any supported link type.
 func NewDecoder() *Decoder {
-	d := &Decoder{frags: NewFragments()}
+	d := &Decoder{}
 	d.decoded = d.decodedBuf[:0]
 	all := []gopacket.DecodingLayer{&d.eth, &d.vlan, &d.sll, &d.sll2, &d.loop, &d.ip4, &d.ip6,
 		&d.ext, &d.frag, &d.udp, &d.tcp}
@@ -185,7 +189,7 @@ func (d *Decoder) Stats() DecodeStats {
 // SkipFragments makes d leave later IP fragments without ports, for when
 // several decoders share one stream of frames: a Fragments table that sees
 // every fragment of the stream in order then gives them their ports.
-func (d *Decoder) SkipFragments() { d.frags = nil }
+func (d *Decoder) SkipFragments() { d.frags, d.skipFrags = nil, true }
 
 // Decode fills p from f and returns DropNone when f carried an IPv4 or IPv6
 // packet, or the reason it did not. p.Raw and p.Payload borrow f.Data.
@@ -215,7 +219,10 @@ func (d *Decoder) Decode(f *Frame, p *Packet) DropReason {
 	}
 	if p.Fragment {
 		d.stats.Fragments++
-		if d.frags != nil {
+		if !d.skipFrags {
+			if d.frags == nil {
+				d.frags = NewFragments()
+			}
 			d.frags.Attribute(p)
 		}
 	}

@@ -323,21 +323,16 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 	return runErr
 }
 
-// startStatsTicker asks ws for a stats event (and a metrics snapshot)
+// startStatsTicker asks w for a stats event (and a metrics snapshot)
 // every interval.
-func startStatsTicker(interval time.Duration, enabled bool, ws ...*worker) (stop func()) {
-	if !enabled {
-		return func() {}
-	}
+func startStatsTicker(interval time.Duration, w *worker) (stop func()) {
 	t := time.NewTicker(interval)
 	done := make(chan struct{})
 	go func() {
 		for {
 			select {
 			case <-t.C:
-				for _, w := range ws {
-					w.statsDue.Store(true)
-				}
+				w.statsDue.Store(true)
 			case <-done:
 				return
 			}

@@ -436,12 +436,11 @@ func parseOutput(raw string, o outputOptions, stdout io.Writer) (name string, d 
 			return "", nil, bad("want file:///absolute/path")
 		}
 		f := &sinks.File{Path: u.Path}
-		switch v := take(q, "format"); v {
-		case "", "eve", "json":
-		case "text":
-			f.Format = sinks.FormatText
-		default:
-			return "", nil, bad("format %q: want eve or text", v)
+		if v := take(q, "format"); v != "" {
+			var err error
+			if f.Format, err = sinks.ParseFormat(v); err != nil {
+				return "", nil, bad("format %q: want eve or text", v)
+			}
 		}
 		if err := noneLeft(q); err != nil {
 			return "", nil, bad("%v", err)

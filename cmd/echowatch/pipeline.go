@@ -117,7 +117,7 @@ func (p *pipeline) run(emitStats func()) (warnings []error, err error) {
 		}
 		if p.statsEvery > 0 {
 			tick = emitStats
-			defer startStatsTicker(p.statsEvery, true, w)()
+			defer startStatsTicker(p.statsEvery, w)()
 		}
 		w.reload = p.reload
 		warnings, err = w.runOne(p.eng, idle, tick)

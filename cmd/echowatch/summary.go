@@ -158,16 +158,12 @@ func (l *incidentLog) WriteAlert(a *detect.Alert) {
 
 // rate takes one sample of an open incident's rates, in the shape of the
 // engine's per-second rate callback.
-func (l *incidentLog) rate(id string, _ detect.Kind, t time.Time, pps, bps float64) {
-	l.sample(id, t, pps, bps)
-}
-
 var _ detect.RateObserver = (*incidentLog)(nil)
 
 // IncidentRate implements detect.RateObserver: the engine's per-second
 // rates of open incidents make the report's timeline.
-func (l *incidentLog) IncidentRate(id string, kind detect.Kind, t time.Time, pps, bps float64) {
-	l.rate(id, kind, t, pps, bps)
+func (l *incidentLog) IncidentRate(id string, _ detect.Kind, t time.Time, pps, bps float64) {
+	l.sample(id, t, pps, bps)
 }
 
 // sample adds a point to an incident's rate timeline. An incident is

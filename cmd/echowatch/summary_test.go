@@ -65,8 +65,8 @@ func writeSynthetic(t *testing.T, log *incidentLog) {
 	}
 	refl(detect.PhaseStart, 2496123*time.Microsecond, 2496123*time.Microsecond, 225, 50, 50, 30)
 	loop(detect.PhaseStart, 4450112*time.Microsecond, 4450112*time.Microsecond, 20, 4.5, 4.5)
-	log.rate("1400651e2c7ca222", detect.KindReflection, at(10*time.Second), 150.2, 150.2*74*8)
-	log.rate("78f0a4db5dd433b8", detect.KindLoop, at(10*time.Second), 40.5, 40.5*292*8)
+	log.IncidentRate("1400651e2c7ca222", detect.KindReflection, at(10*time.Second), 150.2, 150.2*74*8)
+	log.IncidentRate("78f0a4db5dd433b8", detect.KindLoop, at(10*time.Second), 40.5, 40.5*292*8)
 	refl(detect.PhaseUpdate, 62*time.Second, 61*time.Second, 5000, 120, 150.2, 31)
 	loop(detect.PhaseEnd, 80*time.Second, 19425154*time.Microsecond, 619, 0, 40.5)
 	refl(detect.PhaseEnd, 122*time.Second, 121500*time.Millisecond, 9000, 0, 150.2, 32)
@@ -86,7 +86,7 @@ func TestSummaryCollector(t *testing.T) {
 	log.WriteAlert(&scan)
 	scan.Incident.Phase = detect.PhaseUpdate
 	log.WriteAlert(&scan)
-	log.rate("c7f2a4e54a64ced0", detect.KindScan, at(91*time.Second), 1, 1)
+	log.IncidentRate("c7f2a4e54a64ced0", detect.KindScan, at(91*time.Second), 1, 1)
 
 	if got := log.droppedIncidents(); got != 1 {
 		t.Errorf("dropped %d incidents, want 1", got)

@@ -235,7 +235,7 @@ func (w *worker) keep(r *chunk) {
 	if ts := w.frame.Timestamp.UnixNano(); ts > r.last {
 		if ts >= r.nextSec {
 			r.add(ts).tick = true
-			r.nextSec = (floorDiv(ts, 1e9) + 1) * 1e9
+			r.nextSec = (w.frame.Timestamp.Unix() + 1) * 1e9
 		}
 		r.last = ts
 	}
@@ -343,13 +343,4 @@ func (w *worker) readFanout(out chan<- *chunk) error {
 			send()
 		}
 	}
-}
-
-// floorDiv divides, rounding toward minus infinity, as time.Time.Unix does.
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if a%b < 0 {
-		q--
-	}
-	return q
 }
