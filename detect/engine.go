@@ -52,28 +52,40 @@ func New(cfg Config, out AlertWriter) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: &cfg, svc: s.loopPorts, flowPorts: *cfg.FlowPorts()}
-	e.r = reporter{
-		out: out, host: cfg.SensorName, home: s.home,
-		update: cfg.UpdateInterval, endAfter: cfg.EndAfter, maxPerSec: cfg.MaxAlertsPerSecond,
-	}
-	if err := e.refl.init(&cfg.Reflection, s, &e.r); err != nil {
+	e := &Engine{r: reporter{out: out}}
+	if err := e.refl.init(&cfg.Reflection, &e.r); err != nil {
 		return nil, err
 	}
-	if err := e.loop.init(&cfg.Loop, s, &e.r); err != nil {
+	if err := e.loop.init(&cfg.Loop, &e.r); err != nil {
 		return nil, err
 	}
-	if err := e.spoof.init(&cfg.SpoofedFlood, s, &e.r); err != nil {
+	if err := e.spoof.init(&cfg.SpoofedFlood, &e.r); err != nil {
 		return nil, err
 	}
-	if err := e.scan.init(&cfg.Scan, s, &e.r); err != nil {
+	if err := e.scan.init(&cfg.Scan, &e.r); err != nil {
 		return nil, err
 	}
-	if err := e.expo.init(&cfg.Exposed, s, &e.r); err != nil {
+	if err := e.expo.init(&cfg.Exposed, &e.r); err != nil {
 		return nil, err
 	}
-	e.watch.Store(s.watchSet())
+	e.apply(&cfg, s)
 	return e, nil
+}
+
+// apply puts the settings c (compiled as s) in force: everything but the
+// tables, which New makes once. New and Reconfigure share it.
+func (e *Engine) apply(c *Config, s *settings) {
+	e.cfg = c
+	e.flowPorts = *c.FlowPorts()
+	e.watch.Store(s.watchSet())
+	e.svc = s.loopPorts
+	e.r.host, e.r.home = c.SensorName, s.home
+	e.r.update, e.r.endAfter, e.r.maxPerSec = c.UpdateInterval, c.EndAfter, c.MaxAlertsPerSecond
+	e.refl.cfg, e.refl.ports, e.refl.allow = &c.Reflection, s.reflPorts, s.allow[KindReflection]
+	e.loop.cfg, e.loop.allow = &c.Loop, s.allow[KindLoop]
+	e.spoof.cfg, e.spoof.ports, e.spoof.allow = &c.SpoofedFlood, s.spoofPorts, s.allow[KindSpoofedFlood]
+	e.scan.cfg, e.scan.ports, e.scan.allow = &c.Scan, s.scanPorts, s.allow[KindScan]
+	e.expo.cfg, e.expo.ports, e.expo.allow = &c.Exposed, s.exposPorts, s.allow[KindExposed]
 }
 
 // watchSet is what Wants looks at: the ports any detector watches, or all

@@ -29,8 +29,8 @@ type exposedKey struct {
 	proto uint8
 }
 
-func (d *exposure) init(cfg *ExposedConfig, s *settings, r *reporter) error {
-	d.cfg, d.r, d.ports, d.allow = cfg, r, s.exposPorts, s.allow[KindExposed]
+func (d *exposure) init(cfg *ExposedConfig, r *reporter) error {
+	d.r = r
 	var err error
 	d.found, err = newTable[exposedKey, finding]("exposed.findings", cfg.MaxFindings, 0,
 		func(e *finding) bool { return r.evicted(e) })

@@ -25,8 +25,8 @@ type loop struct {
 // pairKey is a loop's two endpoints, the smaller first.
 type pairKey struct{ a, b netip.AddrPort }
 
-func (d *loop) init(cfg *LoopConfig, s *settings, r *reporter) error {
-	d.cfg, d.r, d.allow = cfg, r, s.allow[KindLoop]
+func (d *loop) init(cfg *LoopConfig, r *reporter) error {
+	d.r = r
 	var err error
 	d.pairs, err = newTable[pairKey, pair]("loop.pairs", cfg.MaxPairs, 0, func(p *pair) bool { return r.evicted(p) })
 	return err

@@ -37,8 +37,10 @@ type reflection struct {
 
 const minPacketsPerReflector = 3
 
-func (d *reflection) init(cfg *ReflectionConfig, s *settings, r *reporter) error {
-	d.cfg, d.r, d.ports, d.allow = cfg, r, s.reflPorts, s.allow[KindReflection]
+// init makes the detector's tables, which its settings size (see
+// Engine.apply for the rest).
+func (d *reflection) init(cfg *ReflectionConfig, r *reporter) error {
+	d.r = r
 	onEvict := func(v *victim) bool { return r.evicted(v) }
 	var err error
 	if d.hosts, err = newTable[netip.Prefix, victim]("reflection.victims", cfg.MaxVictims, cfg.Window, onEvict); err != nil {

@@ -21,19 +21,7 @@ func (e *Engine) Reconfigure(cfg Config) error {
 	if err := e.cfg.fixedAsIn(&cfg); err != nil {
 		return err
 	}
-
-	c := &cfg
-	e.cfg = c
-	e.flowPorts = *c.FlowPorts()
-	e.watch.Store(s.watchSet())
-	e.svc = s.loopPorts
-	e.r.host, e.r.home = c.SensorName, s.home
-	e.r.update, e.r.endAfter, e.r.maxPerSec = c.UpdateInterval, c.EndAfter, c.MaxAlertsPerSecond
-	e.refl.cfg, e.refl.ports, e.refl.allow = &c.Reflection, s.reflPorts, s.allow[KindReflection]
-	e.loop.cfg, e.loop.allow = &c.Loop, s.allow[KindLoop]
-	e.spoof.cfg, e.spoof.ports, e.spoof.allow = &c.SpoofedFlood, s.spoofPorts, s.allow[KindSpoofedFlood]
-	e.scan.cfg, e.scan.ports, e.scan.allow = &c.Scan, s.scanPorts, s.allow[KindScan]
-	e.expo.cfg, e.expo.ports, e.expo.allow = &c.Exposed, s.exposPorts, s.allow[KindExposed]
+	e.apply(&cfg, s)
 	return nil
 }
 

@@ -36,8 +36,8 @@ const (
 	scanBits  = 2048
 )
 
-func (d *scan) init(cfg *ScanConfig, s *settings, r *reporter) error {
-	d.cfg, d.r, d.ports, d.allow = cfg, r, s.scanPorts, s.allow[KindScan]
+func (d *scan) init(cfg *ScanConfig, r *reporter) error {
+	d.r = r
 	var err error
 	d.scanners, err = newTable[scanKey, scanner]("scan.scanners", cfg.MaxScanners, cfg.Window,
 		func(s *scanner) bool { return r.evicted(s) })

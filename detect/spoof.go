@@ -34,8 +34,8 @@ type spoof struct {
 	targets *table[netip.Addr, target]
 }
 
-func (d *spoof) init(cfg *SpoofedFloodConfig, s *settings, r *reporter) error {
-	d.cfg, d.r, d.ports, d.allow = cfg, r, s.spoofPorts, s.allow[KindSpoofedFlood]
+func (d *spoof) init(cfg *SpoofedFloodConfig, r *reporter) error {
+	d.r = r
 	var err error
 	d.targets, err = newTable[netip.Addr, target]("spoofed_flood.targets", cfg.MaxTargets, cfg.Window, func(t *target) bool { return r.evicted(t) })
 	return err
