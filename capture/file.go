@@ -13,7 +13,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 )
@@ -281,7 +280,6 @@ func fileError(name string, err error) error {
 type fileReader struct {
 	file   *os.File // nil for stdin, which is not ours to close
 	budget *budgetReader
-	src    gopacket.ZeroCopyPacketDataSource
 
 	// linkType is the link type of a classic pcap, whose records rec
 	// reads; ng is set for pcapng, whose link type is per interface.
@@ -354,7 +352,7 @@ func newFileReader(r io.Reader, bufSize int) (*fileReader, error) {
 		if err := checkNgLinkTypes(ng); err != nil {
 			return nil, err
 		}
-		fr.src, fr.ng = ng, ng
+		fr.ng = ng
 	case isPcapMagic(magic):
 		magic := [4]byte(magic) // pcapgo reads past it
 		pr, err := pcapgo.NewReader(br)
@@ -450,7 +448,7 @@ func (fr *fileReader) read(f *Frame) error {
 		f.LinkType, f.Interface = fr.linkType, 0
 		return nil
 	}
-	data, ci, err := fr.src.ZeroCopyReadPacketData()
+	data, ci, err := fr.ng.ZeroCopyReadPacketData()
 	if err != nil {
 		return err
 	}
