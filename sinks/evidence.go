@@ -2,7 +2,6 @@ package sinks
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,7 +11,9 @@ import (
 	"slices"
 	"sync/atomic"
 
+	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/echowatch/echowatch/capture"
 	"github.com/echowatch/echowatch/detect"
@@ -216,14 +217,8 @@ func (e *Evidence) Create(id string, link layers.LinkType) detect.EvidenceFile {
 	}
 	f := &evidenceFile{e: e, path: path, link: link, file: file,
 		w: bufio.NewWriterSize(file, evidenceBufferSize), slot: len(e.open)}
-	var h [pcapHeaderLen]byte
-	binary.LittleEndian.PutUint32(h[0:], 0xa1b2c3d4) // microsecond timestamps
-	binary.LittleEndian.PutUint16(h[4:], 2)          // version 2.4
-	binary.LittleEndian.PutUint16(h[6:], 4)
-	// h[8:16]: time zone offset and accuracy, always 0.
-	binary.LittleEndian.PutUint32(h[16:], uint32(e.cfg.Snaplen))
-	binary.LittleEndian.PutUint32(h[20:], uint32(link))
-	f.w.Write(h[:]) // into an empty buffer: cannot fail
+	f.pw = pcapgo.NewWriter(f.w)                      // microsecond timestamps
+	f.pw.WriteFileHeader(uint32(e.cfg.Snaplen), link) // into an empty buffer: cannot fail
 	f.size = pcapHeaderLen
 	e.kept.Add(pcapHeaderLen)
 	e.open = append(e.open, f)
@@ -329,12 +324,10 @@ type evidenceFile struct {
 	link layers.LinkType
 	file *os.File // nil once finished
 	w    *bufio.Writer
-	slot int   // index in e.open while open
-	n    int   // packets written
-	size int64 // bytes written, headers included: what the file holds
-	// rec is a record header's scratch space: a local array passed to
-	// bufio.Writer.Write would escape, and cost an allocation per packet.
-	rec [pcapRecordLen]byte
+	pw   *pcapgo.Writer // over w
+	slot int            // index in e.open while open
+	n    int            // packets written
+	size int64          // bytes written, headers included: what the file holds
 }
 
 var _ detect.EvidenceFile = (*evidenceFile)(nil)
@@ -366,15 +359,8 @@ func (f *evidenceFile) WritePacket(p *capture.Packet) bool {
 	// the file stays within the bound.
 	f.size += n
 	e.kept.Add(n)
-	binary.LittleEndian.PutUint32(f.rec[0:], uint32(p.Timestamp.Unix()))
-	binary.LittleEndian.PutUint32(f.rec[4:], uint32(p.Timestamp.Nanosecond()/1000))
-	binary.LittleEndian.PutUint32(f.rec[8:], uint32(caplen))
-	binary.LittleEndian.PutUint32(f.rec[12:], uint32(max(p.Length, caplen)))
-	if _, err := f.w.Write(f.rec[:]); err != nil {
-		f.finish(fmt.Errorf("sinks/evidence: write %s: %w", f.path, err))
-		return false
-	}
-	if _, err := f.w.Write(p.Raw[:caplen]); err != nil {
+	ci := gopacket.CaptureInfo{Timestamp: p.Timestamp, CaptureLength: caplen, Length: max(p.Length, caplen)}
+	if err := f.pw.WritePacket(ci, p.Raw[:caplen]); err != nil {
 		f.finish(fmt.Errorf("sinks/evidence: write %s: %w", f.path, err))
 		return false
 	}
@@ -408,7 +394,7 @@ func (f *evidenceFile) finish(werr error) error {
 	if err != nil && werr == nil {
 		err = fmt.Errorf("sinks/evidence: close %s: %w", f.path, err)
 	}
-	f.file, f.w = nil, nil
+	f.file, f.w, f.pw = nil, nil, nil
 
 	e := f.e
 	last := e.open[len(e.open)-1]
