@@ -397,3 +397,27 @@ func (s *PortSet) Add(port uint16) { s[port>>6] |= 1 << (port & 63) }
 
 // Has reports whether port is in the set.
 func (s *PortSet) Has(port uint16) bool { return s[port>>6]&(1<<(port&63)) != 0 }
+
+// portList is the few ports an incident names (the services a victim was
+// hit from, the ports a scanner probed), sorted, in place: ports past
+// the eighth are not listed.
+type portList struct {
+	p [8]uint16
+	n int
+}
+
+// add puts port in the list, unless it is there or the list is full.
+func (l *portList) add(port uint16) {
+	i := 0
+	for ; i < l.n && l.p[i] < port; i++ {
+	}
+	if (i < l.n && l.p[i] == port) || l.n == len(l.p) {
+		return
+	}
+	copy(l.p[i+1:l.n+1], l.p[i:l.n])
+	l.p[i] = port
+	l.n++
+}
+
+// ports returns the list's ports, ascending.
+func (l *portList) ports() []uint16 { return l.p[:l.n] }

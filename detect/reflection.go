@@ -167,8 +167,7 @@ type victim struct {
 	reqP, repP uint64 // packets of each side in this activity
 	reqB, repB uint64
 	refl       tally
-	svc        [8]uint16 // service ports seen, sorted
-	nsvc       int
+	svc        portList  // service ports seen
 	hosts      tally     // prefix: the hosts hit
 	octets     [4]uint64 // IPv4 prefix of /24 or longer: the hosts hit, exactly
 }
@@ -200,7 +199,7 @@ func (v *victim) count(p *capture.Packet, vic netip.Addr, refl netip.AddrPort, r
 		v.repB += uint64(p.Length)
 	}
 	v.refl.add(refl, p.Length)
-	v.addService(refl.Port())
+	v.svc.add(refl.Port())
 	if v.isPrefix {
 		v.hosts.add(netip.AddrPortFrom(vic, 0), p.Length)
 		if vic.Is4() {
@@ -208,18 +207,6 @@ func (v *victim) count(p *capture.Packet, vic netip.Addr, refl netip.AddrPort, r
 			v.octets[o>>6] |= 1 << (o & 63)
 		}
 	}
-}
-
-func (v *victim) addService(port uint16) {
-	i := 0
-	for ; i < v.nsvc && v.svc[i] < port; i++ {
-	}
-	if (i < v.nsvc && v.svc[i] == port) || v.nsvc == len(v.svc) {
-		return
-	}
-	copy(v.svc[i+1:v.nsvc+1], v.svc[i:v.nsvc])
-	v.svc[i] = port
-	v.nsvc++
 }
 
 // spread reports whether a prefix's traffic is spread over its hosts: no
@@ -268,7 +255,7 @@ func (v *victim) measure(now time.Time) (bool, float64, float64) {
 func (v *victim) reset() {
 	v.reqP, v.repP, v.reqB, v.repB = 0, 0, 0, 0
 	v.refl.reset()
-	v.nsvc = 0
+	v.svc = portList{}
 	v.hosts.reset()
 	v.octets = [4]uint64{}
 }
@@ -288,7 +275,7 @@ func (v *victim) describe(a *Alert) {
 	a.Proto = capture.ProtoUDP
 	in.Victim = v.pfx
 	in.ReflectorCount = v.refl.count()
-	for _, port := range v.svc[:v.nsvc] {
+	for _, port := range v.svc.ports() {
 		in.Services = append(in.Services, serviceName(port))
 	}
 	// The larger side is the attack's size (see victim).

@@ -84,8 +84,7 @@ type scanner struct {
 	slot    int64 // index of the newest quarter window
 	seen    [scanSlots][scanBits / 64]uint64
 	targets int // distinct hosts in the window, an estimate
-	ports   [8]uint16
-	nports  int
+	ports   portList
 	nmap    bool
 	last    netip.AddrPort // the latest target
 	sport   uint16
@@ -109,7 +108,7 @@ func (s *scanner) count(p *capture.Packet) {
 	if changed {
 		s.recount()
 	}
-	s.addPort(p.DstPort)
+	s.ports.add(p.DstPort)
 	if p.Proto == capture.ProtoUDP && isNmapProbe(p) {
 		s.nmap = true
 	}
@@ -143,18 +142,6 @@ func (s *scanner) recount() {
 	s.targets = int(bitmapCount(n, scanBits) + 0.5)
 }
 
-func (s *scanner) addPort(port uint16) {
-	i := 0
-	for ; i < s.nports && s.ports[i] < port; i++ {
-	}
-	if (i < s.nports && s.ports[i] == port) || s.nports == len(s.ports) {
-		return
-	}
-	copy(s.ports[i+1:s.nports+1], s.ports[i:s.nports])
-	s.ports[i] = port
-	s.nports++
-}
-
 func (s *scanner) lifecycle() *track { return &s.t }
 func (s *scanner) kind() Kind        { return KindScan }
 func (s *scanner) key() string       { return protoName(s.k.proto) + "/" + s.k.src.String() }
@@ -167,7 +154,7 @@ func (s *scanner) measure(time.Time) (bool, float64, float64) {
 
 func (s *scanner) reset() {
 	s.seen = [scanSlots][scanBits / 64]uint64{}
-	s.targets, s.nports, s.nmap = 0, 0, false
+	s.targets, s.ports, s.nmap = 0, portList{}, false
 }
 
 func (s *scanner) describe(a *Alert) {
@@ -178,7 +165,7 @@ func (s *scanner) describe(a *Alert) {
 		a.Signature = sig(SIDScanTCP)
 	}
 	in.Targets = s.targets
-	in.Ports = append(in.Ports, s.ports[:s.nports]...)
+	in.Ports = append(in.Ports, s.ports.ports()...)
 	in.Tool = "unknown"
 	if s.nmap {
 		in.Tool = "nmap"
