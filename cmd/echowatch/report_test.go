@@ -36,7 +36,7 @@ func TestReportContent(t *testing.T) {
 	log.WriteAlert(&a)
 	// Keys are rendered from addresses today; the page must not depend on it.
 	log.mu.Lock()
-	log.byID["d6f620360c3ec781"].key = hostile
+	log.byID["d6f620360c3ec781"].Key = hostile
 	log.mu.Unlock()
 
 	var b bytes.Buffer

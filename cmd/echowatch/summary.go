@@ -63,35 +63,11 @@ func (t alertTee) WriteAlert(a *detect.Alert) {
 	}
 }
 
-// incidentRecord is what the log keeps about one incident. It holds
-// copies: the engine reuses its Alert.
+// incidentRecord is what the log keeps about one incident: the facts a
+// summary gives (Rates aside) and the timeline they are taken from. It
+// holds copies: the engine reuses its Alert.
 type incidentRecord struct {
-	id        string
-	kind      detect.Kind
-	key       string
-	sid       uint32
-	severity  int
-	direction string
-	phase     detect.Phase
-	proto     uint8
-	alerts    int       // alerts seen
-	lastAlert time.Time // packet time of the latest alert
-
-	firstSeen, lastSeen time.Time
-	packets, bytes      uint64
-	peakPPS, peakBPS    float64
-
-	// The kind's headline facts.
-	reflectors int               // reflection: distinct reflectors
-	hosts      int               // reflection toward a prefix: distinct hosts hit
-	sources    int               // spoofed_flood: distinct sources (estimate)
-	targets    int               // scan: distinct hosts probed
-	tool       string            // scan: the tool recognised
-	ports      []uint16          // scan: the ports probed
-	endpoints  [2]netip.AddrPort // loop
-	service    string            // exposed
-	capture    string            // its evidence file, if any
-
+	incidentSummary
 	rates rateSeries
 }
 
@@ -121,43 +97,41 @@ func (l *incidentLog) WriteAlert(a *detect.Alert) {
 		}
 		return
 	}
-	r.alerts++
+	r.Alerts++
 	// The latest alert speaks for the incident; an end is final.
-	if r.alerts == 1 || (!a.Time.Before(r.lastAlert) && r.phase != detect.PhaseEnd) {
-		r.lastAlert = a.Time
-		r.phase = in.Phase
-		r.key = a.Key()
+	if r.Alerts == 1 || (!a.Time.Before(r.LastAlert) && r.Phase != detect.PhaseEnd) {
+		r.LastAlert = a.Time
+		r.Phase = in.Phase
+		r.Key = a.Key()
 		if a.Signature != nil {
-			r.sid = a.Signature.ID
+			r.SID = a.Signature.ID
 		}
-		r.severity = a.Severity
-		r.direction = in.Direction
-		r.proto = a.Proto
-		r.reflectors, r.hosts = in.ReflectorCount, in.Hosts
-		r.sources = in.DistinctSources
-		r.targets, r.tool = in.Targets, in.Tool
-		r.ports = append(r.ports[:0], in.Ports...)
-		r.endpoints = in.Endpoints
-		r.service = in.Service
+		r.Severity = a.Severity
+		r.Direction = in.Direction
+		r.Proto = a.Proto
+		r.Reflectors, r.Hosts = in.ReflectorCount, in.Hosts
+		r.Sources = in.DistinctSources
+		r.Targets, r.Tool = in.Targets, in.Tool
+		r.Ports = append(r.Ports[:0], in.Ports...)
+		r.Endpoints = in.Endpoints
+		r.Service = in.Service
 	}
 	if a.CaptureFile != "" {
-		r.capture = a.CaptureFile
+		r.CaptureFile = a.CaptureFile
 	}
-	if r.firstSeen.IsZero() || in.FirstSeen.Before(r.firstSeen) {
-		r.firstSeen = in.FirstSeen
+	if r.FirstSeen.IsZero() || in.FirstSeen.Before(r.FirstSeen) {
+		r.FirstSeen = in.FirstSeen
 	}
-	if in.LastSeen.After(r.lastSeen) {
-		r.lastSeen = in.LastSeen
+	if in.LastSeen.After(r.LastSeen) {
+		r.LastSeen = in.LastSeen
 	}
-	r.packets = max(r.packets, in.Packets)
-	r.bytes = max(r.bytes, in.Bytes)
-	r.peakPPS = max(r.peakPPS, in.PeakPPS, in.PPS)
-	r.peakBPS = max(r.peakBPS, in.PeakBPS, in.BPS)
+	r.Packets = max(r.Packets, in.Packets)
+	r.Bytes = max(r.Bytes, in.Bytes)
+	r.PeakPPS = max(r.PeakPPS, in.PeakPPS, in.PPS)
+	r.PeakBPS = max(r.PeakBPS, in.PeakBPS, in.BPS)
 	l.addPoint(r, ratePoint{t: a.Time, pps: in.PPS, bps: in.BPS})
 }
 
-// rate takes one sample of an open incident's rates, in the shape of the
-// engine's per-second rate callback.
 var _ detect.RateObserver = (*incidentLog)(nil)
 
 // IncidentRate implements detect.RateObserver: the engine's per-second
@@ -174,8 +148,8 @@ func (l *incidentLog) sample(id string, t time.Time, pps, bps float64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if r := l.byID[id]; r != nil {
-		r.peakPPS = max(r.peakPPS, pps)
-		r.peakBPS = max(r.peakBPS, bps)
+		r.PeakPPS = max(r.PeakPPS, pps)
+		r.PeakBPS = max(r.PeakBPS, bps)
 		l.addPoint(r, ratePoint{t: t, pps: pps, bps: bps})
 	}
 }
@@ -189,7 +163,7 @@ func (l *incidentLog) record(id string, kind detect.Kind) *incidentRecord {
 	if len(l.order) >= l.maxIncidents {
 		return nil
 	}
-	r := &incidentRecord{id: id, kind: kind}
+	r := &incidentRecord{incidentSummary: incidentSummary{ID: id, Kind: kind}}
 	l.byID[id] = r
 	l.order = append(l.order, r)
 	return r
@@ -216,7 +190,8 @@ func (l *incidentLog) droppedIncidents() uint64 {
 	return l.dropped
 }
 
-// incidentSummary is a consistent copy of one incident's facts.
+// incidentSummary is one incident's facts; incidents returns consistent
+// copies.
 type incidentSummary struct {
 	ID        string
 	Kind      detect.Kind
@@ -253,16 +228,10 @@ func (l *incidentLog) incidents() []incidentSummary {
 	defer l.mu.Unlock()
 	out := make([]incidentSummary, 0, len(l.order))
 	for _, r := range l.order {
-		out = append(out, incidentSummary{
-			ID: r.id, Kind: r.kind, Key: r.key, SID: r.sid, Severity: r.severity,
-			Direction: r.direction, Phase: r.phase, Proto: r.proto, Alerts: r.alerts, LastAlert: r.lastAlert,
-			FirstSeen: r.firstSeen, LastSeen: r.lastSeen, Packets: r.packets, Bytes: r.bytes,
-			PeakPPS: r.peakPPS, PeakBPS: r.peakBPS,
-			Reflectors: r.reflectors, Hosts: r.hosts, Sources: r.sources, Targets: r.targets,
-			Tool: r.tool, Ports: slices.Clone(r.ports), Endpoints: r.endpoints, Service: r.service,
-			CaptureFile: r.capture,
-			Rates:       r.rates.points(),
-		})
+		c := r.incidentSummary
+		c.Ports = slices.Clone(c.Ports)
+		c.Rates = r.rates.points()
+		out = append(out, c)
 	}
 	slices.SortFunc(out, func(a, b incidentSummary) int {
 		if c := a.FirstSeen.Compare(b.FirstSeen); c != 0 {
