@@ -62,7 +62,7 @@ func testFileCapabilities(t *testing.T, mode, caps string, args []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	argv := append([]string{"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-		bin, "-i", "ew1", "--format", "eve", "--home-net", "198.18.0.0/30"}, args...)
+		bin, "-i", "ew1", "--format", "eve", "--home-net", "198.18.0.0/30", "--stats", "--stats-interval", "200ms"}, args...)
 	if caps != "cap_net_raw+ep" {
 		cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", sensor}, argv...)...)
 		cmd.Env = append(os.Environ(), "ECHOWATCH_AS_MAIN=1")
@@ -82,7 +82,7 @@ func testFileCapabilities(t *testing.T, mode, caps string, args []string) {
 	if out, err := send.CombinedOutput(); err != nil {
 		t.Fatalf("sender: %v: %s", err, out)
 	}
-	time.Sleep(300 * time.Millisecond)
+	s.settle(t, 400)
 	if err := s.stop(); err != nil {
 		t.Fatalf("echowatch as nobody: %v\nstderr:\n%s", err, s.errors())
 	}

@@ -45,7 +45,7 @@ func TestLiveUnderLoad(t *testing.T) {
 			sender, sensor := netnsPair(t, "ld"+name[:2]+name[len(name)-1:])
 			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 			defer cancel()
-			proc := startSensor(ctx, t, sensor, append([]string{"-i", "ew1", "--format", "eve", "--stats",
+			proc := startSensor(ctx, t, sensor, append([]string{"-i", "ew1", "--format", "eve", "--stats", "--stats-interval", "200ms",
 				"--home-net", "198.18.0.0/30", "--sensor-name", "load"}, mode...)...)
 			time.Sleep(200 * time.Millisecond) // every worker's socket is in place
 			rxDropped := func() uint64 { return rxDroppedIn(t, sensor, "ew1") }
@@ -54,7 +54,7 @@ func TestLiveUnderLoad(t *testing.T) {
 			if err != nil {
 				t.Fatalf("replay: %v", err)
 			}
-			time.Sleep(time.Second) // let the workers drain their rings
+			proc.settle(t, 1) // the workers drained their rings
 			ifDrops := rxDropped() - before
 			if err := proc.stop(); err != nil {
 				t.Fatalf("echowatch: %v\nstderr:\n%s", err, proc.errors())

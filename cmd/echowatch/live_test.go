@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -123,7 +124,7 @@ func TestLiveCapture(t *testing.T) {
 			if out, err := send.CombinedOutput(); err != nil {
 				t.Fatalf("sender: %v: %s", err, out)
 			}
-			time.Sleep(300 * time.Millisecond) // let the last frames reach the sensor
+			sensorProc.settle(t, 400)
 			if err := sensorProc.stop(); err != nil {
 				t.Fatalf("echowatch: %v\nstderr:\n%s", err, sensorProc.errors())
 			}
@@ -181,7 +182,7 @@ func regexpInt(t *testing.T, s, re string) int {
 // namespace.
 type liveSensor struct {
 	cmd     *exec.Cmd
-	stdout  strings.Builder
+	stdout  syncBuffer // read while the sensor writes (settle)
 	mu      sync.Mutex
 	stderr  strings.Builder
 	scanned chan struct{} // closed once all of stderr is read
@@ -240,6 +241,35 @@ func (s *liveSensor) stop() error {
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	<-s.scanned // all of stderr is read before Wait closes the pipe
 	return s.cmd.Wait()
+}
+
+// settled matches what a stats event says of the frames the sensor read
+// and the packets that reached detection.
+var settled = regexp.MustCompile(`"event_type":"stats".*?"decoder":\{"frames":(\d+).*?"detect":\{"packets":(\d+)`)
+
+// settle waits until the sensor has read at least frames frames and then
+// nothing more for three stats events in a row: what the kernel held for
+// it has been read and reached detection. It is how a test knows the
+// sensor is done with what was sent, however slow the machine; the sensor
+// must run with --stats and a short --stats-interval.
+func (s *liveSensor) settle(t *testing.T, frames int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		all := settled.FindAllStringSubmatch(s.stdout.String(), -1)
+		if n := len(all); n >= 3 {
+			last := all[n-3:]
+			read, _ := strconv.Atoi(last[2][1])
+			if read >= frames && last[0][1] == last[2][1] && last[1][1] == last[2][1] &&
+				last[0][2] == last[2][2] && last[1][2] == last[2][2] {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the sensor did not settle with %d frames read within 30s; its stats: %q", frames, all)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // errors returns what the sensor wrote to stderr so far.

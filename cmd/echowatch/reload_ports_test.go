@@ -43,7 +43,9 @@ func TestLiveReloadPorts(t *testing.T) {
 			write(only19)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			s := startSensor(ctx, t, sensor, append([]string{"-i", "ew1", "--format", "eve", "--config", conf}, tc.args...)...)
+			s := startSensor(ctx, t, sensor, append([]string{"-i", "ew1", "--format", "eve", "--config", conf,
+				"--stats", "--stats-interval", "200ms"}, tc.args...)...)
+			sent := 0
 			send := func() {
 				t.Helper()
 				cmd := exec.CommandContext(ctx, "ip", "netns", "exec", sender, os.Args[0], "7", "400", "400")
@@ -51,7 +53,8 @@ func TestLiveReloadPorts(t *testing.T) {
 				if out, err := cmd.CombinedOutput(); err != nil {
 					t.Fatalf("sender: %v: %s", err, out)
 				}
-				time.Sleep(300 * time.Millisecond) // the last frames reach the sensor
+				sent += 400
+				s.settle(t, sent)
 			}
 			send()
 			write(home) // every kind's default ports, 7 among them
@@ -74,12 +77,16 @@ func TestLiveReloadPorts(t *testing.T) {
 					continue // no alert at all
 				}
 				var ev struct {
+					EventType string `json:"event_type"`
 					Timestamp string `json:"timestamp"`
 					SrcPort   int    `json:"src_port"`
 					Incident  struct{ Kind, Phase string }
 				}
 				if err := json.Unmarshal([]byte(line), &ev); err != nil {
 					t.Fatalf("%v: %q", err, line)
+				}
+				if ev.EventType != "alert" {
+					continue
 				}
 				at, err := time.Parse("2006-01-02T15:04:05.000000-0700", ev.Timestamp)
 				if err != nil {
