@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/echowatch/echowatch/sinks"
 	"github.com/echowatch/echowatch/sinks/sinkstest"
@@ -58,7 +59,12 @@ func TestConformance(t *testing.T) {
 
 func newSyslog(t testing.TB, r *sinkstest.Rsyslog, format sinks.SyslogFormat) *sinks.Syslog {
 	t.Helper()
-	cfg := sinks.SyslogConfig{Network: r.Network, Addr: r.Addr, Format: format, Hostname: "sensor-1", Version: "1.2.3"}
+	// The tests stop rsyslog while messages stream in; what it had
+	// acknowledged but not yet read is lost with it. A settle time well
+	// above how long a loaded machine may keep rsyslog from reading keeps
+	// such messages unsettled, so they are sent again.
+	cfg := sinks.SyslogConfig{Network: r.Network, Addr: r.Addr, Format: format, Hostname: "sensor-1", Version: "1.2.3",
+		SettleTime: 2 * time.Second}
 	if r.Certs != nil {
 		cfg.TLS = r.Certs.ClientTLS()
 	}

@@ -44,7 +44,10 @@ func TestCloseWithAStuckWriter(t *testing.T) {
 // instead of losing events, for as long as it makes progress, though a
 // full queue takes longer than Wait to deliver; without Wait, it drops.
 func TestQueueWaitSlowReader(t *testing.T) {
-	for _, wait := range []time.Duration{0, 200 * time.Millisecond} {
+	// The reader takes 2 MB/s: a full queue (some 1.4 MB) takes longer
+	// than the wait of 500 ms, and a batch of 256 events well less, even
+	// on a machine five times slower than planned.
+	for _, wait := range []time.Duration{0, 500 * time.Millisecond} {
 		r, w, err := os.Pipe()
 		if err != nil {
 			t.Fatal(err)
@@ -59,7 +62,7 @@ func TestQueueWaitSlowReader(t *testing.T) {
 					read <- n
 					return
 				}
-				time.Sleep(time.Millisecond)
+				time.Sleep(2 * time.Millisecond)
 			}
 		}()
 		q := sinks.NewQueue("stdout", &sinks.Writer{W: w}, sinks.QueueConfig{Size: 2000, Wait: wait, FlushTimeout: 10 * time.Second})
@@ -174,7 +177,10 @@ func TestQueueWaitersAtClose(t *testing.T) {
 	for i := range 2 {
 		go func() { errs <- q.Write(sinkstest.Alert(2, i)) }()
 	}
-	time.Sleep(100 * time.Millisecond) // both wait for room
+	for q.Stats().Produced < 3 { // both wait for room
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(10 * time.Millisecond)
 	done := make(chan struct{})
 	go func() { q.Close(); close(done) }()
 	for range 2 {

@@ -249,13 +249,19 @@ func (r *Rsyslog) Messages() []SyslogMessage {
 	return msgs
 }
 
-// WaitMessages waits up to timeout for n messages and returns what there
-// is then.
+// WaitMessages waits up to timeout for n distinct messages and returns
+// what there is then. Copies do not count: after a reconnection a sender
+// sends again what was not settled, and they would make up the count
+// before the last messages arrive.
 func (r *Rsyslog) WaitMessages(n int, timeout time.Duration) []SyslogMessage {
 	deadline := time.Now().Add(timeout)
 	for {
 		msgs := r.Messages()
-		if len(msgs) >= n || time.Now().After(deadline) {
+		seen := make(map[string]bool, len(msgs))
+		for _, m := range msgs {
+			seen[m.Msg] = true
+		}
+		if len(seen) >= n || time.Now().After(deadline) {
 			return msgs
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -363,34 +363,44 @@ func waitDelivered(t *testing.T, q *sinks.Queue, n uint64) {
 	}
 }
 
-// waitReceived waits until the destination has at least n events, and a
-// little more for any repeat still on its way. With n < 0 it waits until
-// nothing more arrives: a lossy destination may never have everything.
+// waitReceived waits until the destination has at least n distinct events
+// (a reconnection sends again what was not settled, so copies must not make
+// up the count), and a little more for any repeat still on its way. With
+// n < 0 it waits until something arrived and then nothing more does: a
+// lossy destination may never have everything.
 func waitReceived(t *testing.T, tg Target, n int) []string {
 	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
 	if n < 0 {
 		last := -1
 		for {
 			time.Sleep(300 * time.Millisecond)
 			got := tg.Received()
-			if len(got) == last {
+			if len(got) == last && (last > 0 || time.Now().After(deadline)) {
 				return got
 			}
 			last = len(got)
 		}
 	}
-	deadline := time.Now().Add(15 * time.Second)
 	for {
 		got := tg.Received()
-		if len(got) >= n {
+		if distinct(got) >= n {
 			time.Sleep(50 * time.Millisecond)
 			return tg.Received()
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("received %d events, want %d", len(got), n)
+			t.Fatalf("received %d distinct events, want %d", distinct(got), n)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+func distinct(events []string) int {
+	seen := make(map[string]bool, len(events))
+	for _, e := range events {
+		seen[e] = true
+	}
+	return len(seen)
 }
 
 // LogRecorder is a slog.Handler that keeps the messages logged.
