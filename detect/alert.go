@@ -99,6 +99,10 @@ type Evidence struct {
 	RandomSource uint64 // packets of windows that were random-source floods
 }
 
+// EventMeta returns the alert's EVE event_type, "alert", and its packet
+// time.
+func (a *Alert) EventMeta() (eventType string, t time.Time) { return "alert", a.Time }
+
 // Kind returns the kind of incident the alert reports.
 func (a *Alert) Kind() Kind { return a.Incident.Kind }
 

@@ -127,6 +127,9 @@ func (statsEvent) AppendEVE(b []byte) []byte {
 	return append(b, `{"timestamp":"2024-05-01T12:00:00.000000+0000","event_type":"stats","host":"sensor-1","stats":{}}`...)
 }
 func (statsEvent) AppendText(b []byte) []byte { return append(b, "stats"...) }
+func (statsEvent) EventMeta() (string, time.Time) {
+	return "stats", time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+}
 
 func TestRecordOfOtherEvents(t *testing.T) {
 	r := NewRecord(statsEvent{})

@@ -156,8 +156,6 @@ func NewKafka(cfg KafkaConfig) (*Kafka, error) {
 
 // Check asks the brokers whether the topic exists.
 func (k *Kafka) Check(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
 	err := k.checkTopic(ctx)
 	if err != nil && unreachable(err) {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -165,30 +163,40 @@ func (k *Kafka) Check(ctx context.Context) error {
 	return err
 }
 
+// checkTopic tells whether the topic exists, without creating it: with
+// AutoCreate the writer asks the broker to create a missing one.
 func (k *Kafka) checkTopic(ctx context.Context) error {
-	client := &kafka.Client{Addr: k.addr, Transport: k.transport, Timeout: 10 * time.Second}
-	resp, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{k.cfg.Topic}})
-	if err != nil {
-		return fmt.Errorf("sinks/kafka: metadata from %s: %w", k.addr, err)
-	}
-	for _, t := range resp.Topics {
-		if t.Name != k.cfg.Topic {
-			continue
-		}
-		switch {
-		case t.Error == nil:
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := k.topic(ctx, false)
+	if errors.Is(err, kafka.UnknownTopicOrPartition) {
+		if k.cfg.AutoCreate {
 			return nil
-		case errors.Is(t.Error, kafka.UnknownTopicOrPartition) && k.cfg.AutoCreate:
-			return nil // the writer asks the broker to create it
-		case errors.Is(t.Error, kafka.UnknownTopicOrPartition):
-			return fmt.Errorf("sinks/kafka: topic %q does not exist on %s (create it, or add auto_create=true to let the broker create it)", k.cfg.Topic, k.addr)
 		}
-		return fmt.Errorf("sinks/kafka: topic %q: %w", k.cfg.Topic, t.Error)
+		return fmt.Errorf("sinks/kafka: topic %q does not exist on %s (create it, or add auto_create=true to let the broker create it)", k.cfg.Topic, k.addr)
 	}
-	if k.cfg.AutoCreate {
-		return nil
+	return err
+}
+
+// topic reads the topic's partition count from the metadata the transport
+// caches; create lets the broker create a missing topic. A topic the
+// broker does not know is an error wrapping kafka.UnknownTopicOrPartition.
+func (k *Kafka) topic(ctx context.Context, create bool) (partitions int, err error) {
+	r, err := k.transport.RoundTrip(ctx, k.addr, &metadataAPI.Request{
+		TopicNames: []string{k.cfg.Topic}, AllowAutoTopicCreation: create,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sinks/kafka: metadata from %s: %w", k.addr, err)
 	}
-	return fmt.Errorf("sinks/kafka: topic %q does not exist on %s (create it, or add auto_create=true to let the broker create it)", k.cfg.Topic, k.addr)
+	for _, t := range r.(*metadataAPI.Response).Topics {
+		if t.Name == k.cfg.Topic {
+			if t.ErrorCode != 0 {
+				return 0, fmt.Errorf("sinks/kafka: topic %q: %w", k.cfg.Topic, kafka.Error(t.ErrorCode))
+			}
+			return len(t.Partitions), nil
+		}
+	}
+	return 0, fmt.Errorf("sinks/kafka: topic %q: %w", k.cfg.Topic, kafka.UnknownTopicOrPartition)
 }
 
 // unreachable tells a broker that could not be reached from one that
@@ -240,7 +248,7 @@ type kafkaConn struct {
 	w      *kafka.Writer
 	msgs   []kafka.Message
 	keys   [][]byte // key of each record of the round
-	part   []int    // partition of msgs[i], from the balancer
+	part   []int    // partition of each record of the round (murmur2)
 	all    []int    // 0 to the topic's partitions - 1
 	unsent []*Record
 
@@ -253,14 +261,15 @@ type kafkaConn struct {
 
 var _ Conn = (*kafkaConn)(nil)
 
-// kafkaBalancer is murmur2 that remembers each message's partition: a
-// failed produce does not always say.
+// kafkaBalancer hands the writer the partition Send chose for each message
+// while it sized the round; round reads it back too, because a failed
+// produce does not always say which partition failed. A topic only ever
+// gains partitions, so the chosen one exists even if the writer's metadata
+// is newer than Send's.
 type kafkaBalancer struct{ c *kafkaConn }
 
-func (b kafkaBalancer) Balance(msg kafka.Message, partitions ...int) int {
-	p := kafka.Murmur2Balancer{Consistent: true}.Balance(msg, partitions...)
-	b.c.part[msg.WriterData.(int)] = p
-	return p
+func (b kafkaBalancer) Balance(msg kafka.Message, _ ...int) int {
+	return b.c.part[msg.WriterData.(int)]
 }
 
 func (c *kafkaConn) complete(msgs []kafka.Message, err error) {
@@ -292,7 +301,10 @@ func (c *kafkaConn) key(r *Record) []byte {
 
 func (c *kafkaConn) Send(ctx context.Context, recs []*Record) (Progress, error) {
 	var p Progress
-	n, err := c.partitions(ctx)
+	n, err := c.k.topic(ctx, c.k.cfg.AutoCreate)
+	if err == nil && n == 0 { // nothing to hash keys over
+		err = fmt.Errorf("sinks/kafka: topic %q: %w", c.k.cfg.Topic, kafka.UnknownTopicOrPartition)
+	}
 	if err != nil {
 		c.unsent = append(c.unsent, recs...)
 		return p, err
@@ -311,6 +323,7 @@ func (c *kafkaConn) Send(ctx context.Context, recs []*Record) (Progress, error) 
 		clear(bytes)
 		clear(count)
 		c.keys = c.keys[:0]
+		c.part = c.part[:0]
 		m := 0
 		for m < len(recs) {
 			r := recs[m]
@@ -331,6 +344,7 @@ func (c *kafkaConn) Send(ctx context.Context, recs []*Record) (Progress, error) 
 			bytes[part] += size
 			count[part]++
 			c.keys = append(c.keys, key)
+			c.part = append(c.part, part)
 			m++
 		}
 		if m == 0 {
@@ -347,38 +361,13 @@ func (c *kafkaConn) Send(ctx context.Context, recs []*Record) (Progress, error) 
 	return p, nil
 }
 
-// partitions returns the topic's partition count, from the metadata the
-// transport caches.
-func (c *kafkaConn) partitions(ctx context.Context) (int, error) {
-	r, err := c.k.transport.RoundTrip(ctx, c.k.addr, &metadataAPI.Request{
-		TopicNames: []string{c.k.cfg.Topic}, AllowAutoTopicCreation: c.k.cfg.AutoCreate,
-	})
-	if err != nil {
-		return 0, fmt.Errorf("sinks/kafka: metadata from %s: %w", c.k.addr, err)
-	}
-	for _, t := range r.(*metadataAPI.Response).Topics {
-		if t.Name == c.k.cfg.Topic {
-			if t.ErrorCode != 0 {
-				return 0, fmt.Errorf("sinks/kafka: topic %q: %w", c.k.cfg.Topic, kafka.Error(t.ErrorCode))
-			}
-			if len(t.Partitions) == 0 {
-				break
-			}
-			return len(t.Partitions), nil
-		}
-	}
-	return 0, fmt.Errorf("sinks/kafka: topic %q: %w", c.k.cfg.Topic, kafka.UnknownTopicOrPartition)
-}
-
 // round produces recs and waits for every completion. What failed, and
 // what followed it on the same partition, is kept to send again, in
 // order.
 func (c *kafkaConn) round(ctx context.Context, recs []*Record) (Progress, error) {
 	c.msgs = c.msgs[:0]
-	c.part = c.part[:0]
 	for i, r := range recs {
 		c.msgs = append(c.msgs, kafka.Message{Key: c.keys[i], Value: r.EVE, WriterData: i})
-		c.part = append(c.part, -1)
 	}
 	done := make(chan struct{})
 	c.mu.Lock()

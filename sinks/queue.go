@@ -123,8 +123,6 @@ type Queue struct {
 	closed    atomic.Bool // Close is over: what is left is undelivered
 }
 
-var _ Sink = (*Queue)(nil)
-
 // NewQueue returns an output named name (for logs and errors) delivering
 // to d. It does no I/O and starts nothing: see Start.
 func NewQueue(name string, d Dialer, cfg QueueConfig) *Queue {

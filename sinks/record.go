@@ -28,24 +28,15 @@ var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b 
 
 // NewRecord renders ev. It keeps nothing of ev.
 func NewRecord(ev Event) *Record {
+	typ, t := ev.EventMeta()
 	if a, ok := ev.(*detect.Alert); ok {
 		buf := scratch.Get().(*[]byte)
 		*buf = a.AppendEVE((*buf)[:0])
-		r := &Record{EVE: bytes.Clone(*buf), Type: "alert", Time: a.Time, alert: a.Clone()}
+		r := &Record{EVE: bytes.Clone(*buf), Type: typ, Time: t, alert: a.Clone()}
 		scratch.Put(buf)
 		return r
 	}
-	r := &Record{EVE: ev.AppendEVE(nil), text: ev.AppendText(nil)}
-	r.Type = string(topLevelString(r.EVE, "event_type"))
-	if r.Type == "" {
-		r.Type = "event"
-	}
-	if t, err := time.Parse(eveTime, string(topLevelString(r.EVE, "timestamp"))); err == nil {
-		r.Time = t
-	} else {
-		r.Time = time.Now()
-	}
-	return r
+	return &Record{EVE: ev.AppendEVE(nil), Type: typ, Time: t, text: ev.AppendText(nil)}
 }
 
 // Alert returns the alert the record was made from, or nil for another
@@ -58,29 +49,4 @@ func (r *Record) AppendText(b []byte) []byte {
 		return r.alert.AppendText(b)
 	}
 	return append(b, r.text...)
-}
-
-// eveTime is EVE's timestamp layout.
-const eveTime = "2006-01-02T15:04:05.000000-0700"
-
-// topLevelString returns the value of a string field among the first
-// fields of an EVE object, where every EVE writer puts timestamp and
-// event_type; nil when it is not there. Values with escapes are not
-// expected there and are returned raw.
-func topLevelString(eve []byte, name string) []byte {
-	head := eve[:min(len(eve), 256)]
-	key := make([]byte, 0, len(name)+4)
-	key = append(key, '"')
-	key = append(key, name...)
-	key = append(key, `":"`...)
-	i := bytes.Index(head, key)
-	if i < 0 {
-		return nil
-	}
-	v := head[i+len(key):]
-	j := bytes.IndexByte(v, '"')
-	if j < 0 {
-		return nil
-	}
-	return v[:j]
 }

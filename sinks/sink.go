@@ -13,6 +13,7 @@ package sinks
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Event is one record for the outputs: an alert or a stats event.
@@ -21,14 +22,10 @@ type Event interface {
 	AppendEVE(b []byte) []byte
 	// AppendText appends the event as one readable line, without a newline.
 	AppendText(b []byte) []byte
-}
-
-// Sink is one output. Write is called by one goroutine at a time and must
-// not keep ev after it returns. Close flushes what is buffered, and is safe
-// to call twice; Write is not called after Close.
-type Sink interface {
-	Write(ev Event) error
-	Close() error
+	// EventMeta returns what the EVE object says in its "event_type" and
+	// "timestamp" ("alert" and the packet time for an alert), for outputs
+	// that put them in their own headers.
+	EventMeta() (eventType string, t time.Time)
 }
 
 // Dialer connects to one destination. A Queue calls Dial from its own

@@ -20,6 +20,9 @@ func (stats) AppendEVE(b []byte) []byte {
 	return append(b, `{"timestamp":"2024-05-01T12:00:00.000000+0000","event_type":"stats","host":"sensor-1","stats":{"decoder":{"frames":10}}}`...)
 }
 func (stats) AppendText(b []byte) []byte { return append(b, "stats: frames 10"...) }
+func (stats) EventMeta() (string, time.Time) {
+	return "stats", time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+}
 
 // TestSyslogParsedByRsyslog sends alerts in each format and checks what
 // rsyslog made of them: the fields we meant, the EVE JSON intact.
