@@ -12,6 +12,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
@@ -68,10 +69,37 @@ type FileSource struct {
 
 // input is one path of the timeline and what was read from it.
 type input struct {
-	name          string
+	name string
+	// format and size are what OpenFiles found of a regular file;
+	// standard input and pipes, which it does not look at, are
+	// formatUnknown.
+	format        inputFormat
+	size          int64
 	frames, bytes atomic.Uint64
+	first         time.Time // guarded by FileSource.mu
 	err           error
 }
+
+// inputFormat is the format of an input as stored.
+type inputFormat uint8
+
+const (
+	formatUnknown inputFormat = iota
+	formatPcap
+	formatPcapNG
+	formatGzip
+)
+
+// Per-frame overhead of a capture file, to turn the captured bytes of the
+// frames read into a position in the file: exact for classic pcap (a
+// 24-byte file header, a 16-byte record header), close for pcapng (an
+// Enhanced Packet Block's 32 bytes and padding; options and other blocks
+// are not counted).
+const (
+	pcapFileHeader   = 24
+	pcapRecordHeader = 16
+	pcapngRecord     = 34
+)
 
 // FileStats counts what a FileSource read from one input.
 type FileStats struct {
@@ -81,6 +109,14 @@ type FileStats struct {
 	// bytes (the sum of CaptureLength).
 	Frames uint64
 	Bytes  uint64
+	// First is the time of the first frame delivered; zero before it.
+	First time.Time
+	// Size is the input's size on disk as OpenFiles found it, and Offset
+	// how far into it the frames delivered reach (0 before the first):
+	// exact for classic pcap, close for pcapng, whose blocks other than
+	// the frames' are not counted. Both are 0 where the size says nothing
+	// of what is left to read: a compressed file, standard input, a pipe.
+	Size, Offset uint64
 	// Err is why the input ended early (wrapping ErrTruncated for a file
 	// cut mid-record), or nil if it was read to its end or not reached yet.
 	Err error
@@ -135,7 +171,12 @@ func OpenFiles(paths []string, stdin io.Reader) (*FileSource, error) {
 		if err != nil {
 			return nil, err
 		}
+		st, err := fr.file.Stat()
 		fr.file.Close()
+		if err != nil {
+			return nil, fmt.Errorf("capture: %w", err)
+		}
+		s.inputs[i].format, s.inputs[i].size = fr.format(), st.Size()
 	}
 	return s, nil
 }
@@ -166,28 +207,37 @@ func (s *FileSource) ReadFrame(f *Frame) error {
 		in := &s.inputs[s.next-1]
 		err := s.cur.read(f)
 		if err == nil {
-			in.frames.Add(1)
+			if in.frames.Add(1) == 1 {
+				s.setFirst(in, f.Timestamp)
+			}
 			in.bytes.Add(uint64(f.CaptureLength))
 			return nil
 		}
 		s.track(nil)
 		s.cur = nil
-		switch {
-		case err == io.EOF:
+		if err == io.EOF {
 			continue
-		case s.closed.Load():
-			// The read failed because Close closed the file.
-			return errClosed()
-		case errors.Is(err, io.ErrUnexpectedEOF):
-			// A record cut short is the usual end of a capture that was
-			// copied while still being written, or killed mid-write.
-			err = fmt.Errorf("capture: %s: %w after %d packets", displayName(in.name), ErrTruncated, in.frames.Load())
-		default:
-			err = fmt.Errorf("capture: read %s after %d packets: %w", displayName(in.name), in.frames.Load(), err)
 		}
-		s.setErr(in, err)
-		return err
+		return s.endError(in, err)
 	}
+}
+
+// endError words err, which ended input in after the frames it counts, as
+// ReadFrame and Check return it, and keeps it for FileStats, unless it is
+// a read that Close made fail.
+func (s *FileSource) endError(in *input, err error) error {
+	switch {
+	case s.closed.Load() || errors.Is(err, os.ErrClosed):
+		return errClosed()
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		// A record cut short is the usual end of a capture that was
+		// copied while still being written, or killed mid-write.
+		err = fmt.Errorf("capture: %s: %w after %d packets", displayName(in.name), ErrTruncated, in.frames.Load())
+	default:
+		err = fmt.Errorf("capture: read %s after %d packets: %w", displayName(in.name), in.frames.Load(), err)
+	}
+	s.setErr(in, err)
+	return err
 }
 
 func errClosed() error { return fmt.Errorf("capture: read frame: %w", os.ErrClosed) }
@@ -212,6 +262,12 @@ func (s *FileSource) track(f *os.File) bool {
 func (s *FileSource) setErr(in *input, err error) {
 	s.mu.Lock()
 	in.err = err
+	s.mu.Unlock()
+}
+
+func (s *FileSource) setFirst(in *input, t time.Time) {
+	s.mu.Lock()
+	in.first = t
 	s.mu.Unlock()
 }
 
@@ -243,7 +299,17 @@ func (s *FileSource) FileStats() []FileStats {
 	out := make([]FileStats, len(s.inputs))
 	for i := range s.inputs {
 		in := &s.inputs[i]
-		out[i] = FileStats{Name: in.name, Frames: in.frames.Load(), Bytes: in.bytes.Load(), Err: in.err}
+		st := FileStats{Name: in.name, Frames: in.frames.Load(), Bytes: in.bytes.Load(), First: in.first, Err: in.err}
+		switch in.format {
+		case formatPcap:
+			st.Size = uint64(in.size)
+			if st.Frames > 0 {
+				st.Offset = pcapFileHeader + pcapRecordHeader*st.Frames + st.Bytes
+			}
+		case formatPcapNG:
+			st.Size, st.Offset = uint64(in.size), pcapngRecord*st.Frames+st.Bytes
+		}
+		out[i] = st
 	}
 	return out
 }
@@ -278,14 +344,24 @@ func fileError(name string, err error) error {
 
 // fileReader reads the frames of one input.
 type fileReader struct {
-	file   *os.File // nil for stdin, which is not ours to close
-	budget *budgetReader
+	file       *os.File // nil for stdin, which is not ours to close
+	budget     *budgetReader
+	compressed bool
 
-	// linkType is the link type of a classic pcap, whose records rec
-	// reads; ng is set for pcapng, whose link type is per interface.
-	linkType layers.LinkType
-	rec      *pcapRecords
-	ng       *pcapgo.NgReader
+	// rec reads the records of a classic pcap; ng is set for pcapng.
+	rec *pcapRecords
+	ng  *pcapgo.NgReader
+}
+
+// format is the format of the input as stored.
+func (fr *fileReader) format() inputFormat {
+	switch {
+	case fr.compressed:
+		return formatGzip
+	case fr.rec != nil:
+		return formatPcap
+	}
+	return formatPcapNG
 }
 
 func openFile(name string, bufSize int) (*fileReader, error) {
@@ -308,7 +384,9 @@ func newFileReader(r io.Reader, bufSize int) (*fileReader, error) {
 	// keeps a *bufio.Reader it is given rather than wrapping it again).
 	budget := &budgetReader{r: r, left: readBudget}
 	br := bufio.NewReaderSize(budget, bufSize)
-	if magic, _ := br.Peek(2); bytes.Equal(magic, []byte{0x1f, 0x8b}) {
+	magic, _ := br.Peek(2)
+	compressed := bytes.Equal(magic, []byte{0x1f, 0x8b})
+	if compressed {
 		// The budget is for what the compressed bytes expand to.
 		budget.left = math.MaxInt64
 		zr, err := gzip.NewReader(br)
@@ -330,7 +408,7 @@ func newFileReader(r io.Reader, bufSize int) (*fileReader, error) {
 		return nil, fmt.Errorf("%w (file is empty)", ErrNotCapture)
 	}
 
-	fr := &fileReader{budget: budget}
+	fr := &fileReader{budget: budget, compressed: compressed}
 	switch {
 	case bytes.Equal(magic, []byte{0x0a, 0x0d, 0x0d, 0x0a}):
 		ng, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{
@@ -354,22 +432,11 @@ func newFileReader(r io.Reader, bufSize int) (*fileReader, error) {
 		}
 		fr.ng = ng
 	case isPcapMagic(magic):
-		magic := [4]byte(magic) // pcapgo reads past it
-		pr, err := pcapgo.NewReader(br)
+		hdr, err := readPcapHeader(br)
 		if err != nil {
-			return nil, headerError("pcap", err)
+			return nil, err
 		}
-		// pcapgo accepts records up to the snap length the file declares,
-		// however large; the rest of pcapgo's guard is at maxRecordLength.
-		if pr.Snaplen() > maxRecordLength {
-			pr.SetSnaplen(maxRecordLength)
-		}
-		if !SupportedLinkType(pr.LinkType()) {
-			return nil, unsupportedLinkType(pr.LinkType())
-		}
-		// pcapgo checks the file header; we read the records, in place.
-		fr.linkType = pr.LinkType()
-		fr.rec = newPcapRecords(br, budget, newPcapHeader(magic[:], int(pr.Snaplen())))
+		fr.rec = newPcapRecords(br, budget, hdr)
 	case bytes.Equal(magic, []byte{0x34, 0xcd, 0xb2, 0xa1}), bytes.Equal(magic, []byte{0xa1, 0xb2, 0xcd, 0x34}):
 		return nil, errors.New("modified pcap (Kuznetzov's format) is not supported")
 	default:
@@ -378,9 +445,19 @@ func newFileReader(r io.Reader, bufSize int) (*fileReader, error) {
 	return fr, nil
 }
 
-// ErrUnsupportedLinkType is wrapped by the error for a capture none of
-// whose frames the decoder could read.
+// ErrUnsupportedLinkType is wrapped by the error for a capture, file or
+// live interface, none of whose frames the decoder could read.
 var ErrUnsupportedLinkType = errors.New("unsupported link type")
+
+// CheckLinkType returns nil if the decoder decodes frames of link type lt,
+// and otherwise an error, wrapping ErrUnsupportedLinkType, that names lt
+// and the link types it decodes.
+func CheckLinkType(lt layers.LinkType) error {
+	if SupportedLinkType(lt) {
+		return nil
+	}
+	return unsupportedLinkType(lt)
+}
 
 func unsupportedLinkType(lt layers.LinkType) error {
 	name := fmt.Sprintf("%d", uint16(lt))
@@ -435,18 +512,7 @@ func headerError(format string, err error) error {
 func (fr *fileReader) read(f *Frame) error {
 	fr.budget.left = readBudget
 	if fr.rec != nil {
-		data, ts, wireLen, err := fr.rec.next()
-		if err != nil {
-			return err
-		}
-		// A frame is never shorter on the wire than captured; a record
-		// that says so (tcpdump reads it) gets the captured length, so
-		// that byte counts downstream never go below what was seen.
-		// Field by field: a composite literal is built on the stack and
-		// copied, which stalls on every frame.
-		f.Data, f.Timestamp, f.CaptureLength, f.Length = data, ts, len(data), max(wireLen, len(data))
-		f.LinkType, f.Interface = fr.linkType, 0
-		return nil
+		return fr.rec.next(f)
 	}
 	data, ci, err := fr.ng.ZeroCopyReadPacketData()
 	if err != nil {

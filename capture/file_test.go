@@ -402,7 +402,12 @@ func TestOpenFilesFormats(t *testing.T) {
 			defer src.Close()
 			checkEvents(t, readEvents(t, src), tc.want)
 			want := []capture.FileStats{{Name: path, Frames: 3, Bytes: 42 + 60 + 1}}
-			if got := src.FileStats(); !slices.Equal(got, want) {
+			got := src.FileStats()
+			for i := range got {
+				// TestFileStatsPosition checks them.
+				got[i].First, got[i].Size, got[i].Offset = time.Time{}, 0, 0
+			}
+			if !slices.Equal(got, want) {
 				t.Errorf("FileStats() = %+v, want %+v", got, want)
 			}
 		})
@@ -413,7 +418,8 @@ func TestOpenFilesTimeline(t *testing.T) {
 	recs := testRecs()
 	dir := t.TempDir()
 	eth, sll := layers.LinkTypeEthernet, layers.LinkTypeLinuxSLL
-	a := writeFile(t, dir, "a.pcap", pcapLE(t, false, eth, recs[:2]))
+	aData := pcapLE(t, false, eth, recs[:2])
+	a := writeFile(t, dir, "a.pcap", aData)
 	c := writeFile(t, dir, "c.pcap.gz", gzipBytes(t, pcapBE(true, sll, recs[2:])))
 	stdin := bytes.NewReader(pcapng(t, recs[1:], eth, sll))
 
@@ -429,9 +435,10 @@ func TestOpenFilesTimeline(t *testing.T) {
 	checkEvents(t, readEvents(t, src), want)
 
 	wantStats := []capture.FileStats{
-		{Name: a, Frames: 2, Bytes: 42 + 60},
-		{Name: "-", Frames: 2, Bytes: 60 + 1},
-		{Name: c, Frames: 1, Bytes: 1},
+		{Name: a, Frames: 2, Bytes: 42 + 60, First: recs[0].ts.Truncate(time.Microsecond),
+			Size: uint64(len(aData)), Offset: uint64(len(aData))},
+		{Name: "-", Frames: 2, Bytes: 60 + 1, First: recs[1].ts},
+		{Name: c, Frames: 1, Bytes: 1, First: recs[2].ts},
 	}
 	if got := src.FileStats(); !slices.Equal(got, wantStats) {
 		t.Errorf("FileStats() = %+v, want %+v", got, wantStats)
@@ -440,6 +447,52 @@ func TestOpenFilesTimeline(t *testing.T) {
 	var f capture.Frame
 	if err := src.ReadFrame(&f); err != io.EOF {
 		t.Errorf("ReadFrame after the end = %v, want io.EOF", err)
+	}
+}
+
+// TestFileStatsPosition checks what FileStats says of where the reading
+// is: the first frame's time, and how far into each file the frames read
+// reach, against its size on disk, where the size says how much is left:
+// exactly for classic pcap, about for pcapng (the blocks of the frames
+// only), not at all for a compressed file or standard input.
+func TestFileStatsPosition(t *testing.T) {
+	recs := testRecs()
+	eth := layers.LinkTypeEthernet
+	pcap, ng := pcapLE(t, true, eth, recs), pcapng(t, recs, eth, eth)
+	dir := t.TempDir()
+	a, b := writeFile(t, dir, "a.pcap", pcap), writeFile(t, dir, "b.pcapng", ng)
+	c := writeFile(t, dir, "c.pcap.gz", gzipBytes(t, pcap))
+	src, err := capture.OpenFiles([]string{a, b, c, "-"}, bytes.NewReader(pcap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	pcapSize, ngSize := uint64(len(pcap)), uint64(len(ng))
+	first := recs[0].ts
+
+	var f capture.Frame
+	if err := src.ReadFrame(&f); err != nil {
+		t.Fatal(err)
+	}
+	want := []capture.FileStats{
+		{Name: a, Frames: 1, Bytes: 42, First: first, Size: pcapSize, Offset: 24 + 16 + 42},
+		{Name: b, Size: ngSize}, // sized before it is reached
+		{Name: c},
+		{Name: "-"},
+	}
+	if got := src.FileStats(); !slices.Equal(got, want) {
+		t.Errorf("after a frame:\n got %+v\nwant %+v", got, want)
+	}
+
+	readEvents(t, src)
+	want = []capture.FileStats{
+		{Name: a, Frames: 3, Bytes: 103, First: first, Size: pcapSize, Offset: pcapSize},
+		{Name: b, Frames: 3, Bytes: 103, First: first, Size: ngSize, Offset: 3*34 + 103},
+		{Name: c, Frames: 3, Bytes: 103, First: first},
+		{Name: "-", Frames: 3, Bytes: 103, First: first},
+	}
+	if got := src.FileStats(); !slices.Equal(got, want) {
+		t.Errorf("at the end:\n got %+v\nwant %+v", got, want)
 	}
 }
 

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
 )
 
 // pcapRecords reads the records of a classic pcap file, after its file
-// header, without copying them: a record's data is returned as a slice of
-// the buffer it was read into, valid until the next call. pcapgo's reader
+// header, without copying them: a frame's data is a slice of the buffer
+// its record was read into, valid until the next call. pcapgo's reader
 // copies every record out of its buffer, which costs as much as the read.
 //
 // The file is read readChunk at a time: a chunk fits the CPU's L2 cache,
@@ -34,16 +37,31 @@ const readChunk = 256 << 10
 // pcapHeader is what reading a classic pcap file's records needs from its
 // file header.
 type pcapHeader struct {
+	link    layers.LinkType
 	big     bool   // big-endian
 	nanos   uint32 // nanoseconds per unit of a timestamp's fraction
 	snaplen int    // as the header says, capped at maxRecordLength
 }
 
-// newPcapHeader reads the byte order and timestamp unit from the magic
-// number; the magic must be one of a classic pcap file (isPcapMagic).
-func newPcapHeader(magic []byte, snaplen int) pcapHeader {
-	h := pcapHeader{nanos: 1000, snaplen: snaplen}
-	switch binary.LittleEndian.Uint32(magic) {
+// readPcapHeader reads the file header of a classic pcap file, whose
+// magic number isPcapMagic accepts, from br. pcapgo checks it; a link type
+// the decoder cannot read is refused. br buffers at least 4 KiB, so that
+// pcapgo reads from it rather than from a buffer of its own.
+func readPcapHeader(br *bufio.Reader) (pcapHeader, error) {
+	var magic [4]byte
+	b, _ := br.Peek(len(magic))
+	copy(magic[:], b) // pcapgo reads past it
+	pr, err := pcapgo.NewReader(br)
+	if err != nil {
+		return pcapHeader{}, headerError("pcap", err)
+	}
+	if err := CheckLinkType(pr.LinkType()); err != nil {
+		return pcapHeader{}, err
+	}
+	// pcapgo accepts records up to the snap length the file declares,
+	// however large; the rest of pcapgo's guard is at maxRecordLength.
+	h := pcapHeader{link: pr.LinkType(), nanos: 1000, snaplen: int(min(pr.Snaplen(), maxRecordLength))}
+	switch binary.LittleEndian.Uint32(magic[:]) {
 	case 0xa1b23c4d:
 		h.nanos = 1
 	case 0xd4c3b2a1:
@@ -51,7 +69,7 @@ func newPcapHeader(magic []byte, snaplen int) pcapHeader {
 	case 0x4d3cb2a1:
 		h.big, h.nanos = true, 1
 	}
-	return h
+	return h, nil
 }
 
 // u32 reads a number in the file's byte order. (A binary.ByteOrder would
@@ -63,9 +81,8 @@ func (h pcapHeader) u32(b []byte) uint32 {
 	return binary.LittleEndian.Uint32(b)
 }
 
-// record parses a 16-byte record header. Like pcapgo, it refuses a record
-// longer than the larger of the snap length and 256 KiB: ok is false, and
-// tooLong says why.
+// record parses a 16-byte record header. Like pcapgo, it refuses (ok is
+// false) a record longer than the larger of the snap length and 256 KiB.
 func (h pcapHeader) record(b []byte) (ts time.Time, capLen, wireLen int, ok bool) {
 	c := h.u32(b[8:12])
 	if uint64(c) > uint64(max(h.snaplen, maxRecordLength)) {
@@ -77,9 +94,30 @@ func (h pcapHeader) record(b []byte) (ts time.Time, capLen, wireLen int, ok bool
 	return ts, int(c), int(h.u32(b[12:16])), true
 }
 
-// tooLong is the error for a record that record refuses, in pcapgo's words.
-func (h pcapHeader) tooLong(b []byte) error {
-	return fmt.Errorf("capture length exceeds snap length: %d > %d", h.u32(b[8:12]), h.snaplen)
+// frame fills f with the frame of the record at the start of b, and
+// returns the record's length, header included. When b holds less than
+// the whole record, it fills nothing, ok is false, and n is how many bytes
+// b must hold: the header's 16, then the whole record. A record that
+// record refuses is an error, in pcapgo's words.
+func (h pcapHeader) frame(f *Frame, b []byte) (n int, ok bool, err error) {
+	if len(b) < 16 {
+		return 16, false, nil
+	}
+	ts, c, wireLen, valid := h.record(b[:16])
+	if !valid {
+		return 0, false, fmt.Errorf("capture length exceeds snap length: %d > %d", h.u32(b[8:12]), h.snaplen)
+	}
+	if n = 16 + c; len(b) < n {
+		return n, false, nil
+	}
+	// A frame is never shorter on the wire than captured; a record that
+	// says so (tcpdump reads it) gets the captured length, so that byte
+	// counts downstream never go below what was seen. Field by field: a
+	// composite literal is built on the stack and copied, which stalls on
+	// every frame.
+	f.Data, f.Timestamp, f.CaptureLength, f.Length = b[16:n:n], ts, c, max(wireLen, c)
+	f.LinkType, f.Interface = h.link, 0
+	return n, true, nil
 }
 
 // newPcapRecords reads records from br, which is positioned after the file
@@ -88,26 +126,24 @@ func newPcapRecords(br *bufio.Reader, raw io.Reader, hdr pcapHeader) *pcapRecord
 	return &pcapRecords{hdr: hdr, r: br, buffered: br, raw: raw}
 }
 
-// next returns the next record's data and capture info. Errors are those
-// of pcapgo's reader: io.EOF at a record boundary, io.ErrUnexpectedEOF for
-// a record cut short, and the same message for a record too long.
-func (pr *pcapRecords) next() (data []byte, ts time.Time, wireLen int, err error) {
-	if err := pr.want(16); err != nil {
-		return nil, time.Time{}, 0, err
-	}
-	ts, n, wireLen, ok := pr.hdr.record(pr.buf[pr.off : pr.off+16])
-	if !ok {
-		return nil, time.Time{}, 0, pr.hdr.tooLong(pr.buf[pr.off : pr.off+16])
-	}
-	if err := pr.want(16 + n); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+// next fills f with the next record's frame. Errors are those of
+// pcapgo's reader: io.EOF at a record boundary, io.ErrUnexpectedEOF for a
+// record cut short, and the same message for a record too long.
+func (pr *pcapRecords) next(f *Frame) error {
+	for {
+		n, ok, err := pr.hdr.frame(f, pr.buf[pr.off:pr.end])
+		if ok {
+			pr.off += n
+			return nil
 		}
-		return nil, time.Time{}, 0, err
+		if err == nil {
+			// want reports a record cut short, having its first bytes.
+			err = pr.want(n)
+		}
+		if err != nil {
+			return err
+		}
 	}
-	data = pr.buf[pr.off+16 : pr.off+16+n : pr.off+16+n]
-	pr.off += 16 + n
-	return data, ts, wireLen, nil
 }
 
 // want makes n unread bytes available, reading more as needed. It returns

@@ -1,16 +1,13 @@
 package capture
 
 import (
-	"bytes"
-	"errors"
+	"bufio"
 	"fmt"
 	"io"
 	"os"
 	"sync"
 	"sync/atomic"
-
-	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
+	"time"
 )
 
 // regionSize is the span of a classic pcap file that one Region reads:
@@ -43,32 +40,12 @@ func (s *FileSource) Split() (*Splitter, bool) {
 		return nil, false
 	}
 	for i := range s.inputs {
-		if !splittable(s.inputs[i].name) {
+		// OpenFiles looked at regular files only.
+		if s.inputs[i].format != formatPcap {
 			return nil, false
 		}
 	}
 	return &Splitter{s: s}, true
-}
-
-// splittable reports whether the file called name is a regular file that
-// starts with a classic pcap header.
-func splittable(name string) bool {
-	if name == "-" {
-		return false
-	}
-	f, err := os.Open(name)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	var magic [4]byte
-	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
-		return false
-	}
-	if _, err := io.ReadFull(f, magic[:]); err != nil {
-		return false
-	}
-	return isPcapMagic(magic[:])
 }
 
 // Splitter hands out the regions of a FileSource's timeline, in order, and
@@ -95,7 +72,6 @@ type splitFile struct {
 	f    *os.File
 	size int64
 	hdr  pcapHeader
-	link layers.LinkType
 	refs atomic.Int32
 }
 
@@ -150,25 +126,15 @@ func openSplit(in *input) (*splitFile, error) {
 		return nil, fmt.Errorf("capture: %w", err)
 	}
 	st, err := f.Stat()
-	var hdr [24]byte
+	var hdr pcapHeader
 	if err == nil {
-		_, err = io.ReadFull(f, hdr[:])
-	}
-	var pr *pcapgo.Reader
-	if err == nil {
-		// pcapgo checks the header, as for ReadFrame.
-		pr, err = pcapgo.NewReader(bytes.NewReader(hdr[:]))
+		hdr, err = readPcapHeader(bufio.NewReaderSize(f, sniffBufferSize))
 	}
 	if err != nil {
 		f.Close()
-		return nil, fileError(in.name, headerError("pcap", err))
+		return nil, fileError(in.name, err)
 	}
-	if !SupportedLinkType(pr.LinkType()) {
-		f.Close()
-		return nil, fileError(in.name, unsupportedLinkType(pr.LinkType()))
-	}
-	sf := &splitFile{in: in, f: f, size: st.Size(), link: pr.LinkType(),
-		hdr: newPcapHeader(hdr[:4], int(min(pr.Snaplen(), maxRecordLength)))}
+	sf := &splitFile{in: in, f: f, size: st.Size(), hdr: hdr}
 	sf.refs.Store(1) // Next's
 	return sf, nil
 }
@@ -189,7 +155,8 @@ type Region struct {
 	end         int64 // where the record after its last starts, once read
 	frames      int   // delivered
 	bytes       uint64
-	err         error // what ended the file in the region, raw
+	first       time.Time // of its first frame
+	err         error     // what ended the file in the region, raw
 	done        bool
 
 	*regionBuf // the file from base on
@@ -224,25 +191,28 @@ func (r *Region) ReadFrame(f *Frame) error {
 		r.end, r.done = r.off, true
 		return io.EOF
 	}
-	h := r.file.hdr
-	if err := r.read(r.off + 16); err != nil {
-		return r.stop(err)
+	for {
+		var b []byte // the file read from r.off on
+		if p := int(r.off - r.base); p < len(r.buf) {
+			b = r.buf[p:]
+		}
+		n, ok, err := r.file.hdr.frame(f, b)
+		if ok {
+			r.off += int64(n)
+			break
+		}
+		if err == nil {
+			err = r.read(r.off + int64(n))
+		}
+		if err != nil {
+			return r.stop(err)
+		}
 	}
-	p := int(r.off - r.base)
-	ts, n, wireLen, ok := h.record(r.buf[p : p+16])
-	if !ok {
-		return r.stop(h.tooLong(r.buf[p : p+16]))
+	if r.frames == 0 {
+		r.first = f.Timestamp
 	}
-	if err := r.read(r.off + 16 + int64(n)); err != nil {
-		return r.stop(err)
-	}
-	r.off += 16 + int64(n)
 	r.frames++
-	r.bytes += uint64(n)
-	// Field by field: a composite literal is built on the stack and
-	// copied, which stalls on every frame.
-	f.Data, f.Timestamp, f.CaptureLength, f.Length = r.buf[p+16:p+16+n:p+16+n], ts, n, max(wireLen, n)
-	f.LinkType, f.Interface = r.file.link, 0
+	r.bytes += uint64(f.CaptureLength)
 	return nil
 }
 
@@ -358,24 +328,16 @@ func (sp *Splitter) Check(r *Region) (Verdict, error) {
 	}
 	sf.release()
 	in, s := sf.in, sp.s
-	in.frames.Add(uint64(r.frames))
+	if n := uint64(r.frames); in.frames.Add(n) == n && n > 0 {
+		s.setFirst(in, r.first)
+	}
 	in.bytes.Add(r.bytes)
 	sp.end = r.end
 	if r.err == nil {
 		return Accept, nil
 	}
 	sp.end = -1
-	err := r.err
-	switch {
-	case s.closed.Load() || errors.Is(err, os.ErrClosed):
-		err = errClosed()
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		err = fmt.Errorf("capture: %s: %w after %d packets", displayName(in.name), ErrTruncated, in.frames.Load())
-	default:
-		err = fmt.Errorf("capture: read %s after %d packets: %w", displayName(in.name), in.frames.Load(), err)
-	}
-	s.setErr(in, err)
-	return Accept, err
+	return Accept, s.endError(in, r.err)
 }
 
 // Reread returns the region r again, to be read knowing where its first

@@ -189,7 +189,8 @@ func TestSplit(t *testing.T) {
 				}
 				for i, fs := range src.FileStats() {
 					w := one.FileStats()[i]
-					if fs.Frames != w.Frames || fs.Bytes != w.Bytes || (fs.Err == nil) != (w.Err == nil) {
+					if fs.Frames != w.Frames || fs.Bytes != w.Bytes || (fs.Err == nil) != (w.Err == nil) ||
+						!fs.First.Equal(w.First) || fs.Offset != w.Offset || fs.Size != w.Size {
 						t.Errorf("file %d: stats %+v, want %+v", i, fs, w)
 					}
 				}

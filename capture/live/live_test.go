@@ -15,6 +15,7 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"golang.org/x/sys/unix"
 
 	"github.com/echowatch/echowatch/capture"
 )
@@ -387,6 +388,56 @@ func TestOpenTun(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "capture/live: ewtun0: afpacket captures Ethernet interfaces only") {
 		t.Errorf("afpacket on a tun device: %v, want a refusal naming the interface", err)
 	}
+}
+
+// A device whose frames the decoder cannot read is refused when the
+// capture opens, with the error a file of such frames gets: here a tun
+// device that says it carries 802.11 frames behind a radiotap header, as
+// a Wi-Fi card in monitor mode does.
+func TestOpenUnsupportedLinkType(t *testing.T) {
+	ns := newNetns(t, "radiotap")
+	const dev = "ewradio0"
+	if out, err := tryIP("-n", ns, "tuntap", "add", "dev", dev, "mode", "tun"); err != nil {
+		t.Skipf("skipping: cannot create a tun device: %v: %s", err, out)
+	}
+	if err := inNetns(ns, func() error { return setHardwareType(dev, unix.ARPHRD_IEEE80211_RADIOTAP) }); err != nil {
+		t.Fatalf("make %s a radiotap device: %v", dev, err)
+	}
+	ip(t, "-n", ns, "link", "set", dev, "up")
+	err := inNetns(ns, func() error {
+		srcs, err := modes(1)[0].open(Config{Interface: dev})
+		for _, s := range srcs {
+			s.Close()
+		}
+		return err
+	})
+	want := "capture/live: ewradio0: unsupported link type 127 (RadioTap): " +
+		"echowatch decodes Ethernet, Linux cooked (SLL, SLL2), raw IP and BSD loopback"
+	if err == nil || err.Error() != want || !errors.Is(err, capture.ErrUnsupportedLinkType) {
+		t.Errorf("pcap on a radiotap device: %v,\nwant %s, wrapping capture.ErrUnsupportedLinkType", err, want)
+	}
+}
+
+// setHardwareType sets the hardware type (ARPHRD_*) of the tun device dev,
+// which must be down, with TUNSETLINK.
+func setHardwareType(dev string, arphrd int) error {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(dev)
+	if err != nil {
+		return err
+	}
+	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		return fmt.Errorf("attach: %w", err)
+	}
+	if err := unix.IoctlSetInt(fd, unix.TUNSETLINK, arphrd); err != nil {
+		return fmt.Errorf("TUNSETLINK: %w", err)
+	}
+	return nil
 }
 
 func TestRingFor(t *testing.T) {

@@ -76,9 +76,9 @@ func OpenPcap(cfg Config) (*Pcap, error) {
 		return nil, bpfError(cfg.Interface, cfg.BPF, err)
 	}
 	lt := fromDLT(h.LinkType())
-	if !capture.SupportedLinkType(lt) {
+	if err := capture.CheckLinkType(lt); err != nil {
 		h.Close()
-		return nil, fmt.Errorf("capture/live: %s: link type %d (%s) is not one echowatch decodes", cfg.Interface, uint16(lt), lt)
+		return nil, fmt.Errorf("capture/live: %s: %w", cfg.Interface, err)
 	}
 	p := &Pcap{iface: cfg.Interface, linkType: lt, handle: h}
 	p.lease = newLease(p.release)

@@ -255,15 +255,11 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 			writeStats(ev)
 		}
 	}
-	var axisStart time.Time
-	if cfg.Report != "" && !live {
-		axisStart = firstPacketTime(cfg.Read)
-	}
 	// A progress line on a terminal, unless alerts go to the same one.
 	stopProgress := func() {}
 	if !live && stderrTTY && !isTerminal(stdout) {
 		if stats, ok := fileStatsOf(srcs[0]); ok {
-			prog := newProgress(stderr, fileProgress(stats, statInputs(cfg.Read)), incidents.count)
+			prog := newProgress(stderr, fileProgress(stats), incidents.count)
 			prog.start()
 			defer prog.stop()
 			stopProgress = prog.stop
@@ -301,7 +297,7 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 		}
 	}
 	if incidents != nil {
-		meta := reportMeta{Captures: cfg.Read, Start: axisStart, Sensor: cfg.SensorName,
+		meta := reportMeta{Captures: cfg.Read, Start: captureStart(srcs[0]), Sensor: cfg.SensorName,
 			Version: version, Generated: time.Now()}
 		for _, w := range pl.workers {
 			if last := w.stats().last; last.After(meta.End) {

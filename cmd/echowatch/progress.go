@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"io"
-	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -176,111 +175,42 @@ func formatClock(d time.Duration) string {
 	return strconv.FormatInt(m, 10) + ":" + two(sec)
 }
 
-// inputFormat is what the progress estimate needs to know of an input.
-type inputFormat uint8
-
-const (
-	inputUnknown inputFormat = iota // standard input, a pipe: no size
-	inputPcap
-	inputPcapNG
-	inputGzip // the size on disk is not the size of what is read
-)
-
-// inputSize is an input's size on disk and format, taken before the run.
-type inputSize struct {
-	size   uint64
-	format inputFormat
-}
-
-// statInputs looks at every input of an offline run: its size, and its
-// first bytes for the format. It reads at most four bytes of each file.
-func statInputs(paths []string) []inputSize {
-	out := make([]inputSize, len(paths))
-	for i, path := range paths {
-		if path == "-" {
-			continue
-		}
-		info, err := os.Stat(path)
-		if err != nil || !info.Mode().IsRegular() {
-			continue
-		}
-		f, err := os.Open(path)
-		if err != nil {
-			continue
-		}
-		var magic [4]byte
-		n, _ := io.ReadFull(f, magic[:])
-		f.Close()
-		in := inputSize{size: uint64(info.Size()), format: inputPcap}
-		switch {
-		case n >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
-			in.format = inputGzip
-		case n == 4 && magic == [4]byte{0x0a, 0x0d, 0x0d, 0x0a}:
-			in.format = inputPcapNG
-		}
-		out[i] = in
-	}
-	return out
-}
-
-// Per-record overhead in a capture file, to turn the captured bytes that
-// FileStats counts into a position in the file: exact for classic pcap
-// (a 24-byte file header, a 16-byte record header), close for pcapng (an
-// Enhanced Packet Block's 32 bytes and padding; options and other blocks
-// are not counted).
-const (
-	pcapFileHeader   = 24
-	pcapRecordHeader = 16
-	pcapngRecord     = 34
-)
-
 // fileProgress returns the counters of the progress line for an offline
-// run. FileStats counts the captured bytes of the frames read, not the
-// bytes of the file: for plain pcap and pcapng files, the position in the
-// file is worked out from them and compared with the sizes on disk. A
-// gzip-compressed input is read in bytes that its size on disk does not
-// measure, and a pipe has no size: with any such input the total is
-// unknown (0) and the bytes are those of the packets read.
-func fileProgress(stats func() []capture.FileStats, inputs []inputSize) func() (bytesRead, bytesTotal, packets uint64) {
-	var total uint64
-	for _, in := range inputs {
-		if in.format == inputUnknown || in.format == inputGzip {
-			total = 0
-			break
-		}
-		total += in.size
-	}
+// run, from the FileStats of its source: how far into each file the frames
+// read reach, against the sizes on disk. A gzip-compressed input is read
+// in bytes that its size on disk does not measure, and a pipe has no size:
+// with any such input the total is unknown (0) and the bytes are those of
+// the packets read.
+func fileProgress(stats func() []capture.FileStats) func() (bytesRead, bytesTotal, packets uint64) {
 	return func() (bytesRead, bytesTotal, packets uint64) {
 		st := stats()
 		var captured uint64
+		sized := true
 		cur := -1 // the input being read: the last one reached
 		for i, s := range st {
 			packets += s.Frames
 			captured += s.Bytes
+			bytesTotal += s.Size
+			sized = sized && s.Size > 0
 			if s.Frames > 0 || s.Err != nil {
 				cur = i
 			}
 		}
-		if total == 0 || len(st) != len(inputs) {
+		if !sized {
 			return captured, 0, packets
 		}
 		for i := 0; i < cur; i++ {
-			bytesRead += inputs[i].size // read to its end, or given up on
+			bytesRead += st[i].Size // read to its end, or given up on
 		}
 		if cur >= 0 {
-			in, s := inputs[cur], st[cur]
-			pos := in.size
+			s := st[cur]
+			pos := s.Size
 			if s.Err == nil {
-				switch in.format {
-				case inputPcap:
-					pos = pcapFileHeader + pcapRecordHeader*s.Frames + s.Bytes
-				case inputPcapNG:
-					pos = pcapngRecord*s.Frames + s.Bytes
-				}
+				pos = s.Offset
 			}
-			bytesRead += min(pos, in.size)
+			bytesRead += min(pos, s.Size)
 		}
-		return bytesRead, total, packets
+		return bytesRead, bytesTotal, packets
 	}
 }
 

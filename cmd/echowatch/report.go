@@ -444,27 +444,16 @@ func timeTicks(start, end time.Time, x func(time.Time) float64) []plotTick {
 	return ticks
 }
 
-// firstPacketTime returns the time of the first frame of the first input,
-// the start of the report's time axis, or zero if it cannot be read ahead
-// of the run (standard input, a pipe, a damaged file). It opens the file
-// a second time and reads one record.
-func firstPacketTime(paths []string) time.Time {
-	if len(paths) == 0 || paths[0] == "-" {
-		return time.Time{}
+// captureStart returns the time of the first frame of the first capture
+// file, the start of the report's time axis, as the run read it; zero for
+// a live capture, or when the first file had no frame.
+func captureStart(src capture.Source) time.Time {
+	if stats, ok := fileStatsOf(src); ok {
+		if st := stats(); len(st) > 0 {
+			return st[0].First
+		}
 	}
-	if info, err := os.Stat(paths[0]); err != nil || !info.Mode().IsRegular() {
-		return time.Time{}
-	}
-	src, err := capture.OpenFiles(paths[:1], nil)
-	if err != nil {
-		return time.Time{}
-	}
-	defer src.Close()
-	var f capture.Frame
-	if err := src.ReadFrame(&f); err != nil {
-		return time.Time{}
-	}
-	return f.Timestamp
+	return time.Time{}
 }
 
 // writeForensics writes, at the end of a run, what its flags ask for: the

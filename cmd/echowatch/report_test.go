@@ -357,3 +357,45 @@ func TestReportFlags(t *testing.T) {
 		t.Errorf("%d rate paths, want %d", n, len(log.incidents()))
 	}
 }
+
+// TestReportStart: the report's time axis starts at the first frame of the
+// first capture, as the run's own source read it, so standard input and
+// pipes, which cannot be read twice, have it too; a live capture has none.
+func TestReportStart(t *testing.T) {
+	demo := pcap("demo.pcap")
+	for _, paths := range [][]string{{demo, "-"}, {"-", demo}} {
+		stdin, err := os.Open(demo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stdin.Close()
+		src, err := capture.OpenFiles(paths, stdin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run := capture.Filtered(src, nil) // as the run wraps it for --bpf
+		if got := captureStart(run); !got.IsZero() {
+			t.Errorf("%v: start %v before the first frame, want zero", paths, got)
+		}
+		var f capture.Frame
+		if err := src.ReadFrame(&f); err != nil {
+			t.Fatal(err)
+		}
+		first := f.Timestamp
+		for src.ReadFrame(&f) == nil {
+		}
+		if got := captureStart(run); !got.Equal(first) || f.Timestamp.Equal(first) {
+			t.Errorf("%v: start %v, want the first frame's time %v (the last is %v)", paths, got, first, f.Timestamp)
+		}
+		src.Close()
+	}
+	if got := captureStart(silentSource{}); !got.IsZero() {
+		t.Errorf("start of a live capture: %v, want zero", got)
+	}
+}
+
+// silentSource is a live capture that never sees a frame.
+type silentSource struct{}
+
+func (silentSource) ReadFrame(*capture.Frame) error { return capture.ErrTimeout }
+func (silentSource) Close() error                   { return nil }
