@@ -69,7 +69,10 @@ func TestCorpusEchoFindings(t *testing.T) {
 		t.Errorf("an echo request and its reply should show the host exposed:\n%s", out)
 	}
 	for _, name := range []string{"zeek__echo-connections.pcap.gz", "wireshark-wiki__chargen-udp.pcap", "wireshark-wiki__chargen-tcp.pcap"} {
-		_, out, _ := runMain(t, nil, "-r", filepath.Join(root, name), "--format", "eve")
+		code, out, errOut := runMain(t, nil, "-r", filepath.Join(root, name), "--format", "eve")
+		if code != 0 {
+			t.Errorf("%s: exit %d, stderr %q", name, code, errOut)
+		}
 		if strings.Contains(out, `"kind":"spoofed_flood"`) {
 			t.Errorf("%s: a flood reported in ordinary echo traffic:\n%s", name, out)
 		}

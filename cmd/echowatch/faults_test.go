@@ -60,7 +60,7 @@ type faultRun struct {
 	stdin          *io.PipeWriter
 	done           chan struct{}
 	code           int
-	stdout, stderr bytes.Buffer
+	stdout, stderr syncBuffer // stderr is read while the run goes on
 }
 
 func startFaultRun(args ...string) *faultRun {
@@ -148,9 +148,6 @@ var lostLine = regexp.MustCompile(`output lost events.* output=(\S+) produced=(\
 // a queue too small for the outage, the losses are counted, add up, are
 // named on standard error, and the offline run fails.
 func TestOutputsGoAwayDuringReplay(t *testing.T) {
-	if !wired(t) {
-		t.Skip("main does not wire the outputs yet (--output other than stdout is refused)")
-	}
 	data, cuts := reflectionBursts(t, 60, 3)
 	common := []string{"--format", "eve", "--sensor-name", "faults", "--max-alerts-per-second", "0", "--end-after", "2s"}
 	code, want, errOut := runMain(t, data, append([]string{"-r", "-"}, common...)...)
@@ -178,11 +175,20 @@ func TestOutputsGoAwayDuringReplay(t *testing.T) {
 			t.Fatalf("kafka got %d alerts of the first part, want its 20 starts", len(got))
 		}
 		// ...then both go away while the second part is read, and come
-		// back before the third.
+		// back before the third. rsyslog is stopped once nothing more
+		// arrives: what it acknowledged and then lost on its way down
+		// would be its own doing (see tiny-queue).
+		waitQuiet(r)
 		r.Stop()
 		k.Stop()
 		run.feed(t, data[cuts[0]:cuts[1]])
-		time.Sleep(500 * time.Millisecond) // the outputs try and fail
+		for _, name := range []string{syslogURL, kafkaURL} { // the outputs try and fail
+			for deadline := time.Now().Add(15 * time.Second); !strings.Contains(run.stderr.String(), `msg="output down" component=echowatch output=`+name); time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s was not seen down within 15s: %q", name, run.stderr.String())
+				}
+			}
+		}
 		r.Start()
 		k.Start()
 		run.feed(t, data[cuts[1]:])
@@ -258,12 +264,7 @@ func TestOutputsGoAwayDuringReplay(t *testing.T) {
 		if got := alertsOnly(msgs(r.WaitMessages(20, 15*time.Second))); len(got) < 20 {
 			t.Fatalf("syslog got %d alerts of the first part, want its 20 starts", len(got))
 		}
-		for n, still := len(r.Messages()), 0; still < 5; still++ {
-			time.Sleep(100 * time.Millisecond)
-			if m := len(r.Messages()); m != n {
-				n, still = m, 0
-			}
-		}
+		waitQuiet(r)
 		r.Stop()
 		run.feed(t, data[cuts[0]:cuts[1]]) // 40 alerts for a queue of 5
 		time.Sleep(300 * time.Millisecond)
@@ -328,6 +329,16 @@ func waitAlerts(r *sinkstest.Rsyslog, n int, timeout time.Duration) []string {
 			return got
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitQuiet waits until rsyslog has written nothing more for half a second.
+func waitQuiet(r *sinkstest.Rsyslog) {
+	for n, still := len(r.Messages()), 0; still < 5; still++ {
+		time.Sleep(100 * time.Millisecond)
+		if m := len(r.Messages()); m != n {
+			n, still = m, 0
+		}
 	}
 }
 

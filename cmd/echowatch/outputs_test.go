@@ -134,19 +134,10 @@ func TestOutputsStartupErrors(t *testing.T) {
 	}
 }
 
-// wired reports whether main takes outputs other than stdout.
-func wired(t *testing.T) bool {
-	code, _, errOut := runMain(t, nil, "-r", pcap("demo.pcap"), "--output", "file://"+filepath.Join(t.TempDir(), "probe.json"))
-	return code != 2 || !strings.Contains(errOut, "unsupported output")
-}
-
 // TestOutputsEndToEnd runs the sensor on a bundled capture with a file,
 // syslog over TCP, Kafka and standard output at once: each gets the same
 // alerts as a run to standard output alone.
 func TestOutputsEndToEnd(t *testing.T) {
-	if !wired(t) {
-		t.Skip("main does not wire the outputs yet (--output other than stdout is refused)")
-	}
 	demo := pcap("demo.pcap")
 	code, want, errOut := runMain(t, nil, "-r", demo, "--format", "eve", "--sensor-name", "sensor-e2e")
 	if code != 0 || errOut != "" {
@@ -201,9 +192,6 @@ func TestOutputsEndToEnd(t *testing.T) {
 // TestOfflineRunFailsWhenOutputsCannotDeliver: a capture replayed to a
 // collector that is not there exits non-zero and says how much was lost.
 func TestOfflineRunFailsWhenOutputsCannotDeliver(t *testing.T) {
-	if !wired(t) {
-		t.Skip("main does not wire the outputs yet (--output other than stdout is refused)")
-	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
