@@ -3,7 +3,8 @@
 # headers for live capture, iproute2 for the network-namespace tests,
 # libcap2-bin (setcap) to test capture without root as the image does, rsyslog
 # and its TLS driver (rsyslog-gnutls) for the syslog tests, chromium to
-# render the HTML report in a test. Does nothing for what is already there.
+# render the HTML report in a test, nmap, hping3 and xinetd for the
+# test that points real tools at a real inetd. Does nothing for what is already there.
 set -eu
 need=""
 for pkg in "$@"; do

@@ -4,6 +4,7 @@
 # user they skip with a message.
 set -eu
 cd "$(dirname "$0")/.."
-sh scripts/deps.sh gcc libc6-dev libpcap-dev iproute2 libcap2-bin rsyslog rsyslog-gnutls chromium
+sh scripts/deps.sh gcc libc6-dev libpcap-dev iproute2 libcap2-bin rsyslog rsyslog-gnutls chromium \
+	nmap hping3 xinetd
 go vet ./...
 go test -count=1 ./...

@@ -53,6 +53,31 @@ func sendUDP(addr string, args []string) int {
 	return 0
 }
 
+// chargenLine is one line of RFC 864's rotating pattern.
+const chargenLine = " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefgh\r\n"
+
+// serveChargen is the test binary's chargen mode: a UDP chargen on addr
+// (RFC 864) that answers every datagram with a line, whatever its source
+// port, as the implementations open to loops do, 25 ms later as if across
+// a WAN. It runs until killed.
+func serveChargen(addr string) int {
+	c, err := net.ListenPacket("udp4", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chargen:", err)
+		return 1
+	}
+	buf := make([]byte, 2048)
+	for {
+		_, from, err := c.ReadFrom(buf)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "chargen:", err)
+			return 1
+		}
+		time.Sleep(25 * time.Millisecond)
+		c.WriteTo([]byte(chargenLine), from)
+	}
+}
+
 // netnsPair makes two network namespaces joined by a veth pair, with
 // 198.18.0.1 (sender side) and 198.18.0.2 (sensor side): traffic never
 // leaves them. It skips the test when it cannot.

@@ -19,6 +19,9 @@ func TestMain(m *testing.M) {
 	if addr := os.Getenv("ECHOWATCH_AS_SENDER"); addr != "" {
 		os.Exit(sendUDP(addr, os.Args[1:]))
 	}
+	if addr := os.Getenv("ECHOWATCH_AS_CHARGEN"); addr != "" {
+		os.Exit(serveChargen(addr))
+	}
 	os.Exit(m.Run())
 }
 
