@@ -54,16 +54,29 @@ type Flow struct {
 	LastSeen  time.Time
 }
 
-// FlowStats are the flow table's counters.
+// FlowStats are the flow table's counters, under the names of EVE's stats
+// event.
 type FlowStats struct {
-	Active    int    // flows in the table now (one-way and two-way)
-	OneWay    int    // of which flows seen in one direction only
-	Created   uint64 // flows started (new, or restarted after idle expiry)
-	Promoted  uint64 // one-way flows that saw their first reply
-	Expired   uint64 // flows ended by idle timeout
-	Evicted   uint64 // two-way flows pushed out by the size bound
-	Forgotten uint64 // one-way flows pushed out by newer one-way flows
-	Untracked uint64 // packets no detector needs a flow for
+	Active    int    `json:"active"`    // flows in the table now (one-way and two-way)
+	OneWay    int    `json:"one_way"`   // of which flows seen in one direction only
+	Created   uint64 `json:"created"`   // flows started (new, or restarted after idle expiry)
+	Promoted  uint64 `json:"promoted"`  // one-way flows that saw their first reply
+	Expired   uint64 `json:"expired"`   // flows ended by idle timeout
+	Evicted   uint64 `json:"evicted"`   // two-way flows pushed out by the size bound
+	Forgotten uint64 `json:"forgotten"` // one-way flows pushed out by newer one-way flows
+	Untracked uint64 `json:"untracked"` // packets no detector needs a flow for
+}
+
+// Add adds o's counters to s: the tables of several workers make one.
+func (s *FlowStats) Add(o FlowStats) {
+	s.Active += o.Active
+	s.OneWay += o.OneWay
+	s.Created += o.Created
+	s.Promoted += o.Promoted
+	s.Expired += o.Expired
+	s.Evicted += o.Evicted
+	s.Forgotten += o.Forgotten
+	s.Untracked += o.Untracked
 }
 
 // FlowTable keeps per-flow state for the packets detection needs.

@@ -376,7 +376,7 @@ func (p *pipeline) stats() *statsEvent {
 		ev.Capture.FilterRejected += ws.rejected
 	}
 	if p.flows != nil {
-		ev.addFlows(p.flows.Stats())
+		ev.Flow.Add(p.flows.Stats())
 		ev.Decoder.FragmentsMatched, ev.Decoder.FragmentsEvicted = p.frags.Stats()
 	}
 	for _, s := range p.srcs {

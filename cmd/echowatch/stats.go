@@ -60,20 +60,6 @@ type workerReport struct {
 	QueueDrops    uint64 `json:"queue_drops"`
 }
 
-// flowStats is detect.FlowStats under EVE's names: converting one to the
-// other fails to compile when a counter is added to detect.FlowStats and
-// not here.
-type flowStats struct {
-	Active    int    `json:"active"`
-	OneWay    int    `json:"one_way"`
-	Created   uint64 `json:"created"`
-	Promoted  uint64 `json:"promoted"`
-	Expired   uint64 `json:"expired"`
-	Evicted   uint64 `json:"evicted"`
-	Forgotten uint64 `json:"forgotten"`
-	Untracked uint64 `json:"untracked"`
-}
-
 func (s *statsEvent) add(w workerStats) {
 	d := w.decode
 	s.Decoder.Frames += d.Frames
@@ -88,22 +74,10 @@ func (s *statsEvent) add(w workerStats) {
 	for _, r := range capture.DropReasons() {
 		s.Decoder.Dropped[r.String()] += d.Dropped[r]
 	}
-	s.addFlows(w.flows)
+	s.Flow.Add(w.flows)
 	if w.last.After(s.Timestamp) {
 		s.Timestamp = w.last
 	}
-}
-
-// addFlows adds a flow table's counters.
-func (s *statsEvent) addFlows(f detect.FlowStats) {
-	s.Flow.Active += f.Active
-	s.Flow.OneWay += f.OneWay
-	s.Flow.Created += f.Created
-	s.Flow.Promoted += f.Promoted
-	s.Flow.Expired += f.Expired
-	s.Flow.Evicted += f.Evicted
-	s.Flow.Forgotten += f.Forgotten
-	s.Flow.Untracked += f.Untracked
 }
 
 func (s *statsEvent) addSource(st capture.SourceStats) {
@@ -124,7 +98,7 @@ func (s *statsEvent) AppendEVE(b []byte) []byte {
 		Capture  *captureStats        `json:"capture,omitempty"`
 		Workers  []workerReport       `json:"workers"`
 		Decoder  decoderStats         `json:"decoder"`
-		Flow     flowStats            `json:"flow"`
+		Flow     detect.FlowStats     `json:"flow"`
 		Detect   detect.Stats         `json:"detect"`
 		Outputs  []outputStats        `json:"outputs,omitempty"`
 		Evidence *sinks.EvidenceStats `json:"evidence,omitempty"`
@@ -138,7 +112,7 @@ func (s *statsEvent) AppendEVE(b []byte) []byte {
 		Timestamp: s.Timestamp.UTC().Format(eveTimeLayout),
 		EventType: "stats",
 		Host:      s.Host,
-		Stats: stats{Decoder: s.Decoder, Flow: flowStats(s.Flow), Workers: s.Workers, Detect: s.Detect, Outputs: s.Outputs,
+		Stats: stats{Decoder: s.Decoder, Flow: s.Flow, Workers: s.Workers, Detect: s.Detect, Outputs: s.Outputs,
 			Evidence: s.Evidence},
 	}
 	if s.Capture.KernelAvailable || s.Capture.FilterRejected > 0 || s.Capture.QueueDrops > 0 {
