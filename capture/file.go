@@ -63,7 +63,7 @@ type FileSource struct {
 	cur    *fileReader // the input being read (inputs[next-1]), nil between inputs
 
 	closed atomic.Bool
-	mu     sync.Mutex // guards file and every input's err; never taken per frame
+	mu     sync.Mutex // guards file and every input's err and first; never taken per frame
 	file   *os.File   // the file being read, for Close to close
 }
 
@@ -207,9 +207,10 @@ func (s *FileSource) ReadFrame(f *Frame) error {
 		in := &s.inputs[s.next-1]
 		err := s.cur.read(f)
 		if err == nil {
-			if in.frames.Add(1) == 1 {
+			if in.frames.Load() == 0 { // First is set before Frames says there is one
 				s.setFirst(in, f.Timestamp)
 			}
+			in.frames.Add(1)
 			in.bytes.Add(uint64(f.CaptureLength))
 			return nil
 		}
@@ -307,7 +308,8 @@ func (s *FileSource) FileStats() []FileStats {
 				st.Offset = pcapFileHeader + pcapRecordHeader*st.Frames + st.Bytes
 			}
 		case formatPcapNG:
-			st.Size, st.Offset = uint64(in.size), pcapngRecord*st.Frames+st.Bytes
+			// An estimate (options and padding vary): never past the end.
+			st.Size, st.Offset = uint64(in.size), min(pcapngRecord*st.Frames+st.Bytes, uint64(in.size))
 		}
 		out[i] = st
 	}

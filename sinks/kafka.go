@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -263,13 +264,20 @@ var _ Conn = (*kafkaConn)(nil)
 
 // kafkaBalancer hands the writer the partition Send chose for each message
 // while it sized the round; round reads it back too, because a failed
-// produce does not always say which partition failed. A topic only ever
-// gains partitions, so the chosen one exists even if the writer's metadata
-// is newer than Send's.
+// produce does not always say which partition failed. Send and the writer
+// read the same cached metadata, but should the writer's be newer and the
+// topic have fewer partitions (deleted and made again), the message is
+// hashed over the writer's partitions and the choice remembered.
 type kafkaBalancer struct{ c *kafkaConn }
 
-func (b kafkaBalancer) Balance(msg kafka.Message, _ ...int) int {
-	return b.c.part[msg.WriterData.(int)]
+func (b kafkaBalancer) Balance(msg kafka.Message, partitions ...int) int {
+	i := msg.WriterData.(int)
+	if p := b.c.part[i]; slices.Contains(partitions, p) {
+		return p
+	}
+	p := kafka.Murmur2Balancer{Consistent: true}.Balance(msg, partitions...)
+	b.c.part[i] = p
+	return p
 }
 
 func (c *kafkaConn) complete(msgs []kafka.Message, err error) {

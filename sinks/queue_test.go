@@ -180,7 +180,6 @@ func TestQueueWaitersAtClose(t *testing.T) {
 	for q.Stats().Produced < 3 { // both wait for room
 		time.Sleep(time.Millisecond)
 	}
-	time.Sleep(10 * time.Millisecond)
 	done := make(chan struct{})
 	go func() { q.Close(); close(done) }()
 	for range 2 {

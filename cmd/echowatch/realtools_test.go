@@ -127,7 +127,8 @@ func TestRealTools(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { inetd.Process.Kill(); inetd.Wait() })
-	listening(t, sensor, "xinetd", 19)
+	listening(t, sensor, "xinetd", "udp", 19)
+	listening(t, sensor, "xinetd", "tcp", 19)
 
 	s := startSensor(ctx, t, sensor, "-i", "ew1", "--format", "eve", "--sensor-name", "real",
 		"--home-net", "198.18.0.0/30,198.18.1.0/24", "--end-after", "2s", "--max-alerts-per-second", "0",
@@ -150,7 +151,7 @@ func TestRealTools(t *testing.T) {
 	if err := chargen.Start(); err != nil {
 		t.Fatal(err)
 	}
-	listening(t, sender, "chargen", 19)
+	listening(t, sender, "chargen", "udp", 19)
 	attack("hping3 loop trigger", "hping3", "-q", "--udp", "-s", "19", "-k", "-p", "7", "-d", "40", "-c", "1", "198.18.0.2")
 	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(s.stdout.String(), `"kind":"loop","phase":"start"`); time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -225,16 +226,17 @@ func TestRealTools(t *testing.T) {
 	}
 }
 
-// listening waits until a process of namespace ns listens on UDP port.
-func listening(t *testing.T, ns, what string, port int) {
+// listening waits until a process of namespace ns listens on port over
+// proto ("udp" or "tcp").
+func listening(t *testing.T, ns, what, proto string, port int) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		out, _ := exec.Command("ip", "netns", "exec", ns, "ss", "-Hlnu", "sport", "= :"+strconv.Itoa(port)).CombinedOutput()
+		out, _ := exec.Command("ip", "netns", "exec", ns, "ss", "-Hln", "--"+proto, "sport", "= :"+strconv.Itoa(port)).CombinedOutput()
 		if len(strings.TrimSpace(string(out))) > 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s does not listen on UDP %d", what, port)
+			t.Fatalf("%s does not listen on %s %d", what, proto, port)
 		}
 	}
 }

@@ -444,16 +444,19 @@ func timeTicks(start, end time.Time, x func(time.Time) float64) []plotTick {
 	return ticks
 }
 
-// captureStart returns the time of the first frame of the first capture
-// file, the start of the report's time axis, as the run read it; zero for
-// a live capture, or when the first file had no frame.
+// captureStart returns the time of the first frame the run read from its
+// capture files, the start of the report's time axis; zero for a live
+// capture, or when no file had a frame.
 func captureStart(src capture.Source) time.Time {
+	var start time.Time
 	if stats, ok := fileStatsOf(src); ok {
-		if st := stats(); len(st) > 0 {
-			return st[0].First
+		for _, st := range stats() {
+			if !st.First.IsZero() && (start.IsZero() || st.First.Before(start)) {
+				start = st.First
+			}
 		}
 	}
-	return time.Time{}
+	return start
 }
 
 // writeForensics writes, at the end of a run, what its flags ask for: the

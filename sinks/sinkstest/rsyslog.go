@@ -257,11 +257,11 @@ func (r *Rsyslog) WaitMessages(n int, timeout time.Duration) []SyslogMessage {
 	deadline := time.Now().Add(timeout)
 	for {
 		msgs := r.Messages()
-		seen := make(map[string]bool, len(msgs))
-		for _, m := range msgs {
-			seen[m.Msg] = true
+		texts := make([]string, len(msgs))
+		for i, m := range msgs {
+			texts[i] = m.Msg
 		}
-		if len(seen) >= n || time.Now().After(deadline) {
+		if distinct(texts) >= n || time.Now().After(deadline) {
 			return msgs
 		}
 		time.Sleep(20 * time.Millisecond)
