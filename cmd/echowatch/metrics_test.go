@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -326,4 +327,21 @@ func dirBytes(t *testing.T, dir string) int64 {
 		n += info.Size()
 	}
 	return n
+}
+
+// TestStatsEventMeta: what a stats event tells the outputs of its type and
+// time (syslog's and Kafka's headers) is what its EVE JSON says.
+func TestStatsEventMeta(t *testing.T) {
+	ev := demoStats(t, 1)
+	var eve struct {
+		EventType string `json:"event_type"`
+		Timestamp string `json:"timestamp"`
+	}
+	if err := json.Unmarshal(ev.AppendEVE(nil), &eve); err != nil {
+		t.Fatal(err)
+	}
+	typ, at := ev.EventMeta()
+	if typ != eve.EventType || at.UTC().Format(eveTimeLayout) != eve.Timestamp || at.IsZero() {
+		t.Errorf("EventMeta says %q at %v; the EVE JSON says %q at %s", typ, at, eve.EventType, eve.Timestamp)
+	}
 }
