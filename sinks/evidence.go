@@ -204,7 +204,7 @@ func (e *Evidence) Create(id string, link layers.LinkType) detect.EvidenceFile {
 		e.refused.Add(1)
 		return nil
 	}
-	file, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
+	file, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY|noFollow, 0o640)
 	if err != nil {
 		e.fail(failCreate, fmt.Errorf("sinks/evidence: create: %w", err))
 		return nil

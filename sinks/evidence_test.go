@@ -529,55 +529,6 @@ func TestEvidenceUnsafeID(t *testing.T) {
 	}
 }
 
-// TestEvidenceWriteError writes to /dev/full through a symbolic link: every
-// write fails with ENOSPC, as on a full disk.
-func TestEvidenceWriteError(t *testing.T) {
-	if _, err := os.Stat("/dev/full"); err != nil {
-		t.Skip("no /dev/full")
-	}
-	cfg := evidenceConfig(t)
-	for _, id := range []string{"a", "b", "c"} {
-		if err := os.Symlink("/dev/full", filepath.Join(cfg.Dir, id+".pcap")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ev, log := newEvidence(t, cfg)
-	t0 := time.Unix(1700000000, 0)
-	for _, id := range []string{"a", "b"} {
-		f := create(t, ev, id)
-		// Larger than the buffer: it reaches the disk at once.
-		if f.WritePacket(frame(t0, 40000, 40000)) {
-			t.Fatalf("%s: a failed write returned true", id)
-		}
-		if f.WritePacket(frame(t0, 60, 60)) {
-			t.Fatalf("%s: a write after a failed one returned true", id)
-		}
-		f.Close()
-	}
-	// A small packet stays in the buffer: the failure comes at the end.
-	f := create(t, ev, "c")
-	if !f.WritePacket(frame(t0, 60, 60)) {
-		t.Fatal("c: a buffered write returned false")
-	}
-	err := ev.Close()
-	if err == nil || !errors.Is(err, syscall.ENOSPC) || !strings.HasPrefix(err.Error(), "sinks/evidence: close ") {
-		t.Errorf("Close: %v, want close ...: ENOSPC", err)
-	}
-	if err := ev.Close(); err != nil {
-		t.Errorf("second Close: %v", err)
-	}
-	if f := ev.Create("d", layers.LinkTypeEthernet); f != nil {
-		t.Error("a file created after Close")
-	}
-	if s := ev.Stats(); s.Errors != 3 || s.Packets != 1 {
-		t.Errorf("stats %+v, want 3 errors, 1 packet", s)
-	}
-	// One line for the write failures, one for the close failure.
-	if n := logLines(log); n != 2 || !strings.Contains(log.String(), "no space left on device") {
-		t.Errorf("%d log lines, want 2:\n%s", n, log)
-	}
-}
-
 // TestEvidenceRemoveError makes a finished file impossible to remove
 // (root removes any file, but not a directory with something in it).
 func TestEvidenceRemoveError(t *testing.T) {
