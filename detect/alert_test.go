@@ -164,3 +164,18 @@ func TestIncidentIDFromKey(t *testing.T) {
 		t.Errorf("kinds raised: %v", kinds)
 	}
 }
+
+// TestIncidentIDMicroseconds: an incident's id depends on its first
+// packet's time to the microsecond, as EVE prints it, so a live sensor's
+// nanosecond timestamps and a replay of a microsecond recording of the
+// same traffic give the same ids; another microsecond, another id.
+func TestIncidentIDMicroseconds(t *testing.T) {
+	us := time.Date(2024, 3, 19, 12, 0, 0, 123456000, time.UTC)
+	id := incidentID(KindReflection, "198.51.100.10", us)
+	if got := incidentID(KindReflection, "198.51.100.10", us.Add(789*time.Nanosecond)); got != id {
+		t.Errorf("nanoseconds changed the id: %s, want %s", got, id)
+	}
+	if got := incidentID(KindReflection, "198.51.100.10", us.Add(time.Microsecond)); got == id {
+		t.Errorf("a microsecond later gave the same id %s", id)
+	}
+}

@@ -399,14 +399,17 @@ func (r *reporter) direction(src, dst netip.Addr) string {
 }
 
 // incidentID derives an incident's id from its kind, key and the time of
-// its first packet, so the same input always gives the same ids.
+// its first packet, so the same input always gives the same ids. The time
+// counts to the microsecond, as EVE prints it: a live sensor (nanosecond
+// timestamps) and a replay of tcpdump's recording of the same traffic
+// (microseconds) name an incident alike.
 func incidentID(k Kind, key string, first time.Time) string {
 	h := fnv.New64a()
 	h.Write([]byte(k.String()))
 	h.Write([]byte{0})
 	h.Write([]byte(key))
 	var ts [8]byte
-	binary.BigEndian.PutUint64(ts[:], uint64(first.UnixNano()))
+	binary.BigEndian.PutUint64(ts[:], uint64(first.Truncate(time.Microsecond).UnixNano()))
 	h.Write(ts[:])
 	s := strconv.FormatUint(h.Sum64(), 16)
 	for len(s) < 16 {
