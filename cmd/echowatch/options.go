@@ -121,27 +121,35 @@ func parseByteSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
-// listFlag is a repeatable flag.
-type listFlag struct{ vals *[]string }
+// listFlag is a repeatable flag. The first value given replaces the list
+// (from the defaults or the file); each further one adds to it.
+type listFlag struct {
+	vals *[]string
+	set  bool
+}
 
-func (l listFlag) String() string {
+func (l *listFlag) String() string {
 	if l.vals == nil {
 		return ""
 	}
 	return strings.Join(*l.vals, ",")
 }
 
-func (l listFlag) Set(s string) error {
+func (l *listFlag) Set(s string) error {
+	if !l.set {
+		*l.vals, l.set = nil, true
+	}
 	*l.vals = append(*l.vals, s)
 	return nil
 }
 
-// cidrFlag collects a comma-separated list of CIDRs into a list.
-type cidrFlag struct{ vals *[]string }
+// cidrFlag is a listFlag whose values are comma-separated lists of CIDRs.
+type cidrFlag struct{ listFlag }
 
-func (c cidrFlag) String() string { return "" }
-
-func (c cidrFlag) Set(s string) error {
+func (c *cidrFlag) Set(s string) error {
+	if !c.set {
+		*c.vals, c.set = nil, true
+	}
 	for _, part := range strings.Split(s, ",") {
 		if part = strings.TrimSpace(part); part != "" {
 			*c.vals = append(*c.vals, part)
@@ -229,58 +237,66 @@ General:
 Exit status: 0 on success, 1 on a runtime failure, 2 on a usage error.
 `
 
+// commandLine is what the command line says besides settings: where the
+// settings file is, and whether to print help or the version.
+type commandLine struct {
+	config        string
+	version, help bool
+}
+
+// newFlagSet defines the flags over cfg: parsing the command line puts
+// each flag given into its setting, over the defaults and the file's, and
+// leaves the others as they are.
+func newFlagSet(cfg *config, cl *commandLine) *flag.FlagSet {
+	fs := flag.NewFlagSet("echowatch", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Var(&listFlag{vals: &cfg.Read}, "r", "")
+	fs.StringVar(&cfg.Interface, "i", cfg.Interface, "")
+	fs.StringVar(&cfg.Capture, "capture", cfg.Capture, "")
+	fs.StringVar(&cfg.BPF, "bpf", cfg.BPF, "")
+	fs.IntVar(&cfg.Snaplen, "snaplen", cfg.Snaplen, "")
+	fs.BoolFunc("no-promisc", "", func(v string) error {
+		off, err := strconv.ParseBool(v)
+		if err != nil {
+			return errors.New("parse error") // as the flag package says of a bool
+		}
+		cfg.Promiscuous = !off
+		return nil
+	})
+	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "")
+	fs.Var(&cidrFlag{listFlag{vals: &cfg.HomeNet}}, "home-net", "")
+	fs.IntVar(&cfg.MaxFlows, "max-flows", cfg.MaxFlows, "")
+	fs.DurationVar(&cfg.UpdateInterval, "update-interval", cfg.UpdateInterval, "")
+	fs.DurationVar(&cfg.EndAfter, "end-after", cfg.EndAfter, "")
+	fs.IntVar(&cfg.MaxAlertsPerSecond, "max-alerts-per-second", cfg.MaxAlertsPerSecond, "")
+	fs.StringVar(&cfg.SensorName, "sensor-name", cfg.SensorName, "")
+	fs.Var(&listFlag{vals: &cfg.Outputs}, "output", "")
+	fs.IntVar(&cfg.OutputOptions.QueueSize, "queue-size", cfg.OutputOptions.QueueSize, "")
+	fs.DurationVar(&cfg.OutputOptions.FlushTimeout, "flush-timeout", cfg.OutputOptions.FlushTimeout, "")
+	fs.StringVar(&cfg.Format, "format", cfg.Format, "")
+	fs.BoolVar(&cfg.Stats, "stats", cfg.Stats, "")
+	fs.DurationVar(&cfg.StatsInterval, "stats-interval", cfg.StatsInterval, "")
+	fs.StringVar(&cfg.MetricsListen, "metrics-listen", cfg.MetricsListen, "")
+	fs.StringVar(&cfg.User, "user", cfg.User, "")
+	fs.StringVar(&cfg.Summary, "summary", cfg.Summary, "")
+	fs.StringVar(&cfg.Report, "report", cfg.Report, "")
+	fs.StringVar(&cfg.Evidence.Dir, "evidence-dir", cfg.Evidence.Dir, "")
+	fs.IntVar(&cfg.Evidence.Packets, "evidence-packets", cfg.Evidence.Packets, "")
+	fs.StringVar(&cl.config, "config", cl.config, "")
+	fs.BoolVar(&cl.version, "version", false, "")
+	fs.BoolVar(&cl.help, "h", false, "")
+	fs.BoolVar(&cl.help, "help", false, "")
+	return fs
+}
+
 // parseArgs turns the command line, and the configuration file it names,
 // into a config. done is true when the run is over (--help, --version).
 func parseArgs(args []string, stdout io.Writer, stdoutIsTerminal bool) (cfg config, done bool, err error) {
+	// A first pass finds the file and the mistakes; the settings are
+	// taken in load, with the flags over the file.
+	var cl commandLine
 	cfg = defaultConfig()
-	var (
-		reads, outputs, homeNet       []string
-		configPath, format            string
-		summary, report, runAs        string
-		metricsListen, evidenceDir    string
-		evidencePackets               int
-		noPromisc, showVersion, help  bool
-		iface, captureMode, bpf       string
-		snaplen, maxFlows, workers    int
-		maxAlerts                     int
-		stats                         bool
-		statsInterval, updateInterval time.Duration
-		endAfter                      time.Duration
-		sensorName                    string
-		queueSize                     int
-		flushTimeout                  time.Duration
-	)
-	fs := flag.NewFlagSet("echowatch", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Var(listFlag{&reads}, "r", "")
-	fs.StringVar(&iface, "i", "", "")
-	fs.StringVar(&captureMode, "capture", "", "")
-	fs.StringVar(&bpf, "bpf", "", "")
-	fs.IntVar(&snaplen, "snaplen", 0, "")
-	fs.BoolVar(&noPromisc, "no-promisc", false, "")
-	fs.IntVar(&workers, "workers", 0, "")
-	fs.Var(cidrFlag{&homeNet}, "home-net", "")
-	fs.IntVar(&maxFlows, "max-flows", 0, "")
-	fs.DurationVar(&updateInterval, "update-interval", 0, "")
-	fs.DurationVar(&endAfter, "end-after", 0, "")
-	fs.IntVar(&maxAlerts, "max-alerts-per-second", 0, "")
-	fs.StringVar(&sensorName, "sensor-name", "", "")
-	fs.Var(listFlag{&outputs}, "output", "")
-	fs.IntVar(&queueSize, "queue-size", 0, "")
-	fs.DurationVar(&flushTimeout, "flush-timeout", 0, "")
-	fs.StringVar(&format, "format", "", "")
-	fs.BoolVar(&stats, "stats", false, "")
-	fs.DurationVar(&statsInterval, "stats-interval", 0, "")
-	fs.StringVar(&metricsListen, "metrics-listen", "", "")
-	fs.StringVar(&runAs, "user", "", "")
-	fs.StringVar(&summary, "summary", "", "")
-	fs.StringVar(&report, "report", "", "")
-	fs.StringVar(&evidenceDir, "evidence-dir", "", "")
-	fs.IntVar(&evidencePackets, "evidence-packets", 0, "")
-	fs.StringVar(&configPath, "config", "", "")
-	fs.BoolVar(&showVersion, "version", false, "")
-	fs.BoolVar(&help, "h", false, "")
-	fs.BoolVar(&help, "help", false, "")
+	fs := newFlagSet(&cfg, &cl)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usageText)
@@ -288,11 +304,11 @@ func parseArgs(args []string, stdout io.Writer, stdoutIsTerminal bool) (cfg conf
 		}
 		return cfg, false, usagef("%v", err)
 	}
-	if help {
+	if cl.help {
 		fmt.Fprint(stdout, usageText)
 		return cfg, true, nil
 	}
-	if showVersion {
+	if cl.version {
 		fmt.Fprintf(stdout, "echowatch %s\n", version)
 		return cfg, true, nil
 	}
@@ -300,90 +316,16 @@ func parseArgs(args []string, stdout io.Writer, stdoutIsTerminal bool) (cfg conf
 		return cfg, false, usagef("unexpected argument %q (files are read with -r FILE)", fs.Arg(0))
 	}
 	// Flags given on the command line win over the file, at the start and
-	// at every reload.
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	// at every reload: they are parsed again over what the file says.
 	load := func() (config, error) {
 		cfg := defaultConfig()
-		if configPath != "" {
-			if err := loadConfigFile(configPath, &cfg); err != nil {
+		if cl.config != "" {
+			if err := loadConfigFile(cl.config, &cfg); err != nil {
 				return cfg, err
 			}
 		}
-		if set["r"] {
-			cfg.Read = reads
-		}
-		if set["i"] {
-			cfg.Interface = iface
-		}
-		if set["capture"] {
-			cfg.Capture = captureMode
-		}
-		if set["bpf"] {
-			cfg.BPF = bpf
-		}
-		if set["snaplen"] {
-			cfg.Snaplen = snaplen
-		}
-		if set["no-promisc"] {
-			cfg.Promiscuous = !noPromisc
-		}
-		if set["workers"] {
-			cfg.Workers = workers
-		}
-		if set["home-net"] {
-			cfg.HomeNet = homeNet
-		}
-		if set["max-flows"] {
-			cfg.MaxFlows = maxFlows
-		}
-		if set["update-interval"] {
-			cfg.UpdateInterval = updateInterval
-		}
-		if set["end-after"] {
-			cfg.EndAfter = endAfter
-		}
-		if set["max-alerts-per-second"] {
-			cfg.MaxAlertsPerSecond = maxAlerts
-		}
-		if set["sensor-name"] {
-			cfg.SensorName = sensorName
-		}
-		if set["output"] {
-			cfg.Outputs = outputs
-		}
-		if set["queue-size"] {
-			cfg.OutputOptions.QueueSize = queueSize
-		}
-		if set["flush-timeout"] {
-			cfg.OutputOptions.FlushTimeout = flushTimeout
-		}
-		if set["format"] {
-			cfg.Format = format
-		}
-		if set["stats"] {
-			cfg.Stats = stats
-		}
-		if set["user"] {
-			cfg.User = runAs
-		}
-		if set["summary"] {
-			cfg.Summary = summary
-		}
-		if set["report"] {
-			cfg.Report = report
-		}
-		if set["stats-interval"] {
-			cfg.StatsInterval = statsInterval
-		}
-		if set["metrics-listen"] {
-			cfg.MetricsListen = metricsListen
-		}
-		if set["evidence-dir"] {
-			cfg.Evidence.Dir = evidenceDir
-		}
-		if set["evidence-packets"] {
-			cfg.Evidence.Packets = evidencePackets
+		if err := newFlagSet(&cfg, &commandLine{}).Parse(args); err != nil {
+			return cfg, usagef("%v", err) // it parsed once: cannot happen
 		}
 		if cfg.Format == "" {
 			cfg.Format = "eve"
@@ -400,7 +342,7 @@ func parseArgs(args []string, stdout io.Writer, stdoutIsTerminal bool) (cfg conf
 		return cfg, cfg.validate()
 	}
 	cfg, err = load()
-	if configPath != "" {
+	if cl.config != "" {
 		cfg.reread = load
 	}
 	return cfg, false, err

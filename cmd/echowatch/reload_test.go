@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -110,6 +111,41 @@ func TestRereadFlagsWin(t *testing.T) {
 	}
 	if cfg, _, _ := parseArgs([]string{"-r", "x.pcap"}, io.Discard, false); cfg.reread != nil {
 		t.Error("reread without --config")
+	}
+}
+
+// TestFlagsOverFile: a flag given replaces the file's setting (a list
+// with the flag's values, not added to it), a setting no flag gives keeps
+// the file's value, and a repeated flag adds to its own list.
+func TestFlagsOverFile(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "echowatch.yaml")
+	yaml := "read: [file.pcap]\noutputs: [stdout, \"file:///tmp/a.json\"]\nhome_net: [10.0.0.0/8]\n" +
+		"stats: true\npromiscuous: true\nsensor_name: fromfile\nworkers: 3\n"
+	if err := os.WriteFile(conf, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := parseArgs([]string{"--config", conf, "-r", "a.pcap", "-r", "b.pcap", "--output", "stdout",
+		"--home-net", "192.0.2.0/24, 198.51.100.0/24", "--home-net", "203.0.113.0/24", "--stats=false", "--no-promisc"},
+		io.Discard, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cfg.Read, []string{"a.pcap", "b.pcap"}) || !slices.Equal(cfg.Outputs, []string{"stdout"}) ||
+		!slices.Equal(cfg.HomeNet, []string{"192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"}) ||
+		cfg.Stats || cfg.Promiscuous {
+		t.Errorf("flags over the file: read %q outputs %q home_net %q stats %v promiscuous %v",
+			cfg.Read, cfg.Outputs, cfg.HomeNet, cfg.Stats, cfg.Promiscuous)
+	}
+	if cfg.SensorName != "fromfile" || cfg.Workers != 3 {
+		t.Errorf("the file's other settings: sensor %q workers %d", cfg.SensorName, cfg.Workers)
+	}
+	// Without flags the file's lists stand; the defaults where it says nothing.
+	cfg, _, err = parseArgs([]string{"--config", conf}, io.Discard, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cfg.Read, []string{"file.pcap"}) || len(cfg.Outputs) != 2 || !cfg.Stats || cfg.Snaplen != defaultConfig().Snaplen {
+		t.Errorf("the file alone: read %q outputs %q stats %v snaplen %d", cfg.Read, cfg.Outputs, cfg.Stats, cfg.Snaplen)
 	}
 }
 
