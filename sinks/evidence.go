@@ -188,7 +188,7 @@ func (e *Evidence) Create(id string, link layers.LinkType) detect.EvidenceFile {
 		return nil
 	}
 	// A finished file of the same id still counts while room is made (it
-	// may go first), and until O_TRUNC has emptied it: a refusal leaves it
+	// may go first), and until it is removed below: a refusal leaves it
 	// kept and counted.
 	if len(e.open) >= e.cfg.MaxOpen {
 		e.refused.Add(1)
@@ -204,16 +204,25 @@ func (e *Evidence) Create(id string, link layers.LinkType) detect.EvidenceFile {
 		e.refused.Add(1)
 		return nil
 	}
-	file, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY|noFollow, 0o640)
-	if err != nil {
+	// Whatever has the name goes first: this run's finished file, an
+	// earlier run's, or something put there, which opening would follow
+	// (a symbolic link), block on (a FIFO) or empty the target of (a hard
+	// link). The file is then made anew (O_EXCL): nothing put there in
+	// between is opened either.
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		e.fail(failCreate, fmt.Errorf("sinks/evidence: create: %w", err))
 		return nil
 	}
 	if old := e.byPath[path]; old != nil {
-		// Emptied: it no longer counts, and must not be removed later in
+		// Gone: it no longer counts, and must not be removed later in
 		// place of the new file.
 		e.finished = slices.DeleteFunc(e.finished, func(f *evidenceFile) bool { return f == old })
 		e.forget(old)
+	}
+	file, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	if err != nil {
+		e.fail(failCreate, fmt.Errorf("sinks/evidence: create: %w", err))
+		return nil
 	}
 	f := &evidenceFile{e: e, path: path, link: link, file: file,
 		w: bufio.NewWriterSize(file, evidenceBufferSize), slot: len(e.open)}

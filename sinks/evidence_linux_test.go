@@ -15,26 +15,28 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// mountFull makes path /dev/full (a bind mount, not a link) until the test
-// ends; it skips the test where it cannot.
-func mountFull(t *testing.T, path string) {
+// mountTiny mounts a tmpfs of 16 KiB on dir until the test ends: a disk
+// that fills at once. It skips the test without the right to mount.
+func mountTiny(t *testing.T, dir string) {
 	t.Helper()
-	if err := os.WriteFile(path, nil, 0o640); err != nil {
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=16k"); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			t.Skipf("cannot mount a tmpfs (needs root): %v", err)
+		}
 		t.Fatal(err)
 	}
-	if err := unix.Mount("/dev/full", path, "", unix.MS_BIND, ""); err != nil {
-		t.Skipf("cannot bind-mount /dev/full (needs root): %v", err)
-	}
-	t.Cleanup(func() { unix.Unmount(path, 0) })
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
 }
 
-// TestEvidenceWriteError writes to /dev/full mounted over the evidence
-// files: every write fails with ENOSPC, as on a full disk.
+// TestEvidenceWriteError writes evidence to a disk that is full after the
+// first 16 KiB: writes fail with ENOSPC.
 func TestEvidenceWriteError(t *testing.T) {
 	cfg := evidenceConfig(t)
-	for _, id := range []string{"a", "b", "c"} {
-		mountFull(t, filepath.Join(cfg.Dir, id+".pcap"))
-	}
+	mountTiny(t, cfg.Dir)
 	ev, log := newEvidence(t, cfg)
 	t0 := time.Unix(1700000000, 0)
 	for _, id := range []string{"a", "b"} {
@@ -72,30 +74,62 @@ func TestEvidenceWriteError(t *testing.T) {
 	}
 }
 
-// TestEvidenceNoFollow: an evidence file is never written through a
-// symbolic link someone put in the directory in its place; the link's
-// target stays as it was, and the failure is counted and logged.
-func TestEvidenceNoFollow(t *testing.T) {
+// TestEvidenceReplacesWhatIsThere: an evidence file is always a new
+// file. A symbolic link or a hard link put in its place is not written
+// through (the target stays as it was), and a FIFO does not block the
+// sensor: each is removed and the file made anew.
+func TestEvidenceReplacesWhatIsThere(t *testing.T) {
 	cfg := evidenceConfig(t)
-	target := filepath.Join(t.TempDir(), "precious")
+	target := filepath.Join(cfg.Dir, "precious")
 	if err := os.WriteFile(target, []byte("keep me"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Symlink(target, filepath.Join(cfg.Dir, "a.pcap")); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Link(target, filepath.Join(cfg.Dir, "b.pcap")); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(filepath.Join(cfg.Dir, "c.pcap"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	ev, log := newEvidence(t, cfg)
-	if f := ev.Create("a", layers.LinkTypeEthernet); f != nil {
-		t.Fatalf("Create through a link gave %s", f.Name())
+	refused := make(chan []string, 1)
+	go func() { // Create could block: not on the test's goroutine
+		var ids []string
+		for _, id := range []string{"a", "b", "c"} {
+			f := ev.Create(id, layers.LinkTypeEthernet)
+			if f == nil {
+				ids = append(ids, id)
+				continue
+			}
+			f.WritePacket(frame(time.Unix(1700000000, 0), 60, 60))
+			f.Close()
+		}
+		refused <- ids
+	}()
+	select {
+	case ids := <-refused:
+		if len(ids) > 0 {
+			t.Errorf("no file for %q: %s", ids, log)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Create blocks on what is in the file's place")
 	}
 	if b, err := os.ReadFile(target); err != nil || string(b) != "keep me" {
-		t.Errorf("the link's target now holds %q (%v)", b, err)
+		t.Errorf("the links' target now holds %q (%v)", b, err)
 	}
-	if s := ev.Stats(); s.Errors != 1 || s.Files != 0 {
-		t.Errorf("stats %+v, want 1 error, no file", s)
+	for _, id := range []string{"a", "b", "c"} {
+		path := filepath.Join(cfg.Dir, id+".pcap")
+		if fi, err := os.Lstat(path); err != nil || !fi.Mode().IsRegular() || fi.Sys().(*syscall.Stat_t).Nlink != 1 {
+			t.Errorf("%s: %v, %v: want a file of its own", path, fi, err)
+			continue
+		}
+		if _, _, recs := readPcap(t, path); len(recs) != 1 {
+			t.Errorf("%s holds %d packets, want 1", path, len(recs))
+		}
 	}
-	if !strings.Contains(log.String(), "sinks/evidence: create:") || !strings.Contains(log.String(), syscall.ELOOP.Error()) {
-		t.Errorf("log %q, want the create failure, a link", log)
+	if s := ev.Stats(); s.Errors != 0 || s.Files != 3 {
+		t.Errorf("stats %+v, want 3 files, no error; log %s", s, log)
 	}
-	create(t, ev, "b").Close() // other ids are unaffected
 }
