@@ -19,13 +19,7 @@ import (
 // what is missing. The image cannot be built here (no Docker engine), so
 // its mechanism is tested instead.
 func TestLiveFileCapabilities(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		args []string
-	}{
-		{"pcap", []string{"--capture", "pcap"}},
-		{"afpacket", []string{"--capture", "afpacket", "--workers", "2"}},
-	} {
+	for _, tc := range captureModes {
 		for _, caps := range []string{"cap_net_raw+ep", "cap_net_admin+ep"} {
 			t.Run(tc.name+"/"+caps, func(t *testing.T) {
 				testFileCapabilities(t, tc.name, caps, tc.args)
@@ -77,11 +71,7 @@ func testFileCapabilities(t *testing.T, mode, caps string, args []string) {
 	if err != nil || !regexpMust(`promiscuity [1-9]`).Match(link) {
 		t.Errorf("ew1 is not promiscuous while the sensor runs: %v: %s", err, link)
 	}
-	send := exec.CommandContext(ctx, "ip", "netns", "exec", sender, os.Args[0], "7", "400", "400")
-	send.Env = append(os.Environ(), "ECHOWATCH_AS_SENDER=198.18.0.2:40000")
-	if out, err := send.CombinedOutput(); err != nil {
-		t.Fatalf("sender: %v: %s", err, out)
-	}
+	sendReplies(ctx, t, sender)
 	s.settle(t, 400)
 	if err := s.stop(); err != nil {
 		t.Fatalf("echowatch as nobody: %v\nstderr:\n%s", err, s.errors())

@@ -53,6 +53,31 @@ func sendUDP(addr string, args []string) int {
 	return 0
 }
 
+// sendReplies runs the test binary's sender in namespace ns: 400 echo
+// replies from port 7, at 400 a second, toward 198.18.0.2, which never
+// asked for them. It returns once they are sent.
+func sendReplies(ctx context.Context, t *testing.T, ns string) {
+	t.Helper()
+	send := exec.CommandContext(ctx, "ip", "netns", "exec", ns, os.Args[0], "7", "400", "400")
+	send.Env = append(os.Environ(), "ECHOWATCH_AS_SENDER=198.18.0.2:40000")
+	if out, err := send.CombinedOutput(); err != nil {
+		t.Fatalf("sender: %v: %s", err, out)
+	}
+}
+
+// captureMode is a way the live tests run the sensor.
+type captureMode struct {
+	name string
+	args []string
+}
+
+// captureModes are libpcap with one reader, and AF_PACKET with a fanout of
+// two workers.
+var captureModes = []captureMode{
+	{"pcap", []string{"--capture", "pcap"}},
+	{"afpacket", []string{"--capture", "afpacket", "--workers", "2"}},
+}
+
 // chargenLine is one line of RFC 864's rotating pattern.
 const chargenLine = " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefgh\r\n"
 
@@ -116,12 +141,9 @@ func netnsPair(t *testing.T, tag string) (sender, sensor string) {
 // SIGTERM: it must report the reflection, end it on the way out, write its
 // final stats and exit 0.
 func TestLiveCapture(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		args []string
-	}{
-		{"pcap", []string{"--capture", "pcap"}},
-		{"afpacket", []string{"--capture", "afpacket", "--workers", "2"}},
+	for _, tc := range []captureMode{
+		captureModes[0],
+		captureModes[1],
 		// Root opens the capture, then the sensor runs as nobody.
 		{"pcap-as-nobody", []string{"--capture", "pcap", "--user", "nobody"}},
 	} {
@@ -144,11 +166,7 @@ func TestLiveCapture(t *testing.T) {
 			sensorProc := startSensor(ctx, t, sensor, args...)
 			// 400 datagrams at 400/s from port 7: 198.18.0.1 "reflects"
 			// toward 198.18.0.2, which never asked.
-			send := exec.CommandContext(ctx, "ip", "netns", "exec", sender, os.Args[0], "7", "400", "400")
-			send.Env = append(os.Environ(), "ECHOWATCH_AS_SENDER=198.18.0.2:40000")
-			if out, err := send.CombinedOutput(); err != nil {
-				t.Fatalf("sender: %v: %s", err, out)
-			}
+			sendReplies(ctx, t, sender)
 			sensorProc.settle(t, 400)
 			if err := sensorProc.stop(); err != nil {
 				t.Fatalf("echowatch: %v\nstderr:\n%s", err, sensorProc.errors())

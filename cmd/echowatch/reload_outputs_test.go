@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -392,11 +391,7 @@ func TestLiveReloadOutputs(t *testing.T) {
 	attack := func(path string) {
 		t.Helper()
 		starts, ends := phases(path, "start"), phases(path, "end")
-		send := exec.CommandContext(ctx, "ip", "netns", "exec", sender, os.Args[0], "7", "400", "400")
-		send.Env = append(os.Environ(), "ECHOWATCH_AS_SENDER=198.18.0.2:40000")
-		if out, err := send.CombinedOutput(); err != nil {
-			t.Fatalf("sender: %v: %s", err, out)
-		}
+		sendReplies(ctx, t, sender)
 		waitFor(t, func() bool { return phases(path, "start") > starts && phases(path, "end") > ends })
 	}
 	hangup := func(outputs string, want ...string) {

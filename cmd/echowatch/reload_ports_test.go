@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -19,13 +18,7 @@ import (
 // packets detection wants on their own goroutines; the flow table and the
 // engine learn the new port on theirs.
 func TestLiveReloadPorts(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		args []string
-	}{
-		{"pcap", []string{"--capture", "pcap"}},
-		{"afpacket", []string{"--capture", "afpacket", "--workers", "2"}},
-	} {
+	for _, tc := range captureModes {
 		t.Run(tc.name, func(t *testing.T) {
 			sender, sensor := netnsPair(t, "rp"+tc.name[:2])
 			conf := filepath.Join(t.TempDir(), "echowatch.yaml")
@@ -48,11 +41,7 @@ func TestLiveReloadPorts(t *testing.T) {
 			sent := 0
 			send := func() {
 				t.Helper()
-				cmd := exec.CommandContext(ctx, "ip", "netns", "exec", sender, os.Args[0], "7", "400", "400")
-				cmd.Env = append(os.Environ(), "ECHOWATCH_AS_SENDER=198.18.0.2:40000")
-				if out, err := cmd.CombinedOutput(); err != nil {
-					t.Fatalf("sender: %v: %s", err, out)
-				}
+				sendReplies(ctx, t, sender)
 				sent += 400
 				s.settle(t, sent)
 			}

@@ -19,13 +19,7 @@ import (
 // change is taken, and the sensor runs on and stops cleanly. One worker
 // polls for the new config between frames, several take it in the stage.
 func TestLiveReload(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		args []string
-	}{
-		{"pcap", []string{"--capture", "pcap"}},
-		{"afpacket", []string{"--capture", "afpacket", "--workers", "2"}},
-	} {
+	for _, tc := range captureModes {
 		t.Run(tc.name, func(t *testing.T) { testLiveReload(t, tc.name, tc.args) })
 	}
 }
