@@ -66,13 +66,6 @@ func (d *exposure) packet(p *capture.Packet, f *Flow, dir Dir, dstSvc bool) {
 	}
 	e.client = p.DstAddrPort()
 	e.t.first, e.t.last = f.FirstSeen, now
-	// A flow that outlived the rearm time raises its next finding with the
-	// same first packet: the finding's time tells the two ids apart.
-	e.t.idTime = time.Time{}
-	if !e.found.IsZero() && !f.FirstSeen.After(e.found) {
-		e.t.idTime = now
-	}
-	e.found = now
 	e.t.packets = f.Packets[FromOrig] + f.Packets[FromResp]
 	e.t.bytes = f.Bytes[FromOrig] + f.Bytes[FromResp]
 	e.t.nvlan, e.t.vlans = p.NumVLANs, p.VLANs
@@ -85,7 +78,6 @@ type finding struct {
 	k      exposedKey
 	t      track
 	client netip.AddrPort // who it answered
-	found  time.Time      // when it was last raised
 }
 
 var _ subject = (*finding)(nil)

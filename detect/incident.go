@@ -54,10 +54,8 @@ type track struct {
 	evidName  string
 	evidUntil time.Time
 	keepAt    int
-	// idTime, if set, seeds a finding's id instead of first: a finding
-	// whose activity began before the previous one (a long flow) needs an
-	// id of its own.
-	idTime time.Time
+	// raised is when a one-shot kind last raised a finding for the key.
+	raised time.Time
 }
 
 // see records a packet of the key's activity, beginning a new activity if
@@ -176,9 +174,12 @@ func (r *reporter) oneShot(s subject, now time.Time, rearm time.Duration) {
 		return
 	}
 	_, pps, bps := s.measure(now)
+	// A finding whose activity began before the previous finding (a flow
+	// that outlived the rearm time) would get its id: its own time tells
+	// the two apart.
 	seed := t.first
-	if !t.idTime.IsZero() {
-		seed = t.idTime
+	if !t.raised.IsZero() && !t.first.After(t.raised) {
+		seed = now
 	}
 	t.id = incidentID(s.kind(), s.key(), seed)
 	t.peakPPS, t.peakBPS = pps, bps
@@ -190,7 +191,7 @@ func (r *reporter) oneShot(s subject, now time.Time, rearm time.Duration) {
 	// A suppressed finding still waits for its rearm: retrying it on every
 	// packet would let one noisy key starve the others.
 	r.emit(s, PhaseStart, now, pps, bps)
-	t.rearm = now.Add(rearm)
+	t.rearm, t.raised = now.Add(rearm), now
 	t.first = time.Time{} // the next finding counts a new activity
 }
 
