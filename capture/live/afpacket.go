@@ -176,7 +176,7 @@ func openSocket(cfg Config, r ring, group uint16, filter []bpf.RawInstruction) (
 	)
 	if err != nil {
 		if errors.Is(err, unix.EPERM) {
-			return nil, fmt.Errorf("capture/live: %s: permission denied (capture needs root or CAP_NET_RAW)", cfg.Interface)
+			return nil, fmt.Errorf("capture/live: %s: %w", cfg.Interface, ErrPermission)
 		}
 		return nil, fmt.Errorf("capture/live: %s: open socket: %w", cfg.Interface, err)
 	}

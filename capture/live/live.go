@@ -71,6 +71,10 @@ func (c Config) withDefaults() (Config, error) {
 // whichever layer noticed it first.
 var ErrNoDevice = errors.New("no such device")
 
+// ErrPermission is wrapped by the error for a capture the sensor may not
+// open, in either capture mode.
+var ErrPermission = errors.New("permission denied (capture needs root or CAP_NET_RAW)")
+
 // wideStats extends the kernel's 32-bit capture counters to 64 bits. It
 // sees every wrap as long as it is updated at least once per wrap.
 type wideStats struct {

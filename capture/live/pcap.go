@@ -98,7 +98,7 @@ func activateError(iface string, err, detail error) error {
 		if _, ierr := net.InterfaceByName(iface); ierr != nil && iface != "any" {
 			return fmt.Errorf("capture/live: %s: %w", iface, ErrNoDevice)
 		}
-		return fmt.Errorf("capture/live: %s: permission denied (capture needs root or CAP_NET_RAW)", iface)
+		return fmt.Errorf("capture/live: %s: %w", iface, ErrPermission)
 	case "Interface Not Up":
 		return fmt.Errorf("capture/live: %s: interface is down", iface)
 	}
