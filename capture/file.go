@@ -32,10 +32,6 @@ const (
 	// allocating the full read buffer for every file of a long list.
 	sniffBufferSize = 4096
 
-	// maxRecordLength is libpcap's MAXIMUM_SNAPLEN: tcpdump refuses longer
-	// records, and so do we, whatever snap length the file declares.
-	maxRecordLength = 262144
-
 	// readBudget is the most one ReadFrame may pull from a file. pcapgo
 	// trusts lengths from the file: a bogus pcapng block length makes it
 	// read (and keep) up to 4 GiB, which a pipe or a gzip bomb can supply,
@@ -447,6 +443,11 @@ func newFileReader(r io.Reader, bufSize int) (*fileReader, error) {
 	return fr, nil
 }
 
+// MaxSnaplen is libpcap's MAXIMUM_SNAPLEN: tcpdump and Wireshark refuse
+// longer records, and so does the reader, whatever snap length a file
+// declares. No capture or evidence file holds more of a frame.
+const MaxSnaplen = 262144
+
 // ErrUnsupportedLinkType is wrapped by the error for a capture, file or
 // live interface, none of whose frames the decoder could read.
 var ErrUnsupportedLinkType = errors.New("unsupported link type")
@@ -521,8 +522,8 @@ func (fr *fileReader) read(f *Frame) error {
 		return err
 	}
 	// pcapgo checks a classic pcap's record lengths, not pcapng's.
-	if len(data) > maxRecordLength {
-		return fmt.Errorf("record of %d bytes is longer than %d", len(data), maxRecordLength)
+	if len(data) > MaxSnaplen {
+		return fmt.Errorf("record of %d bytes is longer than %d", len(data), MaxSnaplen)
 	}
 	iface, err := fr.ng.Interface(ci.InterfaceIndex)
 	if err != nil {

@@ -40,7 +40,7 @@ type pcapHeader struct {
 	link    layers.LinkType
 	big     bool   // big-endian
 	nanos   uint32 // nanoseconds per unit of a timestamp's fraction
-	snaplen int    // as the header says, capped at maxRecordLength
+	snaplen int    // as the header says, capped at MaxSnaplen
 }
 
 // readPcapHeader reads the file header of a classic pcap file, whose
@@ -59,8 +59,8 @@ func readPcapHeader(br *bufio.Reader) (pcapHeader, error) {
 		return pcapHeader{}, err
 	}
 	// pcapgo accepts records up to the snap length the file declares,
-	// however large; the rest of pcapgo's guard is at maxRecordLength.
-	h := pcapHeader{link: pr.LinkType(), nanos: 1000, snaplen: int(min(pr.Snaplen(), maxRecordLength))}
+	// however large; the rest of pcapgo's guard is at MaxSnaplen.
+	h := pcapHeader{link: pr.LinkType(), nanos: 1000, snaplen: int(min(pr.Snaplen(), MaxSnaplen))}
 	switch binary.LittleEndian.Uint32(magic[:]) {
 	case 0xa1b23c4d:
 		h.nanos = 1
@@ -85,7 +85,7 @@ func (h pcapHeader) u32(b []byte) uint32 {
 // false) a record longer than the larger of the snap length and 256 KiB.
 func (h pcapHeader) record(b []byte) (ts time.Time, capLen, wireLen int, ok bool) {
 	c := h.u32(b[8:12])
-	if uint64(c) > uint64(max(h.snaplen, maxRecordLength)) {
+	if uint64(c) > uint64(max(h.snaplen, MaxSnaplen)) {
 		return time.Time{}, int(min(c, 1<<31-1)), 0, false
 	}
 	// The fraction is multiplied in 32 bits, as pcapgo does, so that a
@@ -166,7 +166,7 @@ func (pr *pcapRecords) want(n int) error {
 // a chunk after them (more if a record of n bytes needs it).
 func (pr *pcapRecords) fill(n int) {
 	if pr.buf == nil {
-		pr.buf = make([]byte, readChunk+16+maxRecordLength)
+		pr.buf = make([]byte, readChunk+16+MaxSnaplen)
 	}
 	if pr.off > 0 {
 		pr.end = copy(pr.buf, pr.buf[pr.off:pr.end])

@@ -167,7 +167,7 @@ type Region struct {
 type regionBuf struct{ buf []byte }
 
 var regionBufs = sync.Pool{New: func() any {
-	return &regionBuf{buf: make([]byte, 0, int(regionSize)+16+maxRecordLength)}
+	return &regionBuf{buf: make([]byte, 0, int(regionSize)+16+MaxSnaplen)}
 }}
 
 // ReadFrame fills f with the region's next frame; f.Data is valid until
@@ -234,7 +234,7 @@ func (r *Region) read(to int64) error {
 	if to > r.file.size {
 		return io.ErrUnexpectedEOF
 	}
-	want := min(max(to, have+readChunk), r.file.size, r.limit+16+maxRecordLength) - r.base
+	want := min(max(to, have+readChunk), r.file.size, r.limit+16+MaxSnaplen) - r.base
 	if int(want) > cap(r.buf) {
 		r.buf = append(r.buf[:cap(r.buf)], make([]byte, int(want)-cap(r.buf))...)[:len(r.buf)]
 	}
@@ -268,7 +268,7 @@ func (r *Region) findStart() bool {
 			}
 			p := int(off - r.base)
 			ts, c, wire, ok := h.record(r.buf[p : p+16])
-			if !ok || wire > maxRecordLength || (n > 0 && (ts.Unix() > t0+86400 || ts.Unix() < t0-86400)) {
+			if !ok || wire > MaxSnaplen || (n > 0 && (ts.Unix() > t0+86400 || ts.Unix() < t0-86400)) {
 				break
 			}
 			if n == 0 {

@@ -25,10 +25,6 @@ const (
 	pcapHeaderLen = 24
 	pcapRecordLen = 16
 
-	// maxEvidenceSnaplen is libpcap's MAXIMUM_SNAPLEN: Wireshark and
-	// tcpdump refuse files that declare more.
-	maxEvidenceSnaplen = 262144
-
 	// maxIDLen bounds an incident id, and so a file name, well below
 	// NAME_MAX (255) with the ".pcap" suffix. detect's ids are 16 hex digits.
 	maxIDLen = 64
@@ -122,17 +118,17 @@ const (
 // NewEvidence checks cfg, and creates cfg.Dir (mode 0750) unless it exists.
 // Unlike most constructors it does I/O: it proves the directory writable
 // by creating and removing a file in it, so that a wrong path fails at
-// start rather than at the first incident, hours later, and before the
-// caller drops privileges that the directory might need. logger, which
-// may be nil, gets the failures.
+// start rather than at the first incident, hours later. The caller opens
+// it as the user that will write the files (after dropping privileges).
+// logger, which may be nil, gets the failures.
 func NewEvidence(cfg EvidenceConfig, logger *slog.Logger) (*Evidence, error) {
 	switch {
 	case cfg.Dir == "":
 		return nil, errors.New("sinks/evidence: no directory given")
 	case cfg.Packets < 1:
 		return nil, fmt.Errorf("sinks/evidence: Packets is %d: want at least 1 packet per file", cfg.Packets)
-	case cfg.Snaplen < 1 || cfg.Snaplen > maxEvidenceSnaplen:
-		return nil, fmt.Errorf("sinks/evidence: Snaplen is %d: want 1 to %d bytes", cfg.Snaplen, maxEvidenceSnaplen)
+	case cfg.Snaplen < 1 || cfg.Snaplen > capture.MaxSnaplen:
+		return nil, fmt.Errorf("sinks/evidence: Snaplen is %d: want 1 to %d bytes", cfg.Snaplen, capture.MaxSnaplen)
 	case cfg.MaxOpen < 1:
 		return nil, fmt.Errorf("sinks/evidence: MaxOpen is %d: want at least 1 file", cfg.MaxOpen)
 	case cfg.MaxFiles < 1:

@@ -18,7 +18,7 @@ import (
 const (
 	// DefaultSnaplen is libpcap's largest snap length: whole frames,
 	// including the large segments that offloads hand to the capture.
-	DefaultSnaplen = 262144
+	DefaultSnaplen = capture.MaxSnaplen
 	// DefaultBufferSize is the kernel buffer per capture socket: about a
 	// quarter of a second of a saturated 1 Gb/s link.
 	DefaultBufferSize = 32 << 20

@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/echowatch/echowatch/capture"
 	"github.com/echowatch/echowatch/detect"
 )
 
@@ -62,7 +63,7 @@ type config struct {
 func defaultConfig() config {
 	return config{
 		Capture:       "pcap",
-		Snaplen:       262144,
+		Snaplen:       capture.MaxSnaplen,
 		Promiscuous:   true,
 		Outputs:       []string{"stdout"},
 		MaxFlows:      detect.DefaultMaxFlows,
@@ -136,20 +137,23 @@ func (l *listFlag) String() string {
 }
 
 func (l *listFlag) Set(s string) error {
+	l.reset()
+	*l.vals = append(*l.vals, s)
+	return nil
+}
+
+// reset empties the list at the first value the command line gives.
+func (l *listFlag) reset() {
 	if !l.set {
 		*l.vals, l.set = nil, true
 	}
-	*l.vals = append(*l.vals, s)
-	return nil
 }
 
 // cidrFlag is a listFlag whose values are comma-separated lists of CIDRs.
 type cidrFlag struct{ listFlag }
 
 func (c *cidrFlag) Set(s string) error {
-	if !c.set {
-		*c.vals, c.set = nil, true
-	}
+	c.reset()
 	for _, part := range strings.Split(s, ",") {
 		if part = strings.TrimSpace(part); part != "" {
 			*c.vals = append(*c.vals, part)
@@ -373,8 +377,8 @@ func (c *config) validate() error {
 		return usagef("-r and -i cannot be used together")
 	case c.Capture != "pcap" && c.Capture != "afpacket":
 		return usagef("--capture: unknown method %q (want pcap or afpacket)", c.Capture)
-	case c.Snaplen < 64 || c.Snaplen > 262144:
-		return usagef("--snaplen: %d is out of range (64 to 262144)", c.Snaplen)
+	case c.Snaplen < 64 || c.Snaplen > capture.MaxSnaplen:
+		return usagef("--snaplen: %d is out of range (64 to %d)", c.Snaplen, capture.MaxSnaplen)
 	case c.Workers < 1 || c.Workers > 64:
 		return usagef("--workers: %d is out of range (1 to 64)", c.Workers)
 	case c.MaxFlows < 1:
@@ -408,8 +412,8 @@ func (e *evidenceOptions) validate() error {
 	switch {
 	case e.Packets < 1 || e.Packets > 1_000_000:
 		return usagef("--evidence-packets: %d is out of range (1 to 1000000)", e.Packets)
-	case e.Snaplen < 64 || e.Snaplen > 262144:
-		return usagef("evidence.snaplen: %d is out of range (64 to 262144)", e.Snaplen)
+	case e.Snaplen < 64 || e.Snaplen > capture.MaxSnaplen:
+		return usagef("evidence.snaplen: %d is out of range (64 to %d)", e.Snaplen, capture.MaxSnaplen)
 	case e.MaxOpen < 1 || e.MaxOpen > 4096:
 		return usagef("evidence.max_open: %d is out of range (1 to 4096)", e.MaxOpen)
 	case e.MaxFiles < 1:
