@@ -86,11 +86,15 @@ type outputs struct {
 	stdout io.Writer // for a stdout output a reload adds
 	logger *slog.Logger
 
-	mu       sync.Mutex
-	closed   bool
-	plans    map[*outputPlan]struct{} // prepared, neither swapped in nor discarded
-	retired  []*sinks.Queue           // removed by reloads: closing or closed
-	retiring sync.WaitGroup           // their closes in the background
+	mu     sync.Mutex
+	closed bool
+	plans  map[*outputPlan]struct{} // prepared, neither swapped in nor discarded
+	// Outputs removed by reloads close in the background (retiring);
+	// once closed, only what they lost and their error are kept.
+	retiring    sync.WaitGroup
+	closing     map[*sinks.Queue]struct{} // removed, still closing
+	retiredLost uint64                    // events lost by those closed
+	retiredErrs []error                   // their close errors
 
 	closeOnce sync.Once
 	closeErr  error
@@ -291,14 +295,25 @@ func (o *outputs) swap(p *outputPlan, changed func(added, removed []string)) {
 		}
 	}
 	changed(added, removed)
-	o.retired = append(o.retired, gone...)
+	if o.closing == nil {
+		o.closing = map[*sinks.Queue]struct{}{}
+	}
 	for _, q := range gone {
+		o.closing[q] = struct{}{}
 		o.retiring.Go(func() {
-			if q.Close() != nil {
+			err := q.Close()
+			if err != nil {
 				o.logLoss(q)
-				return
+			} else {
+				o.logger.Info("output closed", "output", q.Name(), "delivered", q.Stats().Delivered)
 			}
-			o.logger.Info("output closed", "output", q.Name(), "delivered", q.Stats().Delivered)
+			o.mu.Lock()
+			defer o.mu.Unlock()
+			delete(o.closing, q)
+			o.retiredLost += q.Stats().Lost()
+			if err != nil {
+				o.retiredErrs = append(o.retiredErrs, err)
+			}
 		})
 	}
 }
@@ -370,10 +385,10 @@ func (o *outputs) Lost() uint64 {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for _, q := range o.retired {
+	for q := range o.closing {
 		n += q.Stats().Lost()
 	}
-	return n
+	return n + o.retiredLost
 }
 
 // Close flushes every output at once, each for at most the flush timeout,
@@ -400,9 +415,9 @@ func (o *outputs) Close() error {
 			}
 		}
 		o.retiring.Wait()
-		for _, q := range o.retired {
-			errs = append(errs, q.Close()) // closed already: its error again
-		}
+		o.mu.Lock()
+		errs = append(errs, o.retiredErrs...)
+		o.mu.Unlock()
 		o.closeErr = errors.Join(errs...)
 	})
 	return o.closeErr
