@@ -123,15 +123,16 @@ type outputKey struct {
 	kafka        kafkaOptions
 }
 
-func keyOf(raw string, o outputOptions) outputKey {
+// keyOf returns the key of the output parseOutput made from raw: its URL
+// and the options that destination d takes.
+func keyOf(raw string, o outputOptions, d sinks.Dialer) outputKey {
 	k := outputKey{url: raw, queueSize: o.QueueSize, flushTimeout: o.FlushTimeout}
-	scheme, _, _ := strings.Cut(raw, ":")
-	switch {
-	case raw == "stdout" || raw == "-":
+	switch d.(type) {
+	case *sinks.Writer:
 		k.format = o.Format
-	case strings.HasPrefix(scheme, "syslog+"):
+	case *sinks.Syslog:
 		k.sensorName, k.syslog = o.SensorName, o.Syslog
-	case scheme == "kafka":
+	case *sinks.Kafka:
 		k.sensorName, k.kafka = o.SensorName, o.Kafka
 	}
 	return k
@@ -202,25 +203,24 @@ func (o *outputs) build(ctx context.Context, urls []string, opts outputOptions, 
 	taken := make([]bool, len(base.queues))
 	qcfg := sinks.QueueConfig{Size: opts.QueueSize, FlushTimeout: opts.FlushTimeout, Wait: opts.Wait, Logger: o.logger}
 	for _, raw := range urls {
-		key := keyOf(raw, opts)
-		q, isFile := base.take(taken, key)
+		name, d, err := parseOutput(raw, opts, o.stdout) // no I/O yet
+		if err != nil {
+			closeQueues(fresh)
+			return nil, nil, err
+		}
+		key := keyOf(raw, opts, d)
+		q := base.take(taken, key)
 		if q == nil {
-			name, d, err := parseOutput(raw, opts, o.stdout)
-			if err != nil {
-				closeQueues(fresh)
-				return nil, nil, err
-			}
 			q = sinks.NewQueue(name, d, qcfg)
 			fresh = append(fresh, q)
 			if err := q.Start(ctx); err != nil {
 				closeQueues(fresh)
 				return nil, nil, fmt.Errorf("output %s: %w", name, err)
 			}
-			_, isFile = d.(*sinks.File)
 		}
 		set.queues = append(set.queues, q)
 		set.keys = append(set.keys, key)
-		if isFile {
+		if _, isFile := d.(*sinks.File); isFile {
 			set.files = append(set.files, q)
 		}
 	}
@@ -228,17 +228,15 @@ func (o *outputs) build(ctx context.Context, urls []string, opts outputOptions, 
 }
 
 // take returns the first queue of s opened from key that is not taken
-// yet, if any, marks it taken and says whether it writes to a file.
-func (s *outputSet) take(taken []bool, key outputKey) (q *sinks.Queue, isFile bool) {
+// yet, if any, and marks it taken.
+func (s *outputSet) take(taken []bool, key outputKey) *sinks.Queue {
 	for i, k := range s.keys {
-		if taken[i] || k != key {
-			continue
+		if !taken[i] && k == key {
+			taken[i] = true
+			return s.queues[i]
 		}
-		taken[i] = true
-		q = s.queues[i]
-		return q, slices.Contains(s.files, q)
 	}
-	return nil, false
+	return nil
 }
 
 // prepare opens what a reload to urls and opts adds to the current
