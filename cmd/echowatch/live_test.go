@@ -103,6 +103,14 @@ func serveChargen(addr string) int {
 	}
 }
 
+// ip runs iproute2's ip with args and fails the test if it fails.
+func ip(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
 // netnsPair makes two network namespaces joined by a veth pair, with
 // 198.18.0.1 (sender side) and 198.18.0.2 (sensor side): traffic never
 // leaves them. It skips the test when it cannot.
@@ -116,23 +124,17 @@ func netnsPair(t *testing.T, tag string) (sender, sensor string) {
 	}
 	sender = fmt.Sprintf("ew-e2e-%d-%s-a", os.Getpid(), tag)
 	sensor = fmt.Sprintf("ew-e2e-%d-%s-b", os.Getpid(), tag)
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
-	ip("netns", "add", sender)
+	ip(t, "netns", "add", sender)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", sender).Run() })
-	ip("netns", "add", sensor)
+	ip(t, "netns", "add", sensor)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", sensor).Run() })
-	ip("link", "add", "ew0", "netns", sender, "type", "veth", "peer", "name", "ew1", "netns", sensor)
-	ip("-n", sender, "addr", "add", "198.18.0.1/30", "dev", "ew0")
-	ip("-n", sensor, "addr", "add", "198.18.0.2/30", "dev", "ew1")
-	ip("-n", sender, "link", "set", "ew0", "up")
-	ip("-n", sensor, "link", "set", "ew1", "up")
-	ip("-n", sender, "link", "set", "lo", "up")
-	ip("-n", sensor, "link", "set", "lo", "up")
+	ip(t, "link", "add", "ew0", "netns", sender, "type", "veth", "peer", "name", "ew1", "netns", sensor)
+	ip(t, "-n", sender, "addr", "add", "198.18.0.1/30", "dev", "ew0")
+	ip(t, "-n", sensor, "addr", "add", "198.18.0.2/30", "dev", "ew1")
+	ip(t, "-n", sender, "link", "set", "ew0", "up")
+	ip(t, "-n", sensor, "link", "set", "ew1", "up")
+	ip(t, "-n", sender, "link", "set", "lo", "up")
+	ip(t, "-n", sensor, "link", "set", "lo", "up")
 	return sender, sensor
 }
 
@@ -312,6 +314,29 @@ func (s *liveSensor) settle(t *testing.T, frames int) {
 			t.Fatalf("the sensor did not settle with %d frames read within 30s; its stats: %q", frames, all)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// reload writes yaml to the configuration file at conf, sends the sensor
+// SIGHUP, and returns what it wrote to stderr from then until it said
+// what it made of the file ("configuration reloaded" or "configuration
+// refused: ...").
+func (s *liveSensor) reload(t *testing.T, conf, yaml string) string {
+	t.Helper()
+	if err := os.WriteFile(conf, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := len(s.errors())
+	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if news := s.errors()[before:]; strings.Contains(news, "configuration ") {
+			return news
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no word of the reload after SIGHUP; stderr:\n%s", s.errors())
+		}
 	}
 }
 

@@ -100,20 +100,14 @@ func TestRealTools(t *testing.T) {
 		}
 	}
 	sender, sensor := netnsPair(t, "rt")
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
 	var targets []string
 	for i := 10; i < 34; i++ {
 		addr := "198.18.1." + strconv.Itoa(i)
-		ip("-n", sensor, "addr", "add", addr+"/24", "dev", "ew1")
+		ip(t, "-n", sensor, "addr", "add", addr+"/24", "dev", "ew1")
 		targets = append(targets, addr)
 	}
-	ip("-n", sender, "route", "add", "198.18.1.0/24", "dev", "ew0")
-	ip("-n", sensor, "route", "add", "203.0.113.0/24", "via", "198.18.0.1") // toward the victim
+	ip(t, "-n", sender, "route", "add", "198.18.1.0/24", "dev", "ew0")
+	ip(t, "-n", sensor, "route", "add", "203.0.113.0/24", "via", "198.18.0.1") // toward the victim
 
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()

@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -94,7 +93,6 @@ func (h *reloadHarness) names() []string {
 	return names
 }
 
-// seqs returns the alert numbers in the file at path, in order.
 // metricOutputs returns the outputs that the metrics of outs name.
 func metricOutputs(t *testing.T, outs *outputs) []string {
 	t.Helper()
@@ -115,6 +113,7 @@ func metricOutputs(t *testing.T, outs *outputs) []string {
 	return names
 }
 
+// seqs returns the alert numbers in the file at path, in order.
 func seqs(t *testing.T, path string) []int {
 	t.Helper()
 	var got []int
@@ -370,16 +369,9 @@ func TestLiveReloadOutputs(t *testing.T) {
 	dir := t.TempDir()
 	a, b := filepath.Join(dir, "a.json"), filepath.Join(dir, "b.json")
 	conf := filepath.Join(dir, "echowatch.yaml")
-	write := func(outputs string) {
-		t.Helper()
-		// Each attack is an incident of its own: the one before ended a
-		// second after its last packet.
-		yaml := "home_net: [198.18.0.0/30]\nend_after: 1s\noutputs: " + outputs + "\n"
-		if err := os.WriteFile(conf, []byte(yaml), 0o644); err != nil {
-			t.Fatal(err)
-		}
+	if err := os.WriteFile(conf, []byte("home_net: [198.18.0.0/30]\nend_after: 1s\noutputs: [file://"+a+"]\n"), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	write("[file://" + a + "]")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	s := startSensor(ctx, t, sensor, "-i", "ew1", "--config", conf, "--sensor-name", "e2e")
@@ -396,22 +388,12 @@ func TestLiveReloadOutputs(t *testing.T) {
 	}
 	hangup := func(outputs string, want ...string) {
 		t.Helper()
-		write(outputs)
-		before := len(s.errors())
-		if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
-			t.Fatal(err)
-		}
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			if news := s.errors()[before:]; strings.Contains(news, "configuration ") {
-				for _, w := range want {
-					if !strings.Contains(news, w) {
-						t.Fatalf("after SIGHUP: %s, want %s", news, w)
-					}
-				}
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no word of the reload after SIGHUP; stderr:\n%s", s.errors())
+		// Each attack is an incident of its own: the one before ended a
+		// second after its last packet.
+		news := s.reload(t, conf, "home_net: [198.18.0.0/30]\nend_after: 1s\noutputs: "+outputs+"\n")
+		for _, w := range want {
+			if !strings.Contains(news, w) {
+				t.Fatalf("after SIGHUP: %s, want %s", news, w)
 			}
 		}
 	}

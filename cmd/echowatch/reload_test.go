@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -41,22 +40,8 @@ func testLiveReload(t *testing.T, name string, mode []string) {
 		"--sensor-name", "e2e"}, mode...)...)
 	hangup := func(yaml, want string) {
 		t.Helper()
-		write(yaml)
-		before := strings.Count(s.errors(), "configuration ")
-		if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
-			t.Fatal(err)
-		}
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			if strings.Count(s.errors(), "configuration ") > before {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no word of the reload after SIGHUP; stderr:\n%s", s.errors())
-			}
-		}
-		lines := strings.Split(strings.TrimSpace(s.errors()), "\n")
-		if last := lines[len(lines)-1]; !strings.Contains(last, want) {
-			t.Fatalf("after SIGHUP: %s, want %s", last, want)
+		if news := s.reload(t, conf, yaml); !strings.Contains(news, want) {
+			t.Fatalf("after SIGHUP: %s, want %s", news, want)
 		}
 	}
 	hangup("home_net: [198.18.0.0/30]\nreflection:\n  pps: -1\n",
