@@ -46,14 +46,9 @@ type track struct {
 	peakPPS   float64
 	peakBPS   float64
 
-	// The incident's evidence (see reporter.startEvidence): its file while
-	// it takes packets, the name its alerts give, until when a one-shot
-	// finding's packets go to it, and its place in reporter.keeping plus
-	// one (0: not listed).
-	evid      EvidenceFile
-	evidName  string
-	evidUntil time.Time
-	keepAt    int
+	// evid is the incident's evidence, nil while it has none: most keys
+	// of the tables never have any.
+	evid *evidence
 	// raised is when a one-shot kind last raised a finding for the key.
 	raised time.Time
 }
@@ -302,7 +297,7 @@ func (r *reporter) emit(s subject, ph Phase, now time.Time, pps, bps float64) {
 			Reflectors: a.Incident.Reflectors[:0], Services: a.Incident.Services[:0],
 			Ports: a.Incident.Ports[:0],
 		},
-		CaptureFile: t.evidName,
+		CaptureFile: t.captureFile(),
 	}
 	a.VLANs = append(a.VLANs, t.vlans[:t.nvlan]...)
 	s.describe(a)
@@ -317,6 +312,22 @@ func (r *reporter) emit(s subject, ph Phase, now time.Time, pps, bps float64) {
 	r.stats.Phases[k][ph]++
 }
 
+// evidence is an incident's evidence file (see reporter.startEvidence).
+type evidence struct {
+	file   EvidenceFile // while it takes packets, else nil
+	name   string       // what its alerts say, also once it is closed
+	until  time.Time    // when a one-shot finding's evidence ends
+	keepAt int          // its place in reporter.keeping plus one; 0: not listed
+}
+
+// captureFile returns the name of t's evidence file, if it has one.
+func (t *track) captureFile() string {
+	if t.evid == nil {
+		return ""
+	}
+	return t.evid.name
+}
+
 // startEvidence begins the evidence file of the incident that s has just
 // opened (or the finding it raised), with the packet that did it. An
 // incident's evidence is the packets the kind counts for its key from
@@ -327,7 +338,9 @@ func (r *reporter) emit(s subject, ph Phase, now time.Time, pps, bps float64) {
 func (r *reporter) startEvidence(s subject, until time.Time) {
 	t := s.lifecycle()
 	r.stopEvidence(t)
-	t.evidName = ""
+	if t.evid != nil {
+		t.evid.name = "" // a new incident: the last one's file is not its
+	}
 	if r.evidence == nil || r.pkt == nil {
 		return
 	}
@@ -335,46 +348,48 @@ func (r *reporter) startEvidence(s subject, until time.Time) {
 	if f == nil {
 		return
 	}
-	t.evid, t.evidName, t.evidUntil = f, f.Name(), until
+	if t.evid == nil {
+		t.evid = &evidence{} // once per key that ever has evidence
+	}
 	r.keeping = append(r.keeping, t)
-	t.keepAt = len(r.keeping)
+	*t.evid = evidence{file: f, name: f.Name(), until: until, keepAt: len(r.keeping)}
 	r.follow(t)
 }
 
 // follow adds the packet being examined to t's evidence, while its file
 // takes more.
 func (r *reporter) follow(t *track) {
-	if t.evid != nil && r.pkt != nil && !t.evid.WritePacket(r.pkt) {
-		t.evid = nil // full: the file closed itself
+	if e := t.evid; e != nil && e.file != nil && r.pkt != nil && !e.file.WritePacket(r.pkt) {
+		e.file = nil // full: the file closed itself
 		r.unlist(t)
 	}
 }
 
 // stopEvidence closes t's evidence file, if open. Its alerts still name it.
 func (r *reporter) stopEvidence(t *track) {
-	if t.evid != nil {
-		t.evid.Close()
-		t.evid = nil
+	if e := t.evid; e != nil && e.file != nil {
+		e.file.Close()
+		e.file = nil
 		r.unlist(t)
 	}
 }
 
 // unlist takes t out of keeping, in its place the last entry.
 func (r *reporter) unlist(t *track) {
-	i := t.keepAt - 1
+	i := t.evid.keepAt - 1
 	last := len(r.keeping) - 1
 	r.keeping[i] = r.keeping[last]
-	r.keeping[i].keepAt = i + 1
+	r.keeping[i].evid.keepAt = i + 1
 	r.keeping[last] = nil
 	r.keeping = r.keeping[:last]
-	t.keepAt = 0
+	t.evid.keepAt = 0
 }
 
 // sweepEvidence ends the findings' evidence that is due at now.
 func (r *reporter) sweepEvidence(now time.Time) {
 	for i := 0; i < len(r.keeping); {
 		t := r.keeping[i]
-		if !t.evidUntil.IsZero() && !now.Before(t.evidUntil) {
+		if until := t.evid.until; !until.IsZero() && !now.Before(until) {
 			r.stopEvidence(t) // moves the last entry to i
 			continue
 		}
