@@ -3,6 +3,7 @@ package capture
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -23,6 +24,29 @@ const (
 func SupportedLinkType(lt layers.LinkType) bool {
 	_, ok := firstLayer(lt)
 	return ok || isRawLinkType(lt)
+}
+
+// ErrUnsupportedLinkType is wrapped by the error for a capture, file or
+// live interface, none of whose frames the decoder could read.
+var ErrUnsupportedLinkType = errors.New("unsupported link type")
+
+// CheckLinkType returns nil if the decoder decodes frames of link type lt,
+// and otherwise an error, wrapping ErrUnsupportedLinkType, that names lt
+// and the link types it decodes.
+func CheckLinkType(lt layers.LinkType) error {
+	if SupportedLinkType(lt) {
+		return nil
+	}
+	return unsupportedLinkType(lt)
+}
+
+func unsupportedLinkType(lt layers.LinkType) error {
+	name := fmt.Sprintf("%d", uint16(lt))
+	if s := lt.String(); s != "UnknownLinkType" {
+		name += " (" + s + ")"
+	}
+	return fmt.Errorf("%w %s: echowatch decodes Ethernet, Linux cooked (SLL, SLL2), raw IP and BSD loopback",
+		ErrUnsupportedLinkType, name)
 }
 
 func isRawLinkType(lt layers.LinkType) bool {

@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 )
 
@@ -447,29 +446,6 @@ func newFileReader(r io.Reader, bufSize int) (*fileReader, error) {
 // longer records, and so does the reader, whatever snap length a file
 // declares. No capture or evidence file holds more of a frame.
 const MaxSnaplen = 262144
-
-// ErrUnsupportedLinkType is wrapped by the error for a capture, file or
-// live interface, none of whose frames the decoder could read.
-var ErrUnsupportedLinkType = errors.New("unsupported link type")
-
-// CheckLinkType returns nil if the decoder decodes frames of link type lt,
-// and otherwise an error, wrapping ErrUnsupportedLinkType, that names lt
-// and the link types it decodes.
-func CheckLinkType(lt layers.LinkType) error {
-	if SupportedLinkType(lt) {
-		return nil
-	}
-	return unsupportedLinkType(lt)
-}
-
-func unsupportedLinkType(lt layers.LinkType) error {
-	name := fmt.Sprintf("%d", uint16(lt))
-	if s := lt.String(); s != "UnknownLinkType" {
-		name += " (" + s + ")"
-	}
-	return fmt.Errorf("%w %s: echowatch decodes Ethernet, Linux cooked (SLL, SLL2), raw IP and BSD loopback",
-		ErrUnsupportedLinkType, name)
-}
 
 // checkNgLinkTypes refuses a pcapng file none of whose interfaces, as far
 // as the reader has seen them, has a link type we decode. A file that mixes
