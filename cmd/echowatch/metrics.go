@@ -129,6 +129,7 @@ type collector struct {
 	evFiles, evPackets        *prometheus.Desc
 	evBytes, evRemoved        *prometheus.Desc
 	evRefused, evErrors       *prometheus.Desc
+	evSkipped                 *prometheus.Desc
 	buildInfo                 *prometheus.Desc
 	buildVersion, buildGoVers string
 }
@@ -162,6 +163,7 @@ func newCollector(snapshot func() *statsEvent, outputs func() []outputStats) *co
 		evRemoved:     d("evidence_removed_total", "Evidence files removed to stay within max_files and max_bytes."),
 		evRefused:     d("evidence_refused_total", "Incidents given no evidence file, or whose file ended early, by a bound."),
 		evErrors:      d("evidence_errors_total", "Evidence files that could not be created, written or removed."),
+		evSkipped:     d("evidence_skipped_total", "Packets not written to an evidence file because their link type is not the file's."),
 		buildInfo:     d("build_info", "The sensor's version and the Go version it was built with; always 1.", "version", "goversion"),
 		buildVersion:  version,
 		buildGoVers:   runtime.Version(),
@@ -172,7 +174,7 @@ func newCollector(snapshot func() *statsEvent, outputs func() []outputStats) *co
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.received, c.dropped, c.flows, c.flowEvictions, c.keys,
 		c.keyEvictions, c.incidents, c.open, c.emitted, c.suppressed, c.outQueue, c.outDelivered,
-		c.outFailed, c.outDropped, c.evFiles, c.evPackets, c.evBytes, c.evRemoved, c.evRefused, c.evErrors,
+		c.outFailed, c.outDropped, c.evFiles, c.evPackets, c.evBytes, c.evRemoved, c.evRefused, c.evErrors, c.evSkipped,
 		c.buildInfo} {
 		ch <- d
 	}
@@ -226,6 +228,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.evRemoved, e.Removed)
 		counter(c.evRefused, e.Refused)
 		counter(c.evErrors, e.Errors)
+		counter(c.evSkipped, e.Skipped)
 	}
 }
 

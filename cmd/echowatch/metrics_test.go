@@ -238,6 +238,7 @@ func TestMetricsServe(t *testing.T) {
 		{"echowatch_evidence_removed_total", nil, 0},
 		{"echowatch_evidence_refused_total", nil, 0},
 		{"echowatch_evidence_errors_total", nil, 0},
+		{"echowatch_evidence_skipped_total", nil, 0},
 	} {
 		if got := value(c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
