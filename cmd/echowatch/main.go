@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -113,12 +114,47 @@ func openSources(cfg config, stdin io.Reader) ([]capture.Source, error) {
 
 // sense runs the pipeline: sources → workers → detection → outputs.
 func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.Writer, logger *slog.Logger) error {
-	oo, err := outputOptionsFor(cfg, cfg.Interface != "")
+	live := cfg.Interface != ""
+	oo, err := outputOptionsFor(cfg, live)
 	if err != nil {
 		return err
 	}
-	out, err := openOutputs(ctx, cfg.Outputs, oo, stdout, logger)
+	// What needs root is opened first: the capture, and the metrics port
+	// (one below 1024 may be asked for). Sources may be closed twice and
+	// from any goroutine: here at the end, and by the signal handler
+	// below to stop a blocked read.
+	srcs, err := openSources(cfg, stdin)
 	if err != nil {
+		return err
+	}
+	defer closeAll(srcs)
+	var metricsLn net.Listener
+	if cfg.MetricsListen != "" {
+		if metricsLn, err = listenMetrics(cfg.MetricsListen); err != nil {
+			return err
+		}
+		defer metricsLn.Close() // on early returns; serving closes it too
+	}
+	if cfg.User != "" {
+		uid, gid, err := dropPrivileges(cfg.User)
+		if err != nil {
+			return err
+		}
+		logger.Info("running as", "user", cfg.User, "uid", uid, "gid", gid)
+	}
+	// Whatever the sensor writes is opened, and checked, from here on as
+	// the user it runs as: a file it could not write after the drop is an
+	// error now, not an output down for the whole run.
+	out, err := openOutputs(ctx, cfg.Outputs, oo, stdout, logger)
+	if err == nil {
+		err = checkCreatable(cfg.Summary, cfg.Report)
+	}
+	if err != nil {
+		if cfg.User != "" {
+			// The settings were valid as root (a CA file that root
+			// may read is a usage error no more): the user cannot.
+			return fmt.Errorf("%v (running as user %s)", err, cfg.User)
+		}
 		return err
 	}
 	defer out.Close() // on early returns; the end of the run closes it first
@@ -161,30 +197,11 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 	if reload != nil {
 		reload.eng = engine
 	}
-	srcs, err := openSources(cfg, stdin)
-	if err != nil {
-		return err
-	}
-	// Sources may be closed twice and from any goroutine: here at the end,
-	// and by the signal handler below to stop a blocked read.
-	defer closeAll(srcs)
 	var mets *metrics
-	if cfg.MetricsListen != "" {
-		// Bound before dropping privileges, so a port below 1024 works.
+	if metricsLn != nil {
 		mets = newMetrics(out, logger)
-		if err := mets.listen(cfg.MetricsListen); err != nil {
-			return err
-		}
-		mets.serve()
+		mets.serve(metricsLn)
 		defer mets.Close()
-	}
-	live := cfg.Interface != ""
-	if cfg.User != "" {
-		uid, gid, err := dropPrivileges(cfg.User)
-		if err != nil {
-			return err
-		}
-		logger.Info("running as", "user", cfg.User, "uid", uid, "gid", gid)
 	}
 	var evidence *sinks.Evidence
 	if cfg.Evidence.Dir != "" {

@@ -60,22 +60,24 @@ func (m *metrics) publish(ev *statsEvent) { m.snap.Store(ev) }
 
 func (m *metrics) snapshot() *statsEvent { return m.snap.Load() }
 
-// listen binds addr; a failure names the flag and the address.
-func (m *metrics) listen(addr string) error {
+// listenMetrics binds addr; a failure names the flag and the address. It
+// is called before privileges are dropped, so that a port below 1024
+// works, and before the outputs the metrics describe exist.
+func listenMetrics(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("--metrics-listen %s: %w", addr, err)
+		return nil, fmt.Errorf("--metrics-listen %s: %w", addr, err)
 	}
-	m.ln = ln
-	return nil
+	return ln, nil
 }
 
 // addr is the bound address (the port chosen, when ADDR asked for port 0).
 func (m *metrics) addr() string { return m.ln.Addr().String() }
 
-// serve starts serving /metrics, and a short page on /, on the bound
-// listener until Close.
-func (m *metrics) serve() {
+// serve starts serving /metrics, and a short page on /, on ln until
+// Close, which closes ln.
+func (m *metrics) serve(ln net.Listener) {
+	m.ln = ln
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(m.logger.Handler(), slog.LevelWarn),

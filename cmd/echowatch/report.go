@@ -488,3 +488,33 @@ func writeForensics(log *incidentLog, summaryPath, reportPath string, meta repor
 	}
 	return errors.Join(errs...)
 }
+
+// checkCreatable checks at start-up that the --summary and --report files,
+// written at the end of the run, can be written then: a mistake is said
+// before the capture is read rather than after. A file it had to create
+// to find out is removed again.
+func checkCreatable(summaryPath, reportPath string) error {
+	for _, c := range []struct{ flag, path string }{{"--summary", summaryPath}, {"--report", reportPath}} {
+		if c.path == "" {
+			continue
+		}
+		flags := os.O_WRONLY
+		st, err := os.Stat(c.path)
+		switch {
+		case err == nil && !st.Mode().IsRegular():
+			continue // /dev/stdout or a FIFO: opening could block
+		case err != nil && errors.Is(err, os.ErrNotExist):
+			flags |= os.O_CREATE | os.O_EXCL
+		}
+		f, err := os.OpenFile(c.path, flags, 0o644)
+		created := err == nil && flags&os.O_CREATE != 0
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.flag, err)
+		}
+		f.Close()
+		if created {
+			os.Remove(c.path)
+		}
+	}
+	return nil
+}
