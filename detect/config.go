@@ -175,7 +175,7 @@ func (c *Config) compile() (*settings, error) {
 	checks := []error{
 		positiveDur("update_interval", c.UpdateInterval),
 		positiveDur("end_after", c.EndAfter),
-		atLeast("max_alerts_per_second", c.MaxAlertsPerSecond, 0),
+		between("max_alerts_per_second", c.MaxAlertsPerSecond, 0, 1_000_000),
 
 		ports("reflection.ports", c.Reflection.Ports, &s.reflPorts),
 		positive("reflection.pps", c.Reflection.PPS),
@@ -238,9 +238,12 @@ func positive(name string, v float64) error {
 	return nil
 }
 
+// positiveDur checks a period of packet time: at least a second, the
+// sweep's step, and at most 30 days, far below where adding it to a time
+// could overflow.
 func positiveDur(name string, d time.Duration) error {
-	if d < time.Second {
-		return errorf("%s: must be at least 1s, not %v", name, d)
+	if d < time.Second || d > 30*24*time.Hour {
+		return errorf("%s: must be between 1s and 720h, not %v", name, d)
 	}
 	return nil
 }

@@ -78,10 +78,11 @@ func TestConfigErrors(t *testing.T) {
 		{func(c *Config) { c.Loop.Ports = nil }, "detect: loop.ports: must list at least one port"},
 		{func(c *Config) { c.Exposed.Ports = []uint16{7, 0} }, "detect: exposed.ports: port 0 is not a service port"},
 		{func(c *Config) { c.Scan.Window = time.Millisecond }, "detect: scan.window: must be between 1s and 24h, not 1ms"},
-		{func(c *Config) { c.EndAfter = 0 }, "detect: end_after: must be at least 1s, not 0s"},
+		{func(c *Config) { c.EndAfter = 0 }, "detect: end_after: must be between 1s and 720h, not 0s"},
+		{func(c *Config) { c.Exposed.Rearm = 1 << 62 }, "detect: exposed.rearm: must be between 1s and 720h, not 1281023h53m38.427387904s"},
 		{func(c *Config) { c.SpoofedFlood.RandomShare = 1.5 }, "detect: spoofed_flood.random_share: must be above 0 and at most 1, not 1.5"},
 		{func(c *Config) { c.Reflection.PrefixV4 = 33 }, "detect: reflection.prefix_v4: must be between 0 (off) and 32, not 33"},
-		{func(c *Config) { c.MaxAlertsPerSecond = -1 }, "detect: max_alerts_per_second: must be at least 0, not -1"},
+		{func(c *Config) { c.MaxAlertsPerSecond = -1 }, "detect: max_alerts_per_second: must be between 0 and 1000000, not -1"},
 		{func(c *Config) { c.Scan.Hosts = 5000 }, "detect: scan.hosts: must be between 2 and 1000, not 5000"},
 	}
 	for _, tt := range tests {

@@ -55,6 +55,8 @@ func TestUsageErrors(t *testing.T) {
 	os.WriteFile(badCIDR, []byte("home_net: [192.0.2.0/33]\n"), 0o644)
 	badSize := filepath.Join(dir, "bad-size.yaml")
 	os.WriteFile(badSize, []byte("evidence:\n  max_bytes: lots\n"), 0o644)
+	huge := filepath.Join(dir, "huge.yaml")
+	os.WriteFile(huge, bytes.Repeat([]byte("# a comment line of sixteen\n"), 17<<20/28+1), 0o644)
 	demo := pcap("demo.pcap")
 	cases := []struct {
 		args []string
@@ -75,6 +77,18 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"-r", demo, "stray"}, `unexpected argument "stray"`},
 		{[]string{"-r", demo, "--evidence-dir", dir, "--evidence-packets", "0"}, `--evidence-packets: 0 is out of range`},
 		{[]string{"-r", demo, "--config", badSize}, `config .*bad-size\.yaml: .*"lots" is not a size`},
+		// Numbers past any sensible value are mistakes, refused before
+		// they exhaust memory or overflow a time.
+		{[]string{"-r", demo, "--queue-size", "1000000000000"}, `^echowatch: --queue-size: 1000000000000 is out of range \(1 to 1000000\)$`},
+		{[]string{"-r", demo, "--max-flows", "1000000000000"}, `--max-flows: 1000000000000 is out of range`},
+		{[]string{"-r", demo, "--flush-timeout", "2000h"}, `--flush-timeout: 2000h0m0s is out of range`},
+		{[]string{"-r", demo, "--stats-interval", "1ns"}, `--stats-interval: 1ns is out of range`},
+		{[]string{"-r", demo, "--max-alerts-per-second", "9999999999"}, `max_alerts_per_second: must be between 0 and 1000000`},
+		{[]string{"-r", demo, "--end-after", "100000h"}, `end_after: must be between 1s and 720h`},
+		{[]string{"-r", demo, "--metrics-listen", "127.0.0.1:99999"}, `--metrics-listen: "127\.0\.0\.1:99999"`},
+		{[]string{"-r", demo, "--output", "syslog+udp://h:99999"}, `^echowatch: --output syslog\+udp://h:99999: port "99999": want a number from 1 to 65535$`},
+		{[]string{"-r", demo, "--output", "kafka://b1:9092,b2:70000/t"}, `broker b2:70000: port "70000"`},
+		{[]string{"-r", demo, "--config", huge}, `^echowatch: config .*huge\.yaml: larger than 16 MiB: refused$`},
 	}
 	for _, c := range cases {
 		code, out, errOut := runMain(t, nil, c.args...)
@@ -186,6 +200,19 @@ func TestTruncatedCaptureKeepsAlerts(t *testing.T) {
 	// every alert before the final incident ends is kept.
 	if got := strings.Count(out, `"phase":"start"`); got != strings.Count(whole, `"phase":"start"`) || got == 0 {
 		t.Errorf("truncated run has %d starts, whole run %d", got, strings.Count(whole, `"phase":"start"`))
+	}
+}
+
+// TestLargeConfigFileReadWhole: a file of long allow lists (here, a
+// megabyte and a half of comments) is read to its end, not cut where a
+// bound happened to be.
+func TestLargeConfigFileReadWhole(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "long.yaml")
+	long := bytes.Repeat([]byte("# an allow list would be long too\n"), 1536<<10/34)
+	os.WriteFile(path, append(long, "format: text\nhome_net: [198.51.100.0/24]\n"...), 0o644)
+	code, out, errOut := runMain(t, nil, "-r", pcap("demo.pcap"), "--config", path)
+	if code != 0 || strings.Contains(out, "{") || !strings.Contains(out, "inbound") {
+		t.Errorf("the settings after the first MiB were not applied: exit %d, stderr %q:\n%s", code, errOut, out)
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -352,6 +353,9 @@ func parseArgs(args []string, stdout io.Writer, stdoutIsTerminal bool) (cfg conf
 	return cfg, false, err
 }
 
+// maxConfigSize bounds the configuration file.
+const maxConfigSize = 16 << 20
+
 // loadConfigFile decodes the YAML file at path over cfg. Unknown keys are
 // an error, so a misspelt setting is not silently ignored.
 func loadConfigFile(path string, cfg *config) error {
@@ -360,13 +364,32 @@ func loadConfigFile(path string, cfg *config) error {
 		return usagef("config %s: %v", path, errors.Unwrap(err))
 	}
 	defer f.Close()
-	dec := yaml.NewDecoder(io.LimitReader(f, 1<<20))
+	// Read whole, up to a bound far above any real file (long allow
+	// lists included): a file past it is refused, never cut short.
+	b, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	if err != nil {
+		return usagef("config %s: %v", path, errors.Unwrap(err))
+	}
+	if len(b) > maxConfigSize {
+		return usagef("config %s: larger than %d MiB: refused", path, maxConfigSize>>20)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
 		return usagef("config %s: %s", path, yamlError(err))
 	}
 	return nil
 }
+
+// Upper bounds of numeric settings: past them a value is a mistake (a
+// digit too many), and would exhaust memory at start rather than do what
+// was meant.
+const (
+	maxFlowsBound = 100_000_000
+	// maxQueueSize bounds --queue-size: each output makes room for that
+	// many events at start.
+	maxQueueSize = 1_000_000
+)
 
 // validate checks the settings that are not detection's.
 func (c *config) validate() error {
@@ -381,20 +404,20 @@ func (c *config) validate() error {
 		return usagef("--snaplen: %d is out of range (64 to %d)", c.Snaplen, capture.MaxSnaplen)
 	case c.Workers < 1 || c.Workers > 64:
 		return usagef("--workers: %d is out of range (1 to 64)", c.Workers)
-	case c.MaxFlows < 1:
-		return usagef("--max-flows: must be positive, not %d", c.MaxFlows)
-	case c.StatsInterval <= 0:
-		return usagef("--stats-interval: must be positive, not %v", c.StatsInterval)
+	case c.MaxFlows < 1 || c.MaxFlows > maxFlowsBound:
+		return usagef("--max-flows: %d is out of range (1 to %d)", c.MaxFlows, maxFlowsBound)
+	case c.StatsInterval < 100*time.Millisecond || c.StatsInterval > 24*time.Hour:
+		return usagef("--stats-interval: %v is out of range (100ms to 24h)", c.StatsInterval)
 	case c.MetricsListen != "" && !validListenAddr(c.MetricsListen):
 		return usagef("--metrics-listen: %q is not an address to listen on (want HOST:PORT or :PORT)", c.MetricsListen)
 	case c.Format != "eve" && c.Format != "text":
 		return usagef("--format: unknown format %q (want eve or text)", c.Format)
 	}
-	if c.OutputOptions.QueueSize < 1 {
-		return usagef("--queue-size: must be positive, not %d", c.OutputOptions.QueueSize)
+	if q := c.OutputOptions.QueueSize; q < 1 || q > maxQueueSize {
+		return usagef("--queue-size: %d is out of range (1 to %d)", q, maxQueueSize)
 	}
-	if c.OutputOptions.FlushTimeout <= 0 {
-		return usagef("--flush-timeout: must be positive, not %v", c.OutputOptions.FlushTimeout)
+	if d := c.OutputOptions.FlushTimeout; d <= 0 || d > time.Hour {
+		return usagef("--flush-timeout: %v is out of range (above 0, at most 1h)", d)
 	}
 	if err := validateOutputs(c.Outputs, c.OutputOptions); err != nil {
 		return err
@@ -436,8 +459,10 @@ func yamlError(err error) string {
 	return strings.Join(lines, "; ")
 }
 
-// validListenAddr reports whether addr is HOST:PORT or :PORT.
+// validListenAddr reports whether addr is HOST:PORT or :PORT, with a port
+// number that exists (0 asks the kernel for one).
 func validListenAddr(addr string) bool {
 	_, port, err := net.SplitHostPort(addr)
-	return err == nil && port != ""
+	n, perr := strconv.ParseUint(port, 10, 16)
+	return err == nil && perr == nil && n <= 65535
 }

@@ -55,11 +55,14 @@ type syslogOptions struct {
 // kafkaOptions are the Kafka outputs' settings; the query keys are the
 // same as the YAML keys, and a URL's user:password@ sets the SASL ones.
 type kafkaOptions struct {
-	Acks         string        `yaml:"acks"`        // all (default), leader, none
-	Compression  string        `yaml:"compression"` // none (default), gzip, snappy, lz4, zstd
-	SASL         string        `yaml:"sasl"`        // PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
-	User         string        `yaml:"user"`
-	Password     string        `yaml:"password"`
+	Acks        string `yaml:"acks"`        // all (default), leader, none
+	Compression string `yaml:"compression"` // none (default), gzip, snappy, lz4, zstd
+	SASL        string `yaml:"sasl"`        // PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+	User        string `yaml:"user"`
+	Password    string `yaml:"password"`
+	// PasswordFile holds the password (a trailing newline is not part of
+	// it), so that it is not on the command line for ps to show.
+	PasswordFile string        `yaml:"password_file"`
 	TLS          bool          `yaml:"tls"` // implied by ca, cert or server_name
 	CA           string        `yaml:"ca"`
 	Cert         string        `yaml:"cert"`
@@ -497,6 +500,8 @@ func parseSyslog(u *url.URL, q url.Values, o outputOptions) (sinks.Dialer, error
 			return nil, errors.New("want syslog+unix:///path/to/socket")
 		}
 		cfg.Addr = u.Path
+	} else if err := checkPort(u.Port()); err != nil {
+		return nil, err
 	} else if u.Port() == "" {
 		// The IANA ports: 514 for syslog over UDP and TCP, 6514 over TLS.
 		port := "514"
@@ -531,6 +536,7 @@ func parseKafka(u *url.URL, q url.Values, o outputOptions) (sinks.Dialer, error)
 	override(q, "sasl", &ko.SASL)
 	override(q, "user", &ko.User)
 	override(q, "password", &ko.Password)
+	override(q, "password_file", &ko.PasswordFile)
 	override(q, "ca", &ko.CA)
 	override(q, "cert", &ko.Cert)
 	override(q, "key", &ko.Key)
@@ -563,6 +569,9 @@ func parseKafka(u *url.URL, q url.Values, o outputOptions) (sinks.Dialer, error)
 			ko.SASL = "SCRAM-SHA-512"
 		}
 	}
+	if err := ko.resolvePassword(); err != nil {
+		return nil, err
+	}
 	topic := strings.TrimPrefix(u.Path, "/")
 	if topic == "" {
 		return nil, errors.New("no topic: want kafka://broker:9092[,broker2:9092]/topic")
@@ -572,8 +581,10 @@ func parseKafka(u *url.URL, q url.Values, o outputOptions) (sinks.Dialer, error)
 		if b == "" {
 			continue
 		}
-		if _, _, err := net.SplitHostPort(b); err != nil {
+		if _, port, err := net.SplitHostPort(b); err != nil {
 			b = net.JoinHostPort(b, "9092")
+		} else if err := checkPort(port); err != nil {
+			return nil, fmt.Errorf("broker %s: %w", b, err)
 		}
 		brokers = append(brokers, b)
 	}
@@ -590,6 +601,33 @@ func parseKafka(u *url.URL, q url.Values, o outputOptions) (sinks.Dialer, error)
 		}
 	}
 	return sinks.NewKafka(cfg)
+}
+
+// kafkaPasswordEnv names the environment variable that gives the SASL
+// password when neither the URL nor the options do.
+const kafkaPasswordEnv = "ECHOWATCH_KAFKA_PASSWORD"
+
+// resolvePassword sets the SASL password from password_file, or from the
+// environment when nothing else gives one: both keep it out of ps.
+func (ko *kafkaOptions) resolvePassword() error {
+	if ko.PasswordFile != "" {
+		if ko.Password != "" {
+			return errors.New("password and password_file: give one or the other")
+		}
+		b, err := os.ReadFile(ko.PasswordFile)
+		if err != nil {
+			return fmt.Errorf("password_file: %w", err)
+		}
+		ko.Password = strings.TrimRight(string(b), "\r\n")
+		if ko.Password == "" {
+			return fmt.Errorf("password_file %s: empty", ko.PasswordFile)
+		}
+		return nil
+	}
+	if ko.Password == "" && ko.User != "" {
+		ko.Password = os.Getenv(kafkaPasswordEnv)
+	}
+	return nil
 }
 
 // tlsConfig loads the CA to trust (the system's when empty) and a client
@@ -617,6 +655,17 @@ func tlsConfig(ca, cert, key, serverName string) (*tls.Config, error) {
 		tc.Certificates = []tls.Certificate{pair}
 	}
 	return tc, nil
+}
+
+// checkPort refuses a port that cannot exist; empty is the default port.
+func checkPort(port string) error {
+	if port == "" {
+		return nil
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("port %q: want a number from 1 to 65535", port)
+	}
+	return nil
 }
 
 // take returns a query value and removes it.

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
 	"github.com/echowatch/echowatch/sinks/sinkstest"
 )
 
@@ -55,6 +58,8 @@ func TestParseOutput(t *testing.T) {
 		{"kafka://b1:9092/t?sasl=GSSAPI", `sasl mechanism "GSSAPI"`},
 		{"kafka://b1:9092/t?auto_create=maybe", `auto_create="maybe"`},
 		{"kafka://u:pw@b1:9092/t?bogus=1", `^--output kafka://u:xxxxx@b1:9092/t\?bogus=1: unknown option "bogus"$`},
+		{"kafka://u:pw@b1:9092/t?password_file=/etc/pw", `password and password_file: give one or the other`},
+		{"kafka://u@b1:9092/t?password_file=/nonexistent", `password_file: open /nonexistent: no such file`},
 	}
 	for _, c := range bad {
 		_, _, err := parseOutput(c.url, o, os.Stdout)
@@ -252,5 +257,37 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("timed out")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestKafkaPasswordOffTheCommandLine: the SASL password can come from a
+// file or from the environment, so that ps does not show it, and either
+// authenticates for real.
+func TestKafkaPasswordOffTheCommandLine(t *testing.T) {
+	k := sinkstest.StartKafka(t, "alerts", 1, sinkstest.WithSASL("SCRAM-SHA-256", "sensor", "s3cret"))
+	k.ConsumerOpts(kgo.SASL(scram.Auth{User: "sensor", Pass: "s3cret"}.AsSha256Mechanism()))
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "password")
+	os.WriteFile(pwFile, []byte("s3cret\n"), 0o600)
+	wrong := filepath.Join(dir, "wrong")
+	os.WriteFile(wrong, []byte("guess\n"), 0o600)
+	base := "kafka://sensor@" + k.Addr + "/alerts?sasl=SCRAM-SHA-256"
+	run := func(url string) (int, string) {
+		code, _, errOut := runMain(t, nil, "-r", pcap("demo.pcap"), "--output", url, "--flush-timeout", "2s")
+		return code, errOut
+	}
+	if code, errOut := run(base + "&password_file=" + pwFile); code != 0 {
+		t.Fatalf("password_file: exit %d: %s", code, errOut)
+	}
+	t.Setenv(kafkaPasswordEnv, "s3cret")
+	if code, errOut := run(base); code != 0 {
+		t.Fatalf("%s: exit %d: %s", kafkaPasswordEnv, code, errOut)
+	}
+	if got := k.Records(2*demoAlerts, 10*time.Second); len(got) != 2*demoAlerts {
+		t.Fatalf("the broker has %d records, want %d", len(got), 2*demoAlerts)
+	}
+	// A file wins over the environment, and a wrong password is refused.
+	if code, errOut := run(base + "&password_file=" + wrong); code != 1 {
+		t.Fatalf("a wrong password in the file: exit %d: %s", code, errOut)
 	}
 }
