@@ -24,30 +24,123 @@ func TestRateLimit(t *testing.T) {
 	})...)
 	h.flush()
 	perSecond := map[int64]int{}
-	starts := map[string]int{}
+	starts, ends := map[string]int{}, map[string]int{}
 	for _, a := range h.out.alerts {
-		perSecond[a.Time.Unix()]++
-		if a.Phase() == PhaseStart {
+		switch a.Phase() {
+		case PhaseStart:
+			perSecond[a.Time.Unix()]++
 			starts[a.Incident.ID]++
+		case PhaseEnd:
+			ends[a.Incident.ID]++
 		}
 	}
 	for s, n := range perSecond {
 		if n > 10 {
-			t.Errorf("%d alerts in second %d", n, s)
+			t.Errorf("%d starts in second %d", n, s)
 		}
 	}
 	if len(starts) != 30 {
 		t.Errorf("%d incidents announced, want 30", len(starts))
 	}
 	for id, n := range starts {
-		if n != 1 {
-			t.Errorf("incident %s: %d starts", id, n)
+		if n != 1 || ends[id] != 1 {
+			t.Errorf("incident %s: %d starts, %d ends", id, n, ends[id])
 		}
 	}
 	st := h.eng.Stats()
 	if st.Suppressed < 20 || st.Incidents[KindReflection] != 30 || st.Phases[KindReflection][PhaseStart] != 30 {
 		t.Errorf("stats: suppressed %d incidents %v phases %v", st.Suppressed, st.Incidents, st.Phases)
 	}
+}
+
+// TestNoiseCannotStarveRealIncidents floods the alert limit with forged
+// spoofed_flood findings, 200 new targets every second for a minute, while
+// a real reflection starts and ends: the reflection is announced at most
+// a second later than it would be without the noise, its end goes out, and every incident
+// announced is ended; what was held back is counted by kind.
+func TestNoiseCannotStarveRealIncidents(t *testing.T) {
+	cfg := homeConfig()
+	cfg.EndAfter = 5 * time.Second
+	cfg.SpoofedFlood.PPS = 1 // five forged packets within the window
+	real := reflected(at(20*time.Second), 200, 2000, 30, "10.1.0.5")
+	quiet := newHarness(t, cfg)
+	quiet.feed(real...)
+	quiet.flush()
+	var want *Alert
+	for _, a := range quiet.out.alerts {
+		if a.Kind() == KindReflection && a.Phase() == PhaseStart {
+			want = a
+		}
+	}
+	if want == nil {
+		t.Fatal("the reflection alone raises no alert")
+	}
+
+	// Each noise target gets six packets from a reserved source within
+	// half a second, then nothing.
+	noise := every(base, 1200, 60*1200, func(i int, ts time.Time) *capture.Packet {
+		target := i / 6
+		return udp(ts, fmt.Sprintf("240.0.%d.%d:40000", i%6, 1+i%200), fmt.Sprintf("10.2.%d.%d:13", target/250, target%250), nil)
+	})
+	h := newHarness(t, cfg)
+	h.feed(mergeByTime(noise, real)...)
+	h.flush()
+	starts, ends := map[string]int{}, map[string]int{}
+	startsPerSecond := map[int64]int{}
+	var got *Alert
+	for _, a := range h.out.alerts {
+		switch a.Phase() {
+		case PhaseStart:
+			starts[a.Incident.ID]++
+			startsPerSecond[a.Time.Unix()]++
+			if a.Kind() == KindReflection {
+				got = a
+			}
+		case PhaseEnd:
+			ends[a.Incident.ID]++
+		}
+	}
+	// The noise may have taken the second in which the reflection crossed
+	// its threshold; the next second is kept for it.
+	if got == nil || got.Incident.ID != want.Incident.ID || got.Time.Sub(want.Time) > time.Second {
+		t.Fatalf("the reflection's start: %v, want %v, or a second later", got, want)
+	}
+	if ends[want.Incident.ID] != 1 {
+		t.Errorf("the reflection's end did not go out")
+	}
+	for id, n := range starts {
+		if n != 1 || ends[id] != 1 {
+			t.Errorf("incident %s: %d starts, %d ends", id, n, ends[id])
+		}
+	}
+	for sec, n := range startsPerSecond {
+		if n > cfg.MaxAlertsPerSecond {
+			t.Errorf("%d starts in second %d", n, sec)
+		}
+	}
+	if h.eng.r.waiting != [NumKinds]int{} {
+		t.Errorf("starts still waiting after the flush: %v", h.eng.r.waiting)
+	}
+	st := h.eng.Stats()
+	if st.SuppressedByKind[KindSpoofedFlood] == 0 || st.SuppressedByKind[KindSpoofedFlood] != st.Suppressed-st.SuppressedByKind[KindReflection] {
+		t.Errorf("suppressed %d, by kind %v", st.Suppressed, st.SuppressedByKind)
+	}
+	if startsPerSecond[want.Time.Unix()] != cfg.MaxAlertsPerSecond {
+		t.Errorf("the noise did not fill the second the reflection began in: %d starts", startsPerSecond[want.Time.Unix()])
+	}
+}
+
+// mergeByTime merges two time-ordered packet lists into one.
+func mergeByTime(a, b []*capture.Packet) []*capture.Packet {
+	out := make([]*capture.Packet, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if b[0].Timestamp.Before(a[0].Timestamp) {
+			out, b = append(out, b[0]), b[1:]
+		} else {
+			out, a = append(out, a[0]), a[1:]
+		}
+	}
+	return append(append(out, a...), b...)
 }
 
 // wol returns a Wake-on-LAN magic packet for mac, with extra bytes after

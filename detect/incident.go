@@ -24,9 +24,15 @@ import (
 //   - Scans and exposures are one-shot: a start, then nothing for the
 //     kind's rearm time.
 //
-// The global rate limit may suppress an alert. A suppressed start is
-// retried every second until it goes out, so an incident has at most one
-// start and is reported as soon as the limit allows.
+// The rate limit, max_alerts_per_second, holds back starts only: once an
+// incident has been announced, its updates and its end always go out (their
+// number is bounded by the open incidents), so that no consumer is left
+// with an incident that never ends. Each kind has a share of the limit
+// that the others cannot take while it has starts waiting (see admit): a
+// flood of forged spoofed_flood or exposed findings cannot crowd out a
+// real reflection or loop. A held-back start is retried every second, the
+// oldest first, until it goes out, so an incident has at most one start
+// and is reported as soon as the limit allows.
 
 // track is the lifecycle state that every kind's per-key entry embeds.
 type track struct {
@@ -102,8 +108,12 @@ type reporter struct {
 
 	now    time.Time // the latest packet time
 	second int64     // the second of packet time swept last
-	sent   int       // alerts written in that second
-	active []subject // open incidents, in opening order
+	// sent counts the starts written in that second, in all and by kind;
+	// waiting the open incidents whose start is held back, by kind.
+	sent    int
+	sentBy  [NumKinds]int
+	waiting [NumKinds]int
+	active  []subject // open incidents, in opening order
 	// evidence, if not nil, keeps the first packets of each incident; pkt
 	// is the packet being examined, during Engine.Packet. keeping lists
 	// the entries whose evidence file is open: no more than the writer
@@ -124,7 +134,7 @@ func (r *reporter) clock(now time.Time) {
 		r.now = now
 	}
 	if s := r.now.Unix(); s != r.second {
-		r.second, r.sent = s, 0
+		r.second, r.sent, r.sentBy = s, 0, [NumKinds]int{}
 		r.sweep(r.now)
 	}
 }
@@ -231,6 +241,9 @@ func (r *reporter) sweep(now time.Time) {
 func (r *reporter) close(s subject, now time.Time, pps, bps float64) {
 	t := s.lifecycle()
 	r.emit(s, PhaseEnd, now, pps, bps)
+	if !t.announced && t.counted {
+		r.waiting[s.kind()]-- // its start waits no more
+	}
 	r.stopEvidence(t)
 	t.open = false
 	t.first, t.packets, t.bytes = time.Time{}, 0, 0
@@ -271,20 +284,27 @@ func (r *reporter) flush(now time.Time) {
 	}
 }
 
-// emit writes one alert unless the rate limit forbids it.
+// emit writes one alert unless the rate limit holds it back: a start that
+// admit refuses, and the end of an incident whose start never went out
+// (the whole incident was held back, and is counted, not half-told).
 func (r *reporter) emit(s subject, ph Phase, now time.Time, pps, bps float64) {
 	t := s.lifecycle()
 	k := s.kind()
-	if r.maxPerSec > 0 && r.sent >= r.maxPerSec {
+	if !t.announced && (ph != PhaseStart || !r.admit(k)) {
 		if ph != PhaseStart || !t.counted {
 			r.stats.Suppressed++
 			r.stats.SuppressedByKind[k]++
+			if ph == PhaseStart && t.open {
+				r.waiting[k]++ // retried by sweep until it goes out
+			}
 		}
 		t.counted = t.counted || ph == PhaseStart
 		return
 	}
-	r.sent++
 	if ph == PhaseStart {
+		if t.counted && t.open {
+			r.waiting[k]--
+		}
 		t.announced = true
 	}
 	a := &r.alert
@@ -310,6 +330,36 @@ func (r *reporter) emit(s subject, ph Phase, now time.Time, pps, bps float64) {
 	r.out.WriteAlert(a)
 	r.stats.Alerts++
 	r.stats.Phases[k][ph]++
+}
+
+// admit reports whether a start of kind k may go out in this second of
+// packet time, and counts it if so. Each kind may write its share of
+// max_alerts_per_second (a fifth of it, rounded up); past its share, it
+// takes only what the other kinds with starts waiting leave of theirs. A
+// kind alone uses the whole limit, and a noisy kind's starts never stand
+// in the way of another kind's for longer than the second they came in.
+func (r *reporter) admit(k Kind) bool {
+	if r.maxPerSec <= 0 {
+		return true
+	}
+	if r.sent >= r.maxPerSec {
+		return false
+	}
+	share := (r.maxPerSec + NumKinds - 1) / NumKinds
+	if r.sentBy[k] >= share {
+		free := r.maxPerSec - r.sent
+		for j := range Kind(NumKinds) {
+			if j != k && r.waiting[j] > 0 {
+				free -= max(0, share-r.sentBy[j])
+			}
+		}
+		if free <= 0 {
+			return false
+		}
+	}
+	r.sent++
+	r.sentBy[k]++
+	return true
 }
 
 // evidence is an incident's evidence file (see reporter.startEvidence).

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -298,8 +299,12 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 		// Reads interrupted by a signal are a normal stop.
 		runErr = nil
 	}
-	if ev := snapshot(); cfg.Stats {
-		writeStats(ev)
+	final := snapshot()
+	if cfg.Stats {
+		writeStats(final)
+	}
+	if msg := heldBack(final.Detect); msg != "" {
+		fmt.Fprintf(stderr, "echowatch: warning: %s\n", msg)
 	}
 	if cfg.metricsRan != nil && mets != nil {
 		cfg.metricsRan(mets.addr())
@@ -334,6 +339,22 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 		runErr = errors.Join(runErr, writeForensics(incidents, cfg.Summary, cfg.Report, meta, table))
 	}
 	return runErr
+}
+
+// heldBack says what max_alerts_per_second held back over the run, by
+// kind, or "" when nothing was.
+func heldBack(s detect.Stats) string {
+	if s.Suppressed == 0 {
+		return ""
+	}
+	var by []string
+	for k, n := range s.SuppressedByKind {
+		if n > 0 {
+			by = append(by, fmt.Sprintf("%s %d", detect.Kind(k), n))
+		}
+	}
+	return fmt.Sprintf("max_alerts_per_second held back %d alerts (%s); the stats event counts them by kind",
+		s.Suppressed, strings.Join(by, ", "))
 }
 
 // startStatsTicker asks w for a stats event (and a metrics snapshot)

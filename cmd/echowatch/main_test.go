@@ -318,3 +318,19 @@ func TestParseByteSize(t *testing.T) {
 		}
 	}
 }
+
+// TestHeldBackAlertsSummarised: what max_alerts_per_second held back is
+// said at exit, by kind, and counted in the stats event; every incident
+// announced still ends.
+func TestHeldBackAlertsSummarised(t *testing.T) {
+	code, out, errOut := runMain(t, nil, "-r", pcap("demo.pcap"), "--format", "eve", "--stats", "--max-alerts-per-second", "1")
+	if code != 0 || errOut != "echowatch: warning: max_alerts_per_second held back 1 alerts (exposed 1); the stats event counts them by kind\n" {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	if !strings.Contains(out, `"exposed":{"incidents":1,"start":0,"update":0,"end":0,"suppressed":1}`) {
+		t.Errorf("the stats event does not count the exposure held back:\n%s", out)
+	}
+	if s, e := strings.Count(out, `"phase":"start"`), strings.Count(out, `"phase":"end"`); s != 3 || e != 2 {
+		t.Errorf("%d starts and %d ends, want 3 and 2 (a scan has no end)", s, e)
+	}
+}

@@ -154,7 +154,7 @@ func newCollector(snapshot func() *statsEvent, outputs func() []outputStats) *co
 		incidents:     d("incidents_total", "Incident alerts written, by kind and phase.", "kind", "phase"),
 		open:          d("incidents_open", "Incidents open now."),
 		emitted:       d("alerts_emitted_total", "Alerts written."),
-		suppressed:    d("alerts_suppressed_total", "Alerts held back by max_alerts_per_second."),
+		suppressed:    d("alerts_suppressed_total", "Alerts held back by max_alerts_per_second, by kind.", "kind"),
 		outQueue:      d("output_queue_depth", "Events held by an output: waiting or unconfirmed.", "output"),
 		outDelivered:  d("output_delivered_total", "Events known to have reached an output's destination.", "output"),
 		outFailed:     d("output_failed_total", "Sends to an output that failed, to be sent again.", "output"),
@@ -222,7 +222,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(c.open, float64(s.Detect.Open))
 	counter(c.emitted, s.Detect.Alerts)
-	counter(c.suppressed, s.Detect.Suppressed)
+	for k := range detect.NumKinds {
+		counter(c.suppressed, s.Detect.SuppressedByKind[k], detect.Kind(k).String())
+	}
 	if e := s.Evidence; e != nil {
 		counter(c.evFiles, e.Files)
 		counter(c.evPackets, e.Packets)

@@ -60,9 +60,13 @@ echowatch_packets_received_total 2959
 # HELP echowatch_alerts_emitted_total Alerts written.
 # TYPE echowatch_alerts_emitted_total counter
 echowatch_alerts_emitted_total 6
-# HELP echowatch_alerts_suppressed_total Alerts held back by max_alerts_per_second.
+# HELP echowatch_alerts_suppressed_total Alerts held back by max_alerts_per_second, by kind.
 # TYPE echowatch_alerts_suppressed_total counter
-echowatch_alerts_suppressed_total 0
+echowatch_alerts_suppressed_total{kind="exposed"} 0
+echowatch_alerts_suppressed_total{kind="loop"} 0
+echowatch_alerts_suppressed_total{kind="reflection"} 0
+echowatch_alerts_suppressed_total{kind="scan"} 0
+echowatch_alerts_suppressed_total{kind="spoofed_flood"} 0
 # HELP echowatch_incidents_total Incident alerts written, by kind and phase.
 # TYPE echowatch_incidents_total counter
 echowatch_incidents_total{kind="exposed",phase="end"} 0

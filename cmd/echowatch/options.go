@@ -199,7 +199,9 @@ Detection:
                            (packet time, default 60s)
       --end-after D        quiet time after which an incident ends (default 60s)
       --max-alerts-per-second N
-                           cap on alerts per second of packet time (default 100)
+                           cap on incidents announced per second of packet
+                           time (default 100), shared fairly by kind; updates
+                           and ends of announced incidents always go out
       --sensor-name NAME   name put in every alert's host field (default:
                            the host name)
 
