@@ -62,7 +62,7 @@ type EvidenceConfig struct {
 // EvidenceStats are an Evidence's counters.
 type EvidenceStats struct {
 	Files   uint64 `json:"files"`   // files created
-	Packets uint64 `json:"packets"` // packets written
+	Packets uint64 `json:"packets"` // packets written to the files
 	Bytes   int64  `json:"bytes"`   // bytes of the files this run keeps in Dir now
 	Removed uint64 `json:"removed"` // finished files removed to stay within MaxFiles and MaxBytes
 	// Refused counts incidents given no file (a bound reached, an unsafe
@@ -353,6 +353,7 @@ type evidenceFile struct {
 	link layers.LinkType
 	file *os.File // nil once finished
 	buf  []byte   // whole records not yet in the file; a large frame's header last
+	recs int      // records in buf
 	slot int      // index in e.open while open
 	n    int      // packets taken
 	size int64    // bytes counted against MaxBytes: the file's, and buf's
@@ -402,6 +403,7 @@ func (f *evidenceFile) WritePacket(p *capture.Packet) bool {
 	}
 	if err == nil {
 		f.buf = appendRecordHeader(f.buf, p.Timestamp, caplen, max(p.Length, caplen))
+		f.recs++
 		switch frame := p.Raw[:caplen]; {
 		case n > cap(f.buf):
 			err = f.flush(frame)
@@ -418,7 +420,6 @@ func (f *evidenceFile) WritePacket(p *capture.Packet) bool {
 		f.finish(fmt.Errorf("sinks/evidence: write %s: %w", f.path, err))
 		return false
 	}
-	e.packets.Add(1)
 	f.n++
 	if f.n >= e.cfg.Packets {
 		f.finish(nil)
@@ -450,13 +451,16 @@ func (f *evidenceFile) flush(frame []byte) error {
 		m, err = f.file.Write(frame)
 		n += m
 	}
-	written := f.buf
-	f.buf = f.buf[:0]
+	written, recs := f.buf, f.recs
+	f.buf, f.recs = f.buf[:0], 0
 	if err == nil {
 		f.disk += int64(n)
+		f.e.packets.Add(uint64(recs))
 		return nil
 	}
-	f.disk += wholeRecords(written, n)
+	whole, recs := wholeRecords(written, n)
+	f.disk += whole
+	f.e.packets.Add(uint64(recs))
 	if terr := f.file.Truncate(f.disk); terr != nil {
 		f.disk = 0
 		return errors.Join(err, terr)
@@ -464,19 +468,19 @@ func (f *evidenceFile) flush(frame []byte) error {
 	return err
 }
 
-// wholeRecords returns the length of the whole records in the first n
-// bytes written from b, records that b holds or, the last, whose header
-// ends b and whose data followed it.
-func wholeRecords(b []byte, n int) int64 {
-	end := 0
+// wholeRecords returns the length and count of the whole records in the
+// first n bytes written from b: records that b holds or, the last, one
+// whose header ends b and whose data followed it.
+func wholeRecords(b []byte, n int) (int64, int) {
+	end, recs := 0, 0
 	for end+pcapRecordLen <= len(b) {
 		next := end + pcapRecordLen + int(binary.LittleEndian.Uint32(b[end+8:]))
 		if next > n {
 			break
 		}
-		end = next
+		end, recs = next, recs+1
 	}
-	return int64(end)
+	return int64(end), recs
 }
 
 // Close flushes and closes the file. It is safe to call twice.

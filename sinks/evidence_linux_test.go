@@ -115,8 +115,8 @@ func TestEvidenceWriteError(t *testing.T) {
 	if got := dirNames(t, cfg.Dir); !slices.Equal(got, []string{"c.pcap", "filler"}) {
 		t.Errorf("dir holds %q, want c.pcap only", got)
 	}
-	if s := ev.Stats(); s.Errors != 3 || s.Files != 3 || s.Bytes != size(t, c.Name()) {
-		t.Errorf("stats %+v, want 3 errors, 3 files, c's %d bytes kept", s, size(t, c.Name()))
+	if s := ev.Stats(); s.Errors != 3 || s.Files != 3 || s.Packets != 4 || s.Bytes != size(t, c.Name()) {
+		t.Errorf("stats %+v, want 3 errors, 3 files, c's 4 packets and %d bytes kept", s, size(t, c.Name()))
 	}
 	// One line for the write failures, one for the close failure.
 	if n := logLines(log); n != 2 || !strings.Contains(log.String(), "no space left on device") {
