@@ -19,7 +19,11 @@ type EvidenceWriter interface {
 
 // EvidenceFile is the evidence of one incident.
 type EvidenceFile interface {
-	// Name is what the incident's alerts name: the file's path.
+	// Name is what the incident's alerts name: the file's path, also
+	// once it is closed; "" once the writer no longer keeps the file (it
+	// ended with no packet, as on a full disk, or was removed to stay
+	// within the writer's bounds), so that no alert names a file that is
+	// not there.
 	Name() string
 	// WritePacket appends p's frame (p.Raw). It returns false once the
 	// file takes no more packets: its count is reached, its bytes would

@@ -23,6 +23,10 @@ type memEvidence struct {
 	byID  map[string]*memFile
 	max   int // packets per file
 	limit int
+	// failAt, if positive, makes a file's write of packet failAt fail,
+	// as on a full disk: the file keeps the packets before it, and with
+	// none it is gone.
+	failAt int
 }
 
 type memFile struct {
@@ -32,13 +36,15 @@ type memFile struct {
 	raws   [][]byte
 	closed bool
 	max    int
+	failAt int
+	gone   bool
 }
 
 func (m *memEvidence) Create(id string, link layers.LinkType) EvidenceFile {
 	if m.limit > 0 && len(m.files) >= m.limit {
 		return nil
 	}
-	f := &memFile{id: id, link: link, max: m.max}
+	f := &memFile{id: id, link: link, max: m.max, failAt: m.failAt}
 	m.files = append(m.files, f)
 	if m.byID == nil {
 		m.byID = map[string]*memFile{}
@@ -47,11 +53,20 @@ func (m *memEvidence) Create(id string, link layers.LinkType) EvidenceFile {
 	return f
 }
 
-func (f *memFile) Name() string { return "mem/" + f.id + ".pcap" }
+func (f *memFile) Name() string {
+	if f.gone {
+		return ""
+	}
+	return "mem/" + f.id + ".pcap"
+}
 
 func (f *memFile) WritePacket(p *capture.Packet) bool {
 	if f.closed {
 		panic("write to a closed evidence file " + f.id)
+	}
+	if len(f.pkts)+1 == f.failAt {
+		f.closed, f.gone = true, len(f.pkts) == 0
+		return false
 	}
 	q := *p
 	q.Payload = nil
@@ -134,6 +149,31 @@ func TestEvidence(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestEvidenceWriteFails: the alerts name an incident's evidence file
+// only while the writer keeps it. A file whose first packet could not be
+// written (a full disk) is gone before the start alert, which names none;
+// one that failed later keeps what it has, and is named.
+func TestEvidenceWriteFails(t *testing.T) {
+	dir := filepath.Join("..", "pcaps", "reflection-out")
+	for _, failAt := range []int{1, 3} {
+		ev := &memEvidence{max: 7, failAt: failAt}
+		out := &sink{}
+		runCaseWith(t, dir, out, func(e *Engine) { e.KeepEvidence(ev) })
+		if len(out.alerts) == 0 {
+			t.Fatal("no alert")
+		}
+		for _, a := range out.alerts {
+			f := ev.byID[a.ID()]
+			if f == nil {
+				t.Fatalf("alert of incident %s: no evidence file was made", a.ID())
+			}
+			if want := f.Name(); a.CaptureFile != want || (want == "") != (failAt == 1) {
+				t.Errorf("write %d fails: alert of %s names %q, want %q", failAt, a.ID(), a.CaptureFile, want)
+			}
+		}
 	}
 }
 

@@ -364,18 +364,19 @@ func (r *reporter) admit(k Kind) bool {
 
 // evidence is an incident's evidence file (see reporter.startEvidence).
 type evidence struct {
-	file   EvidenceFile // while it takes packets, else nil
-	name   string       // what its alerts say, also once it is closed
+	file   EvidenceFile // the incident's, also once closed; nil if none
+	open   bool         // file takes packets
 	until  time.Time    // when a one-shot finding's evidence ends
 	keepAt int          // its place in reporter.keeping plus one; 0: not listed
 }
 
-// captureFile returns the name of t's evidence file, if it has one.
+// captureFile returns the name of t's evidence file, if it has one: asked
+// of the file at each alert, which names no file that was not kept.
 func (t *track) captureFile() string {
-	if t.evid == nil {
+	if t.evid == nil || t.evid.file == nil {
 		return ""
 	}
-	return t.evid.name
+	return t.evid.file.Name()
 }
 
 // startEvidence begins the evidence file of the incident that s has just
@@ -389,7 +390,7 @@ func (r *reporter) startEvidence(s subject, until time.Time) {
 	t := s.lifecycle()
 	r.stopEvidence(t)
 	if t.evid != nil {
-		t.evid.name = "" // a new incident: the last one's file is not its
+		t.evid.file = nil // a new incident: the last one's file is not its
 	}
 	if r.evidence == nil || r.pkt == nil {
 		return
@@ -402,24 +403,25 @@ func (r *reporter) startEvidence(s subject, until time.Time) {
 		t.evid = &evidence{} // once per key that ever has evidence
 	}
 	r.keeping = append(r.keeping, t)
-	*t.evid = evidence{file: f, name: f.Name(), until: until, keepAt: len(r.keeping)}
+	*t.evid = evidence{file: f, open: true, until: until, keepAt: len(r.keeping)}
 	r.follow(t)
 }
 
 // follow adds the packet being examined to t's evidence, while its file
 // takes more.
 func (r *reporter) follow(t *track) {
-	if e := t.evid; e != nil && e.file != nil && r.pkt != nil && !e.file.WritePacket(r.pkt) {
-		e.file = nil // full: the file closed itself
+	if e := t.evid; e != nil && e.open && r.pkt != nil && !e.file.WritePacket(r.pkt) {
+		e.open = false // full, or failed: the file closed itself
 		r.unlist(t)
 	}
 }
 
-// stopEvidence closes t's evidence file, if open. Its alerts still name it.
+// stopEvidence closes t's evidence file, if open. Its alerts still name it
+// while the writer keeps it.
 func (r *reporter) stopEvidence(t *track) {
-	if e := t.evid; e != nil && e.file != nil {
+	if e := t.evid; e != nil && e.open {
 		e.file.Close()
-		e.file = nil
+		e.open = false
 		r.unlist(t)
 	}
 }

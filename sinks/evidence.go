@@ -1,7 +1,7 @@
 package sinks
 
 import (
-	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,8 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"sync/atomic"
+	"time"
 
-	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
@@ -31,7 +31,8 @@ const (
 
 	// evidenceBufferSize is each open file's write buffer: a few packets'
 	// worth, so a write reaches the kernel every few packets without
-	// MaxOpen files costing much memory.
+	// MaxOpen files costing much memory. A larger frame goes straight to
+	// the file.
 	evidenceBufferSize = 16 << 10
 )
 
@@ -61,7 +62,7 @@ type EvidenceConfig struct {
 // EvidenceStats are an Evidence's counters.
 type EvidenceStats struct {
 	Files   uint64 `json:"files"`   // files created
-	Packets uint64 `json:"packets"` // packets written
+	Packets uint64 `json:"packets"` // packets written to the files
 	Bytes   int64  `json:"bytes"`   // bytes of the files this run keeps in Dir now
 	Removed uint64 `json:"removed"` // finished files removed to stay within MaxFiles and MaxBytes
 	// Refused counts incidents given no file (a bound reached, an unsafe
@@ -75,6 +76,12 @@ type EvidenceStats struct {
 // Evidence keeps the first packets of each incident in a classic pcap file
 // of its own (microsecond timestamps), which Wireshark and tcpdump open.
 // It implements detect.EvidenceWriter.
+//
+// A file always holds whole records: the header is written when the file
+// is made, the first packet at once (the alert that names the file goes
+// out then), the others a buffer at a time, and what a failed write (a
+// full disk) left of a record is cut off. A file that holds no packet when
+// it ends is removed, and names nothing (see detect.EvidenceFile.Name).
 //
 // Create, the files' WritePacket and Close, and Evidence's Close are called
 // from one goroutine (the detection engine's): they take no lock. Stats may
@@ -220,11 +227,18 @@ func (e *Evidence) Create(id string, link layers.LinkType) detect.EvidenceFile {
 		e.fail(failCreate, fmt.Errorf("sinks/evidence: create: %w", err))
 		return nil
 	}
+	// Microsecond timestamps, little-endian, as appendRecordHeader writes.
+	if err := pcapgo.NewWriter(file).WriteFileHeader(uint32(e.cfg.Snaplen), link); err != nil {
+		file.Close()
+		if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			err = errors.Join(err, rerr)
+		}
+		e.fail(failCreate, fmt.Errorf("sinks/evidence: create: %w", err))
+		return nil
+	}
 	f := &evidenceFile{e: e, path: path, link: link, file: file,
-		w: bufio.NewWriterSize(file, evidenceBufferSize), slot: len(e.open)}
-	f.pw = pcapgo.NewWriter(f.w)                      // microsecond timestamps
-	f.pw.WriteFileHeader(uint32(e.cfg.Snaplen), link) // into an empty buffer: cannot fail
-	f.size = pcapHeaderLen
+		buf: make([]byte, 0, evidenceBufferSize), slot: len(e.open)}
+	f.size, f.disk = pcapHeaderLen, pcapHeaderLen
 	e.kept.Add(pcapHeaderLen)
 	e.open = append(e.open, f)
 	e.byPath[path] = f
@@ -273,9 +287,7 @@ func (e *Evidence) removeOldest() bool {
 		return false
 	}
 	f := e.finished[0]
-	// Already gone is fine: an analyst may have moved it away.
-	if err := os.Remove(f.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		e.fail(failRemove, fmt.Errorf("sinks/evidence: remove: %w", err))
+	if !e.remove(f) {
 		return false
 	}
 	e.finished[0] = nil
@@ -285,10 +297,22 @@ func (e *Evidence) removeOldest() bool {
 	return true
 }
 
-// forget stops counting finished file f as kept.
+// remove removes f's file, and reports whether it is gone. Already gone
+// is fine: an analyst may have moved it away.
+func (e *Evidence) remove(f *evidenceFile) bool {
+	if err := os.Remove(f.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		e.fail(failRemove, fmt.Errorf("sinks/evidence: remove: %w", err))
+		return false
+	}
+	return true
+}
+
+// forget stops counting finished file f as kept: it is gone, or about to
+// be replaced, and its alerts name it no more.
 func (e *Evidence) forget(f *evidenceFile) {
 	delete(e.byPath, f.path)
 	e.kept.Add(-f.size)
+	f.gone = true
 }
 
 // fail counts a failure and logs it if it is the first of its kind.
@@ -328,17 +352,26 @@ type evidenceFile struct {
 	path string
 	link layers.LinkType
 	file *os.File // nil once finished
-	w    *bufio.Writer
-	pw   *pcapgo.Writer // over w
-	slot int            // index in e.open while open
-	n    int            // packets written
-	size int64          // bytes written, headers included: what the file holds
+	buf  []byte   // whole records not yet in the file; a large frame's header last
+	recs int      // records in buf
+	slot int      // index in e.open while open
+	n    int      // packets taken
+	size int64    // bytes counted against MaxBytes: the file's, and buf's
+	disk int64    // bytes in the file: its header and whole records
+	gone bool     // removed (or replaced): its alerts name it no more
 }
 
 var _ detect.EvidenceFile = (*evidenceFile)(nil)
 
-// Name returns the file's path.
-func (f *evidenceFile) Name() string { return f.path }
+// Name returns the file's path, or "" once this run no longer keeps it:
+// it ended with no packet (a full disk, a bound reached at once), or was
+// removed to stay within MaxFiles and MaxBytes.
+func (f *evidenceFile) Name() string {
+	if f.gone {
+		return ""
+	}
+	return f.path
+}
 
 // WritePacket appends p's frame, cut to Snaplen, with its timestamp to the
 // microsecond and its length on the wire. See detect.EvidenceFile. A
@@ -354,22 +387,39 @@ func (f *evidenceFile) WritePacket(p *capture.Packet) bool {
 		return true
 	}
 	caplen := min(len(p.Raw), e.cfg.Snaplen)
-	n := int64(pcapRecordLen + caplen)
-	if !e.makeRoom(n) {
+	n := pcapRecordLen + caplen
+	if !e.makeRoom(int64(n)) {
 		e.refused.Add(1)
 		f.finish(nil)
 		return false
 	}
 	// Counted before writing: whatever part of it a failed write left in
-	// the file stays within the bound.
-	f.size += n
-	e.kept.Add(n)
-	ci := gopacket.CaptureInfo{Timestamp: p.Timestamp, CaptureLength: caplen, Length: max(p.Length, caplen)}
-	if err := f.pw.WritePacket(ci, p.Raw[:caplen]); err != nil {
+	// the file stays within the bound until it is cut off.
+	f.size += int64(n)
+	e.kept.Add(int64(n))
+	var err error
+	if len(f.buf) > 0 && len(f.buf)+n > cap(f.buf) {
+		err = f.flush(nil)
+	}
+	if err == nil {
+		f.buf = appendRecordHeader(f.buf, p.Timestamp, caplen, max(p.Length, caplen))
+		f.recs++
+		switch frame := p.Raw[:caplen]; {
+		case n > cap(f.buf):
+			err = f.flush(frame)
+		case f.n == 0:
+			// The file's first packet is on disk before the alert that
+			// names the file goes out.
+			f.buf = append(f.buf, frame...)
+			err = f.flush(nil)
+		default:
+			f.buf = append(f.buf, frame...)
+		}
+	}
+	if err != nil {
 		f.finish(fmt.Errorf("sinks/evidence: write %s: %w", f.path, err))
 		return false
 	}
-	e.packets.Add(1)
 	f.n++
 	if f.n >= e.cfg.Packets {
 		f.finish(nil)
@@ -378,37 +428,105 @@ func (f *evidenceFile) WritePacket(p *capture.Packet) bool {
 	return true
 }
 
+// appendRecordHeader appends a pcap record header: microsecond timestamp,
+// captured and original length, little-endian as pcapgo writes the file
+// header.
+func appendRecordHeader(b []byte, ts time.Time, caplen, length int) []byte {
+	le := binary.LittleEndian
+	b = le.AppendUint32(b, uint32(ts.Unix()))
+	b = le.AppendUint32(b, uint32(ts.Nanosecond()/1000))
+	b = le.AppendUint32(b, uint32(caplen))
+	return le.AppendUint32(b, uint32(length))
+}
+
+// flush writes the buffered records, then frame, the data of the record
+// whose header ends the buffer (nil when the buffer holds whole records
+// only). When a write fails, the file is cut back to the whole records
+// that reached it, so that it stays a capture every reader opens; one that
+// cannot be cut holds nothing usable (disk 0), and finish removes it.
+func (f *evidenceFile) flush(frame []byte) error {
+	n, err := f.file.Write(f.buf)
+	if err == nil && frame != nil {
+		var m int
+		m, err = f.file.Write(frame)
+		n += m
+	}
+	written, recs := f.buf, f.recs
+	f.buf, f.recs = f.buf[:0], 0
+	if err == nil {
+		f.disk += int64(n)
+		f.e.packets.Add(uint64(recs))
+		return nil
+	}
+	whole, recs := wholeRecords(written, n)
+	f.disk += whole
+	f.e.packets.Add(uint64(recs))
+	if terr := f.file.Truncate(f.disk); terr != nil {
+		f.disk = 0
+		return errors.Join(err, terr)
+	}
+	return err
+}
+
+// wholeRecords returns the length and count of the whole records in the
+// first n bytes written from b: records that b holds or, the last, one
+// whose header ends b and whose data followed it.
+func wholeRecords(b []byte, n int) (int64, int) {
+	end, recs := 0, 0
+	for end+pcapRecordLen <= len(b) {
+		next := end + pcapRecordLen + int(binary.LittleEndian.Uint32(b[end+8:]))
+		if next > n {
+			break
+		}
+		end, recs = next, recs+1
+	}
+	return int64(end), recs
+}
+
 // Close flushes and closes the file. It is safe to call twice.
 func (f *evidenceFile) Close() { f.finish(nil) }
 
 // finish flushes and closes f unless it is finished already, and moves it
 // from the open files to the finished ones, first in line for removal
-// after those finished before. werr is the write error that ends it, if
-// any: flushing would only repeat it. Failures are counted and logged.
+// after those finished before; a file that holds no packet is removed
+// instead. werr is the write error that ends it, if any: flushing would
+// only repeat it. Failures are counted and logged.
 func (f *evidenceFile) finish(werr error) error {
 	if f.file == nil {
 		return nil
 	}
 	kind, err := failWrite, werr
-	if err == nil {
-		kind, err = failClose, f.w.Flush()
+	if err == nil && len(f.buf) > 0 {
+		kind, err = failClose, f.flush(nil)
 	}
 	if cerr := f.file.Close(); err == nil && cerr != nil {
-		err = cerr
+		kind, err = failClose, cerr
 	}
 	if err != nil && werr == nil {
 		err = fmt.Errorf("sinks/evidence: close %s: %w", f.path, err)
 	}
-	f.file, f.w, f.pw = nil, nil, nil
+	f.file, f.buf = nil, nil
 
 	e := f.e
 	last := e.open[len(e.open)-1]
 	e.open[f.slot], last.slot = last, f.slot
 	e.open[len(e.open)-1] = nil
 	e.open = e.open[:len(e.open)-1]
-	e.finished = append(e.finished, f)
+	// What a failed write did not leave in the file is not kept.
+	e.kept.Add(f.disk - f.size)
+	f.size = f.disk
 	if err != nil {
 		e.fail(kind, err)
 	}
+	if f.disk <= pcapHeaderLen {
+		// No packet: no evidence. Should the file stay (it cannot be
+		// removed), it stays counted, and is removed in turn.
+		if e.remove(f) {
+			e.forget(f)
+			return err
+		}
+		f.gone = true
+	}
+	e.finished = append(e.finished, f)
 	return err
 }

@@ -52,6 +52,17 @@ func create(t *testing.T, ev *sinks.Evidence, id string) detect.EvidenceFile {
 	return f
 }
 
+// keep creates the file of incident id and writes one packet of 60 bytes:
+// a file that holds no packet is not kept. It is 24+16+60 = 100 bytes.
+func keep(t *testing.T, ev *sinks.Evidence, id string) detect.EvidenceFile {
+	t.Helper()
+	f := create(t, ev, id)
+	if !f.WritePacket(frame(time.Unix(1700000000, 0), 60, 60)) {
+		t.Fatalf("%s: first packet refused, stats %+v", id, ev.Stats())
+	}
+	return f
+}
+
 // frame returns an Ethernet packet of n bytes (each its index, mod 256)
 // that was length bytes long on the wire.
 func frame(ts time.Time, n, length int) *capture.Packet {
@@ -262,12 +273,43 @@ func TestEvidenceSnaplenAndLinkType(t *testing.T) {
 	}
 }
 
+// TestEvidenceNoPacketNoFile: a file that ends without a packet is no
+// evidence: it is removed, and names nothing, whether it was closed so
+// or MaxBytes refused its first packet.
+func TestEvidenceNoPacketNoFile(t *testing.T) {
+	cfg := evidenceConfig(t)
+	cfg.Snaplen, cfg.MaxBytes = 100, 300
+	ev, log := newEvidence(t, cfg)
+	a := create(t, ev, "a")
+	a.Close()
+	keep(t, ev, "b") // 100 bytes, open
+	keep(t, ev, "c") // 200
+	d := create(t, ev, "d")
+	if d.WritePacket(frame(time.Unix(1700000000, 0), 100, 100)) { // 224 + 116 does not fit
+		t.Fatal("d: a packet taken beyond MaxBytes")
+	}
+	for _, f := range []detect.EvidenceFile{a, d} {
+		if f.Name() != "" {
+			t.Errorf("a file without a packet names %s", f.Name())
+		}
+	}
+	if got := dirNames(t, cfg.Dir); !slices.Equal(got, []string{"b.pcap", "c.pcap"}) {
+		t.Errorf("dir holds %q", got)
+	}
+	if s := ev.Stats(); s.Files != 4 || s.Bytes != 200 || s.Refused != 1 || s.Errors != 0 || s.Removed != 0 {
+		t.Errorf("stats %+v, want 4 files, 200 bytes kept, 1 refused", s)
+	}
+	if log.Len() != 0 {
+		t.Errorf("logged %q", log)
+	}
+}
+
 func TestEvidenceMaxOpen(t *testing.T) {
 	cfg := evidenceConfig(t)
 	cfg.MaxOpen = 2
 	ev, log := newEvidence(t, cfg)
-	a := create(t, ev, "a")
-	create(t, ev, "b")
+	a := keep(t, ev, "a")
+	keep(t, ev, "b")
 	if f := ev.Create("c", layers.LinkTypeEthernet); f != nil {
 		t.Fatalf("third file %s with MaxOpen 2", f.Name())
 	}
@@ -280,7 +322,7 @@ func TestEvidenceMaxOpen(t *testing.T) {
 	if f := ev.Create("b", layers.LinkTypeEthernet); f != nil {
 		t.Fatal("a second file for open incident b, with room to open it")
 	}
-	create(t, ev, "c")
+	keep(t, ev, "c")
 	if s := ev.Stats(); s.Files != 3 || s.Refused != 3 || s.Errors != 0 {
 		t.Errorf("stats %+v, want 3 files, 3 refused", s)
 	}
@@ -300,20 +342,23 @@ func TestEvidenceMaxFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev, _ := newEvidence(t, cfg)
-	a := create(t, ev, "a")
-	b := create(t, ev, "b")
+	a := keep(t, ev, "a")
+	b := keep(t, ev, "b")
 	if f := ev.Create("c", layers.LinkTypeEthernet); f != nil {
 		t.Fatal("a third file while the two kept are open")
 	}
 	a.Close()
-	c := create(t, ev, "c") // removes a, never b which is open
+	c := keep(t, ev, "c") // removes a, never b which is open
 	if got := dirNames(t, cfg.Dir); !slices.Equal(got, []string{"b.pcap", "c.pcap", "earlier.pcap"}) {
 		t.Fatalf("dir holds %q after c", got)
 	}
 	// Finished first is removed first, whatever the order of creation.
+	if a.Name() != "" {
+		t.Errorf("a, removed, still names %s", a.Name())
+	}
 	c.Close()
 	b.Close()
-	create(t, ev, "d")
+	keep(t, ev, "d")
 	if got := dirNames(t, cfg.Dir); !slices.Equal(got, []string{"b.pcap", "d.pcap", "earlier.pcap"}) {
 		t.Fatalf("dir holds %q after d", got)
 	}
@@ -321,7 +366,7 @@ func TestEvidenceMaxFiles(t *testing.T) {
 	if err := os.Remove(filepath.Join(cfg.Dir, "b.pcap")); err != nil {
 		t.Fatal(err)
 	}
-	create(t, ev, "e")
+	keep(t, ev, "e")
 	if got := dirNames(t, cfg.Dir); !slices.Equal(got, []string{"d.pcap", "e.pcap", "earlier.pcap"}) {
 		t.Fatalf("dir holds %q after e", got)
 	}
@@ -329,8 +374,8 @@ func TestEvidenceMaxFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := ev.Stats()
-	if s.Files != 5 || s.Removed != 3 || s.Refused != 1 || s.Errors != 0 || s.Bytes != 2*24 {
-		t.Errorf("stats %+v, want 5 files, 3 removed, 1 refused, %d bytes", s, 2*24)
+	if s.Files != 5 || s.Removed != 3 || s.Refused != 1 || s.Errors != 0 || s.Bytes != 2*100 {
+		t.Errorf("stats %+v, want 5 files, 3 removed, 1 refused, %d bytes", s, 2*100)
 	}
 }
 
@@ -412,13 +457,13 @@ func TestEvidenceReplayedIncident(t *testing.T) {
 		t.Fatalf("stats %+v, want a's %d bytes kept once", s, 24+16+50)
 	}
 	// b fits beside a; c then removes a, and nothing else.
-	create(t, ev, "b").Close()
-	create(t, ev, "c")
+	keep(t, ev, "b").Close()
+	keep(t, ev, "c")
 	if got := dirNames(t, cfg.Dir); !slices.Equal(got, []string{"b.pcap", "c.pcap"}) {
 		t.Errorf("dir holds %q", got)
 	}
-	if s := ev.Stats(); s.Bytes != 2*24 || s.Removed != 1 {
-		t.Errorf("stats %+v, want 2 headers kept, 1 removed", s)
+	if s := ev.Stats(); s.Bytes != 2*100 || s.Removed != 1 {
+		t.Errorf("stats %+v, want 2 files of one packet kept, 1 removed", s)
 	}
 }
 
@@ -517,7 +562,7 @@ func TestEvidenceUnsafeID(t *testing.T) {
 			t.Errorf("Create(%q) = %s", id, f.Name())
 		}
 	}
-	create(t, ev, strings.Repeat("Z", 64)).Close()
+	keep(t, ev, strings.Repeat("Z", 64)).Close()
 	if s := ev.Stats(); s.Refused != uint64(len(bad)) || s.Files != 1 {
 		t.Errorf("stats %+v, want %d refused, 1 file", s, len(bad))
 	}
@@ -535,7 +580,7 @@ func TestEvidenceRemoveError(t *testing.T) {
 	cfg := evidenceConfig(t)
 	cfg.MaxFiles = 1
 	ev, log := newEvidence(t, cfg)
-	a := create(t, ev, "a")
+	a := keep(t, ev, "a")
 	a.Close()
 	if err := os.Remove(a.Name()); err != nil {
 		t.Fatal(err)
@@ -548,7 +593,7 @@ func TestEvidenceRemoveError(t *testing.T) {
 			t.Fatal("b created although a, to make room, could not be removed")
 		}
 	}
-	if s := ev.Stats(); s.Errors != 2 || s.Refused != 2 || s.Removed != 0 || s.Bytes != 24 {
+	if s := ev.Stats(); s.Errors != 2 || s.Refused != 2 || s.Removed != 0 || s.Bytes != 100 {
 		t.Errorf("stats %+v, want 2 errors, 2 refused, a still counted", s)
 	}
 	if n := logLines(log); n != 1 || !strings.Contains(log.String(), "sinks/evidence: remove:") {
@@ -625,14 +670,14 @@ func TestEvidenceReplayRefused(t *testing.T) {
 	cfg := evidenceConfig(t)
 	cfg.MaxFiles, cfg.MaxOpen = 2, 1
 	ev, _ := newEvidence(t, cfg)
-	create(t, ev, "a").Close()
-	b := create(t, ev, "b")
+	keep(t, ev, "a").Close()
+	b := keep(t, ev, "b")
 	if f := ev.Create("a", layers.LinkTypeEthernet); f != nil {
 		t.Fatal("a second file opened beside b, past MaxOpen")
 	}
 	b.Close()
-	create(t, ev, "c").Close()
-	create(t, ev, "d").Close()
+	keep(t, ev, "c").Close()
+	keep(t, ev, "d").Close()
 	if got := dirNames(t, cfg.Dir); !slices.Equal(got, []string{"c.pcap", "d.pcap"}) {
 		t.Errorf("dir holds %q, want the 2 newest", got)
 	}

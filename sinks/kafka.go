@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -63,6 +64,7 @@ type Kafka struct {
 	cfg         KafkaConfig
 	addr        net.Addr
 	transport   *kafka.Transport
+	sasl        *saslWatch // nil without SASL
 	acks        kafka.RequiredAcks
 	compression kafka.Compression
 }
@@ -149,16 +151,80 @@ func NewKafka(cfg KafkaConfig) (*Kafka, error) {
 		DialTimeout: 10 * time.Second,
 		ClientID:    k.cfg.ClientID,
 		TLS:         cfg.TLS,
-		SASL:        mech,
 		MetadataTTL: 5 * time.Second,
+	}
+	if mech != nil {
+		k.sasl = &saslWatch{Mechanism: mech}
+		k.transport.SASL = k.sasl
 	}
 	return k, nil
 }
 
+// saslWatch is a SASL mechanism that remembers whether the latest exchange
+// completed. A broker that refuses the credentials may just hang up, as
+// kfake and Kafka before 1.0 do, and the client then sees only
+// "unexpected EOF", the same as a broker going away: an exchange that
+// began and never completed tells the two apart.
+type saslWatch struct {
+	sasl.Mechanism
+	latest atomic.Pointer[saslExchange]
+}
+
+// saslExchange is one connection's authentication.
+type saslExchange struct {
+	sasl.StateMachine
+	done atomic.Bool
+}
+
+func (w *saslWatch) Start(ctx context.Context) (sasl.StateMachine, []byte, error) {
+	sm, ir, err := w.Mechanism.Start(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	x := &saslExchange{StateMachine: sm}
+	w.latest.Store(x)
+	return x, ir, nil
+}
+
+func (x *saslExchange) Next(ctx context.Context, challenge []byte) (bool, []byte, error) {
+	done, resp, err := x.StateMachine.Next(ctx, challenge)
+	if done && err == nil {
+		x.done.Store(true)
+	}
+	return done, resp, err
+}
+
+// refused reports whether the latest exchange began and was cut short.
+func (w *saslWatch) refused() bool {
+	x := w.latest.Load()
+	return x != nil && !x.done.Load()
+}
+
+// authError says that the brokers refused the credentials when err is
+// what they do then: an error wrapping kafka.SASLAuthenticationFailed, or
+// a connection closed in the midst of authentication. It names the
+// mechanism and user, never the password. It returns nil for any other
+// error.
+func (k *Kafka) authError(err error) error {
+	if k.sasl == nil || err == nil {
+		return nil
+	}
+	hungUp := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+	if !errors.Is(err, kafka.SASLAuthenticationFailed) && !(hungUp && k.sasl.refused()) {
+		return nil
+	}
+	return fmt.Errorf("sinks/kafka: SASL %s %w for user %q on %s (wrong user or password?): %w",
+		strings.ToUpper(k.cfg.SASL.Mechanism), errAuth, k.cfg.SASL.Username, k.addr, err)
+}
+
+// errAuth marks a refusal of the credentials: a wrong setting, not a
+// broker out of reach.
+var errAuth = errors.New("authentication failed")
+
 // Check asks the brokers whether the topic exists.
 func (k *Kafka) Check(ctx context.Context) error {
 	err := k.checkTopic(ctx)
-	if err != nil && unreachable(err) {
+	if err != nil && unreachable(err) && !errors.Is(err, errAuth) {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return err
@@ -187,6 +253,9 @@ func (k *Kafka) topic(ctx context.Context, create bool) (partitions int, err err
 		TopicNames: []string{k.cfg.Topic}, AllowAutoTopicCreation: create,
 	})
 	if err != nil {
+		if aerr := k.authError(err); aerr != nil {
+			return 0, aerr
+		}
 		return 0, fmt.Errorf("sinks/kafka: metadata from %s: %w", k.addr, err)
 	}
 	for _, t := range r.(*metadataAPI.Response).Topics {
@@ -417,6 +486,9 @@ func (c *kafkaConn) round(ctx context.Context, recs []*Record) (Progress, error)
 	}
 	clear(c.msgs)
 	if firstErr != nil {
+		if err := c.k.authError(firstErr); err != nil {
+			return p, err
+		}
 		return p, fmt.Errorf("sinks/kafka: produce to %s: %w", c.k.cfg.Topic, firstErr)
 	}
 	return p, nil

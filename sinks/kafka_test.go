@@ -2,6 +2,7 @@ package sinks_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -167,23 +168,41 @@ func TestKafkaSecurity(t *testing.T) {
 			}
 		})
 	}
-	t.Run("wrong password", func(t *testing.T) {
-		k := sinkstest.StartKafka(t, "alerts", 1, sinkstest.WithSASL("SCRAM-SHA-256", "sensor", "s3cret"))
-		d := newKafka(t, sinks.KafkaConfig{Brokers: []string{k.Addr}, Topic: k.Topic,
-			SASL: sinks.SASLConfig{Mechanism: "SCRAM-SHA-256", Username: "sensor", Password: "wrong"}})
-		q := sinks.NewQueue("kafka", d, sinks.QueueConfig{FlushTimeout: 300 * time.Millisecond})
-		defer q.Close()
-		// A broker that refuses the credentials may just hang up, which
-		// looks like a broker going away: either start-up fails, or the
-		// output stays down and says what it could not deliver.
-		if err := q.Start(context.Background()); err != nil {
-			return
-		}
-		q.Write(sinkstest.Alert(1, 1))
-		if err := q.Close(); err == nil || q.Stats().Undelivered != 1 {
-			t.Fatalf("Close: %v, %+v", err, q.Stats())
-		}
-	})
+}
+
+// TestKafkaWrongPassword: a broker that refuses the credentials hangs up
+// (or answers SASL_AUTHENTICATION_FAILED). That is no broker down but a
+// wrong setting: start-up fails, and so does every later connection,
+// saying so with the mechanism and user, never the password.
+func TestKafkaWrongPassword(t *testing.T) {
+	for _, mech := range []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} {
+		t.Run(mech, func(t *testing.T) {
+			k := sinkstest.StartKafka(t, "alerts", 1, sinkstest.WithSASL(mech, "sensor", "s3cret"))
+			d := newKafka(t, sinks.KafkaConfig{Brokers: []string{k.Addr}, Topic: k.Topic,
+				SASL: sinks.SASLConfig{Mechanism: mech, Username: "sensor", Password: "Wr0ngPassw0rd"}})
+			check := func(what string, err error) {
+				t.Helper()
+				if err == nil {
+					t.Fatalf("%s: no error with a wrong password", what)
+				}
+				msg := err.Error()
+				if !strings.Contains(msg, "authentication failed") || !strings.Contains(msg, mech) ||
+					!strings.Contains(msg, `"sensor"`) || strings.Contains(msg, "Wr0ngPassw0rd") {
+					t.Errorf("%s: %q: want it to say authentication failed, with the mechanism and user, without the password", what, msg)
+				}
+			}
+			q := sinks.NewQueue("kafka", d, sinks.QueueConfig{FlushTimeout: 300 * time.Millisecond})
+			defer q.Close()
+			err := q.Start(context.Background())
+			check("start", err)
+			if errors.Is(err, sinks.ErrUnavailable) {
+				t.Errorf("start: %v: a refused password is no broker out of reach", err)
+			}
+			// What a running output logs as down is what Dial returns.
+			_, err = d.Dial(context.Background())
+			check("dial", err)
+		})
+	}
 }
 
 func TestKafkaConfigErrors(t *testing.T) {

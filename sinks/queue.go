@@ -14,8 +14,12 @@ import (
 // QueueConfig sets how an output buffers and retries.
 type QueueConfig struct {
 	// Size bounds the events held: waiting, and sent but not yet known
-	// delivered. An event that finds the queue full is dropped and
-	// counted (but see Wait). Default 10000.
+	// delivered; it is the output's memory. An event that finds the queue
+	// full is dropped and counted (but see Wait). It bounds a burst, or
+	// an outage, not the rate: a destination that confirms what it is
+	// sent as fast as it comes keeps even a small queue from filling, as
+	// a Settler confirms at once when the queue is half full. Default
+	// 10000.
 	Size int
 	// Wait, if positive, makes Enqueue wait for room in a full queue while
 	// the destination is up and makes progress, rather than drop at once:
@@ -309,8 +313,13 @@ const (
 	workAbort              // the flush timeout passed
 )
 
-// settleEvery is how often a Settler is asked what it settled.
-const settleEvery = 50 * time.Millisecond
+// settleEvery is how often a Settler is asked what it settled, and
+// hurryEvery how often while the queue is short of room (see short): a
+// destination's confirmations make room as they come, not a tick later.
+const (
+	settleEvery = 50 * time.Millisecond
+	hurryEvery  = time.Millisecond
+)
 
 // run is the delivery goroutine.
 func (q *Queue) run() {
@@ -320,9 +329,9 @@ func (q *Queue) run() {
 		settler Settler
 		backoff = q.cfg.BackoffMin
 		batch   = make([]*Record, 0, q.cfg.MaxBatch)
-		ticker  = time.NewTicker(settleEvery)
+		timer   = time.NewTimer(settleEvery)
 	)
-	defer ticker.Stop()
+	defer timer.Stop()
 	// fail closes a broken connection and queues again, first, what it had
 	// not settled.
 	fail := func(err error) {
@@ -377,7 +386,12 @@ func (q *Queue) run() {
 
 		var tick <-chan time.Time
 		if settler != nil {
-			tick = ticker.C
+			every := settleEvery
+			if q.short() {
+				every = hurryEvery
+			}
+			timer.Reset(every)
+			tick = timer.C
 		}
 		batch = batch[:0]
 		w := q.next(&batch, tick)
@@ -389,8 +403,15 @@ func (q *Queue) run() {
 		case workSend:
 			p, err = conn.Send(q.abort, batch)
 			clear(batch)
+			if err == nil && settler != nil {
+				// What the destination confirmed while this was sent.
+				var more Progress
+				more, err = settler.Settle(q.short())
+				p.Delivered += more.Delivered
+				p.Rejected += more.Rejected
+			}
 		case workSettle:
-			p, err = settler.Settle()
+			p, err = settler.Settle(q.short())
 		case workDrain:
 			if settler != nil {
 				p, err = settler.Drain(q.abort)
@@ -452,6 +473,15 @@ func (q *Queue) next(batch *[]*Record, tick <-chan time.Time) work {
 		case <-q.abort.Done():
 		}
 	}
+}
+
+// short reports whether the queue is at least half full: a Settler then
+// confirms what it can at once (see Settler.Settle), so that a
+// destination that keeps up never fills even a small queue.
+func (q *Queue) short() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return 2*(q.pending.len()+q.inflight) >= q.cfg.Size
 }
 
 func (q *Queue) settled(p Progress) {

@@ -59,8 +59,11 @@ type Progress struct {
 // connection knows its bytes arrived when the peer acknowledges them.
 type Settler interface {
 	// Settle reports the records settled since the last report, and an
-	// error if the connection broke in the meantime.
-	Settle() (Progress, error)
+	// error if the connection broke in the meantime. A Settler may hold a
+	// confirmed record a while longer, to see the connection stay up;
+	// hurry says the Queue is short of room: what the destination
+	// confirmed counts at once.
+	Settle(hurry bool) (Progress, error)
 	// Drain ends sending and waits, until ctx is done, for the destination
 	// to confirm everything sent.
 	Drain(ctx context.Context) (Progress, error)

@@ -60,9 +60,12 @@ func (c *datagramConn) Close() []*Record {
 // A write that returns has only reached the kernel. A message counts as
 // delivered once the peer's TCP has acknowledged its bytes and the
 // connection has stayed up for SettleTime since, time enough for a live
-// collector to read it; when the connection breaks first, it is sent again
-// on the next one (at least once). Syslog servers never write to us, so a
-// reader notices at once when the collector closes or resets the
+// collector to read it (a collector that dies with messages unread resets
+// the connection); when the connection breaks first, it is sent again on
+// the next one (at least once). When the Queue is short of room, an
+// acknowledged message counts at once: SettleTime is a margin taken while
+// there is room, never a bound on the rate. Syslog servers never write to
+// us, so a reader notices at once when the collector closes or resets the
 // connection.
 type streamConn struct {
 	s       *Syslog
@@ -156,23 +159,22 @@ func (c *streamConn) Send(ctx context.Context, recs []*Record) (Progress, error)
 		c.unwritten = append(c.unwritten, recs[k:]...)
 		return Progress{}, err
 	}
-	return c.Settle()
+	return Progress{}, nil // the Queue asks Settle
 }
 
 // Settle implements Settler.
-func (c *streamConn) Settle() (Progress, error) {
+func (c *streamConn) Settle(hurry bool) (Progress, error) {
 	if err := c.broken(); err != nil {
 		return Progress{}, err
 	}
-	acked := c.socketBytes() - unacked(c.tcp)
-	now := time.Now()
-	for c.acked < len(c.sent) && c.sent[c.acked].end <= acked {
-		c.sent[c.acked].ackedAt = now
-		c.acked++
-	}
-	n := 0
-	for n < c.acked && now.Sub(c.sent[n].ackedAt) >= c.s.cfg.SettleTime {
-		n++
+	c.ack()
+	n := c.acked
+	if !hurry {
+		now := time.Now()
+		n = 0
+		for n < c.acked && now.Sub(c.sent[n].ackedAt) >= c.s.cfg.SettleTime {
+			n++
+		}
 	}
 	if n > 0 {
 		c.sent = c.sent[:copy(c.sent, c.sent[n:])]
@@ -181,9 +183,25 @@ func (c *streamConn) Settle() (Progress, error) {
 	return Progress{Delivered: n}, nil
 }
 
-// Drain implements Settler: it closes our side of the connection and
-// waits for the collector to close its own, which it does once it has
-// read everything before our end of stream.
+// ack marks the records whose bytes the peer has acknowledged since the
+// last look, as of now.
+func (c *streamConn) ack() {
+	acked := c.socketBytes() - unacked(c.tcp)
+	now := time.Now()
+	for c.acked < len(c.sent) && c.sent[c.acked].end <= acked {
+		c.sent[c.acked].ackedAt = now
+		c.acked++
+	}
+}
+
+// drainEvery is how often Drain looks at what the peer acknowledged.
+const drainEvery = 5 * time.Millisecond
+
+// Drain implements Settler: it ends our side of the stream and waits until
+// everything sent is settled as Settle says: acknowledged, and the
+// connection up for SettleTime since. A collector that closes its side
+// once it has read our end of stream settles everything at once; one that
+// keeps its side open is no failure.
 func (c *streamConn) Drain(ctx context.Context) (Progress, error) {
 	if len(c.sent) == 0 && len(c.unwritten) == 0 {
 		return Progress{}, nil
@@ -201,16 +219,37 @@ func (c *streamConn) Drain(ctx context.Context) (Progress, error) {
 	if c.tcp != nil {
 		c.tcp.CloseWrite()
 	}
-	select {
-	case <-c.readDone:
-		if errors.Is(c.readErr, io.EOF) || errors.Is(c.readErr, io.ErrUnexpectedEOF) {
-			n := len(c.sent)
-			c.sent, c.acked = c.sent[:0], 0
-			return Progress{Delivered: n}, nil
+	tick := time.NewTicker(drainEvery)
+	defer tick.Stop()
+	var p Progress
+	for {
+		select {
+		case <-c.readDone:
+			if !errors.Is(c.readErr, io.EOF) && !errors.Is(c.readErr, io.ErrUnexpectedEOF) {
+				return p, c.readErr
+			}
+			// The collector read up to our end of stream, and its TCP
+			// acknowledged what it read with its own.
+			c.ack()
+			n := c.acked
+			c.sent, c.acked = c.sent[:copy(c.sent, c.sent[n:])], 0
+			p.Delivered += n
+			if len(c.sent) > 0 {
+				return p, errors.New("connection closed by the collector")
+			}
+			return p, nil
+		case <-tick.C:
+		case <-ctx.Done():
+			return p, ctx.Err()
 		}
-		return Progress{}, c.readErr
-	case <-ctx.Done():
-		return Progress{}, ctx.Err()
+		q, err := c.Settle(false)
+		p.Delivered += q.Delivered
+		if err != nil {
+			continue // readDone is closed: the case above says what it means
+		}
+		if len(c.sent) == 0 {
+			return p, nil
+		}
 	}
 }
 

@@ -1,7 +1,9 @@
 package sinks_test
 
 import (
+	"bytes"
 	"context"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -188,4 +190,106 @@ func checkAllInOrder(t *testing.T, eve []string, keys, per int) {
 		t.Errorf("%d incidents arrived, want %d", len(next), keys)
 	}
 	t.Logf("%d alerts, %d repeated after a failure", len(seen), dups)
+}
+
+// TestSyslogPeerKeepsItsSideOpen: a collector that reads everything but
+// never closes its side of the connection, not even after our end of
+// stream. What it acknowledged is delivered: Close reports no loss, well
+// within the flush timeout.
+func TestSyslogPeerKeepsItsSideOpen(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close() // only once the test is over: ln.Close does not end c
+		var all []byte
+		buf := make([]byte, 4096)
+		for {
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			n, err := c.Read(buf)
+			all = append(all, buf[:n]...)
+			if err != nil { // our end of stream, or the deadline
+				got <- all
+				time.Sleep(10 * time.Second) // and keep the connection open
+				return
+			}
+		}
+	}()
+	s, err := sinks.NewSyslog(sinks.SyslogConfig{Network: "tcp", Addr: ln.Addr().String(), Hostname: "sensor-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := sinks.NewQueue("syslog", s, sinks.QueueConfig{FlushTimeout: 3 * time.Second})
+	if err := q.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		if err := q.Write(sinkstest.Alert(1, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	if err := q.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Close took %v", d)
+	}
+	if st := q.Stats(); st.Delivered != 4 || st.Lost() != 0 {
+		t.Errorf("stats %+v, want 4 delivered", st)
+	}
+	if b := <-got; bytes.Count(b, []byte(`"event_type":"alert"`)) != 4 {
+		t.Errorf("the collector read %q, want 4 alerts", b)
+	}
+}
+
+// TestSyslogSmallQueueThroughput: reading files (the writer waits for
+// room), a queue of 10 events delivers about as fast as the default one:
+// the size bounds what is held, not the rate.
+func TestSyslogSmallQueueThroughput(t *testing.T) {
+	r := sinkstest.StartRsyslog(t, "tcp")
+	const n = 10000
+	deliver := func(size int, limit time.Duration) time.Duration {
+		t.Helper()
+		q := sinks.NewQueue("syslog", newSyslog(t, r, sinks.RFC5424), sinks.QueueConfig{Size: size, Wait: 5 * time.Second, FlushTimeout: 20 * time.Second})
+		if err := q.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		defer q.Close()
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() {
+			for i := range n {
+				if err := q.Write(sinkstest.Alert(i%5, i/5)); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- q.Close()
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("queue of %d: %v", size, err)
+			}
+		case <-time.After(limit):
+			t.Fatalf("queue of %d: %+v after %v", size, q.Stats(), limit)
+		}
+		if s := q.Stats(); s.Delivered != n {
+			t.Fatalf("queue of %d: %+v", size, s)
+		}
+		return time.Since(start)
+	}
+	def := deliver(0, time.Minute)
+	// Generous, for a loaded machine: each round of 10 waits a poll of
+	// 1ms for rsyslog's acknowledgement. It took 300s before.
+	small := deliver(10, 20*def+10*time.Second)
+	t.Logf("%d events: %v with the default queue, %v with a queue of 10", n, def, small)
 }

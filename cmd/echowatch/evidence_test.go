@@ -83,22 +83,7 @@ func caseConfig(name string) string {
 func checkEvidence(t *testing.T, dir, out string, perIncident, snaplen int) map[string][]byte {
 	t.Helper()
 	named := map[string]time.Time{} // file → the start alert's time
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		var ev struct {
-			EventType   string `json:"event_type"`
-			Timestamp   string `json:"timestamp"`
-			CaptureFile string `json:"capture_file"`
-			Incident    struct {
-				ID    string `json:"id"`
-				Phase string `json:"phase"`
-			} `json:"incident"`
-		}
-		if err := json.Unmarshal([]byte(line), &ev); err != nil {
-			t.Fatalf("%v: %s", err, line)
-		}
-		if ev.EventType != "alert" {
-			continue
-		}
+	for _, ev := range evidenceAlerts(t, out) {
 		want := filepath.Join(dir, ev.Incident.ID+".pcap")
 		if ev.CaptureFile != want {
 			t.Fatalf("alert of %s names capture_file %q, want %q", ev.Incident.ID, ev.CaptureFile, want)
@@ -158,6 +143,35 @@ func checkEvidence(t *testing.T, dir, out string, perIncident, snaplen int) map[
 		t.Errorf("%d evidence files for %d incidents", len(files), len(named))
 	}
 	return files
+}
+
+// evidenceAlert is what the evidence tests read of an EVE alert.
+type evidenceAlert struct {
+	Timestamp   string `json:"timestamp"`
+	CaptureFile string `json:"capture_file"`
+	Incident    struct {
+		ID    string `json:"id"`
+		Phase string `json:"phase"`
+	} `json:"incident"`
+}
+
+// evidenceAlerts returns the alerts among the EVE lines of out.
+func evidenceAlerts(t *testing.T, out string) []evidenceAlert {
+	t.Helper()
+	var alerts []evidenceAlert
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var ev struct {
+			EventType string `json:"event_type"`
+			evidenceAlert
+		}
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		if ev.EventType == "alert" {
+			alerts = append(alerts, ev.evidenceAlert)
+		}
+	}
+	return alerts
 }
 
 // TestEvidenceDirUnwritable checks that a directory the sensor cannot make

@@ -43,8 +43,8 @@ type Target struct {
 type Harness func(t *testing.T) Target
 
 // Run runs the conformance suite: write, order, flush on close, close
-// twice, the queue bound, and a destination that goes away and comes
-// back, or never does.
+// twice, the queue bound, a small queue that keeps up with a steady
+// stream, and a destination that goes away and comes back, or never does.
 func Run(t *testing.T, open Harness) {
 	t.Run("Write", func(t *testing.T) {
 		tg := open(t)
@@ -199,6 +199,31 @@ func Run(t *testing.T, open Harness) {
 		}
 		if !strings.Contains(err.Error(), "not delivered") {
 			t.Errorf("Close error %q does not say what was lost", err)
+		}
+	})
+	t.Run("SmallQueueKeepsUp", func(t *testing.T) {
+		// The queue bounds what an output holds at once, not its rate: a
+		// live queue (no wait) of 10 events drops nothing of a steady
+		// stream, 250 events/s, that the destination keeps up with.
+		tg := open(t)
+		q, _ := startQueue(t, tg, sinks.QueueConfig{Size: 10})
+		const n = 300
+		tick := time.NewTicker(4 * time.Millisecond)
+		defer tick.Stop()
+		for i := range n {
+			<-tick.C
+			if err := q.Write(Alert(i%2, i/2)); err != nil {
+				t.Fatalf("write %d of %d: %v; stats %+v", i+1, n, err, q.Stats())
+			}
+		}
+		if err := q.Close(); err != nil {
+			t.Fatal(err)
+		}
+		checkStats(t, q, n, n, 0)
+		if tg.Lossy {
+			checkOrder(t, waitReceived(t, tg, -1), 2, 0, true)
+		} else {
+			checkOrder(t, waitReceived(t, tg, n), 2, n/2, false)
 		}
 	})
 	t.Run("QueueBound", func(t *testing.T) {
