@@ -287,7 +287,7 @@ func TestKafkaPasswordOffTheCommandLine(t *testing.T) {
 		t.Fatalf("the broker has %d records, want %d", len(got), 2*demoAlerts)
 	}
 	// A file wins over the environment, and a wrong password is refused.
-	if code, errOut := run(base + "&password_file=" + wrong); code != 1 {
+	if code, errOut := run(base + "&password_file=" + wrong); code != 1 || !strings.Contains(errOut, "authentication failed") || strings.Contains(errOut, "guess") {
 		t.Fatalf("a wrong password in the file: exit %d: %s", code, errOut)
 	}
 }
