@@ -35,8 +35,11 @@ type KafkaConfig struct {
 	// AutoCreate lets the broker create a missing topic (if it is
 	// configured to); without it a missing topic is an error at start-up.
 	AutoCreate bool
-	// BatchTimeout is how long a partly filled batch waits for more
-	// messages; default 5ms (the library's default holds each alert 1s).
+	// BatchTimeout is how long a round waits for more messages before it
+	// is sent. Default none: a round is sent at once, whatever the queue's
+	// size, since nothing more joins it (see kafkaConn); the rounds grow
+	// by themselves under load, with what comes while one is out. A
+	// timeout trades latency and rate for fewer, larger produce requests.
 	BatchTimeout time.Duration
 	// WriteTimeout bounds one produce request; default 10s.
 	WriteTimeout time.Duration
@@ -139,7 +142,10 @@ func NewKafka(cfg KafkaConfig) (*Kafka, error) {
 		return nil, fmt.Errorf("sinks/kafka: sasl mechanism %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", cfg.SASL.Mechanism)
 	}
 	if cfg.BatchTimeout <= 0 {
-		k.cfg.BatchTimeout = 5 * time.Millisecond
+		// kafka-go takes 0 for its own default, a second. A round is
+		// handed to the writer in one call that holds the partition's
+		// lock, so the timer, however short, fires on the whole round.
+		k.cfg.BatchTimeout = time.Microsecond
 	}
 	if cfg.WriteTimeout <= 0 {
 		k.cfg.WriteTimeout = 10 * time.Second

@@ -219,3 +219,13 @@ func TestKafkaConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestKafkaSmallQueueThroughput: a round of a small queue is sent at once,
+// not after a batch timeout that would cap the rate at the queue's size
+// per timeout (2,000 events/s for a queue of 10 and 5ms).
+func TestKafkaSmallQueueThroughput(t *testing.T) {
+	k := sinkstest.StartKafka(t, "alerts", 2)
+	checkSmallQueueThroughput(t, func() sinks.Dialer {
+		return newKafka(t, sinks.KafkaConfig{Brokers: []string{k.Addr}, Topic: k.Topic})
+	})
+}

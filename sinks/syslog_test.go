@@ -255,41 +255,7 @@ func TestSyslogPeerKeepsItsSideOpen(t *testing.T) {
 // the size bounds what is held, not the rate.
 func TestSyslogSmallQueueThroughput(t *testing.T) {
 	r := sinkstest.StartRsyslog(t, "tcp")
-	const n = 10000
-	deliver := func(size int, limit time.Duration) time.Duration {
-		t.Helper()
-		q := sinks.NewQueue("syslog", newSyslog(t, r, sinks.RFC5424), sinks.QueueConfig{Size: size, Wait: 5 * time.Second, FlushTimeout: 20 * time.Second})
-		if err := q.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		defer q.Close()
-		start := time.Now()
-		done := make(chan error, 1)
-		go func() {
-			for i := range n {
-				if err := q.Write(sinkstest.Alert(i%5, i/5)); err != nil {
-					done <- err
-					return
-				}
-			}
-			done <- q.Close()
-		}()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("queue of %d: %v", size, err)
-			}
-		case <-time.After(limit):
-			t.Fatalf("queue of %d: %+v after %v", size, q.Stats(), limit)
-		}
-		if s := q.Stats(); s.Delivered != n {
-			t.Fatalf("queue of %d: %+v", size, s)
-		}
-		return time.Since(start)
-	}
-	def := deliver(0, time.Minute)
-	// Generous, for a loaded machine: each round of 10 waits a poll of
-	// 1ms for rsyslog's acknowledgement. It took 300s before.
-	small := deliver(10, 20*def+10*time.Second)
-	t.Logf("%d events: %v with the default queue, %v with a queue of 10", n, def, small)
+	// Each round of 10 waits a poll of 1ms for rsyslog's
+	// acknowledgement.
+	checkSmallQueueThroughput(t, func() sinks.Dialer { return newSyslog(t, r, sinks.RFC5424) })
 }
