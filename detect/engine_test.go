@@ -53,6 +53,46 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
+// TestRateLimitFindings: one-shot findings are held to the limit too, the
+// second time a key raises one as much as the first.
+func TestRateLimitFindings(t *testing.T) {
+	cfg := homeConfig()
+	cfg.MaxAlertsPerSecond = 10
+	cfg.Exposed.Rearm = 2 * time.Second
+	h := newHarness(t, cfg)
+	for round := range 2 {
+		for i := range 50 {
+			ts := at(time.Duration(round)*5*time.Second + time.Duration(i)*time.Millisecond)
+			client, host := fmt.Sprintf("81.2.0.10:%d", 30000+100*round+i), fmt.Sprintf("10.1.0.%d:7", 1+i)
+			h.feed(udp(ts, client, host, []byte("ping")), udp(ts.Add(300*time.Microsecond), host, client, []byte("ping")))
+		}
+	}
+	h.flush()
+	perSecond := map[int64]int{}
+	for _, a := range h.out.alerts {
+		perSecond[a.Time.Unix()-base.Unix()]++
+	}
+	if perSecond[0] != 10 || perSecond[5] != 10 || len(perSecond) != 2 {
+		t.Errorf("findings per second: %v, want 10 in seconds 0 and 5", perSecond)
+	}
+	// In the first second, the exposures take the limit before the scan
+	// of the 50 hosts is seen; it is held back, its share kept, and goes
+	// out with the scanner's next probe. The 40 exposures held back are
+	// tried again as their hosts answer, as long as the limit allows.
+	var scans []int64
+	for _, a := range h.out.alerts {
+		if a.Kind() == KindScan {
+			scans = append(scans, a.Time.Unix()-base.Unix())
+		}
+	}
+	if len(scans) != 1 || scans[0] != 5 {
+		t.Errorf("the scan was announced in seconds %v, want 5", scans)
+	}
+	if st := h.eng.Stats(); st.SuppressedByKind != [NumKinds]uint64{KindScan: 1, KindExposed: 41} {
+		t.Errorf("suppressed %v, want a scan and 41 exposures", st.SuppressedByKind)
+	}
+}
+
 // TestNoiseCannotStarveRealIncidents floods the alert limit with forged
 // spoofed_flood findings, 200 new targets every second for a minute, while
 // a real reflection starts and ends: the reflection is announced at most

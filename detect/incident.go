@@ -113,6 +113,9 @@ type reporter struct {
 	sent    int
 	sentBy  [NumKinds]int
 	waiting [NumKinds]int
+	// heldAt is the last second a one-shot finding of the kind was held
+	// back: it waits for its key's next packet, not in active.
+	heldAt [NumKinds]int64
 	active  []subject // open incidents, in opening order
 	// evidence, if not nil, keeps the first packets of each incident; pkt
 	// is the packet being examined, during Engine.Packet. keeping lists
@@ -179,23 +182,30 @@ func (r *reporter) oneShot(s subject, now time.Time, rearm time.Duration) {
 		return
 	}
 	_, pps, bps := s.measure(now)
-	// A finding whose activity began before the previous finding (a flow
-	// that outlived the rearm time) would get its id: its own time tells
-	// the two apart.
-	seed := t.first
-	if !t.raised.IsZero() && !t.first.After(t.raised) {
-		seed = now
-	}
-	t.id = incidentID(s.kind(), s.key(), seed)
 	t.peakPPS, t.peakBPS = pps, bps
-	t.counted = false
-	r.stats.Incidents[s.kind()]++
-	// A finding has no end: its evidence takes the key's packets for
-	// end_after, as long as an incident's would at least.
-	r.startEvidence(s, now.Add(r.endAfter))
-	// A suppressed finding still waits for its rearm: retrying it on every
-	// packet would let one noisy key starve the others.
+	if held := t.counted && !t.announced; !held {
+		// A finding whose activity began before the previous finding (a
+		// flow that outlived the rearm time) would get its id: its own
+		// time tells the two apart.
+		seed := t.first
+		if !t.raised.IsZero() && !t.first.After(t.raised) {
+			seed = now
+		}
+		t.id = incidentID(s.kind(), s.key(), seed)
+		t.counted, t.announced = false, false // a new finding, held to the limit
+		r.stats.Incidents[s.kind()]++
+		// A finding has no end: its evidence takes the key's packets for
+		// end_after, as long as an incident's would at least.
+		r.startEvidence(s, now.Add(r.endAfter))
+	}
 	r.emit(s, PhaseStart, now, pps, bps)
+	if !t.announced {
+		// Held back: the key's next packet tries again, and the kind's
+		// share is kept for it meanwhile (see admit). A noisy key cannot
+		// starve others this way: past its kind's share, it is refused.
+		r.heldAt[s.kind()] = r.second
+		return
+	}
 	t.rearm, t.raised = now.Add(rearm), now
 	t.first = time.Time{} // the next finding counts a new activity
 }
@@ -335,7 +345,9 @@ func (r *reporter) emit(s subject, ph Phase, now time.Time, pps, bps float64) {
 // admit reports whether a start of kind k may go out in this second of
 // packet time, and counts it if so. Each kind may write its share of
 // max_alerts_per_second (a fifth of it, rounded up); past its share, it
-// takes only what the other kinds with starts waiting leave of theirs. A
+// takes only what the other kinds with starts waiting (an incident held
+// back, or a finding held back in this second or the last) leave of
+// theirs. A
 // kind alone uses the whole limit, and a noisy kind's starts never stand
 // in the way of another kind's for longer than the second they came in.
 func (r *reporter) admit(k Kind) bool {
@@ -349,7 +361,7 @@ func (r *reporter) admit(k Kind) bool {
 	if r.sentBy[k] >= share {
 		free := r.maxPerSec - r.sent
 		for j := range Kind(NumKinds) {
-			if j != k && r.waiting[j] > 0 {
+			if j != k && (r.waiting[j] > 0 || r.heldAt[j] >= r.second-1) {
 				free -= max(0, share-r.sentBy[j])
 			}
 		}
