@@ -116,7 +116,7 @@ type reporter struct {
 	// heldAt is the last second a one-shot finding of the kind was held
 	// back: it waits for its key's next packet, not in active.
 	heldAt [NumKinds]int64
-	active  []subject // open incidents, in opening order
+	active []subject // open incidents, in opening order
 	// evidence, if not nil, keeps the first packets of each incident; pkt
 	// is the packet being examined, during Engine.Packet. keeping lists
 	// the entries whose evidence file is open: no more than the writer
