@@ -30,7 +30,8 @@ func (d *damage) Unwrap() error { return ErrDamaged }
 const maxDamageReports = 10
 
 // damaged counts d, a damaged stretch of input in, and returns the error to
-// report for it: nil once the input has had its share of reports.
+// report for it: nil once the input has had its share of reports. FileStats
+// counts it; its Err stays for what ends an input early.
 func (s *FileSource) damaged(in *input, d *damage) error {
 	n := in.damaged.Add(1)
 	in.skipped.Add(uint64(d.skipped))
@@ -43,11 +44,5 @@ func (s *FileSource) damaged(in *input, d *damage) error {
 	default:
 		return nil
 	}
-	err = &InputError{Name: in.name, Err: err}
-	s.mu.Lock()
-	if in.err == nil {
-		in.err = err
-	}
-	s.mu.Unlock()
-	return err
+	return &InputError{Name: in.name, Err: err}
 }

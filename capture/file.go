@@ -105,10 +105,9 @@ type FileStats struct {
 	// the frames' are not counted. Both are 0 where the size says nothing
 	// of what is left to read: a compressed file, standard input, a pipe.
 	Size, Offset uint64
-	// Err is why the input ended early (wrapping ErrTruncated for a file
-	// cut mid-record), or else the first damaged stretch skipped
-	// (ErrDamaged), or nil if it was read whole or not reached yet. It is
-	// an *InputError.
+	// Err is why the input ended early, an *InputError (wrapping
+	// ErrTruncated for a file cut mid-record), or nil if it was read to
+	// its end or not reached yet.
 	Err error
 	// Damaged counts the damaged stretches skipped, Skipped their bytes.
 	Damaged, Skipped uint64
