@@ -187,11 +187,11 @@ func newNgReader(w *window) (*ngReader, error) {
 		}
 		if typ == ngSHB {
 			r.section(w.bytes(), big)
-			if !r.skip {
-				return r, nil
-			}
 		}
 		w.off += int(n)
+		if !r.skip {
+			return r, nil
+		}
 	}
 }
 
@@ -406,7 +406,7 @@ func (r *ngReader) block(f *Frame, typ uint32, b []byte, big bool) (ok bool, err
 	case ngIDB:
 		var ifc ngIface
 		ifc, why = r.iface(b, big)
-		if why == "" && r.pend == nil || why != "" {
+		if why != "" || r.pend == nil { // a good one waits for the report
 			if len(r.ifaces) == maxInterfaces {
 				why = fmt.Sprintf("more than %d interfaces in a section", maxInterfaces)
 			} else {

@@ -153,7 +153,7 @@ func (d *dealer) stream(src capture.Source, stop <-chan struct{}) {
 			}
 		}
 		if ie := (*capture.InputError)(nil); err != nil && !errors.As(err, &ie) {
-			return // a failure, or a stop: a capture file's error is not
+			return // a failure or a stop; after a capture file's error, reading goes on
 		}
 		if cur != nil && (len(b.frames) >= streamChunk || d.live && f.Timestamp.Sub(cur.first) >= liveLatency) {
 			send()
