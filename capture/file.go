@@ -44,7 +44,7 @@ type FileSource struct {
 
 	closed atomic.Bool
 	stop   chan struct{} // closed by Close
-	mu     sync.Mutex    // guards file and every input's err and first; never taken per frame
+	mu     sync.Mutex    // guards file and the inputs' fields that are not atomic; never taken per frame
 	file   *os.File      // the file being read, for Close to close
 }
 
@@ -534,7 +534,7 @@ func isPcapMagic(b []byte) bool {
 	return false
 }
 
-// headerError explains an error pcapgo returned while reading a file header.
+// headerError explains an error met while reading a file header.
 func headerError(format string, err error) error {
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return fmt.Errorf("%s file header is truncated", format)
