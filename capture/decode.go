@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gopacket/gopacket"
@@ -40,13 +42,29 @@ func CheckLinkType(lt layers.LinkType) error {
 	return unsupportedLinkType(lt)
 }
 
-func unsupportedLinkType(lt layers.LinkType) error {
-	name := fmt.Sprintf("%d", uint16(lt))
+// unsupportedLinkType is the error for frames of the link types lts, none
+// of which the decoder decodes.
+func unsupportedLinkType(lts ...layers.LinkType) error {
+	names := make([]string, len(lts))
+	for i, lt := range lts {
+		names[i] = linkTypeName(lt)
+	}
+	plural := ""
+	if len(lts) > 1 {
+		plural = "s"
+	}
+	return fmt.Errorf("%w%s %s: echowatch decodes Ethernet, Linux cooked (SLL, SLL2), raw IP and BSD loopback",
+		ErrUnsupportedLinkType, plural, strings.Join(names, ", "))
+}
+
+// linkTypeName names a link type for people: its number, and gopacket's
+// name for it where it has one.
+func linkTypeName(lt layers.LinkType) string {
+	name := strconv.Itoa(int(lt))
 	if s := lt.String(); s != "UnknownLinkType" {
 		name += " (" + s + ")"
 	}
-	return fmt.Errorf("%w %s: echowatch decodes Ethernet, Linux cooked (SLL, SLL2), raw IP and BSD loopback",
-		ErrUnsupportedLinkType, name)
+	return name
 }
 
 func isRawLinkType(lt layers.LinkType) bool {

@@ -8,13 +8,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/gopacket/gopacket/pcapgo"
 )
 
 // ErrNotCapture is wrapped by the error for an input that is neither a
@@ -22,35 +19,23 @@ import (
 var ErrNotCapture = errors.New("not a pcap or pcapng file")
 
 const (
-	// readBufferSize is the buffer between a file and pcapgo. pcapgo reads
-	// each record with several small reads; through bufio's 4 KiB default
-	// a file reads several times slower (5x in BenchmarkFileSource).
+	// readBufferSize is the buffer that reads a file's header, and the
+	// first records after it.
 	readBufferSize = 1 << 20
 
 	// sniffBufferSize is enough to check a file's header up front without
 	// allocating the full read buffer for every file of a long list.
 	sniffBufferSize = 4096
-
-	// readBudget is the most one ReadFrame may pull from a file. pcapgo
-	// trusts lengths from the file: a bogus pcapng block length makes it
-	// read (and keep) up to 4 GiB, which a pipe or a gzip bomb can supply,
-	// and a bit flip in a large file can claim. The budget is far above a
-	// real record plus the metadata blocks before it and the read-ahead of
-	// the buffer, and keeps what one record can cost to a few tens of MiB.
-	readBudget = 16 << 20
 )
-
-// errBudget is what a read returns once a record has used its readBudget.
-var errBudget = fmt.Errorf("a record is longer than %d MiB", readBudget>>20)
 
 // FileSource is a Source that reads capture files one after the other as a
 // single timeline, in the order given, as OpenFiles describes.
 //
 // ReadFrame is for one goroutine at a time. Close and FileStats may be
 // called from any goroutine, also while ReadFrame runs: Close then closes
-// the file being read and ReadFrame returns an error wrapping os.ErrClosed
-// (a read blocked on standard input, which is not ours to close, returns
-// only when its writer writes or goes away).
+// the file being read and ReadFrame returns an error wrapping os.ErrClosed,
+// also while it waits for a named pipe's writer or for standard input
+// (which is not ours to close: the read is left to end by itself).
 type FileSource struct {
 	stdin  io.Reader
 	inputs []input     // one per path, in order
@@ -58,8 +43,9 @@ type FileSource struct {
 	cur    *fileReader // the input being read (inputs[next-1]), nil between inputs
 
 	closed atomic.Bool
-	mu     sync.Mutex // guards file and every input's err and first; never taken per frame
-	file   *os.File   // the file being read, for Close to close
+	stop   chan struct{} // closed by Close
+	mu     sync.Mutex    // guards file and the inputs' fields that are not atomic; never taken per frame
+	file   *os.File      // the file being read, for Close to close
 }
 
 // input is one path of the timeline and what was read from it.
@@ -71,8 +57,15 @@ type input struct {
 	format        inputFormat
 	size          int64
 	frames, bytes atomic.Uint64
-	first         time.Time // guarded by FileSource.mu
-	err           error
+	// damaged and skipped count the damaged stretches skipped and their
+	// bytes.
+	damaged, skipped atomic.Uint64
+	first            time.Time // guarded by FileSource.mu, as the rest
+	err              error
+	// undecoded counts the frames of link types the decoder does not
+	// read, undecodedTypes names those, when the input ends.
+	undecoded      uint64
+	undecodedTypes string
 }
 
 // inputFormat is the format of an input as stored.
@@ -112,9 +105,17 @@ type FileStats struct {
 	// the frames' are not counted. Both are 0 where the size says nothing
 	// of what is left to read: a compressed file, standard input, a pipe.
 	Size, Offset uint64
-	// Err is why the input ended early (wrapping ErrTruncated for a file
-	// cut mid-record), or nil if it was read to its end or not reached yet.
+	// Err is why the input ended early, an *InputError (wrapping
+	// ErrTruncated for a file cut mid-record), or nil if it was read to
+	// its end or not reached yet.
 	Err error
+	// Damaged counts the damaged stretches skipped, Skipped their bytes.
+	Damaged, Skipped uint64
+	// Undecoded counts the frames of interfaces whose link type the
+	// decoder does not read (pcapng), UndecodedLinkTypes names those link
+	// types as errors do: "189 (USB Linux), 147".
+	Undecoded          uint64
+	UndecodedLinkTypes string
 }
 
 var _ Source = (*FileSource)(nil)
@@ -134,18 +135,33 @@ var _ Source = (*FileSource)(nil)
 // checked when the timeline reaches them. Files are opened one at a time
 // as they are read.
 //
-// ReadFrame returns io.EOF after the last frame of the last file. Any other
-// error ends the current file only and names it: the next ReadFrame goes on
-// with the next file. An error that wraps ErrTruncated means the file was
-// cut mid-record (the frames before the cut were delivered, a warning is
-// the usual answer); any other error is a damaged or unreadable file, which
-// the caller may treat as fatal or also warn about and go on. FileStats
-// keeps each file's error for a summary at the end.
+// Files are read record by record, each checked before it is believed. A
+// damaged record or block (lengths that contradict each other or the
+// format, a block type pcapng does not have) is skipped to the next one
+// that reads well: a pcapng block of a known type whose lengths at both
+// ends agree, a run of classic pcap records whose headers are sane.
+//
+// ReadFrame returns io.EOF after the last frame of the last file. Its other
+// errors are *InputError values that name the file, and reading goes on
+// after them: an error that wraps ErrDamaged is a damaged stretch, skipped
+// (the next ReadFrame reads what follows it); one that wraps ErrTruncated
+// is a file cut mid-record (the frames before the cut were delivered, the
+// next ReadFrame goes on with the next file, and a warning is the usual
+// answer); any other ends a file that could not be read, or none of whose
+// pcapng interfaces has a link type the decoder reads, and the next
+// ReadFrame goes on with the next file. A file damaged again and again is
+// reported a few times, then counted. FileStats keeps each file's counts
+// and error for a summary at the end (see NotReadWhole). Only a read that
+// Close interrupted returns an error wrapping os.ErrClosed, and no
+// InputError.
 func OpenFiles(paths []string, stdin io.Reader) (*FileSource, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("capture: no capture file given")
 	}
-	s := &FileSource{stdin: stdin, inputs: make([]input, len(paths))}
+	s := &FileSource{inputs: make([]input, len(paths)), stop: make(chan struct{})}
+	if stdin != nil {
+		s.stdin = &stopReader{r: stdin, stop: s.stop}
+	}
 	sawStdin := false
 	for i, p := range paths {
 		s.inputs[i].name = p
@@ -191,11 +207,11 @@ func (s *FileSource) ReadFrame(f *Frame) error {
 			s.next++
 			fr, err := s.open(in.name)
 			if err != nil {
-				s.setErr(in, err)
-				return err
-			}
-			if !s.track(fr.file) {
-				return errClosed()
+				s.track(nil)
+				if s.closed.Load() {
+					return errClosed()
+				}
+				return s.fail(in, err)
 			}
 			s.cur = fr
 		}
@@ -209,13 +225,38 @@ func (s *FileSource) ReadFrame(f *Frame) error {
 			in.bytes.Add(uint64(f.CaptureLength))
 			return nil
 		}
+		if d := (*damage)(nil); errors.As(err, &d) {
+			if err := s.damaged(in, d); err != nil {
+				return err
+			}
+			continue
+		}
+		fr := s.cur
 		s.track(nil)
 		s.cur = nil
 		if err == io.EOF {
+			if err := s.finish(in, fr); err != nil {
+				return err
+			}
 			continue
 		}
 		return s.endError(in, err)
 	}
+}
+
+// finish notes what the reader of input in says at its end, and returns
+// the error for a pcapng file none of whose interfaces the decoder reads.
+func (s *FileSource) finish(in *input, fr *fileReader) error {
+	if fr.ng == nil {
+		return nil
+	}
+	s.mu.Lock()
+	in.undecoded, in.undecodedTypes = fr.ng.undecoded, fr.ng.undecodedNames()
+	s.mu.Unlock()
+	if err := fr.ng.finish(); err != nil {
+		return s.fail(in, fmt.Errorf("capture: read %s: %w", displayName(in.name), err))
+	}
+	return nil
 }
 
 // endError words err, which ended input in after the frames it counts, as
@@ -232,7 +273,16 @@ func (s *FileSource) endError(in *input, err error) error {
 	default:
 		err = fmt.Errorf("capture: read %s after %d packets: %w", displayName(in.name), in.frames.Load(), err)
 	}
-	s.setErr(in, err)
+	return s.fail(in, err)
+}
+
+// fail keeps err, which ended input in, for FileStats, and returns it as
+// an InputError.
+func (s *FileSource) fail(in *input, err error) error {
+	err = &InputError{Name: in.name, Err: err}
+	s.mu.Lock()
+	in.err = err
+	s.mu.Unlock()
 	return err
 }
 
@@ -255,12 +305,6 @@ func (s *FileSource) track(f *os.File) bool {
 	return true
 }
 
-func (s *FileSource) setErr(in *input, err error) {
-	s.mu.Lock()
-	in.err = err
-	s.mu.Unlock()
-}
-
 func (s *FileSource) setFirst(in *input, t time.Time) {
 	s.mu.Lock()
 	in.first = t
@@ -274,6 +318,7 @@ func (s *FileSource) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	close(s.stop)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.file == nil {
@@ -295,31 +340,76 @@ func (s *FileSource) FileStats() []FileStats {
 	out := make([]FileStats, len(s.inputs))
 	for i := range s.inputs {
 		in := &s.inputs[i]
-		st := FileStats{Name: in.name, Frames: in.frames.Load(), Bytes: in.bytes.Load(), First: in.first, Err: in.err}
+		st := FileStats{Name: in.name, Frames: in.frames.Load(), Bytes: in.bytes.Load(), First: in.first, Err: in.err,
+			Damaged: in.damaged.Load(), Skipped: in.skipped.Load(),
+			Undecoded: in.undecoded, UndecodedLinkTypes: in.undecodedTypes}
 		switch in.format {
 		case formatPcap:
 			st.Size = uint64(in.size)
 			if st.Frames > 0 {
-				st.Offset = pcapFileHeader + pcapRecordHeader*st.Frames + st.Bytes
+				st.Offset = pcapFileHeader + pcapRecordHeader*st.Frames + st.Bytes + st.Skipped
 			}
 		case formatPcapNG:
 			// An estimate (options and padding vary): never past the end.
-			st.Size, st.Offset = uint64(in.size), min(pcapngRecord*st.Frames+st.Bytes, uint64(in.size))
+			st.Size, st.Offset = uint64(in.size), min(pcapngRecord*st.Frames+st.Bytes+st.Skipped, uint64(in.size))
 		}
 		out[i] = st
 	}
 	return out
 }
 
+// open opens the input called name and reads its file header. The file is
+// tracked before anything is read from it, so that Close stops the wait
+// for a named pipe's writer.
 func (s *FileSource) open(name string) (*fileReader, error) {
+	r, f := s.stdin, (*os.File)(nil)
 	if name != "-" {
-		return openFile(name, readBufferSize)
+		var err error
+		if f, err = openInput(name); err != nil {
+			return nil, fmt.Errorf("capture: %w", err)
+		}
+		if !s.track(f) {
+			return nil, errClosed()
+		}
+		if err := awaitWriter(f); err != nil {
+			return nil, fileError(name, err)
+		}
+		r = f
 	}
-	fr, err := newFileReader(s.stdin, readBufferSize)
+	fr, err := newFileReader(r, readBufferSize)
 	if err != nil {
 		return nil, fileError(name, err)
 	}
+	fr.file = f
 	return fr, nil
+}
+
+// stopReader reads r on another goroutine, so that a read that blocks
+// (standard input that no one writes to, which is not ours to close)
+// returns os.ErrClosed once stop is closed. The read it leaves behind
+// ends when r's writer writes or goes; its buffer is not used again.
+type stopReader struct {
+	r    io.Reader
+	stop <-chan struct{}
+}
+
+type readResult struct {
+	n   int
+	err error
+}
+
+func (s *stopReader) Read(p []byte) (int, error) {
+	done := make(chan readResult, 1)
+	go func() {
+		n, err := s.r.Read(p)
+		done <- readResult{n, err}
+	}()
+	select {
+	case r := <-done:
+		return r.n, r.err
+	case <-s.stop:
+		return 0, os.ErrClosed
+	}
 }
 
 // displayName is how errors name an input.
@@ -342,12 +432,11 @@ func fileError(name string, err error) error {
 // fileReader reads the frames of one input.
 type fileReader struct {
 	file       *os.File // nil for stdin, which is not ours to close
-	budget     *budgetReader
 	compressed bool
 
 	// rec reads the records of a classic pcap; ng is set for pcapng.
 	rec *pcapRecords
-	ng  *pcapgo.NgReader
+	ng  *ngReader
 }
 
 // format is the format of the input as stored.
@@ -375,23 +464,19 @@ func openFile(name string, bufSize int) (*fileReader, error) {
 	return fr, nil
 }
 
-// newFileReader recognises the format of r and reads its file header.
+// newFileReader recognises the format of r and reads its file header,
+// with a buffer of bufSize bytes.
 func newFileReader(r io.Reader, bufSize int) (*fileReader, error) {
-	// The budget sits right under the buffer pcapgo reads from (pcapgo
-	// keeps a *bufio.Reader it is given rather than wrapping it again).
-	budget := &budgetReader{r: r, left: readBudget}
-	br := bufio.NewReaderSize(budget, bufSize)
+	br := bufio.NewReaderSize(r, bufSize)
 	magic, _ := br.Peek(2)
 	compressed := bytes.Equal(magic, []byte{0x1f, 0x8b})
 	if compressed {
-		// The budget is for what the compressed bytes expand to.
-		budget.left = math.MaxInt64
 		zr, err := gzip.NewReader(br)
 		if err != nil {
 			return nil, headerError("gzip", err)
 		}
-		budget = &budgetReader{r: zr, left: readBudget}
-		br = bufio.NewReaderSize(budget, bufSize)
+		r = zr
+		br = bufio.NewReaderSize(zr, bufSize)
 	}
 
 	magic, err := br.Peek(4)
@@ -405,26 +490,14 @@ func newFileReader(r io.Reader, bufSize int) (*fileReader, error) {
 		return nil, fmt.Errorf("%w (file is empty)", ErrNotCapture)
 	}
 
-	fr := &fileReader{budget: budget, compressed: compressed}
+	// The records are read a chunk at a time, the file header's buffer
+	// first; a file only sniffed has small chunks.
+	chunk := min(bufSize, readChunk)
+	fr := &fileReader{compressed: compressed}
 	switch {
 	case bytes.Equal(magic, []byte{0x0a, 0x0d, 0x0d, 0x0a}):
-		ng, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{
-			// Without it, pcapgo silently drops the packets of every
-			// interface whose link type differs from the first one's.
-			WantMixedLinkType: true,
-			// As the pcapng specification asks, rather than stopping at
-			// a section of a version we cannot read.
-			SkipUnknownVersion: true,
-		})
-		if err == io.EOF {
-			// pcapgo skipped every section, as being of a version it
-			// cannot read, and reached the end of the file.
-			return nil, fmt.Errorf("pcapng: no section of a supported version: %w", pcapgo.ErrNgVersionMismatch)
-		}
+		ng, err := newNgReader(newWindow(br, r, 0, chunk))
 		if err != nil {
-			return nil, headerError("pcapng", err)
-		}
-		if err := checkNgLinkTypes(ng); err != nil {
 			return nil, err
 		}
 		fr.ng = ng
@@ -433,7 +506,7 @@ func newFileReader(r io.Reader, bufSize int) (*fileReader, error) {
 		if err != nil {
 			return nil, err
 		}
-		fr.rec = newPcapRecords(br, budget, hdr)
+		fr.rec = &pcapRecords{hdr: hdr, w: newWindow(br, r, pcapFileHeader, chunk)}
 	case bytes.Equal(magic, []byte{0x34, 0xcd, 0xb2, 0xa1}), bytes.Equal(magic, []byte{0xa1, 0xb2, 0xcd, 0x34}):
 		return nil, errors.New("modified pcap (Kuznetzov's format) is not supported")
 	default:
@@ -446,23 +519,6 @@ func newFileReader(r io.Reader, bufSize int) (*fileReader, error) {
 // longer records, and so does the reader, whatever snap length a file
 // declares. No capture or evidence file holds more of a frame.
 const MaxSnaplen = 262144
-
-// checkNgLinkTypes refuses a pcapng file none of whose interfaces, as far
-// as the reader has seen them, has a link type we decode. A file that mixes
-// decodable and other interfaces is read; the other frames are counted as
-// dropped by the decoder.
-func checkNgLinkTypes(ng *pcapgo.NgReader) error {
-	n := ng.NInterfaces()
-	for i := range n {
-		if ifc, err := ng.Interface(i); err == nil && SupportedLinkType(ifc.LinkType) {
-			return nil
-		}
-	}
-	if n == 0 {
-		return nil
-	}
-	return unsupportedLinkType(ng.LinkType())
-}
 
 // isPcapMagic reports whether b starts with the magic number of a classic
 // pcap file: micro- or nanosecond timestamps, either byte order.
@@ -478,7 +534,7 @@ func isPcapMagic(b []byte) bool {
 	return false
 }
 
-// headerError explains an error pcapgo returned while reading a file header.
+// headerError explains an error met while reading a file header.
 func headerError(format string, err error) error {
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return fmt.Errorf("%s file header is truncated", format)
@@ -486,45 +542,12 @@ func headerError(format string, err error) error {
 	return fmt.Errorf("%s file header: %w", format, err)
 }
 
-// read fills f with the next frame. Errors are pcapgo's: io.EOF at the end,
-// io.ErrUnexpectedEOF for a record cut short.
+// read fills f with the next frame. Errors are io.EOF at the end,
+// io.ErrUnexpectedEOF for a record cut short, a *damage for a damaged
+// stretch skipped, and read errors.
 func (fr *fileReader) read(f *Frame) error {
-	fr.budget.left = readBudget
 	if fr.rec != nil {
 		return fr.rec.next(f)
 	}
-	data, ci, err := fr.ng.ZeroCopyReadPacketData()
-	if err != nil {
-		return err
-	}
-	// pcapgo checks a classic pcap's record lengths, not pcapng's.
-	if len(data) > MaxSnaplen {
-		return fmt.Errorf("record of %d bytes is longer than %d", len(data), MaxSnaplen)
-	}
-	iface, err := fr.ng.Interface(ci.InterfaceIndex)
-	if err != nil {
-		return err
-	}
-	*f = Frame{Data: data, Timestamp: ci.Timestamp, CaptureLength: len(data),
-		Length: max(ci.Length, len(data)), LinkType: iface.LinkType, Interface: ci.InterfaceIndex}
-	return nil
-}
-
-// budgetReader fails once left bytes have been read; read resets left
-// before every record.
-type budgetReader struct {
-	r    io.Reader
-	left int64
-}
-
-func (b *budgetReader) Read(p []byte) (int, error) {
-	if b.left <= 0 {
-		return 0, errBudget
-	}
-	if int64(len(p)) > b.left {
-		p = p[:b.left]
-	}
-	n, err := b.r.Read(p)
-	b.left -= int64(n)
-	return n, err
+	return fr.ng.next(f)
 }

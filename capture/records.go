@@ -12,27 +12,13 @@ import (
 )
 
 // pcapRecords reads the records of a classic pcap file, after its file
-// header, without copying them: a frame's data is a slice of the buffer
+// header, without copying them: a frame's data is a slice of the window
 // its record was read into, valid until the next call. pcapgo's reader
 // copies every record out of its buffer, which costs as much as the read.
-//
-// The file is read readChunk at a time: a chunk fits the CPU's L2 cache,
-// so the records are still there when the decoder reads them.
 type pcapRecords struct {
 	hdr pcapHeader
-	// r is what the records are read from: first buffered, the reader
-	// that read the file header and some way beyond it, then, once that
-	// is used up, raw, the reader under it.
-	r        io.Reader
-	buffered *bufio.Reader
-	raw      io.Reader
-
-	buf      []byte
-	off, end int // the unread data: buf[off:end]
-	err      error
+	w   *window
 }
-
-const readChunk = 256 << 10
 
 // pcapHeader is what reading a classic pcap file's records needs from its
 // file header.
@@ -85,7 +71,7 @@ func (h pcapHeader) u32(b []byte) uint32 {
 // false) a record longer than the larger of the snap length and 256 KiB.
 func (h pcapHeader) record(b []byte) (ts time.Time, capLen, wireLen int, ok bool) {
 	c := h.u32(b[8:12])
-	if uint64(c) > uint64(max(h.snaplen, MaxSnaplen)) {
+	if uint64(c) > uint64(h.maxRecord()) {
 		return time.Time{}, int(min(c, 1<<31-1)), 0, false
 	}
 	// The fraction is multiplied in 32 bits, as pcapgo does, so that a
@@ -94,21 +80,29 @@ func (h pcapHeader) record(b []byte) (ts time.Time, capLen, wireLen int, ok bool
 	return ts, int(c), int(h.u32(b[12:16])), true
 }
 
+// maxRecord is the most data a record may hold.
+func (h pcapHeader) maxRecord() int { return max(h.snaplen, MaxSnaplen) }
+
 // frame fills f with the frame of the record at the start of b, and
 // returns the record's length, header included. When b holds less than
 // the whole record, it fills nothing, ok is false, and n is how many bytes
 // b must hold: the header's 16, then the whole record. A record that
-// record refuses is an error, in pcapgo's words.
-func (h pcapHeader) frame(f *Frame, b []byte) (n int, ok bool, err error) {
+// record refuses, or an empty one, is damage: why says what is wrong.
+func (h pcapHeader) frame(f *Frame, b []byte) (n int, ok bool, why string) {
 	if len(b) < 16 {
-		return 16, false, nil
+		return 16, false, ""
 	}
 	ts, c, wireLen, valid := h.record(b[:16])
-	if !valid {
-		return 0, false, fmt.Errorf("capture length exceeds snap length: %d > %d", h.u32(b[8:12]), h.snaplen)
+	switch {
+	case !valid:
+		return 0, false, fmt.Sprintf("captured length %d is over %d", h.u32(b[8:12]), h.maxRecord())
+	case c == 0 && wireLen == 0:
+		// No capture tool writes it; zeroed bytes, a usual kind of
+		// damage, read as a run of them.
+		return 0, false, "captured length 0, wire length 0"
 	}
 	if n = 16 + c; len(b) < n {
-		return n, false, nil
+		return n, false, ""
 	}
 	// A frame is never shorter on the wire than captured; a record that
 	// says so (tcpdump reads it) gets the captured length, so that byte
@@ -117,69 +111,117 @@ func (h pcapHeader) frame(f *Frame, b []byte) (n int, ok bool, err error) {
 	// every frame.
 	f.Data, f.Timestamp, f.CaptureLength, f.Length = b[16:n:n], ts, c, max(wireLen, c)
 	f.LinkType, f.Interface = h.link, 0
-	return n, true, nil
+	return n, true, ""
 }
 
-// newPcapRecords reads records from br, which is positioned after the file
-// header, and from raw, what br reads from, once br has no more buffered.
-func newPcapRecords(br *bufio.Reader, raw io.Reader, hdr pcapHeader) *pcapRecords {
-	return &pcapRecords{hdr: hdr, r: br, buffered: br, raw: raw}
+// resyncRecords is how many records must follow each other plausibly from
+// an offset for the reader to take it as where a record starts, when it
+// does not know: after damage, and at the start of a Region.
+const resyncRecords = 8
+
+// plausible reports whether the records read plausibly from the start of
+// b: resyncRecords of them (or as many as reach exactly the end of the
+// input, when b holds all that is left of it: end) have headers that
+// record accepts, wire lengths within MaxSnaplen and times within a day of
+// each other. Only their headers are looked at. When b holds too little
+// to tell, need is how many bytes it must hold.
+func (h pcapHeader) plausible(b []byte, end bool) (ok bool, need int) {
+	off := 0
+	var t0 int64
+	for n := range resyncRecords {
+		if off == len(b) && end {
+			return n > 0, 0
+		}
+		if len(b) < off+16 {
+			if end {
+				return false, 0
+			}
+			return false, off + 16
+		}
+		ts, c, wire, valid := h.record(b[off : off+16])
+		// Empty records are not plausible (see frame).
+		if !valid || c == 0 || wire == 0 || wire > MaxSnaplen || (n > 0 && (ts.Unix() > t0+86400 || ts.Unix() < t0-86400)) {
+			return false, 0
+		}
+		if n == 0 {
+			t0 = ts.Unix()
+		}
+		off += 16 + c
+	}
+	return true, 0
 }
 
-// next fills f with the next record's frame. Errors are those of
-// pcapgo's reader: io.EOF at a record boundary, io.ErrUnexpectedEOF for a
-// record cut short, and the same message for a record too long.
+// resync moves w past a damaged record, at its first unread byte, to the
+// first offset after it from which the records read plausibly, if any
+// does. found is false, w empty, when none does to the end of the input.
+func (h pcapHeader) resync(w *window) (found bool, err error) {
+	if err := w.want(1); err != nil {
+		return false, eofIsEnd(err)
+	}
+	w.off++
+	for {
+		b := w.bytes()
+		if len(b) == 0 {
+			if err := w.want(1); err != nil {
+				return false, eofIsEnd(err)
+			}
+			continue
+		}
+		ok, need := h.plausible(b, w.ended())
+		if ok {
+			return true, nil
+		}
+		if need == 0 {
+			w.off++
+			continue
+		}
+		if err := w.want(need); err != nil && err != io.ErrUnexpectedEOF {
+			return false, eofIsEnd(err)
+		}
+	}
+}
+
+// eofIsEnd returns nil for the end of the input, err otherwise.
+func eofIsEnd(err error) error {
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return nil
+	}
+	return err
+}
+
+// next fills f with the next record's frame. Errors are io.EOF at a record
+// boundary at the end, io.ErrUnexpectedEOF for a record cut short by the
+// end (with nothing readable after it), and a *damage for a damaged
+// stretch, skipped: the next call reads the record after it.
 func (pr *pcapRecords) next(f *Frame) error {
 	for {
-		n, ok, err := pr.hdr.frame(f, pr.buf[pr.off:pr.end])
+		n, ok, why := pr.hdr.frame(f, pr.w.bytes())
 		if ok {
-			pr.off += n
+			pr.w.off += n
 			return nil
 		}
-		if err == nil {
-			// want reports a record cut short, having its first bytes.
-			err = pr.want(n)
+		cut := why == ""
+		if cut {
+			err := pr.w.want(n)
+			if err == nil {
+				continue
+			}
+			if err != io.ErrUnexpectedEOF || len(pr.w.bytes()) == 0 {
+				return err // the end, a gzip stream cut between records, a read error
+			}
+			why = fmt.Sprintf("captured length %d runs past the end of the file", n-16)
 		}
+		d := &damage{at: pr.w.pos(), what: "record", why: why, unit: "record"}
+		found, err := pr.hdr.resync(pr.w)
 		if err != nil {
 			return err
 		}
-	}
-}
-
-// want makes n unread bytes available, reading more as needed. It returns
-// io.EOF if the input ended before any of them, and io.ErrUnexpectedEOF if
-// it ended partway.
-func (pr *pcapRecords) want(n int) error {
-	for pr.end-pr.off < n {
-		if pr.err != nil {
-			if pr.err == io.EOF && pr.end > pr.off {
-				return io.ErrUnexpectedEOF
-			}
-			return pr.err
+		if cut && !found {
+			// Nothing readable after a record cut short: the input was
+			// cut, as a capture still being written is.
+			return io.ErrUnexpectedEOF
 		}
-		pr.fill(n)
-	}
-	return nil
-}
-
-// fill moves the unread bytes to the front of the buffer and reads up to
-// a chunk after them (more if a record of n bytes needs it).
-func (pr *pcapRecords) fill(n int) {
-	if pr.buf == nil {
-		pr.buf = make([]byte, readChunk+16+MaxSnaplen)
-	}
-	if pr.off > 0 {
-		pr.end = copy(pr.buf, pr.buf[pr.off:pr.end])
-		pr.off = 0
-	}
-	if pr.buffered != nil && pr.buffered.Buffered() == 0 {
-		// What the file header's reader had read ahead is used up: from
-		// now on, read the file straight into the buffer.
-		pr.r, pr.buffered = pr.raw, nil
-	}
-	m, err := pr.r.Read(pr.buf[pr.end:max(readChunk, n)])
-	pr.end += m
-	if err != nil {
-		pr.err = err
+		d.skipped, d.toEnd = pr.w.pos()-d.at, !found
+		return d
 	}
 }

@@ -33,6 +33,24 @@ type SourceStats struct {
 // in the middle of a record: the frames read before it are good.
 var ErrTruncated = errors.New("capture file is truncated")
 
+// ErrDamaged is wrapped by a file Source's error for a stretch of a
+// capture file that could not be read as records: a block or record whose
+// lengths contradict each other or the format, a block of no known type.
+// The reader skipped it, to the next record that reads well, and went on.
+var ErrDamaged = errors.New("capture file is damaged")
+
+// InputError is a FileSource's error for one of its inputs: a cut
+// (wrapping ErrTruncated), a damaged stretch (ErrDamaged), or an input that
+// could not be read. The source goes on after it, with the rest of the
+// input or with the next one.
+type InputError struct {
+	Name string // the input as given to OpenFiles; "-" is stdin
+	Err  error  // names the input
+}
+
+func (e *InputError) Error() string { return e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
+
 // ErrTimeout is returned by a live Source's ReadFrame when no frame arrived
 // within its read timeout. It is not a failure: the caller gets a chance
 // to flush what it holds and to notice that it should stop, then calls

@@ -2,6 +2,7 @@ package capture
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -98,10 +99,9 @@ func (sp *Splitter) Next() (*Region, error) {
 			s.next++
 			sf, err := openSplit(in)
 			if err != nil {
-				s.setErr(in, err)
-				return nil, err
+				return nil, s.fail(in, err)
 			}
-			sp.cur, sp.pos = sf, 24 // the first record follows the file header
+			sp.cur, sp.pos = sf, pcapFileHeader // the first record follows the file header
 		}
 		sf := sp.cur
 		if sp.pos >= sf.size {
@@ -110,8 +110,8 @@ func (sp *Splitter) Next() (*Region, error) {
 			continue
 		}
 		r := &Region{sp: sp, file: sf, base: sp.pos, limit: min(sp.pos+regionSize, sf.size), start: -1}
-		if r.base == 24 {
-			r.start = 24
+		if r.base == pcapFileHeader {
+			r.start = pcapFileHeader
 		}
 		sf.refs.Add(1) // released by Check
 		sp.pos = r.limit
@@ -156,6 +156,7 @@ type Region struct {
 	frames      int   // delivered
 	bytes       uint64
 	first       time.Time // of its first frame
+	damages     []*damage // the damaged stretches skipped, in order
 	err         error     // what ended the file in the region, raw
 	done        bool
 
@@ -171,9 +172,13 @@ var regionBufs = sync.Pool{New: func() any {
 }}
 
 // ReadFrame fills f with the region's next frame; f.Data is valid until
-// Close. It returns io.EOF after the last. An error ending the file (a
-// record cut short, a damaged record) also ends the region; Check reports
-// it, once it knows the region's frames are the timeline's.
+// Close. It returns io.EOF after the last. A damaged record is skipped to
+// the next offset from which the records read plausibly, as ReadFrame of
+// the FileSource does, also when that is past the region's span (the
+// region's frames then end there); Check reports it. An error ending the
+// file (a record cut short with nothing readable after it, a failed read)
+// also ends the region; Check reports it, once it knows the region's
+// frames are the timeline's.
 func (r *Region) ReadFrame(f *Frame) error {
 	if r.done {
 		return io.EOF
@@ -187,24 +192,32 @@ func (r *Region) ReadFrame(f *Frame) error {
 		}
 		r.off = r.start
 	}
-	if r.off >= r.limit {
-		r.end, r.done = r.off, true
-		return io.EOF
-	}
 	for {
+		if r.off >= r.limit {
+			r.end, r.done = r.off, true
+			return io.EOF
+		}
 		var b []byte // the file read from r.off on
 		if p := int(r.off - r.base); p < len(r.buf) {
 			b = r.buf[p:]
 		}
-		n, ok, err := r.file.hdr.frame(f, b)
+		n, ok, why := r.file.hdr.frame(f, b)
 		if ok {
 			r.off += int64(n)
 			break
 		}
-		if err == nil {
-			err = r.read(r.off + int64(n))
+		cut := why == ""
+		if cut {
+			err := r.read(r.off + int64(n))
+			if err == nil {
+				continue
+			}
+			if err != io.ErrUnexpectedEOF {
+				return r.stop(err)
+			}
+			why = fmt.Sprintf("captured length %d runs past the end of the file", n-16)
 		}
-		if err != nil {
+		if err := r.resync(why, cut); err != nil {
 			return r.stop(err)
 		}
 	}
@@ -216,13 +229,36 @@ func (r *Region) ReadFrame(f *Frame) error {
 	return nil
 }
 
+// resync skips the damaged record at r.off, as pcapHeader.resync does
+// (reading the file on from it, beyond the region if need be), and notes
+// the damage. A record cut short with nothing readable after it is a cut:
+// io.ErrUnexpectedEOF.
+func (r *Region) resync(why string, cut bool) error {
+	at, sf := r.off, r.file
+	if r.sp.s.closed.Load() {
+		return os.ErrClosed
+	}
+	w := &window{r: io.NewSectionReader(sf.f, at, sf.size-at), chunk: readChunk, base: at}
+	found, err := sf.hdr.resync(w)
+	if err != nil {
+		return err
+	}
+	if cut && !found {
+		return io.ErrUnexpectedEOF
+	}
+	r.damages = append(r.damages, &damage{at: at, what: "record", why: why, skipped: w.pos() - at, toEnd: !found, unit: "record"})
+	r.off = w.pos()
+	return nil
+}
+
 func (r *Region) stop(err error) error {
 	r.err, r.done = err, true
 	return io.EOF
 }
 
 // read makes buf hold the file up to offset to, reading up to a chunk
-// more than it lacks. A file that ends before to is cut short.
+// more than it lacks (not much past the region's span). A file that ends
+// before to is cut short.
 func (r *Region) read(to int64) error {
 	have := r.base + int64(len(r.buf))
 	if to <= have {
@@ -234,7 +270,7 @@ func (r *Region) read(to int64) error {
 	if to > r.file.size {
 		return io.ErrUnexpectedEOF
 	}
-	want := min(max(to, have+readChunk), r.file.size, r.limit+16+MaxSnaplen) - r.base
+	want := min(max(to, min(have+readChunk, r.limit+16+MaxSnaplen)), r.file.size) - r.base
 	if int(want) > cap(r.buf) {
 		r.buf = append(r.buf[:cap(r.buf)], make([]byte, int(want)-cap(r.buf))...)[:len(r.buf)]
 	}
@@ -249,36 +285,27 @@ func (r *Region) read(to int64) error {
 	return err
 }
 
-// resyncRecords is how many records must follow each other plausibly from
-// an offset for it to be taken as a region's first record.
-const resyncRecords = 8
-
 // findStart finds where the region's first record likely starts: the first
-// offset from which resyncRecords records (or all the records up to the
-// end of the file) have plausible headers, one after the other, with times
-// within a day of each other. It reports false when it finds none.
+// offset in its span from which the records read plausibly (see
+// pcapHeader.plausible). It reports false when it finds none.
 func (r *Region) findStart() bool {
-	h := r.file.hdr
 	for at := r.base; at < r.limit; at++ {
-		off, n := at, 0
-		var t0 int64
-		for ; n < resyncRecords && off < r.file.size; n++ {
-			if r.read(off+16) != nil {
+		for {
+			var b []byte
+			if p := int(at - r.base); p < len(r.buf) {
+				b = r.buf[p:]
+			}
+			ok, need := r.file.hdr.plausible(b, r.base+int64(len(r.buf)) == r.file.size)
+			if need == 0 {
+				if ok {
+					r.start = at
+					return true
+				}
 				break
 			}
-			p := int(off - r.base)
-			ts, c, wire, ok := h.record(r.buf[p : p+16])
-			if !ok || wire > MaxSnaplen || (n > 0 && (ts.Unix() > t0+86400 || ts.Unix() < t0-86400)) {
-				break
+			if r.read(min(at+int64(need), r.file.size)) != nil {
+				return false // closed, or a failed read
 			}
-			if n == 0 {
-				t0 = ts.Unix()
-			}
-			off += 16 + int64(c)
-		}
-		if n == resyncRecords || off == r.file.size && n > 0 {
-			r.start = at
-			return true
 		}
 	}
 	return false
@@ -311,8 +338,9 @@ const (
 // Check takes the regions back in the order Next gave them, once read and
 // closed, and says whether a region's frames are the timeline's. For a
 // region it accepts, it counts the frames in FileStats and returns the
-// error that ended the file there, worded as ReadFrame words it (wrapping
-// ErrTruncated for a file cut short). Every region must be checked, also
+// errors ReadFrame would have returned for them, in order, joined
+// (errors.Join): the damaged stretches skipped, and what ended the file
+// there (wrapping ErrTruncated for a file cut short). Every region must be checked, also
 // after a failure, so that its file is closed.
 func (sp *Splitter) Check(r *Region) (Verdict, error) {
 	sf := r.file
@@ -333,11 +361,17 @@ func (sp *Splitter) Check(r *Region) (Verdict, error) {
 	}
 	in.bytes.Add(r.bytes)
 	sp.end = r.end
-	if r.err == nil {
-		return Accept, nil
+	var errs []error
+	for _, d := range r.damages {
+		if err := s.damaged(in, d); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	sp.end = -1
-	return Accept, s.endError(in, r.err)
+	if r.err != nil {
+		sp.end = -1
+		errs = append(errs, s.endError(in, r.err))
+	}
+	return Accept, errors.Join(errs...)
 }
 
 // Reread returns the region r again, to be read knowing where its first

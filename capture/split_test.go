@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -89,8 +90,14 @@ func readSplit(t *testing.T, src *capture.FileSource, workers int) (events []str
 			fallthrough
 		case capture.Accept:
 			events = append(events, r.frames...)
-			if err != nil {
-				events = append(events, "error: "+err.Error())
+			errs := []error{err}
+			if j, ok := err.(interface{ Unwrap() []error }); ok {
+				errs = j.Unwrap() // the region's errors, one by one
+			}
+			for _, err := range errs {
+				if err != nil {
+					events = append(events, "error: "+err.Error())
+				}
 			}
 		case capture.Skip:
 			if len(r.frames) > 0 && r.frames[0] == "" {
@@ -99,6 +106,26 @@ func readSplit(t *testing.T, src *capture.FileSource, workers int) (events []str
 		}
 	}
 	return events, rereads
+}
+
+// checkSplitEvents compares the frames of what readSplit read with those
+// readEvents read, and the errors with the errors.
+func checkSplitEvents(t *testing.T, got, want []string) {
+	t.Helper()
+	sort := func(events []string) (frames, errs []string) {
+		for _, e := range events {
+			if strings.HasPrefix(e, "error: ") {
+				errs = append(errs, e)
+			} else {
+				frames = append(frames, e)
+			}
+		}
+		return frames, errs
+	}
+	gotFrames, gotErrs := sort(got)
+	wantFrames, wantErrs := sort(want)
+	checkEvents(t, gotFrames, wantFrames)
+	checkEvents(t, gotErrs, wantErrs)
 }
 
 // randomRecs returns n records of random sizes and bytes, a millisecond
@@ -132,8 +159,9 @@ func fakeRecords() []byte {
 
 // TestSplit reads captures both ways, with ReadFrame and as regions read
 // by several goroutines, with regions not much larger than records, so
-// that many records straddle two: the frames, their order, the errors and
-// the per-file counts must be the same. A region with no record starting
+// that many records straddle two: the frames, their order, the errors,
+// theirs, and the per-file counts must be the same. (A region's errors
+// come with it, after its frames: where among the frames is not compared.) A region with no record starting
 // in it, or one lured by a payload that looks like records, is read
 // again: the second can only happen on purpose.
 func TestSplit(t *testing.T) {
@@ -149,8 +177,24 @@ func TestSplit(t *testing.T) {
 		}
 	}
 	le := pcapLE(t, false, eth, many)
+	offs := []int{24} // of each record
+	for _, r := range many {
+		offs = append(offs, offs[len(offs)-1]+16+len(r.data))
+	}
 	bad := bytes.Clone(le)
-	binary.LittleEndian.PutUint32(bad[24+16+len(many[0].data)+8:], 1<<30) // the second record's length
+	binary.LittleEndian.PutUint32(bad[offs[1]+8:], 1<<30) // the second record's length
+	// Damage here and there: a length too long for any record, garbage
+	// longer than several regions, a length that reads into the next
+	// records, a length that runs past the end of the file.
+	damaged := bytes.Clone(le)
+	binary.LittleEndian.PutUint32(damaged[offs[10]+8:], 1<<30)
+	binary.LittleEndian.PutUint32(damaged[offs[100]+8:], uint32(offs[103]-offs[100]+7))
+	binary.LittleEndian.PutUint32(damaged[offs[290]+8:], 100000)
+	damaged = slices.Concat(damaged[:offs[50]], bytes.Repeat([]byte{0xff}, 1500), damaged[offs[50]:])
+	// Zeros, as a disk gives for a lost block, and damage at the end.
+	zeroed := bytes.Clone(le)
+	clear(zeroed[offs[20]+3 : offs[20]+1000])
+	binary.LittleEndian.PutUint32(zeroed[offs[299]+8:], 1<<30)
 	for _, tc := range []struct {
 		name   string
 		files  [][]byte
@@ -163,6 +207,8 @@ func TestSplit(t *testing.T) {
 		{"cut in a record header", [][]byte{le[:24+16+len(many[0].data)+7]}, false},
 		{"header only", [][]byte{le[:24]}, false},
 		{"damaged record", [][]byte{bad, pcapLE(t, false, eth, many[:3])}, false},
+		{"damaged here and there", [][]byte{damaged, pcapLE(t, false, eth, many[:3])}, true},
+		{"zeroed, and damaged at the end", [][]byte{zeroed, bad, pcapLE(t, false, eth, many[:3])}, false},
 		{"payloads that look like records", [][]byte{pcapLE(t, false, eth, lured)}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -183,7 +229,7 @@ func TestSplit(t *testing.T) {
 			for _, workers := range []int{1, 3} {
 				src := open()
 				got, rereads := readSplit(t, src, workers)
-				checkEvents(t, got, want)
+				checkSplitEvents(t, got, want)
 				if tc.reread && rereads == 0 || !tc.reread && rereads > 0 {
 					t.Errorf("%d workers: %d regions read again", workers, rereads)
 				}
@@ -264,6 +310,10 @@ func FuzzSplit(f *testing.F) {
 	f.Add(pcapLE(f, false, eth, randomRecs(rng, 20))[24:])                     // records of random bytes
 	f.Add(pcapLE(f, false, eth, []rec{{data: fakeRecords(), wire: 200}})[24:]) // a payload that looks like records
 	f.Add([]byte{1, 2, 3})                                                     // a cut record header
+	damaged := pcapLE(f, false, eth, randomRecs(rng, 20))[24:]
+	binary.LittleEndian.PutUint32(damaged[8:], 0xffffffff) // the first record of 4 GiB
+	f.Add(damaged)
+	f.Add(slices.Concat(damaged[:100], make([]byte, 300), damaged[100:])) // zeros in the middle
 	f.Fuzz(func(t *testing.T, records []byte) {
 		defer capture.SetRegionSize(64)()
 		path := writeFile(t, t.TempDir(), "f.pcap", append(pcapLE(t, false, eth, nil), records...))
@@ -274,7 +324,7 @@ func FuzzSplit(f *testing.F) {
 		want := readEvents(t, one)
 		two, _ := capture.OpenFiles([]string{path}, nil)
 		got, _ := readSplit(t, two, 2)
-		checkEvents(t, got, want)
+		checkSplitEvents(t, got, want)
 	})
 }
 

@@ -152,8 +152,8 @@ func (d *dealer) stream(src capture.Source, stop <-chan struct{}) {
 				send() // full: the frame starts the next chunk
 			}
 		}
-		if err != nil && !errors.Is(err, capture.ErrTruncated) {
-			return
+		if ie := (*capture.InputError)(nil); err != nil && !errors.As(err, &ie) {
+			return // a failure or a stop; after a capture file's error, reading goes on
 		}
 		if cur != nil && (len(b.frames) >= streamChunk || d.live && f.Timestamp.Sub(cur.first) >= liveLatency) {
 			send()

@@ -292,13 +292,12 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 		}
 	}
 	stopProgress() // before the warnings and the summary
-	for _, w := range warnings {
-		fmt.Fprintf(stderr, "echowatch: warning: %v; the alerts up to that point were reported\n", w)
-	}
+	lost := reportInputs(stderr, warnings, srcs[0])
 	if ctx.Err() != nil && runErr != nil {
 		// Reads interrupted by a signal are a normal stop.
 		runErr = nil
 	}
+	runErr = errors.Join(runErr, lost)
 	final := snapshot()
 	if cfg.Stats {
 		writeStats(final)

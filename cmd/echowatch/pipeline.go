@@ -106,8 +106,9 @@ func newPipeline(cfg config, srcs []capture.Source, eng *detect.Engine) (*pipeli
 }
 
 // run runs the pipeline until its sources end, or a stop closes them, and
-// ends every open incident. It returns the truncated capture files, which
-// were read up to the cut, and the first failure.
+// ends every open incident. It returns the capture files' errors, after
+// which the reading went on (truncated, damaged or unreadable files), and
+// the first failure.
 func (p *pipeline) run(emitStats func()) (warnings []error, err error) {
 	if len(p.workers) == 1 {
 		w := p.workers[0]
@@ -249,9 +250,9 @@ func (st *stage) flush() {
 }
 
 // inOrder takes the workers' chunks in the order the dealer dealt them. A
-// truncated file is a warning; any other error ends the pipeline's work:
-// stop tells the dealer, and the chunks still in flight are
-// drained unread.
+// capture file's error is a warning; any other error ends the pipeline's
+// work: stop tells the dealer, and the chunks still in flight are drained
+// unread.
 func (st *stage) inOrder(tickets <-chan int, outs []chan *chunk, stop chan struct{}, emitStats func()) (warnings []error, err error) {
 	tick, quiet, stopTickers := st.tickers()
 	defer stopTickers()
@@ -279,12 +280,10 @@ func (st *stage) inOrder(tickets <-chan int, outs []chan *chunk, stop chan struc
 		}
 		if err == nil {
 			st.take(r)
-			switch {
-			case r.err == nil:
-			case errors.Is(r.err, capture.ErrTruncated):
-				warnings = append(warnings, r.err)
-			default:
-				err = r.err
+			var ws []error
+			ws, err = inputErrors(r.err)
+			warnings = append(warnings, ws...)
+			if err != nil {
 				close(stop)
 			}
 		}

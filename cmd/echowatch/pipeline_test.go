@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/echowatch/echowatch/capture"
@@ -23,41 +20,17 @@ import (
 // spans several of the regions that workers read in parallel (2 MiB).
 func repeatCapture(t *testing.T, path string, copies int) string {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	type frame struct {
-		ci   gopacket.CaptureInfo
-		data []byte
-	}
-	var frames []frame
-	for {
-		data, ci, err := r.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		frames = append(frames, frame{ci, data})
-	}
-	span := frames[len(frames)-1].ci.Timestamp.Sub(frames[0].ci.Timestamp) + time.Hour
+	p := readFrames(t, path)
+	span := p.cis[len(p.cis)-1].Timestamp.Sub(p.cis[0].Timestamp) + time.Hour
 	var b bytes.Buffer
 	w := pcapgo.NewWriterNanos(&b)
-	if err := w.WriteFileHeader(r.Snaplen(), r.LinkType()); err != nil {
+	if err := w.WriteFileHeader(p.snaplen, p.link); err != nil {
 		t.Fatal(err)
 	}
 	for c := range copies {
-		for _, fr := range frames {
-			ci := fr.ci
+		for i, ci := range p.cis {
 			ci.Timestamp = ci.Timestamp.Add(time.Duration(c) * span)
-			if err := w.WritePacket(ci, fr.data); err != nil {
+			if err := w.WritePacket(ci, p.datas[i]); err != nil {
 				t.Fatal(err)
 			}
 		}

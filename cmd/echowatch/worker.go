@@ -83,18 +83,38 @@ func (w *worker) stats() workerStats {
 }
 
 // readError sorts an error from ReadFrame: done at the end of the input (or
-// of a live capture closed by a stop), a truncated file to warn about and
-// go on from, or a failure. ErrTimeout is the caller's.
+// of a live capture closed by a stop), a capture file's error to warn about
+// and go on from, or a failure. ErrTimeout is the caller's.
 func readError(err error, warnings *[]error) (done bool, _ error) {
-	switch {
-	case errors.Is(err, io.EOF):
+	if errors.Is(err, io.EOF) {
 		return true, nil
-	case errors.Is(err, capture.ErrTruncated):
-		// The frames before the cut were read; the next file goes on.
-		*warnings = append(*warnings, err)
-		return false, nil
 	}
-	return true, err
+	ws, err := inputErrors(err)
+	*warnings = append(*warnings, ws...)
+	return err != nil, err
+}
+
+// inputErrors sorts err, one error or several joined (as a Region's
+// Check gives them), into the errors of capture files, which are warnings:
+// a file cut short, a damaged stretch skipped, a file that could not be
+// read; the reading goes on after them. The rest is a failure.
+func inputErrors(err error) (warnings []error, failure error) {
+	if err == nil {
+		return nil, nil
+	}
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	var failures []error
+	for _, err := range errs {
+		if ie := (*capture.InputError)(nil); errors.As(err, &ie) {
+			warnings = append(warnings, err)
+		} else {
+			failures = append(failures, err)
+		}
+	}
+	return warnings, errors.Join(failures...)
 }
 
 // runOne is the whole pipeline on one goroutine: the worker reads its
