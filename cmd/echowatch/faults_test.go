@@ -229,9 +229,9 @@ func TestOutputsGoAwayDuringReplay(t *testing.T) {
 					name, s.QueueStats, len(wantLines))
 			}
 		}
-		if s := stats[syslogURL]; s.Failed == 0 && s.Up {
-			t.Errorf("%s: %+v: no failed send and up, yet rsyslog was stopped during the run", syslogURL, s.QueueStats)
-		}
+		// No count need witness rsyslog's outage: stopped once quiet, it
+		// may hold nothing unsettled, so that no send fails and the output
+		// is up again at the end. The down and up lines above say it.
 		// Every alert arrived, in order per incident, duplicates aside.
 		viaSyslog := alertsOnly(msgs(r.WaitMessages(len(wantLines)+1, 15*time.Second))) // and the stats event
 		if !sameSet(viaSyslog, wantLines) {
