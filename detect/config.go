@@ -166,9 +166,6 @@ type settings struct {
 	spoofPorts *PortSet // nil: every port
 	scanPorts  PortSet
 	exposPorts PortSet
-	// sized is the config with every table's size set: as given, or
-	// from max_memory's default.
-	sized Config
 }
 
 func (c *Config) compile() (*settings, error) {
@@ -219,9 +216,6 @@ func (c *Config) compile() (*settings, error) {
 		if err != nil {
 			return nil, err
 		}
-	}
-	if s.sized, err = c.sizes(); err != nil {
-		return nil, err
 	}
 	allow := [NumKinds][]string{
 		KindReflection: c.Reflection.Allow, KindLoop: c.Loop.Allow,

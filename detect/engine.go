@@ -52,8 +52,13 @@ func New(cfg Config, out AlertWriter) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The tables' sizes: as given (the sensor sizes them from its
+	// max_memory), or as DefaultMaxMemory sizes them.
+	z, err := cfg.sizes()
+	if err != nil {
+		return nil, err
+	}
 	e := &Engine{r: reporter{out: out}}
-	z := &s.sized
 	if err := e.refl.init(&z.Reflection, &e.r); err != nil {
 		return nil, err
 	}

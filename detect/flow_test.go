@@ -318,3 +318,23 @@ func TestFlowTwoWayFloodAllocatesNothing(t *testing.T) {
 		t.Errorf("stats %+v", s)
 	}
 }
+
+// BenchmarkFlowUpdateTwoWayFlood updates a full flow table with forged
+// conversations: a request and its reply on new addresses, so that every
+// reply promotes a flow and evicts the oldest.
+func BenchmarkFlowUpdateTwoWayFlood(b *testing.B) {
+	ft, _ := NewFlows(FlowConfig{MaxFlows: 1 << 16, Ports: NewPortSet(7)})
+	p := udpPacket("198.51.100.1", "192.0.2.7", 1024, 7, 0, 60)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		if i&1 == 1 {
+			fromNth(&p, i)
+			ft.Update(&p)
+		} else {
+			r := reply(p, time.Microsecond)
+			ft.Update(&r)
+		}
+	}
+}

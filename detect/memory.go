@@ -74,9 +74,13 @@ func (b Budget) TableBytes() int64 {
 }
 
 // Min returns the least max_memory for the budget's workers, in whole MiB.
-func (b Budget) Min() int64 {
+func (b Budget) Min() int64 { return b.forTables(minTableBytes) }
+
+// forTables returns the least max_memory, in whole MiB, that leaves tables
+// bytes for the tables.
+func (b Budget) forTables(tables int64) int64 {
 	n := b.workers()*captureBytes + programBytes + runtimeBytes + (b.workers()-1)*workerBytes +
-		(minTableBytes*100+gcPercent-1)/gcPercent
+		(max(tables, minTableBytes)*100+gcPercent-1)/gcPercent
 	return (n + 1<<20 - 1) &^ (1<<20 - 1)
 }
 
@@ -156,6 +160,14 @@ func FitMemory(b Budget, tables []TableSize) error {
 	var given int64
 	var names []string
 	shares := 100
+	// need is what the tables sized from the budget need to get
+	// minEntries each, at the share they get.
+	var need int64
+	for _, t := range tables {
+		if *t.Size == 0 {
+			need = max(need, minEntries*t.Bytes*100/int64(t.Share))
+		}
+	}
 	for _, t := range tables {
 		switch n := *t.Size; {
 		case n < 0:
@@ -168,10 +180,11 @@ func FitMemory(b Budget, tables []TableSize) error {
 			shares -= t.Share
 		}
 	}
+	need = given + need*int64(shares)/100
 	left := avail - given
 	if left < 0 {
-		return errorf("%s need %s, more than max_memory %s leaves for tables (%s): raise max_memory or lower them",
-			strings.Join(names, ", "), FormatBytes(given), FormatBytes(budget), FormatBytes(avail))
+		return errorf("%s need %s, more than max_memory %s leaves for tables (%s): raise max_memory to %s or lower them",
+			strings.Join(names, ", "), FormatBytes(given), FormatBytes(budget), FormatBytes(avail), FormatBytes(b.forTables(need)))
 	}
 	for _, t := range tables {
 		if *t.Size != 0 {
@@ -179,8 +192,8 @@ func FitMemory(b Budget, tables []TableSize) error {
 		}
 		n := left / int64(shares) * int64(t.Share) / t.Bytes
 		if n < minEntries {
-			return errorf("%s take %s of the %s that max_memory %s leaves for tables: too little for %s; raise max_memory or lower them",
-				strings.Join(names, ", "), FormatBytes(given), FormatBytes(avail), FormatBytes(budget), t.Setting)
+			return errorf("%s take %s of the %s that max_memory %s leaves for tables: too little for %s; raise max_memory to %s or lower them",
+				strings.Join(names, ", "), FormatBytes(given), FormatBytes(avail), FormatBytes(budget), t.Setting, FormatBytes(b.forTables(need)))
 		}
 		*t.Size = int(min(n, maxTableSize))
 	}

@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"net/netip"
+	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -213,12 +215,28 @@ func TestFitMemory(t *testing.T) {
 		{DefaultMaxMemory, 1, 1_585_000, 0, "detect: max_flows 1585000 take 169.3MiB of the 170MiB that max_memory 256MiB leaves for tables: too little for reflection.max_victims"},
 		{DefaultMaxMemory, 1, -1, 0, "detect: max_flows: must be positive, not -1"},
 	} {
-		var c Config
-		c.Reflection.MaxVictims = tc.victims
-		flows := tc.flows
-		err := FitMemory(Budget{tc.budget, tc.workers}, c.Tables(&flows))
+		fit := func(budget int64) error {
+			var c Config
+			c.Reflection.MaxVictims = tc.victims
+			flows := tc.flows
+			return FitMemory(Budget{budget, tc.workers}, c.Tables(&flows))
+		}
+		err := fit(tc.budget)
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 			t.Errorf("FitMemory(%s, %d workers, flows %d, victims %d) = %v, want %q", FormatBytes(tc.budget), tc.workers, tc.flows, tc.victims, err, tc.want)
+			continue
+		}
+		// The budget the error asks for is enough, and no more than needed.
+		m := regexp.MustCompile(`(raise max_memory to|at least) (\d+)MiB`).FindStringSubmatch(err.Error())
+		if m == nil {
+			continue
+		}
+		mib, _ := strconv.ParseInt(m[2], 10, 64)
+		if err := fit(mib << 20); err != nil {
+			t.Errorf("%v; and with %dMiB: %v", tc.want, mib, err)
+		}
+		if err := fit((mib - 1) << 20); err == nil {
+			t.Errorf("%v; %dMiB would do", tc.want, mib-1)
 		}
 	}
 }

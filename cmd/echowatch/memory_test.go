@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -20,7 +21,7 @@ func TestMaxMemoryErrors(t *testing.T) {
 	badSize := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(badSize, []byte("max_memory: 12 parsecs\n"), 0o644)
 	tooBig := filepath.Join(dir, "big.yaml")
-	os.WriteFile(tooBig, []byte("max_flows: 1000000\nexposed:\n  max_findings: 200000\n"), 0o644)
+	os.WriteFile(tooBig, []byte("max_flows: 1000000\nexposed:\n  max_findings: 500000\n"), 0o644)
 	demo := pcap("demo.pcap")
 	for _, c := range []struct {
 		args []string
@@ -31,9 +32,9 @@ func TestMaxMemoryErrors(t *testing.T) {
 		{[]string{"-r", demo, "--max-memory", "lots"}, `invalid value "lots" for flag -max-memory: "lots" is not a size`},
 		{[]string{"-r", demo, "--config", badSize}, `config .*bad\.yaml: line 1: "12 parsecs" is not a size`},
 		{[]string{"-r", demo, "--max-flows", "5000000"},
-			`^echowatch: max_flows 5000000 need 534\.1MiB, more than max_memory 256MiB leaves for tables \(170MiB\): raise max_memory or lower them$`},
+			`^echowatch: max_flows 5000000 need 534\.1MiB, more than max_memory 256MiB leaves for tables \(170MiB\): raise max_memory to 689MiB or lower them$`},
 		{[]string{"-r", demo, "--config", tooBig},
-			`^echowatch: max_flows 1000000, exposed\.max_findings 200000 need 198\.4MiB, more than max_memory 256MiB leaves`},
+			`^echowatch: max_flows 1000000, exposed\.max_findings 500000 need 335\.7MiB, more than max_memory 256MiB leaves`},
 	} {
 		code, out, errOut := runMain(t, nil, c.args...)
 		lines := strings.Split(strings.TrimSuffix(errOut, "\n"), "\n")
@@ -41,9 +42,9 @@ func TestMaxMemoryErrors(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q, want exit 2 and /%s/", c.args, code, errOut, c.msg)
 		}
 	}
-	// The same sizes fit a larger budget.
-	if code, _, errOut := runMain(t, nil, "-r", demo, "--config", tooBig, "--max-memory", "512MiB"); code != 0 {
-		t.Errorf("512MiB: exit %d, stderr %q", code, errOut)
+	// The same sizes fit a larger budget (though not detection's default).
+	if code, _, errOut := runMain(t, nil, "-r", demo, "--config", tooBig, "--max-memory", "1GiB"); code != 0 {
+		t.Errorf("1GiB: exit %d, stderr %q", code, errOut)
 	}
 }
 
@@ -120,5 +121,54 @@ func TestMaxMemorySizesTables(t *testing.T) {
 	}
 	if len(want) > 0 {
 		t.Errorf("stats lack %v", want)
+	}
+}
+
+// TestREADMEMemoryTable keeps the README's table of the tables true: each
+// row's bytes per entry and share are what max_memory sizes the table by,
+// and its size at the default budget is what the sensor gives it.
+func TestREADMEMemoryTable(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := parseArgs([]string{"-r", pcap("demo.pcap")}, io.Discard, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables := append(cfg.Config.Tables(&cfg.MaxFlows), incidentLogTable(&cfg.logIncidents))
+	number := regexp.MustCompile(`[0-9][0-9,]*`)
+	rows := 0
+	for _, line := range strings.Split(string(readme), "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) != 7 || !strings.HasSuffix(strings.TrimSpace(cells[4]), "%") {
+			continue
+		}
+		rows++
+		setting := strings.Trim(strings.TrimSpace(cells[2]), "`")
+		if setting == "" {
+			setting = "the incident log"
+		}
+		num := func(cell string) int64 {
+			n, _ := strconv.ParseInt(strings.ReplaceAll(number.FindString(cell), ",", ""), 10, 64)
+			return n
+		}
+		found := false
+		for _, tb := range tables {
+			if tb.Setting != setting {
+				continue
+			}
+			found = true
+			if num(cells[3]) != tb.Bytes || num(cells[4]) != int64(tb.Share) || num(cells[5]) != int64(*tb.Size) {
+				t.Errorf("README: %s", line)
+				t.Errorf("want %d bytes per entry, %d%%, %d at %s", tb.Bytes, tb.Share, *tb.Size, detect.FormatBytes(detect.DefaultMaxMemory))
+			}
+		}
+		if !found {
+			t.Errorf("README lists %q, which is no table", setting)
+		}
+	}
+	if rows != len(tables) {
+		t.Errorf("README's table has %d rows, want %d", rows, len(tables))
 	}
 }

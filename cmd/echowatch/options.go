@@ -214,8 +214,8 @@ Detection:
       --max-memory SIZE    memory the sensor may use, which sizes every table
                            keyed on packet data: flows, victims, scanners...
                            (default 256MiB; 512MiB, 2GiB, ...)
-      --max-flows N        flows tracked at most (default: as --max-memory
-                           sizes it; 786431 at 256MiB)
+      --max-flows N        flows tracked at most (default: their share of
+                           --max-memory)
       --update-interval D  how often an open incident is re-reported
                            (packet time, default 60s)
       --end-after D        quiet time after which an incident ends (default 60s)
