@@ -46,7 +46,8 @@ type ReflectionConfig struct {
 	// measure is summed against carpet bombing; 0 turns that off.
 	PrefixV4 int `yaml:"prefix_v4"`
 	PrefixV6 int `yaml:"prefix_v6"`
-	// MaxVictims bounds the victims and prefixes tracked, each.
+	// MaxVictims bounds the victims and prefixes tracked, each; 0 sizes
+	// the tables from max_memory, as every table's size setting does.
 	MaxVictims int      `yaml:"max_victims"`
 	Allow      []string `yaml:"allow"`
 }
@@ -107,7 +108,8 @@ var (
 	reflectingPorts = []uint16{7, 19}
 )
 
-// DefaultConfig returns the settings of issue 3.
+// DefaultConfig returns the settings of issue 3, with every table sized
+// from max_memory (the size settings 0).
 func DefaultConfig() Config {
 	return Config{
 		UpdateInterval:     60 * time.Second,
@@ -115,21 +117,21 @@ func DefaultConfig() Config {
 		MaxAlertsPerSecond: 100,
 		Reflection: ReflectionConfig{
 			Ports: clone(reflectingPorts), PPS: 50, BPS: 1_000_000, Window: 5 * time.Second,
-			PrefixV4: 24, PrefixV6: 64, MaxVictims: 10_000,
+			PrefixV4: 24, PrefixV6: 64,
 		},
 		Loop: LoopConfig{
-			Ports: clone(servicePorts), Packets: 10, Window: 5 * time.Second, MaxPairs: 10_000,
+			Ports: clone(servicePorts), Packets: 10, Window: 5 * time.Second,
 		},
 		SpoofedFlood: SpoofedFloodConfig{
 			Ports: clone(servicePorts), PPS: 100, DistinctSources: 1000, RandomShare: 0.9,
-			Window: 5 * time.Second, MaxTargets: 4096,
+			Window: 5 * time.Second,
 		},
 		Scan: ScanConfig{
 			Ports: clone(reflectingPorts), Hosts: 20, Window: 60 * time.Second,
-			Rearm: time.Hour, MaxScanners: 10_000,
+			Rearm: time.Hour,
 		},
 		Exposed: ExposedConfig{
-			Ports: clone(reflectingPorts), Rearm: 24 * time.Hour, MaxFindings: 100_000,
+			Ports: clone(reflectingPorts), Rearm: 24 * time.Hour,
 		},
 	}
 }
@@ -183,28 +185,28 @@ func (c *Config) compile() (*settings, error) {
 		window("reflection.window", c.Reflection.Window),
 		prefixLen("reflection.prefix_v4", c.Reflection.PrefixV4, 32),
 		prefixLen("reflection.prefix_v6", c.Reflection.PrefixV6, 128),
-		atLeast("reflection.max_victims", c.Reflection.MaxVictims, 1),
+		atLeast("reflection.max_victims", c.Reflection.MaxVictims, 0),
 
 		ports("loop.ports", c.Loop.Ports, &s.loopPorts),
 		atLeast("loop.packets", c.Loop.Packets, 1),
 		window("loop.window", c.Loop.Window),
-		atLeast("loop.max_pairs", c.Loop.MaxPairs, 1),
+		atLeast("loop.max_pairs", c.Loop.MaxPairs, 0),
 
 		positive("spoofed_flood.pps", c.SpoofedFlood.PPS),
 		between("spoofed_flood.distinct_sources", c.SpoofedFlood.DistinctSources, 2, 10_000_000),
 		share("spoofed_flood.random_share", c.SpoofedFlood.RandomShare),
 		window("spoofed_flood.window", c.SpoofedFlood.Window),
-		atLeast("spoofed_flood.max_targets", c.SpoofedFlood.MaxTargets, 1),
+		atLeast("spoofed_flood.max_targets", c.SpoofedFlood.MaxTargets, 0),
 
 		ports("scan.ports", c.Scan.Ports, &s.scanPorts),
 		between("scan.hosts", c.Scan.Hosts, 2, maxScanHosts),
 		window("scan.window", c.Scan.Window),
 		positiveDur("scan.rearm", c.Scan.Rearm),
-		atLeast("scan.max_scanners", c.Scan.MaxScanners, 1),
+		atLeast("scan.max_scanners", c.Scan.MaxScanners, 0),
 
 		ports("exposed.ports", c.Exposed.Ports, &s.exposPorts),
 		positiveDur("exposed.rearm", c.Exposed.Rearm),
-		atLeast("exposed.max_findings", c.Exposed.MaxFindings, 1),
+		atLeast("exposed.max_findings", c.Exposed.MaxFindings, 0),
 	}
 	if len(c.SpoofedFlood.Ports) > 0 {
 		s.spoofPorts = &PortSet{}

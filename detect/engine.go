@@ -52,20 +52,26 @@ func New(cfg Config, out AlertWriter) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The tables' sizes: as given (the sensor sizes them from its
+	// max_memory), or as DefaultMaxMemory sizes them.
+	z, err := cfg.sizes()
+	if err != nil {
+		return nil, err
+	}
 	e := &Engine{r: reporter{out: out}}
-	if err := e.refl.init(&cfg.Reflection, &e.r); err != nil {
+	if err := e.refl.init(&z.Reflection, &e.r); err != nil {
 		return nil, err
 	}
-	if err := e.loop.init(&cfg.Loop, &e.r); err != nil {
+	if err := e.loop.init(&z.Loop, &e.r); err != nil {
 		return nil, err
 	}
-	if err := e.spoof.init(&cfg.SpoofedFlood, &e.r); err != nil {
+	if err := e.spoof.init(&z.SpoofedFlood, &e.r); err != nil {
 		return nil, err
 	}
-	if err := e.scan.init(&cfg.Scan, &e.r); err != nil {
+	if err := e.scan.init(&z.Scan, &e.r); err != nil {
 		return nil, err
 	}
-	if err := e.expo.init(&cfg.Exposed, &e.r); err != nil {
+	if err := e.expo.init(&z.Exposed, &e.r); err != nil {
 		return nil, err
 	}
 	e.apply(&cfg, s)
@@ -280,6 +286,7 @@ func (e *Engine) Stats() Stats {
 	if e.refl.prefixes != nil {
 		s.Tables = append(s.Tables, e.refl.prefixes.stats())
 	}
+	s.Tables = append(s.Tables, e.refl.slotStats())
 	s.Tables = append(s.Tables, e.loop.pairs.stats(), e.spoof.targets.stats(),
 		e.scan.scanners.stats(), e.expo.found.stats())
 	return s

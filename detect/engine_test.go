@@ -377,7 +377,8 @@ func TestStatsJSON(t *testing.T) {
 	}
 	for _, want := range []string{`"packets":4000`, `"alerts":1`, `"open":1`,
 		`"reflection":{"incidents":1,"start":1,"update":0,"end":0,"suppressed":0}`,
-		`{"name":"reflection.victims","len":1,"cap":10000,"evicted":0,"rejected":0}`} {
+		fmt.Sprintf(`{"name":"reflection.victims","len":1,"cap":%d,"evicted":0,"rejected":0}`, sized(t).Reflection.MaxVictims),
+		fmt.Sprintf(`{"name":"reflection.reflectors","len":24,"cap":%d,"evicted":0,"rejected":0}`, sized(t).Reflection.MaxVictims*reflectorSlotsPerVictim)} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("%s lacks %s", b, want)
 		}

@@ -29,10 +29,14 @@ type exposedKey struct {
 	proto uint8
 }
 
+func (k exposedKey) hash() uint64 {
+	return hashAddr(k.host.Addr(), seedFinding^uint64(k.host.Port())<<8^uint64(k.proto))
+}
+
 func (d *exposure) init(cfg *ExposedConfig, r *reporter) error {
 	d.r = r
 	var err error
-	d.found, err = newTable[exposedKey, finding]("exposed.findings", cfg.MaxFindings, 0,
+	d.found, err = newTable("exposed.findings", cfg.MaxFindings, exposedKey.hash, 0,
 		func(e *finding) bool { return r.evicted(e) })
 	return err
 }
@@ -56,7 +60,7 @@ func (d *exposure) packet(p *capture.Packet, f *Flow, dir Dir, dstSvc bool) {
 	}
 	now := p.Timestamp
 	k := exposedKey{p.SrcAddrPort(), p.Proto}
-	e, made := d.found.getOrAdd(k, 0, now)
+	e, made := d.found.getOrAdd(k, now)
 	if made {
 		*e = finding{d: d, k: k}
 	}

@@ -6,14 +6,12 @@ import (
 	"time"
 
 	"github.com/echowatch/echowatch/capture"
-	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
 // Default idle timeouts, in packet time, after which a flow starts afresh.
 const (
-	DefaultUDPIdle  = 60 * time.Second
-	DefaultTCPIdle  = 300 * time.Second
-	DefaultMaxFlows = 1_000_000
+	DefaultUDPIdle = 60 * time.Second
+	DefaultTCPIdle = 300 * time.Second
 )
 
 // FlowKey identifies a flow whichever way its packets travel: Lo is the
@@ -99,8 +97,11 @@ type FlowTable interface {
 //     so the one-packet flows of a random-source flood cost a hash and a
 //     cache line or two each, and push out only other one-way flows.
 //   - A flow's first packet in the other direction promotes it, with its
-//     counts, to an LRU (golang-lru's simplelru) bounded by MaxFlows: the
-//     conversations that the loop and exposure detectors look at.
+//     counts, to an LRU bounded by MaxFlows: the conversations that the
+//     loop and exposure detectors look at. A flow there is FlowEntryBytes
+//     bytes without a pointer (its addresses as 16 bytes, its times as
+//     Unix nanoseconds), so a table of a million costs about 100 MiB and
+//     nothing for the garbage collector to scan.
 //
 // Detection needs no more: a loop is traffic both ways, and an exposure is
 // a reply on a flow whose request was seen. Both tiers expire flows idle
@@ -114,19 +115,61 @@ type Flows struct {
 	tcpIdle time.Duration
 	probe   probation
 	oneWay  Flow // what Update returns for a flow on probation
-	lru     *simplelru.LRU[FlowKey, *Flow]
-	// free holds evicted flows for reuse, so that a flow promoted into a
-	// full table costs no allocation for its state.
-	free  []*Flow
-	stats FlowStats
-	_     [64]byte
+	lru     *lru[flowKey, flowState]
+	cur     Flow // what Update returns for a two-way flow
+	stats   FlowStats
+	_       [64]byte
 }
 
 var _ FlowTable = (*Flows)(nil)
 
+// flowKey is a FlowKey in 38 bytes without a pointer: the addresses as
+// 16 bytes (IPv4 as IPv4-mapped), whether they are IPv4, and the ports.
+type flowKey struct {
+	lo, hi         [16]byte
+	loPort, hiPort uint16
+	proto          uint8
+	is4            bool
+}
+
+// flowState is the rest of a two-way flow.
+type flowState struct {
+	packets     [2]uint64
+	bytes       [2]uint64
+	first, last int64 // Unix nanoseconds
+	origHi      bool  // the originator is the key's Hi endpoint
+}
+
+// makeKey returns the compact key of the packet's 5-tuple and whether the
+// packet travels from Lo to Hi: the order of MakeFlowKey.
+func makeKey(p *capture.Packet) (k flowKey, fromLo bool) {
+	a, b := p.SrcAddrPort(), p.DstAddrPort()
+	fromLo = a.Compare(b) <= 0
+	if !fromLo {
+		a, b = b, a
+	}
+	return flowKey{lo: a.Addr().As16(), hi: b.Addr().As16(), loPort: a.Port(), hiPort: b.Port(),
+		proto: p.Proto, is4: a.Addr().Is4()}, fromLo
+}
+
+// addr returns an address of the key in its family.
+func (k *flowKey) addr(b *[16]byte) netip.Addr {
+	if k.is4 {
+		return netip.AddrFrom4([4]byte(b[12:]))
+	}
+	return netip.AddrFrom16(*b)
+}
+
+// FlowKey returns k as a FlowKey.
+func (k *flowKey) FlowKey() FlowKey {
+	return FlowKey{Lo: netip.AddrPortFrom(k.addr(&k.lo), k.loPort),
+		Hi: netip.AddrPortFrom(k.addr(&k.hi), k.hiPort), Proto: k.proto}
+}
+
 // FlowConfig configures a Flows table.
 type FlowConfig struct {
-	// MaxFlows bounds the two-way flows (default DefaultMaxFlows). The
+	// MaxFlows bounds the two-way flows (default: as DefaultMaxMemory
+	// sizes it, see FitMemory). The
 	// one-way flows on probation are bounded apart, at MaxFlows/64
 	// between 64 and 16384: a table of at most 1.3 MB, which stays in
 	// the CPU's caches under a flood.
@@ -140,7 +183,7 @@ type FlowConfig struct {
 // NewFlows returns an empty flow table.
 func NewFlows(cfg FlowConfig) (*Flows, error) {
 	if cfg.MaxFlows == 0 {
-		cfg.MaxFlows = DefaultMaxFlows
+		cfg.MaxFlows = defaultMaxFlows()
 	}
 	if cfg.UDPIdle == 0 {
 		cfg.UDPIdle = DefaultUDPIdle
@@ -152,17 +195,13 @@ func NewFlows(cfg FlowConfig) (*Flows, error) {
 		cfg.Ports = &PortSet{}
 	}
 	t := &Flows{ports: cfg.Ports, udpIdle: cfg.UDPIdle, tcpIdle: cfg.TCPIdle}
-	l, err := simplelru.NewLRU[FlowKey, *Flow](cfg.MaxFlows, t.onEvict)
+	l, err := newLRU(cfg.MaxFlows, hashFlowKey, func(*flowKey, *flowState) { t.stats.Evicted++ })
 	if err != nil {
-		return nil, errorf("flows: max flows %d: %w", cfg.MaxFlows, err)
+		return nil, errorf("flows: max flows: %w", err)
 	}
 	t.lru = l
 	t.probe.init(min(max(cfg.MaxFlows/64, 64), 1<<14))
 	return t, nil
-}
-
-func (t *Flows) onEvict(_ FlowKey, f *Flow) {
-	t.free = append(t.free, f)
 }
 
 func (t *Flows) idle(proto uint8) time.Duration {
@@ -180,44 +219,75 @@ func (t *Flows) Update(p *capture.Packet) (*Flow, Dir) {
 		return nil, FromOrig
 	}
 	idle := t.idle(p.Proto)
-	if t.lru.Len() > 0 {
-		t.expireOldest(p.Timestamp)
+	now := p.Timestamp.UnixNano()
+	if t.lru.len() > 0 {
+		t.expireOldest(now)
 	}
-	k, _ := MakeFlowKey(p)
-	src := p.SrcAddrPort()
-	if f, ok := t.lru.Get(k); ok {
-		if p.Timestamp.Sub(f.LastSeen) <= idle {
-			return f, f.count(p, src)
+	k, fromLo := makeKey(p)
+	h := hashFlowKey(k)
+	if s := t.lru.get(k, h); s != nil {
+		if now-s.last <= int64(idle) {
+			dir := s.count(p, fromLo, now)
+			s.load(&t.cur, &k)
+			return &t.cur, dir
 		}
 		// Idle for too long: it starts again on probation.
-		t.lru.Remove(k)
+		t.lru.remove(k, h)
 		t.stats.Expired++
 	}
 	f := &t.oneWay
-	s, i, found := t.probe.find(k, p.Timestamp, idle, &t.stats)
+	set, i, found := t.probe.find(&k, h, now, idle, &t.stats)
 	if found {
-		s.way[i].load(f, k)
+		set.way[i].load(f, &k)
 	} else {
-		*f = Flow{Key: k, Orig: src, FirstSeen: p.Timestamp}
+		*f = Flow{Key: k.FlowKey(), FirstSeen: p.Timestamp}
+		f.Orig = p.SrcAddrPort()
 		t.stats.Created++
 	}
-	dir := f.count(p, src)
+	dir := f.count(p)
 	if dir == FromOrig {
-		s.way[i].store(f)
+		set.way[i].store(f, &k, fromLo)
 		return f, dir
 	}
 	// The first reply: the flow is a conversation now.
-	nf := t.newFlow(k)
-	*nf = *f
-	t.probe.free(s, i)
+	s := t.lru.add(k, h)
+	// The reply came from Lo when the originator is Hi.
+	*s = flowState{packets: f.Packets, bytes: f.Bytes, first: f.FirstSeen.UnixNano(),
+		last: f.LastSeen.UnixNano(), origHi: fromLo}
+	t.probe.free(set, i)
 	t.stats.Promoted++
-	return nf, dir
+	s.load(&t.cur, &k)
+	return &t.cur, dir
 }
 
-// count accounts p, sent by src, to f and returns its direction.
-func (f *Flow) count(p *capture.Packet, src netip.AddrPort) Dir {
+// count accounts p, sent by the key's Lo endpoint if fromLo, to s and
+// returns its direction.
+func (s *flowState) count(p *capture.Packet, fromLo bool, now int64) Dir {
 	dir := FromOrig
-	if src != f.Orig {
+	if fromLo == s.origHi {
+		dir = FromResp
+	}
+	s.packets[dir]++
+	s.bytes[dir] += uint64(p.Length)
+	s.last = max(s.last, now)
+	return dir
+}
+
+// load fills f with the flow of key k that s holds.
+func (s *flowState) load(f *Flow, k *flowKey) {
+	f.Key = k.FlowKey()
+	f.Orig = f.Key.Lo
+	if s.origHi {
+		f.Orig = f.Key.Hi
+	}
+	f.Packets, f.Bytes = s.packets, s.bytes
+	f.FirstSeen, f.LastSeen = time.Unix(0, s.first).UTC(), time.Unix(0, s.last).UTC()
+}
+
+// count accounts p to f, a one-way flow, and returns its direction.
+func (f *Flow) count(p *capture.Packet) Dir {
+	dir := FromOrig
+	if p.SrcAddrPort() != f.Orig {
 		dir = FromResp
 	}
 	f.Packets[dir]++
@@ -228,31 +298,15 @@ func (f *Flow) count(p *capture.Packet, src netip.AddrPort) Dir {
 	return dir
 }
 
-// newFlow adds k to the LRU with a recycled or new Flow.
-func (t *Flows) newFlow(k FlowKey) *Flow {
-	var f *Flow
-	if n := len(t.free); n > 0 {
-		f, t.free = t.free[n-1], t.free[:n-1]
-	} else {
-		f = new(Flow)
-	}
-	if t.lru.Add(k, f) {
-		t.stats.Evicted++
-	}
-	// The eviction callback has put the evicted flow on the free list;
-	// nothing refers to it any more.
-	return f
-}
-
 // expireOldest removes a few two-way flows idle for longer than their
 // timeout, so the table drains in packet time without a separate sweep.
-func (t *Flows) expireOldest(now time.Time) {
+func (t *Flows) expireOldest(now int64) {
 	for range 2 {
-		k, f, ok := t.lru.GetOldest()
-		if !ok || now.Sub(f.LastSeen) <= t.idle(k.Proto) {
+		k, s := t.lru.oldest()
+		if k == nil || now-s.last <= int64(t.idle(k.proto)) {
 			return
 		}
-		t.lru.RemoveOldest()
+		t.lru.remove(*k, hashFlowKey(*k))
 		t.stats.Expired++
 	}
 }
@@ -261,7 +315,7 @@ func (t *Flows) expireOldest(now time.Time) {
 func (t *Flows) Stats() FlowStats {
 	s := t.stats
 	s.OneWay = t.probe.used
-	s.Active = t.lru.Len() + s.OneWay
+	s.Active = t.lru.len() + s.OneWay
 	return s
 }
 
@@ -287,23 +341,19 @@ type probationSet struct {
 
 // oneWayFlow is a Flow with one direction's counters, in 64 bytes.
 type oneWayFlow struct {
-	lo, hi  [16]byte // the key's addresses, as 16 bytes
-	loPort  uint16
-	hiPort  uint16
-	is4     bool // the addresses are IPv4
+	key     flowKey
 	origHi  bool // the originator is the key's Hi endpoint
-	_       [2]byte
+	_       byte
 	packets uint32
 	bytes   uint64
 	first   int64 // FirstSeen, in Unix nanoseconds
 }
 
-// store keeps f, a one-way flow, in w.
-func (w *oneWayFlow) store(f *Flow) {
-	w.lo, w.hi = f.Key.Lo.Addr().As16(), f.Key.Hi.Addr().As16()
-	w.loPort, w.hiPort = f.Key.Lo.Port(), f.Key.Hi.Port()
-	w.is4 = f.Key.Lo.Addr().Is4()
-	w.origHi = f.Orig != f.Key.Lo
+// store keeps f, a one-way flow of key k whose first packet came from the
+// key's Lo endpoint if fromLo, in w.
+func (w *oneWayFlow) store(f *Flow, k *flowKey, fromLo bool) {
+	w.key = *k
+	w.origHi = !fromLo
 	w.packets = uint32(min(f.Packets[FromOrig], 1<<32-1))
 	w.bytes = f.Bytes[FromOrig]
 	w.first = f.FirstSeen.UnixNano()
@@ -311,18 +361,13 @@ func (w *oneWayFlow) store(f *Flow) {
 
 // load fills f with the flow of key k that w holds. Its last-seen time is
 // its set's.
-func (w *oneWayFlow) load(f *Flow, k FlowKey) {
-	*f = Flow{Key: k, Orig: k.Lo, FirstSeen: time.Unix(0, w.first).UTC()}
+func (w *oneWayFlow) load(f *Flow, k *flowKey) {
+	*f = Flow{Key: k.FlowKey(), FirstSeen: time.Unix(0, w.first).UTC()}
+	f.Orig = f.Key.Lo
 	if w.origHi {
-		f.Orig = k.Hi
+		f.Orig = f.Key.Hi
 	}
 	f.Packets[FromOrig], f.Bytes[FromOrig] = uint64(w.packets), w.bytes
-}
-
-// matches reports whether w holds the flow of key k.
-func (w *oneWayFlow) matches(k FlowKey) bool {
-	return w.loPort == k.Lo.Port() && w.hiPort == k.Hi.Port() && w.is4 == k.Lo.Addr().Is4() &&
-		w.lo == k.Lo.Addr().As16() && w.hi == k.Hi.Addr().As16()
 }
 
 // init sizes the table for about n flows.
@@ -338,12 +383,11 @@ func (pt *probation) init(n int) {
 // find returns the set and way of k's flow and true, or of the way where a
 // new flow for k goes and false: a free way, or else the set's least
 // recently seen flow, which is forgotten. A flow of k idle for longer than
-// idle has expired and is started afresh in its way.
-func (pt *probation) find(k FlowKey, now time.Time, idle time.Duration, st *FlowStats) (*probationSet, int, bool) {
-	h := hashFlowKey(k)
+// idle has expired and is started afresh in its way. h is k's hash; now
+// is in Unix nanoseconds.
+func (pt *probation) find(k *flowKey, h uint64, now int64, idle time.Duration, st *FlowStats) (*probationSet, int, bool) {
 	s := &pt.sets[h&pt.mask]
 	tag := uint32(h>>32) | 1
-	ns := now.UnixNano()
 	free, oldest := -1, -1
 	for i := range probationWays {
 		switch {
@@ -351,13 +395,13 @@ func (pt *probation) find(k FlowKey, now time.Time, idle time.Duration, st *Flow
 			if free < 0 {
 				free = i
 			}
-		case s.tag[i] == tag && s.way[i].matches(k):
-			if ns-s.last[i] > int64(idle) {
+		case s.tag[i] == tag && s.way[i].key == *k:
+			if now-s.last[i] > int64(idle) {
 				st.Expired++
-				s.last[i] = ns
+				s.last[i] = now
 				return s, i, false
 			}
-			s.last[i] = max(s.last[i], ns)
+			s.last[i] = max(s.last[i], now)
 			return s, i, true
 		case oldest < 0 || s.last[i] < s.last[oldest]:
 			oldest = i
@@ -370,7 +414,7 @@ func (pt *probation) find(k FlowKey, now time.Time, idle time.Duration, st *Flow
 		i = oldest
 		st.Forgotten++
 	}
-	s.tag[i], s.last[i] = tag, ns
+	s.tag[i], s.last[i] = tag, now
 	return s, i, false
 }
 
@@ -380,15 +424,14 @@ func (pt *probation) free(s *probationSet, i int) {
 	pt.used--
 }
 
-// hashFlowKey hashes a flow key for the probation table: each word times
-// its own odd constant (independent multiplications, so they overlap in
-// the CPU), folded and finished with one mix.
-func hashFlowKey(k FlowKey) uint64 {
-	lo, hi := k.Lo.Addr().As16(), k.Hi.Addr().As16()
+// hashFlowKey hashes a flow key: each word times its own odd constant
+// (independent multiplications, so they overlap in the CPU), folded and
+// finished with one mix.
+func hashFlowKey(k flowKey) uint64 {
 	be := binary.BigEndian
-	h := be.Uint64(lo[:8])*0x9e3779b97f4a7c15 ^ be.Uint64(lo[8:])*0xc2b2ae3d27d4eb4f ^
-		be.Uint64(hi[:8])*0x165667b19e3779f9 ^ be.Uint64(hi[8:])*0xd6e8feb86659fd93 ^
-		(uint64(k.Proto)<<32|uint64(k.Lo.Port())<<16|uint64(k.Hi.Port()))*0xff51afd7ed558ccd
+	h := be.Uint64(k.lo[:8])*0x9e3779b97f4a7c15 ^ be.Uint64(k.lo[8:])*0xc2b2ae3d27d4eb4f ^
+		be.Uint64(k.hi[:8])*0x165667b19e3779f9 ^ be.Uint64(k.hi[8:])*0xd6e8feb86659fd93 ^
+		(uint64(k.proto)<<32|uint64(k.loPort)<<16|uint64(k.hiPort))*0xff51afd7ed558ccd
 	return mix(h)
 }
 

@@ -148,6 +148,13 @@ func TestFlowEviction(t *testing.T) {
 	}
 }
 
+// fromNth makes p the i-th packet of a random-source flood: from the i-th
+// address, i µs in.
+func fromNth(p *capture.Packet, i int) {
+	p.Src = netip.AddrFrom4([4]byte{byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)})
+	p.Timestamp = t0.Add(time.Duration(i) * time.Microsecond)
+}
+
 // TestFlowRandomSourceFlood sends a million packets, each from a new
 // source, to an echo server: they never reach the LRU, the table stays
 // within its fixed size, and no packet allocates.
@@ -157,8 +164,7 @@ func TestFlowRandomSourceFlood(t *testing.T) {
 	i := 0
 	step := func() {
 		i++
-		p.Src = netip.AddrFrom4([4]byte{byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)})
-		p.Timestamp = t0.Add(time.Duration(i) * time.Microsecond)
+		fromNth(&p, i)
 		if f, dir := ft.Update(&p); f == nil || dir != FromOrig || f.Packets != [2]uint64{1, 0} {
 			t.Fatalf("packet %d: dir %v flow %+v", i, dir, f)
 		}
@@ -283,5 +289,52 @@ func TestFloodAllocatesNothing(t *testing.T) {
 	}
 	if s := ft.Stats(); s.Promoted != 0 || s.OneWay == 0 {
 		t.Errorf("flows %+v", s)
+	}
+}
+
+// TestFlowTwoWayFloodAllocatesNothing floods a full flow table with forged
+// conversations, a request and its reply on new addresses each: every
+// reply promotes a flow and evicts the oldest, and nothing allocates.
+func TestFlowTwoWayFloodAllocatesNothing(t *testing.T) {
+	ft, _ := NewFlows(FlowConfig{MaxFlows: 10_000, Ports: NewPortSet(7)})
+	p := udpPacket("198.51.100.1", "192.0.2.7", 1024, 7, 0, 60)
+	i := 0
+	step := func() {
+		i++
+		fromNth(&p, i)
+		ft.Update(&p)
+		r := reply(p, time.Microsecond)
+		if f, dir := ft.Update(&r); dir != FromResp || f.Packets != [2]uint64{1, 1} || f.Orig != p.SrcAddrPort() {
+			t.Fatalf("flow %d: dir %v %+v", i, dir, f)
+		}
+	}
+	for range 20_000 {
+		step()
+	}
+	if allocs := testing.AllocsPerRun(100_000, step); allocs != 0 {
+		t.Errorf("%v allocations per conversation", allocs)
+	}
+	if s := ft.Stats(); s.Active != 10_000 || s.Evicted != uint64(i-10_000) {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+// BenchmarkFlowUpdateTwoWayFlood updates a full flow table with forged
+// conversations: a request and its reply on new addresses, so that every
+// reply promotes a flow and evicts the oldest.
+func BenchmarkFlowUpdateTwoWayFlood(b *testing.B) {
+	ft, _ := NewFlows(FlowConfig{MaxFlows: 1 << 16, Ports: NewPortSet(7)})
+	p := udpPacket("198.51.100.1", "192.0.2.7", 1024, 7, 0, 60)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		if i&1 == 1 {
+			fromNth(&p, i)
+			ft.Update(&p)
+		} else {
+			r := reply(p, time.Microsecond)
+			ft.Update(&r)
+		}
 	}
 }

@@ -14,7 +14,9 @@ import (
 // loop.packets.
 //
 // Only flows seen both ways get an entry, so a one-way flood with forged
-// sources never fills the table: the flow table bounds it.
+// sources never fills the table: the flow table bounds it. A flood of
+// forged conversations (a packet each way, on new addresses) would; the
+// admission sketch keeps it out, and the loops that last in.
 type loop struct {
 	cfg   *LoopConfig
 	r     *reporter
@@ -25,10 +27,14 @@ type loop struct {
 // pairKey is a loop's two endpoints, the smaller first.
 type pairKey struct{ a, b netip.AddrPort }
 
+func (k pairKey) hash() uint64 {
+	return mix(hashAddr(k.a.Addr(), seedPair^uint64(k.a.Port())) + hashAddr(k.b.Addr(), seedPair^uint64(k.b.Port())<<16))
+}
+
 func (d *loop) init(cfg *LoopConfig, r *reporter) error {
 	d.r = r
 	var err error
-	d.pairs, err = newTable[pairKey, pair]("loop.pairs", cfg.MaxPairs, 0, func(p *pair) bool { return r.evicted(p) })
+	d.pairs, err = newTable("loop.pairs", cfg.MaxPairs, pairKey.hash, cfg.Window, func(p *pair) bool { return r.evicted(p) })
 	return err
 }
 
@@ -48,7 +54,9 @@ func (d *loop) packet(p *capture.Packet, f *Flow, dir Dir) {
 		if f == nil || f.Packets[FromOrig] == 0 || f.Packets[FromResp] == 0 {
 			return
 		}
-		e, _ = d.pairs.getOrAdd(k, 0, now)
+		if e, _ = d.pairs.getOrAdd(k, now); e == nil {
+			return
+		}
 		*e = pair{d: d, k: k}
 		e.seed(p, f, dir, fwd)
 	}

@@ -33,23 +33,47 @@ type reflection struct {
 	allow    prefixSet
 	hosts    *table[netip.Prefix, victim]
 	prefixes *table[netip.Prefix, victim] // nil when both prefix lengths are 0
+	// slots is what the victims' tallies grow into past their first few
+	// reflectors (and hosts, for a prefix), of slotsTotal.
+	slots      slotPool
+	slotsTotal int
 }
 
 const minPacketsPerReflector = 3
+
+// The tables' hashes, which the admission sketch uses too.
+func hashVictim(p netip.Prefix) uint64 { return hashAddr(p.Addr(), seedVictim) }
+func hashPrefix(p netip.Prefix) uint64 { return hashAddr(p.Addr(), seedPrefix+uint64(p.Bits())) }
 
 // init makes the detector's tables, which its settings size (see
 // Engine.apply for the rest).
 func (d *reflection) init(cfg *ReflectionConfig, r *reporter) error {
 	d.r = r
-	onEvict := func(v *victim) bool { return r.evicted(v) }
+	d.slotsTotal = cfg.MaxVictims * reflectorSlotsPerVictim
+	d.slots = slotPool{left: d.slotsTotal}
+	onEvict := func(v *victim) bool {
+		if r.evicted(v) {
+			return true
+		}
+		// Dropped, not reused: its tallies go with it.
+		d.slots.left += v.refl.held() + v.hosts.held()
+		return false
+	}
 	var err error
-	if d.hosts, err = newTable[netip.Prefix, victim]("reflection.victims", cfg.MaxVictims, cfg.Window, onEvict); err != nil {
+	if d.hosts, err = newTable("reflection.victims", cfg.MaxVictims, hashVictim, cfg.Window, onEvict); err != nil {
 		return err
 	}
 	if cfg.PrefixV4 > 0 || cfg.PrefixV6 > 0 {
-		d.prefixes, err = newTable[netip.Prefix, victim]("reflection.prefixes", cfg.MaxVictims, cfg.Window, onEvict)
+		d.prefixes, err = newTable("reflection.prefixes", cfg.MaxVictims, hashPrefix, cfg.Window, onEvict)
 	}
 	return err
+}
+
+// slotStats describes the reflector slots as a table: the slots taken, the
+// pool, and the growths refused for want of slots.
+func (d *reflection) slotStats() TableStats {
+	return TableStats{Name: "reflection.reflectors", Len: d.slotsTotal - d.slots.left, Cap: d.slotsTotal,
+		Rejected: d.slots.refused}
 }
 
 // packet takes a UDP packet that is not service-to-service; srcSvc and
@@ -82,7 +106,7 @@ func (d *reflection) packet(p *capture.Packet, srcSvc, dstSvc bool, why forgery)
 	now := p.Timestamp
 	hostOpen := false
 	pfx := netip.PrefixFrom(vic, vic.BitLen())
-	if v, made := d.hosts.getOrAdd(pfx, hashAddr(vic, seedVictim), now); v != nil {
+	if v, made := d.hosts.getOrAdd(pfx, now); v != nil {
 		if made {
 			v.init(d, pfx, false)
 		}
@@ -101,7 +125,7 @@ func (d *reflection) packet(p *capture.Packet, srcSvc, dstSvc bool, why forgery)
 	if !ok {
 		return
 	}
-	if v, made := d.prefixes.getOrAdd(pfx, hashAddr(pfx.Addr(), seedPrefix+uint64(pfx.Bits())), now); v != nil {
+	if v, made := d.prefixes.getOrAdd(pfx, now); v != nil {
 		if made {
 			v.init(d, pfx, true)
 		}
@@ -198,10 +222,10 @@ func (v *victim) count(p *capture.Packet, vic netip.Addr, refl netip.AddrPort, r
 		v.repP++
 		v.repB += uint64(p.Length)
 	}
-	v.refl.add(refl, p.Length)
+	v.refl.add(refl, p.Length, &v.d.slots)
 	v.svc.add(refl.Port())
 	if v.isPrefix {
-		v.hosts.add(netip.AddrPortFrom(vic, 0), p.Length)
+		v.hosts.add(netip.AddrPortFrom(vic, 0), p.Length, &v.d.slots)
 		if vic.Is4() {
 			o := vic.As4()[3]
 			v.octets[o>>6] |= 1 << (o & 63)

@@ -2,6 +2,7 @@ package detect
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -226,4 +227,48 @@ func TestReflectionIPv6(t *testing.T) {
 	})...)
 	h.flush()
 	h.expect("reflection/start/9000001 2a00:1450::10", "reflection/end/9000001 2a00:1450::10")
+}
+
+// TestReflectorSlotsBounded: victims hit from many reflectors grow their
+// tallies into one pool of slots, sized by max_victims; when it runs dry a
+// tally stops growing (the pool's table counts the refusals), and a victim
+// dropped from its table gives its slots back.
+func TestReflectorSlotsBounded(t *testing.T) {
+	cfg := homeConfig()
+	cfg.Reflection.MaxVictims, cfg.Reflection.PrefixV4 = 2, 0
+	h := newHarness(t, cfg)
+	slots := func() TableStats {
+		for _, tb := range h.eng.Stats().Tables {
+			if tb.Name == "reflection.reflectors" {
+				return tb
+			}
+		}
+		t.Fatal("no reflection.reflectors in the stats")
+		return TableStats{}
+	}
+	h.feed(reflected(base, 2000, 4000, 200, "10.1.0.10")...)
+	s := slots()
+	if s.Cap != 2*reflectorSlotsPerVictim || s.Len > s.Cap || s.Rejected == 0 {
+		t.Fatalf("after 200 reflectors: %+v", s)
+	}
+	if in := h.out.alerts[0].Incident; in.ReflectorCount < 24 || in.ReflectorCount >= 200 {
+		t.Errorf("reflector count %d", in.ReflectorCount)
+	}
+	// Two more victims: the first finds the pool nearly dry, the second
+	// pushes the first victim, still open, out of the table.
+	h.feed(reflected(at(3*time.Second), 800, 800, 12, "10.1.0.11")...)
+	h.feed(reflected(at(4*time.Second), 800, 800, 12, "10.1.0.12")...)
+	held := 0
+	for _, v := range []string{"10.1.0.11", "10.1.0.12"} {
+		held += h.eng.refl.hosts.get(netip.MustParsePrefix(v + "/32")).refl.held()
+	}
+	if s := slots(); s.Len != held || s.Len > s.Cap {
+		t.Errorf("after the eviction: %+v, the victims hold %d", s, held)
+	}
+	h.expect(
+		"reflection/start/9000001 10.1.0.10",
+		"reflection/start/9000001 10.1.0.11",
+		"reflection/end/9000001 10.1.0.10",
+		"reflection/start/9000001 10.1.0.12",
+	)
 }

@@ -31,6 +31,8 @@ type scanKey struct {
 	proto uint8
 }
 
+func (k scanKey) hash() uint64 { return hashAddr(k.src, seedScanner+uint64(k.proto)) }
+
 const (
 	scanSlots = 4
 	scanBits  = 2048
@@ -39,7 +41,7 @@ const (
 func (d *scan) init(cfg *ScanConfig, r *reporter) error {
 	d.r = r
 	var err error
-	d.scanners, err = newTable[scanKey, scanner]("scan.scanners", cfg.MaxScanners, cfg.Window,
+	d.scanners, err = newTable("scan.scanners", cfg.MaxScanners, scanKey.hash, cfg.Window,
 		func(s *scanner) bool { return r.evicted(s) })
 	return err
 }
@@ -61,7 +63,7 @@ func (d *scan) packet(p *capture.Packet, srcSvc bool) {
 	}
 	now := p.Timestamp
 	k := scanKey{p.Src, p.Proto}
-	s, made := d.scanners.getOrAdd(k, hashAddr(p.Src, seedScanner+uint64(p.Proto)), now)
+	s, made := d.scanners.getOrAdd(k, now)
 	if s == nil {
 		return
 	}

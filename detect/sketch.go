@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+	"unsafe"
 )
 
 // This file holds the fixed-size structures that keep per-key state bounded
@@ -26,6 +27,8 @@ const (
 	seedScanner
 	seedHost
 	seedReflector
+	seedPair
+	seedFinding
 )
 
 // mix is the splitmix64 finaliser: a fast, well-spread 64-bit hash step.
@@ -312,13 +315,46 @@ func (s *sample) lowShare() float64 {
 // tallyMin to tallyMax slots: exact for the first 3/4·tallyMax addresses.
 // Past that the table keeps its addresses and counts, and a HyperLogLog
 // seeded from it counts the distinct addresses; the busiest ones nearly
-// always arrive among the first, so the top of the list stays right.
+// always arrive among the first, so the top of the list stays right. The
+// slots past tallyMin, and the HyperLogLog, come from a slotPool that the
+// tallies of one detector share: when it runs dry, a tally stays as it is
+// and counts on in its HyperLogLog, if it has one.
 type tally struct {
-	tab   []reflector // slot hash 0: empty
-	n     int         // addresses in tab (removed ones included)
-	gone  int         // addresses removed
-	top   uint64      // packets of the busiest address
-	extra *hll        // distinct addresses once tab is full
+	tab     []reflector // slot hash 0: empty
+	n       int         // addresses in tab (removed ones included)
+	gone    int         // addresses removed
+	top     uint64      // packets of the busiest address
+	extra   *hll        // distinct addresses once tab is full; kept for reuse
+	spilled bool        // tab is full: extra counts
+}
+
+// slotPool is the reflector slots that the tallies of a detector may still
+// grow into. The slots of a tally stay its own when its entry is reused;
+// they come back only when the entry is dropped.
+type slotPool struct {
+	left    int    // slots still free
+	refused uint64 // growths refused for want of slots
+}
+
+// hllSlots is what a tally's HyperLogLog costs, in reflector slots.
+const hllSlots = (int(unsafe.Sizeof(hll{})) + int(unsafe.Sizeof(reflector{})) - 1) / int(unsafe.Sizeof(reflector{}))
+
+func (p *slotPool) take(n int) bool {
+	if n > p.left {
+		p.refused++
+		return false
+	}
+	p.left -= n
+	return true
+}
+
+// held returns the slots a tally took from its pool.
+func (t *tally) held() int {
+	n := max(len(t.tab)-tallyMin, 0)
+	if t.extra != nil {
+		n += hllSlots
+	}
+	return n
 }
 
 const (
@@ -341,14 +377,11 @@ type reflector struct {
 func (t *tally) reset() {
 	clear(t.tab)
 	t.n, t.gone, t.top = 0, 0, 0
-	if t.extra != nil {
-		t.extra.reset()
-		t.extra = nil
-	}
+	t.spilled = false
 }
 
-// add counts a packet of n bytes from ap.
-func (t *tally) add(ap netip.AddrPort, n int) {
+// add counts a packet of n bytes from ap, growing into pool.
+func (t *tally) add(ap netip.AddrPort, n int, pool *slotPool) {
 	a := ap.Addr()
 	h := hashAddr(a, seedReflector) | 1
 	if t.tab == nil {
@@ -356,8 +389,8 @@ func (t *tally) add(ap netip.AddrPort, n int) {
 	}
 	r := t.find(h, a)
 	if r == nil || r.hash == 0 {
-		if t.extra != nil || (t.n+1)*4 > len(t.tab)*3 && !t.grow() {
-			t.full(h)
+		if t.spilled || (t.n+1)*4 > len(t.tab)*3 && !t.grow(pool) {
+			t.full(h, pool)
 			return
 		}
 		r = t.find(h, a)
@@ -388,8 +421,8 @@ func (t *tally) find(h uint64, a netip.Addr) *reflector {
 }
 
 // grow doubles the table up to tallyMax slots and reports whether it did.
-func (t *tally) grow() bool {
-	if len(t.tab) >= tallyMax {
+func (t *tally) grow(pool *slotPool) bool {
+	if len(t.tab) >= tallyMax || !pool.take(len(t.tab)) {
 		return false
 	}
 	old := t.tab
@@ -403,15 +436,21 @@ func (t *tally) grow() bool {
 }
 
 // full counts an address that found no room in the table.
-func (t *tally) full(h uint64) {
-	if t.extra == nil {
-		t.extra = new(hll)
+func (t *tally) full(h uint64, pool *slotPool) {
+	if !t.spilled {
+		if t.extra == nil {
+			if !pool.take(hllSlots) {
+				return // counted nowhere: the count falls short
+			}
+			t.extra = new(hll)
+		}
 		t.extra.reset()
 		for _, r := range t.tab {
 			if r.hash != 0 && !r.removed {
 				t.extra.add(r.hash)
 			}
 		}
+		t.spilled = true
 	}
 	t.extra.add(h)
 }
@@ -435,7 +474,7 @@ func (t *tally) remove(a netip.Addr) {
 
 // count returns the number of distinct addresses.
 func (t *tally) count() int {
-	if t.extra != nil {
+	if t.spilled {
 		return max(int(math.Round(t.extra.estimate())), t.n-t.gone)
 	}
 	return t.n - t.gone

@@ -37,9 +37,11 @@ type spoof struct {
 func (d *spoof) init(cfg *SpoofedFloodConfig, r *reporter) error {
 	d.r = r
 	var err error
-	d.targets, err = newTable[netip.Addr, target]("spoofed_flood.targets", cfg.MaxTargets, cfg.Window, func(t *target) bool { return r.evicted(t) })
+	d.targets, err = newTable("spoofed_flood.targets", cfg.MaxTargets, hashTarget, cfg.Window, func(t *target) bool { return r.evicted(t) })
 	return err
 }
+
+func hashTarget(a netip.Addr) uint64 { return hashAddr(a, seedTarget) }
 
 // Why a packet looks forged.
 type forgery uint8
@@ -86,7 +88,7 @@ func (d *spoof) packet(p *capture.Packet, why forgery) {
 		return
 	}
 	now := p.Timestamp
-	t, made := d.targets.getOrAdd(p.Dst, hashAddr(p.Dst, seedTarget), now)
+	t, made := d.targets.getOrAdd(p.Dst, now)
 	if t == nil {
 		return
 	}

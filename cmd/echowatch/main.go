@@ -39,6 +39,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "echowatch: %v\nTry 'echowatch --help' for more information.\n", err)
 		return 2
 	}
+	defer limitMemory(cfg.budget())()
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{
 		// The service manager or terminal stamps the time.
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
@@ -185,7 +186,7 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 	var incidents *incidentLog
 	var alerts detect.AlertWriter = out
 	if cfg.Summary != "" || cfg.Report != "" || stderrTTY {
-		incidents = newIncidentLog(0, 0)
+		incidents = newIncidentLog(cfg.logIncidents, 0)
 		alerts = alertTee{out, incidents}
 	}
 	engine, err := detect.New(cfg.Config, alerts)

@@ -97,6 +97,7 @@ echowatch_output_dropped_total{output="stdout"} 0
 echowatch_detect_keys{table="exposed.findings"} 1
 echowatch_detect_keys{table="loop.pairs"} 1
 echowatch_detect_keys{table="reflection.prefixes"} 2
+echowatch_detect_keys{table="reflection.reflectors"} 120
 echowatch_detect_keys{table="reflection.victims"} 2
 echowatch_detect_keys{table="scan.scanners"} 1
 echowatch_detect_keys{table="spoofed_flood.targets"} 31

@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -40,7 +41,8 @@ type config struct {
 	Promiscuous   bool            `yaml:"promiscuous"`
 	Outputs       []string        `yaml:"outputs"`
 	Format        string          `yaml:"format"`
-	MaxFlows      int             `yaml:"max_flows"`
+	MaxMemory     byteSize        `yaml:"max_memory"`
+	MaxFlows      int             `yaml:"max_flows"` // 0: sized from max_memory
 	Workers       int             `yaml:"workers"`
 	Stats         bool            `yaml:"stats"`
 	StatsInterval time.Duration   `yaml:"stats_interval"`
@@ -49,6 +51,10 @@ type config struct {
 	Report        string          `yaml:"report"`
 	MetricsListen string          `yaml:"metrics_listen"`
 	Evidence      evidenceOptions `yaml:"evidence"`
+
+	// logIncidents is how many incidents the end-of-run summary keeps: its
+	// share of max_memory.
+	logIncidents int
 
 	// metricsRan, for tests, is called with the metrics server's address
 	// after the run, while the server still serves the final counters.
@@ -67,7 +73,7 @@ func defaultConfig() config {
 		Snaplen:       capture.MaxSnaplen,
 		Promiscuous:   true,
 		Outputs:       []string{"stdout"},
-		MaxFlows:      detect.DefaultMaxFlows,
+		MaxMemory:     byteSize(detect.DefaultMaxMemory),
 		Workers:       1,
 		StatsInterval: 60 * time.Second,
 		OutputOptions: defaultOutputOptions(),
@@ -102,6 +108,18 @@ func (b *byteSize) UnmarshalYAML(n *yaml.Node) error {
 	*b = byteSize(n64)
 	return nil
 }
+
+// Set and String make a byteSize a flag.Value.
+func (b *byteSize) Set(s string) error {
+	n, err := parseByteSize(s)
+	if err != nil {
+		return err
+	}
+	*b = byteSize(n)
+	return nil
+}
+
+func (b *byteSize) String() string { return detect.FormatBytes(int64(*b)) }
 
 func parseByteSize(s string) (int64, error) {
 	units := []struct {
@@ -194,7 +212,11 @@ Input:
 Detection:
       --home-net CIDRS     the networks you protect, comma-separated; decides
                            whether an incident is inbound or outbound
-      --max-flows N        flows tracked at most (default 1000000)
+      --max-memory SIZE    memory the sensor may use, which sizes every table
+                           keyed on packet data: flows, victims, scanners...
+                           (default 256MiB; 512MiB, 2GiB, ...)
+      --max-flows N        flows tracked at most (default: their share of
+                           --max-memory)
       --update-interval D  how often an open incident is re-reported
                            (packet time, default 60s)
       --end-after D        quiet time after which an incident ends (default 60s)
@@ -272,6 +294,7 @@ func newFlagSet(cfg *config, cl *commandLine) *flag.FlagSet {
 	})
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "")
 	fs.Var(&cidrFlag{listFlag{vals: &cfg.HomeNet}}, "home-net", "")
+	fs.Var(&cfg.MaxMemory, "max-memory", "")
 	fs.IntVar(&cfg.MaxFlows, "max-flows", cfg.MaxFlows, "")
 	fs.DurationVar(&cfg.UpdateInterval, "update-interval", cfg.UpdateInterval, "")
 	fs.DurationVar(&cfg.EndAfter, "end-after", cfg.EndAfter, "")
@@ -346,7 +369,10 @@ func parseArgs(args []string, stdout io.Writer, stdoutIsTerminal bool) (cfg conf
 		if cfg.SensorName == "" {
 			cfg.SensorName, _ = os.Hostname()
 		}
-		return cfg, cfg.validate()
+		if err := cfg.validate(); err != nil {
+			return cfg, err
+		}
+		return cfg, cfg.fitMemory()
 	}
 	cfg, err = load()
 	if cl.config != "" {
@@ -406,8 +432,8 @@ func (c *config) validate() error {
 		return usagef("--snaplen: %d is out of range (64 to %d)", c.Snaplen, capture.MaxSnaplen)
 	case c.Workers < 1 || c.Workers > 64:
 		return usagef("--workers: %d is out of range (1 to 64)", c.Workers)
-	case c.MaxFlows < 1 || c.MaxFlows > maxFlowsBound:
-		return usagef("--max-flows: %d is out of range (1 to %d)", c.MaxFlows, maxFlowsBound)
+	case c.MaxFlows < 0 || c.MaxFlows > maxFlowsBound:
+		return usagef("--max-flows: %d is out of range (1 to %d, or 0: sized from --max-memory)", c.MaxFlows, maxFlowsBound)
 	case c.StatsInterval < 100*time.Millisecond || c.StatsInterval > 24*time.Hour:
 		return usagef("--stats-interval: %v is out of range (100ms to 24h)", c.StatsInterval)
 	case c.MetricsListen != "" && !validListenAddr(c.MetricsListen):
@@ -447,6 +473,42 @@ func (e *evidenceOptions) validate() error {
 		return usagef("evidence.max_bytes: %d is too small (at least 1MiB)", e.MaxBytes)
 	}
 	return nil
+}
+
+// fitMemory sizes, from max_memory, the tables whose size the settings do
+// not give: the flow table, detection's, and the incident log that the
+// summary and the report are made from.
+func (c *config) fitMemory() error {
+	b := c.budget()
+	if int64(c.MaxMemory) < b.Min() {
+		workers := ""
+		if c.Workers > 1 {
+			workers = fmt.Sprintf(" for %d workers", c.Workers)
+		}
+		return usagef("--max-memory: %s is too small%s (at least %s)", detect.FormatBytes(int64(c.MaxMemory)), workers, detect.FormatBytes(b.Min()))
+	}
+	tables := append(c.Config.Tables(&c.MaxFlows), incidentLogTable(&c.logIncidents))
+	if err := detect.FitMemory(b, tables); err != nil {
+		return usagef("%s", strings.TrimPrefix(err.Error(), "detect: "))
+	}
+	return nil
+}
+
+func (c *config) budget() detect.Budget {
+	return detect.Budget{Bytes: int64(c.MaxMemory), Workers: c.Workers}
+}
+
+// limitMemory sets the Go runtime's soft memory limit from max_memory
+// (what the runtime manages of it), unless GOMEMLIMIT sets one: the
+// collector then works harder as the process nears the budget, instead
+// of letting garbage double the heap. It returns what puts the previous
+// limit back.
+func limitMemory(b detect.Budget) (restore func()) {
+	if b.GoLimit() <= 0 || os.Getenv("GOMEMLIMIT") != "" {
+		return func() {}
+	}
+	prev := debug.SetMemoryLimit(b.GoLimit())
+	return func() { debug.SetMemoryLimit(prev) }
 }
 
 // yamlError puts a YAML error on one line, in the user's terms.

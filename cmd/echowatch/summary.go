@@ -21,16 +21,29 @@ import (
 // Bounds of an incidentLog, whose keys come from packets: a spoofed flood
 // can open incidents as fast as it can forge them.
 const (
-	// defaultMaxIncidents is the most incidents a log keeps; later ones
-	// are counted, not kept.
+	// defaultMaxIncidents is the most incidents a log keeps unless
+	// max_memory says otherwise; later ones are counted, not kept.
 	defaultMaxIncidents = 10000
 	// defaultMaxPoints is the most rate samples kept per incident.
 	defaultMaxPoints = 2000
-	// pointBudget bounds the samples of all incidents together: with many
-	// incidents, each keeps fewer (never below minPoints).
-	pointBudget = 500000
-	minPoints   = 16
+	// pointsPerIncident bounds the samples of all incidents together, at
+	// this many per incident the log keeps: with many incidents, each
+	// keeps fewer (never below minPoints).
+	pointsPerIncident = 25
+	minPoints         = 16
+	// incidentBytes is what the log holds per incident it may keep, at
+	// most: the record and its share of the samples
+	// (TestIncidentLogCost measures it).
+	incidentBytes = 5120
+	// logShare is the log's percentage of the bytes max_memory leaves for
+	// tables (see detect.TableSize).
+	logShare = 4
 )
+
+// incidentLogTable is the log's claim on max_memory: n incidents.
+func incidentLogTable(n *int) detect.TableSize {
+	return detect.TableSize{Setting: "the incident log", Size: n, Bytes: incidentBytes, Share: logShare}
+}
 
 // incidentLog keeps what the end-of-run summary and the HTML report need
 // about every incident of a run: the facts of its latest alert, its peaks
@@ -42,6 +55,7 @@ const (
 type incidentLog struct {
 	maxIncidents int
 	maxPoints    int
+	points       int // samples kept of all incidents together, at most
 
 	mu      sync.Mutex
 	byID    map[string]*incidentRecord
@@ -80,7 +94,8 @@ func newIncidentLog(maxIncidents, maxPoints int) *incidentLog {
 	if maxPoints <= 0 {
 		maxPoints = defaultMaxPoints
 	}
-	return &incidentLog{maxIncidents: maxIncidents, maxPoints: max(maxPoints, 2), byID: make(map[string]*incidentRecord)}
+	return &incidentLog{maxIncidents: maxIncidents, maxPoints: max(maxPoints, 2), points: maxIncidents * pointsPerIncident,
+		byID: make(map[string]*incidentRecord)}
 }
 
 // WriteAlert records the alert's facts under its incident id.
@@ -166,14 +181,29 @@ func (l *incidentLog) record(id string, kind detect.Kind) *incidentRecord {
 	r := &incidentRecord{incidentSummary: incidentSummary{ID: id, Kind: kind}}
 	l.byID[id] = r
 	l.order = append(l.order, r)
+	// An incident keeps what it had when fewer shared the budget until
+	// its next sample, and one that has ended gets none: each time the
+	// incidents double, every timeline is cut to the share of the budget
+	// it has now, so that all of them together hold at most twice the
+	// budget (amortized, a record costs two cuts).
+	if n := len(l.order); n >= minPoints && n&(n-1) == 0 {
+		limit := l.limit()
+		for _, r := range l.order {
+			r.rates.trim(limit)
+		}
+	}
 	return r
+}
+
+// limit returns the samples an incident may keep now.
+func (l *incidentLog) limit() int {
+	return min(l.maxPoints, max(minPoints, l.points/len(l.order)))
 }
 
 // addPoint adds p to r's timeline within the per-incident share of the
 // point budget.
 func (l *incidentLog) addPoint(r *incidentRecord, p ratePoint) {
-	limit := min(l.maxPoints, max(minPoints, pointBudget/len(l.order)))
-	r.rates.add(p, limit)
+	r.rates.add(p, l.limit())
 }
 
 // count returns the incidents reported so far, kept or not.
@@ -274,6 +304,15 @@ func (s *rateSeries) add(p ratePoint, limit int) {
 	}
 	s.pts = append(s.pts, s.pend)
 	s.npend = 0
+	s.trim(limit)
+}
+
+// trim merges neighbours until the series holds fewer than limit points,
+// and gives back the memory a longer series took.
+func (s *rateSeries) trim(limit int) {
+	if len(s.pts) < limit || len(s.pts) < 2 {
+		return
+	}
 	for len(s.pts) >= limit && len(s.pts) > 1 {
 		n := 0
 		for i := 0; i < len(s.pts); i += 2 {
@@ -286,6 +325,9 @@ func (s *rateSeries) add(p ratePoint, limit int) {
 		}
 		s.pts = s.pts[:n]
 		s.stride *= 2
+	}
+	if cap(s.pts) > 2*limit {
+		s.pts = slices.Clone(s.pts)
 	}
 }
 

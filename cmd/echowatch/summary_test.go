@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/netip"
 	"reflect"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -176,11 +178,11 @@ func TestSummaryPointBudget(t *testing.T) {
 	for _, in := range log.incidents() {
 		total += len(in.Rates)
 	}
-	if total > pointBudget {
-		t.Errorf("%d points kept, more than the budget of %d", total, pointBudget)
+	if total > log.points {
+		t.Errorf("%d points kept, more than the budget of %d", total, log.points)
 	}
-	if n := len(log.incidents()[0].Rates); n > pointBudget/defaultMaxIncidents {
-		t.Errorf("an incident keeps %d points, want at most %d with the log full", n, pointBudget/defaultMaxIncidents)
+	if n := len(log.incidents()[0].Rates); n > pointsPerIncident {
+		t.Errorf("an incident keeps %d points, want at most %d with the log full", n, pointsPerIncident)
 	}
 }
 
@@ -430,5 +432,43 @@ func TestSummaryTee(t *testing.T) {
 	alertTee{a, b}.WriteAlert(&al)
 	if na, nb := a.count(), b.count(); na != 1 || nb != 1 {
 		t.Errorf("tee gave %d and %d incidents, want 1 each", na, nb)
+	}
+}
+
+// TestIncidentLogCost fills a log the costliest way: incidents that come
+// one after another with long keys, ports and an evidence file, each
+// sampled as long as its share of the point budget lets it grow before the
+// next comes. What the heap grew by, per incident, must be at most the
+// cost by which max_memory sizes the log (incidentBytes).
+func TestIncidentLogCost(t *testing.T) {
+	const n = 4096
+	heap := func() int64 {
+		runtime.GC()
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return int64(m.HeapAlloc)
+	}
+	before := heap()
+	log := newIncidentLog(n, 0)
+	var a detect.Alert
+	a.Signature = mustSig(t, detect.SIDLoop)
+	for i := range n {
+		a.Src = netip.AddrPortFrom(netip.MustParseAddr(fmt.Sprintf("2001:db8:ffff:ffff:ffff:ffff:ffff:%x", i)), 65535)
+		a.Dst = netip.AddrPortFrom(netip.MustParseAddr(fmt.Sprintf("2001:db8:eeee:eeee:eeee:eeee:eeee:%x", i)), 65535)
+		a.CaptureFile = fmt.Sprintf("/var/lib/echowatch/evidence/%016x.pcap", i)
+		a.Incident = detect.Incident{ID: fmt.Sprintf("%016x", i), Kind: detect.KindLoop, Phase: detect.PhaseStart,
+			FirstSeen: at(0), LastSeen: at(0), Endpoints: [2]netip.AddrPort{a.Src, a.Dst},
+			Ports: []uint16{1, 2, 3, 4, 5, 6, 7, 8}, Direction: "inbound"}
+		log.WriteAlert(&a)
+		for s := range log.limit() {
+			log.sample(a.Incident.ID, at(time.Duration(s)*time.Second), float64(s), 0)
+		}
+	}
+	per := (heap() - before) / n
+	runtime.KeepAlive(log)
+	t.Logf("%d bytes per incident (documented %d)", per, incidentBytes)
+	if per > incidentBytes {
+		t.Errorf("an incident takes %d bytes, more than the %d documented", per, incidentBytes)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"time"
@@ -62,6 +63,8 @@ func writeBench(kind, file string, packets, flows int, stdout io.Writer, log log
 			packets = 5_000_000
 		}
 		err = benchFlood(pw, packets)
+	default:
+		packets, err = benchMemoryFlood(pw, kind, packets)
 	}
 	if err == nil {
 		err = bw.Flush()
@@ -314,4 +317,234 @@ func scatter(x uint32) uint32 {
 	x *= 0x846ca68b
 	x ^= x >> 16
 	return x
+}
+
+// The memory floods: each is a flood shaped to fill one kind of table,
+// with the same real incidents planted inside, so that a benchmark can
+// check both the peak memory and that the incidents are still reported.
+// The flood runs for floodSeconds of packet time; the incidents run from
+// plantFrom to plantTo; one DNS exchange a second follows until tailTo,
+// so that the incidents end (end_after) while packets still move the clock.
+const (
+	floodSeconds = 40 * time.Second
+	plantFrom    = 10 * time.Second
+	plantTo      = 30 * time.Second
+	floodTailTo  = 130 * time.Second
+)
+
+// The planted incidents: 20 echo servers reflecting 400 packets a second
+// toward one victim, and an echo-chargen loop at 200 packets a second
+// each way.
+var (
+	plantedVictim  = ap(v4(198, 51, 100, 10), 40000)
+	plantedEcho    = ap(v4(198, 51, 100, 7), 7)
+	plantedChargen = ap(v4(198, 51, 100, 19), 19)
+)
+
+// floodKinds are the memory floods by -bench name, with the flood's
+// default packet count and its packets: flood(i) is the i-th packet's
+// source and destination.
+var floodKinds = map[string]struct {
+	packets int
+	flood   func(f *floodGen) func(i int) (src, dst netip.AddrPort)
+}{
+	// Every packet from a new source, IPv4 and IPv6 in turn, to one
+	// target's echo port: the victims of forged requests, the scanners,
+	// the one-way flows.
+	"sources": {10_000_000, func(f *floodGen) func(int) (netip.AddrPort, netip.AddrPort) {
+		t4, t6 := ap(v4(198, 51, 100, 77), 7), ap(v6("2001:db8:77::", 0x77), 7)
+		return func(i int) (netip.AddrPort, netip.AddrPort) {
+			if i&1 == 1 {
+				return ap(f.newAddr(true), f.port()), t6
+			}
+			return ap(f.newAddr(false), f.port()), t4
+		}
+	}},
+	// Packets to 1,000,000 targets picked at random (about ten each),
+	// from new sources: echo replies toward them (reflection victims and
+	// prefixes) and requests to their echo port (spoofed-flood targets).
+	"targets": {10_000_000, func(f *floodGen) func(int) (netip.AddrPort, netip.AddrPort) {
+		const n = 1_000_000
+		targets := make([]netip.Addr, n)
+		for i := range targets {
+			targets[i] = f.newAddr(i&1 == 1)
+		}
+		return func(i int) (netip.AddrPort, netip.AddrPort) {
+			t := targets[f.rng.IntN(n)]
+			src := f.newAddr(t.Is6())
+			if i&1 == 1 {
+				return ap(src, 7), ap(t, f.port())
+			}
+			return ap(src, f.port()), ap(t, 7)
+		}
+	}},
+	// Two-way echo flows, a request and its reply, each between two new
+	// addresses: two-way flows, exposure findings, victims.
+	"echo-flows": {4_000_000, func(f *floodGen) func(int) (netip.AddrPort, netip.AddrPort) {
+		var client, server netip.AddrPort
+		return func(i int) (netip.AddrPort, netip.AddrPort) {
+			if i&1 == 1 {
+				return server, client
+			}
+			v6 := i&2 == 2
+			client, server = ap(f.newAddr(v6), f.port()), ap(f.newAddr(v6), 7)
+			return client, server
+		}
+	}},
+	// Two-way flows between two new addresses on every pair of the loop
+	// ports in turn, one packet each way: the loop detector's pairs.
+	"loop-flows": {4_000_000, func(f *floodGen) func(int) (netip.AddrPort, netip.AddrPort) {
+		ports := []uint16{7, 11, 13, 17, 19, 37}
+		var a, b netip.AddrPort
+		return func(i int) (netip.AddrPort, netip.AddrPort) {
+			if i&1 == 1 {
+				return b, a
+			}
+			flow, v6 := i/2, i&2 == 2
+			a = ap(f.newAddr(v6), ports[flow%len(ports)])
+			b = ap(f.newAddr(v6), ports[flow/len(ports)%len(ports)])
+			return a, b
+		}
+	}},
+}
+
+// floodGen makes the packets of a memory flood: new addresses, and frames
+// patched from one template per IP version.
+type floodGen struct {
+	rng     *rand.Rand
+	pw      *pcapgo.Writer
+	special ipv4Set
+	next4   uint32
+	next6   uint64
+	frame4  []byte
+	frame6  []byte
+	id      uint16
+	sent    int // packets written
+}
+
+// newAddr returns an address no earlier call returned: a global IPv4
+// address outside the special-purpose blocks, or a global IPv6 address
+// under 2600::/8 with random upper bits, so that the flood also spreads
+// over /24 and /64 prefixes.
+func (f *floodGen) newAddr(v6 bool) netip.Addr {
+	if v6 {
+		var b [16]byte
+		binary.BigEndian.PutUint64(b[:8], 0x26<<56|f.rng.Uint64()>>8)
+		binary.BigEndian.PutUint32(b[8:], scatter(uint32(f.next6>>32)))
+		binary.BigEndian.PutUint32(b[12:], scatter(uint32(f.next6)))
+		f.next6++
+		return netip.AddrFrom16(b)
+	}
+	for {
+		a := scatter(f.next4)
+		f.next4++
+		if !f.special.contains(a) {
+			return netip.AddrFrom4([4]byte(binary.BigEndian.AppendUint32(nil, a)))
+		}
+	}
+}
+
+// port returns a random client port.
+func (f *floodGen) port() uint16 { return uint16(1024 + f.rng.IntN(64512)) }
+
+// udp writes a UDP datagram from src to dst at.
+func (f *floodGen) udp(at time.Duration, src, dst netip.AddrPort) error {
+	be := binary.BigEndian
+	var frame, udp []byte
+	if src.Addr().Is4() {
+		frame = f.frame4
+		ip := frame[14:34]
+		udp = frame[34:]
+		udp = udp[:be.Uint16(udp[4:6])] // not the Ethernet padding
+		f.id++
+		be.PutUint16(ip[4:6], f.id)
+		s, d := src.Addr().As4(), dst.Addr().As4()
+		copy(ip[12:16], s[:])
+		copy(ip[16:20], d[:])
+		be.PutUint16(ip[10:12], 0)
+		be.PutUint16(ip[10:12], gopacket.FoldChecksum(gopacket.ComputeChecksum(ip, 0)))
+		be.PutUint16(udp[0:2], src.Port())
+		be.PutUint16(udp[2:4], dst.Port())
+		be.PutUint16(udp[6:8], 0)
+		be.PutUint16(udp[6:8], udpChecksum(ip[12:20], udp))
+	} else {
+		frame = f.frame6
+		ip := frame[14:54]
+		udp = frame[54:]
+		s, d := src.Addr().As16(), dst.Addr().As16()
+		copy(ip[8:24], s[:])
+		copy(ip[24:40], d[:])
+		be.PutUint16(udp[0:2], src.Port())
+		be.PutUint16(udp[2:4], dst.Port())
+		be.PutUint16(udp[6:8], 0)
+		be.PutUint16(udp[6:8], udpChecksum(ip[8:40], udp))
+	}
+	f.sent++
+	ci := gopacket.CaptureInfo{Timestamp: epoch.Add(at), CaptureLength: len(frame), Length: len(frame)}
+	return f.pw.WritePacket(ci, frame)
+}
+
+// benchMemoryFlood writes the flood kind of packets packets (0: its
+// default), with the planted incidents and the tail, and returns the
+// number of packets written.
+func benchMemoryFlood(pw *pcapgo.Writer, kind string, packets int) (int, error) {
+	k := floodKinds[kind]
+	if packets == 0 {
+		packets = k.packets
+	}
+	b := newBuilder()
+	payload := []byte("XXXXXXXXXXXXXXXX")
+	f := &floodGen{rng: newRand("bench-" + kind), pw: pw, special: newIPv4Set(specialIPv4)}
+	f.frame4 = bytes.Clone(b.udp(pkt{src: ap(v4(1, 1, 1, 1), 1), dst: ap(v4(1, 1, 1, 2), 2), ttl: 53, srcMAC: routerMAC, dstMAC: routerMAC, payload: payload}))
+	f.frame6 = bytes.Clone(b.udp(pkt{src: ap(v6("2600::", 1), 1), dst: ap(v6("2600::", 2), 2), ttl: 53, srcMAC: routerMAC, dstMAC: routerMAC, payload: payload}))
+	flood := k.flood(f)
+
+	// The planted incidents send in rounds of every 5 ms: 2 replies from
+	// the reflectors in turn, one packet each way of the loop.
+	const round = 5 * time.Millisecond
+	reflectors := make([]netip.AddrPort, 20)
+	for i := range reflectors {
+		reflectors[i] = ap(v4(203, 0, 113, byte(100+i)), 7)
+	}
+	nextRound, r := plantFrom, 0
+	plant := func(upTo time.Duration) error {
+		for ; nextRound <= upTo && nextRound < plantTo; nextRound += round {
+			for j := range 2 {
+				if err := f.udp(nextRound, reflectors[(2*r+j)%len(reflectors)], plantedVictim); err != nil {
+					return err
+				}
+			}
+			r++
+			if err := f.udp(nextRound, plantedEcho, plantedChargen); err != nil {
+				return err
+			}
+			if err := f.udp(nextRound, plantedChargen, plantedEcho); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for i := range packets {
+		at := time.Duration(int64(floodSeconds) * int64(i) / int64(packets))
+		if err := plant(at); err != nil {
+			return f.sent, err
+		}
+		src, dst := flood(i)
+		if err := f.udp(at, src, dst); err != nil {
+			return f.sent, err
+		}
+	}
+	if err := plant(plantTo); err != nil {
+		return f.sent, err
+	}
+	client, resolver := ap(v4(192, 0, 2, 20), 40001), ap(v4(192, 0, 2, 53), 53)
+	for at := floodSeconds; at <= floodTailTo; at += time.Second {
+		if err := f.udp(at, client, resolver); err != nil {
+			return f.sent, err
+		}
+		if err := f.udp(at+time.Millisecond, resolver, client); err != nil {
+			return f.sent, err
+		}
+	}
+	return f.sent, nil
 }

@@ -15,7 +15,7 @@ import (
 
 const usage = `Usage:
   pcapgen [-v] [-out DIR]
-  pcapgen -bench mixed|flood [-packets N] [-flows N] [-v] -o FILE
+  pcapgen -bench KIND [-packets N] [-flows N] [-v] -o FILE
 
 The first form writes every committed capture under DIR (default pcaps):
 one folder per detection case (capture.pcap, and config.yaml where the case
@@ -28,6 +28,18 @@ The second form writes a benchmark capture to FILE (- for standard output):
          (default 10000000 packets)
   flood  UDP to 198.51.100.77 port 7, every packet from a new random source
          (default 5000000 packets)
+
+and the memory floods, each with the same real incidents planted inside (an
+echo reflection toward 198.51.100.10, an echo-chargen loop between
+198.51.100.7 and 198.51.100.19), over 40 s, then a packet a second to 130 s:
+  sources     every packet from a new IPv4 or IPv6 source to one echo port
+              (default 10000000 packets)
+  targets     echo requests and replies to 1000000 random targets, from new
+              sources (default 10000000 packets)
+  echo-flows  two-way echo flows, each between two new addresses
+              (default 4000000 packets: 2000000 flows)
+  loop-flows  two-way flows on every pair of the loop ports, each between
+              two new addresses (default 4000000 packets: 2000000 flows)
 
 Flags:
 `
@@ -43,7 +55,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {} // -h prints the usage to stdout below; errors only a hint
 	outDir := fs.String("out", "pcaps", "write the committed captures under `DIR`")
-	bench := fs.String("bench", "", "write a benchmark capture of `KIND` mixed or flood instead")
+	bench := fs.String("bench", "", "write a benchmark capture of `KIND` instead (see above)")
 	packets := fs.Int("packets", 0, "`N` packets in the benchmark capture (0: the kind's default)")
 	flows := fs.Int("flows", 100000, "`N` flows in the mixed benchmark capture")
 	outFile := fs.String("o", "", "write the benchmark capture to `FILE` (- for standard output)")
@@ -76,8 +88,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 				return usageError("-%s needs -bench", f)
 			}
 		}
-	case *bench != "mixed" && *bench != "flood":
-		return usageError("-bench %q: want mixed or flood", *bench)
+	case *bench != "mixed" && *bench != "flood" && floodKinds[*bench].flood == nil:
+		return usageError("-bench %q: want mixed, flood, sources, targets, echo-flows or loop-flows", *bench)
 	case set["out"]:
 		return usageError("-out writes the committed captures; with -bench use -o")
 	case *outFile == "":

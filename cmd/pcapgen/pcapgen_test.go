@@ -462,26 +462,34 @@ func ipv4Number(a netip.Addr) uint32 {
 	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
 
-func TestBenchIsDeterministicAndValid(t *testing.T) {
+// writeBenchTwice writes the benchmark capture kind twice and returns it,
+// failing unless both runs wrote the same bytes.
+func writeBenchTwice(t *testing.T, kind string, packets, flows int) []byte {
+	t.Helper()
 	dir := t.TempDir()
+	var files [2][]byte
+	for i := range files {
+		name := filepath.Join(dir, kind+strconv.Itoa(i)+".pcap")
+		if err := writeBench(kind, name, packets, flows, io.Discard, func(string, ...any) {}); err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[i] = data
+	}
+	if !bytes.Equal(files[0], files[1]) {
+		t.Fatal("two runs differ")
+	}
+	return files[0]
+}
+
+func TestBenchIsDeterministicAndValid(t *testing.T) {
 	for _, kind := range []string{"mixed", "flood"} {
 		t.Run(kind, func(t *testing.T) {
-			var files [2][]byte
-			for i := range files {
-				name := filepath.Join(dir, kind+strconv.Itoa(i)+".pcap")
-				if err := writeBench(kind, name, 20000, 2000, io.Discard, func(string, ...any) {}); err != nil {
-					t.Fatal(err)
-				}
-				data, err := os.ReadFile(name)
-				if err != nil {
-					t.Fatal(err)
-				}
-				files[i] = data
-			}
-			if !bytes.Equal(files[0], files[1]) {
-				t.Fatal("two runs differ")
-			}
-			p := decodeAll(t, files[0])
+			data := writeBenchTwice(t, kind, 20000, 2000)
+			p := decodeAll(t, data)
 			if len(p) != 20000 {
 				t.Fatalf("%d packets, want 20000", len(p))
 			}
@@ -493,7 +501,7 @@ func TestBenchIsDeterministicAndValid(t *testing.T) {
 				if len(sources) != len(p) {
 					t.Errorf("%d distinct sources in %d packets", len(sources), len(p))
 				}
-				checkFloodChecksums(t, files[0])
+				checkFloodChecksums(t, data)
 			}
 		})
 	}
@@ -504,12 +512,12 @@ func TestBenchIsDeterministicAndValid(t *testing.T) {
 func checkFloodChecksums(t *testing.T, data []byte) {
 	recs, _ := readCapture(t, data)
 	buf := gopacket.NewSerializeBuffer()
-	for _, r := range recs[:1000] {
+	for _, r := range recs[:min(len(recs), 1000)] {
 		p := gopacket.NewPacket(r.data, layers.LinkTypeEthernet, gopacket.Default)
 		eth := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
-		ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		ip := p.NetworkLayer().(gopacket.SerializableLayer)
 		udp := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
-		if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
+		if err := udp.SetNetworkLayerForChecksum(p.NetworkLayer()); err != nil {
 			t.Fatal(err)
 		}
 		err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
@@ -523,6 +531,61 @@ func checkFloodChecksums(t *testing.T, data []byte) {
 	}
 }
 
+// TestMemoryFloods checks the memory floods: the same bytes on every run,
+// frames as gopacket writes them, in time order, each kind's shape, and the
+// planted incidents whole in every one.
+func TestMemoryFloods(t *testing.T) {
+	loopPorts := map[uint16]bool{7: true, 11: true, 13: true, 17: true, 19: true, 37: true}
+	for kind := range floodKinds {
+		t.Run(kind, func(t *testing.T) {
+			const n = 4000
+			data := writeBenchTwice(t, kind, n, 0)
+			checkFloodChecksums(t, data)
+			var refl, loop, flood []decoded
+			var last time.Duration
+			for i, p := range decodeAll(t, data) {
+				if p.at < last {
+					t.Fatalf("packet %d at %v goes back in time", i+1, p.at)
+				}
+				last = p.at
+				switch {
+				case p.dst == plantedVictim.Addr():
+					refl = append(refl, p)
+				case p.src == plantedEcho.Addr() || p.src == plantedChargen.Addr():
+					loop = append(loop, p)
+				case p.at < floodSeconds:
+					flood = append(flood, p)
+				}
+			}
+			// 20 s of 5 ms rounds: two replies toward the victim, one packet
+			// each way of the loop.
+			if len(refl) != 8000 || len(loop) != 8000 || len(flood) != n {
+				t.Errorf("%d reflected, %d loop, %d flood packets; want 8000, 8000, %d", len(refl), len(loop), len(flood), n)
+			}
+			sources := map[netip.Addr]bool{}
+			for i, p := range flood {
+				sources[p.src] = true
+				switch kind {
+				case "echo-flows", "loop-flows":
+					if i%2 == 1 && (p.src != flood[i-1].dst || p.dst != flood[i-1].src || p.sport != flood[i-1].dport) {
+						t.Fatalf("packet %d does not answer the one before", i)
+					}
+					if kind == "loop-flows" && !(loopPorts[p.sport] && loopPorts[p.dport]) {
+						t.Fatalf("packet %d: ports %d, %d", i, p.sport, p.dport)
+					}
+				}
+			}
+			want := n
+			if kind == "echo-flows" || kind == "loop-flows" {
+				want = n / 2 // each address sends once, and answers once
+			}
+			if len(sources) < want {
+				t.Errorf("%d distinct sources in %d flood packets", len(sources), n)
+			}
+		})
+	}
+}
+
 func TestUsage(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -531,7 +594,7 @@ func TestUsage(t *testing.T) {
 	}{
 		{[]string{"-h"}, 0, "Usage:"},
 		{[]string{"extra"}, 2, `unexpected argument "extra"`},
-		{[]string{"-bench", "nope", "-o", "x"}, 2, "want mixed or flood"},
+		{[]string{"-bench", "nope", "-o", "x"}, 2, "want mixed, flood, sources, targets, echo-flows or loop-flows"},
 		{[]string{"-bench", "mixed"}, 2, "-bench needs -o FILE"},
 		{[]string{"-o", "x"}, 2, "-o needs -bench"},
 		{[]string{"-bench", "flood", "-flows", "3", "-o", "x"}, 2, "-flows applies to -bench mixed only"},
