@@ -2,232 +2,21 @@ package detect
 
 import (
 	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
-// lru is a bounded map that forgets its least recently used key to make
-// room for a new one. Its slots (key, value and recency links) live in
-// pages that are never moved, so a value's address stays valid while its
-// key is in the map, and they are found through an open-addressing index
-// of 32-bit slot numbers. Once it has grown to its size it allocates
-// nothing, and besides what the keys and values hold it has no pointers
-// for the garbage collector to follow: a slot costs its key, its value
-// and 8 bytes, and the index 8 bytes more per slot at most (it is kept at
-// most half full, for short probes).
-//
-// It has no lock: one goroutine owns it.
-type lru[K comparable, V any] struct {
-	hash    func(K) uint64
-	onEvict func(*K, *V) // called with the slot about to be reused
-	size    int
-	pages   [][]lruSlot[K, V]
-	index   []uint32 // slot number + 1; 0: empty
-	used    int      // slots handed out so far, live or free
-	live    int
-	free    uint32 // a free slot + 1, the next ones chained through next
-	head    uint32 // the most recently used slot + 1
-	tail    uint32 // the least recently used slot + 1
-}
-
-type lruSlot[K comparable, V any] struct {
-	key        K
-	val        V
-	prev, next uint32 // neighbours + 1 in recency order, prev the more recent
-}
-
-const (
-	lruPageBits = 10 // 1024 slots a page
-	lruPageSize = 1 << lruPageBits
-	// maxTableSize bounds a table's size: slot numbers and the index,
-	// twice as long, must fit in 32 bits.
-	maxTableSize = 1 << 30
-)
-
-// newLRU returns an empty map of at most size keys, hashed by hash. onEvict,
-// if not nil, sees each entry pushed out by the bound.
-func newLRU[K comparable, V any](size int, hash func(K) uint64, onEvict func(*K, *V)) (*lru[K, V], error) {
-	if size < 1 || size > maxTableSize {
-		return nil, errorf("size %d is out of range (1 to %d)", size, maxTableSize)
-	}
-	return &lru[K, V]{hash: hash, onEvict: onEvict, size: size}, nil
-}
-
-func (l *lru[K, V]) slot(s uint32) *lruSlot[K, V] {
-	s--
-	return &l.pages[s>>lruPageBits][s&(lruPageSize-1)]
-}
-
-// home is where hash h starts its probe in the index.
-func (l *lru[K, V]) home(h uint64) int {
-	return int(uint64(uint32(h>>32)) * uint64(len(l.index)) >> 32)
-}
-
-// find returns where k is in the index and its slot, or where it would go
-// and 0.
-func (l *lru[K, V]) find(k K, h uint64) (int, uint32) {
-	i := l.home(h)
-	for {
-		s := l.index[i]
-		if s == 0 || l.slot(s).key == k {
-			return i, s
-		}
-		if i++; i == len(l.index) {
-			i = 0
-		}
-	}
-}
-
-// get returns k's value, marked most recently used, or nil. h is k's hash.
-func (l *lru[K, V]) get(k K, h uint64) *V {
-	if l.live == 0 {
-		return nil
-	}
-	_, s := l.find(k, h)
-	if s == 0 {
-		return nil
-	}
-	l.unlink(s)
-	l.pushFront(s)
-	return &l.slot(s).val
-}
-
-// add maps k, which must be absent, to a zero value and returns it, marked
-// most recently used. A full map first evicts its least recently used key.
-// h is k's hash.
-func (l *lru[K, V]) add(k K, h uint64) *V {
-	var s uint32
-	switch {
-	case l.free != 0:
-		s = l.free
-		l.free = l.slot(s).next
-	case l.used < l.size:
-		if l.used&(lruPageSize-1) == 0 {
-			l.pages = append(l.pages, make([]lruSlot[K, V], min(lruPageSize, l.size-l.used)))
-		}
-		l.used++
-		s = uint32(l.used)
-	default:
-		s = l.tail
-		e := l.slot(s)
-		if l.onEvict != nil {
-			l.onEvict(&e.key, &e.val)
-		}
-		l.delete(e.key)
-	}
-	if (l.live+1)*2 > len(l.index) {
-		l.grow()
-	}
-	i, _ := l.find(k, h)
-	l.index[i] = s
-	e := l.slot(s)
-	var zero V
-	e.key, e.val = k, zero
-	l.pushFront(s)
-	l.live++
-	return &e.val
-}
-
-// remove takes k out of the map, if it is there.
-func (l *lru[K, V]) remove(k K, h uint64) {
-	if l.live == 0 {
-		return
-	}
-	if _, s := l.find(k, h); s != 0 {
-		l.delete(k)
-		l.slot(s).next = l.free
-		l.free = s
-	}
-}
-
-// oldest returns the least recently used key and its value, without
-// marking it used, or nils.
-func (l *lru[K, V]) oldest() (*K, *V) {
-	if l.tail == 0 {
-		return nil, nil
-	}
-	e := l.slot(l.tail)
-	return &e.key, &e.val
-}
-
-func (l *lru[K, V]) len() int { return l.live }
-
-// delete unlinks k, which is in the map, from the index and the recency
-// list, leaving its slot to the caller. Entries after it in its probe
-// run move back into the hole (linear probing's deletion without
-// tombstones), so lookups stay short however many keys come and go.
-func (l *lru[K, V]) delete(k K) {
-	i, s := l.find(k, l.hash(k))
-	l.unlink(s)
-	l.live--
-	n := len(l.index)
-	for j := i; ; {
-		l.index[i] = 0
-		for {
-			if j++; j == n {
-				j = 0
-			}
-			t := l.index[j]
-			if t == 0 {
-				return
-			}
-			// The entry at j moves to the hole at i unless its home lies
-			// cyclically within (i, j].
-			h := l.home(l.hash(l.slot(t).key))
-			if (i <= j && (h <= i || h > j)) || (i > j && h <= i && h > j) {
-				l.index[i] = t
-				i = j
-				break
-			}
-		}
-	}
-}
-
-// grow doubles the index, up to twice the map's size, and puts every key
-// back in.
-func (l *lru[K, V]) grow() {
-	n := min(max(2*len(l.index), 64), 2*l.size)
-	l.index = make([]uint32, n)
-	for s := l.head; s != 0; s = l.slot(s).next {
-		i, _ := l.find(l.slot(s).key, l.hash(l.slot(s).key))
-		l.index[i] = s
-	}
-}
-
-func (l *lru[K, V]) unlink(s uint32) {
-	e := l.slot(s)
-	if e.prev != 0 {
-		l.slot(e.prev).next = e.next
-	} else {
-		l.head = e.next
-	}
-	if e.next != 0 {
-		l.slot(e.next).prev = e.prev
-	} else {
-		l.tail = e.prev
-	}
-	e.prev, e.next = 0, 0
-}
-
-func (l *lru[K, V]) pushFront(s uint32) {
-	e := l.slot(s)
-	e.prev, e.next = 0, l.head
-	if l.head != 0 {
-		l.slot(l.head).prev = s
-	} else {
-		l.tail = s
-	}
-	l.head = s
-}
-
-// table is a bounded map from a key to a per-key entry: an LRU that counts
-// its evictions, optionally behind an admission sketch for keys an
-// attacker controls. Entries are allocated one by one, so that an entry
-// evicted while its incident is still listed as open stays valid: it is
-// not reused, and goes when nothing refers to it any more. It has no lock:
-// one goroutine owns it.
+// table is a bounded map from a key to a per-key entry: golang-lru's LRU
+// that counts its evictions, optionally behind an admission sketch for
+// keys an attacker controls. Entries are allocated one by one, so that an
+// entry evicted while its incident is still listed as open stays valid:
+// it is not reused, and goes when nothing refers to it any more. It has
+// no lock: one goroutine owns it.
 type table[K comparable, V any] struct {
 	name    string
 	size    int
-	lru     *lru[K, *V]
+	hash    func(K) uint64 // feeds the admission sketch
+	lru     *simplelru.LRU[K, *V]
 	adm     *admission // nil: every key is admitted
 	evicted uint64
 	// free holds evicted entries for reuse, with their buffers, so that
@@ -235,23 +24,23 @@ type table[K comparable, V any] struct {
 	free []*V
 }
 
-// newTable makes a table of at most size entries, hashed by hash (which
-// also feeds the admission sketch). onEvict, if not nil, is called with
-// each entry pushed out by the bound and reports whether the entry may be
-// reused (false while something else still refers to it).
+// newTable makes a table of at most size entries, hashed by hash for the
+// admission sketch. onEvict, if not nil, is called with each entry pushed
+// out by the bound and reports whether the entry may be reused (false
+// while something else still refers to it).
 func newTable[K comparable, V any](name string, size int, hash func(K) uint64, admitEpoch time.Duration, onEvict func(*V) bool) (*table[K, V], error) {
-	t := &table[K, V]{name: name, size: size}
+	t := &table[K, V]{name: name, size: size, hash: hash}
 	if admitEpoch > 0 {
 		t.adm = &admission{epoch: admitEpoch}
 	}
-	l, err := newLRU(size, hash, func(_ *K, v **V) {
+	l, err := simplelru.NewLRU[K, *V](size, func(_ K, v *V) {
 		t.evicted++
-		if onEvict == nil || onEvict(*v) {
-			t.free = append(t.free, *v)
+		if onEvict == nil || onEvict(v) {
+			t.free = append(t.free, v)
 		}
 	})
 	if err != nil {
-		return nil, errorf("%s: %w", name, err)
+		return nil, errorf("%s: size %d: %w", name, size, err)
 	}
 	t.lru = l
 	return t, nil
@@ -259,10 +48,8 @@ func newTable[K comparable, V any](name string, size int, hash func(K) uint64, a
 
 // get returns k's entry, or nil.
 func (t *table[K, V]) get(k K) *V {
-	if v := t.lru.get(k, t.lru.hash(k)); v != nil {
-		return *v
-	}
-	return nil
+	v, _ := t.lru.Get(k)
+	return v
 }
 
 // getOrAdd returns k's entry, making one if k is admitted; it returns nil
@@ -270,26 +57,24 @@ func (t *table[K, V]) get(k K) *V {
 // fill: it may be a reused one, whose old contents the caller must
 // overwrite (keeping buffers if it likes).
 func (t *table[K, V]) getOrAdd(k K, now time.Time) (v *V, made bool) {
-	h := t.lru.hash(k)
-	if v := t.lru.get(k, h); v != nil {
-		return *v, false
+	if v, ok := t.lru.Get(k); ok {
+		return v, false
 	}
-	if t.adm != nil && !t.adm.admit(h, now) {
+	if t.adm != nil && !t.adm.admit(t.hash(k), now) {
 		return nil, false
 	}
-	slot := t.lru.add(k, h)
-	// An entry evicted by this add is on the free list already.
 	if n := len(t.free); n > 0 {
 		v, t.free = t.free[n-1], t.free[:n-1]
 	} else {
 		v = new(V)
 	}
-	*slot = v
+	t.lru.Add(k, v)
+	// An entry evicted by this Add went to the free list; v is not it.
 	return v, true
 }
 
 func (t *table[K, V]) stats() TableStats {
-	s := TableStats{Name: t.name, Len: t.lru.len(), Cap: t.size, Evicted: t.evicted}
+	s := TableStats{Name: t.name, Len: t.lru.Len(), Cap: t.size, Evicted: t.evicted}
 	if t.adm != nil {
 		s.Rejected = t.adm.rejected
 	}

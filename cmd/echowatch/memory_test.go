@@ -34,7 +34,7 @@ func TestMaxMemoryErrors(t *testing.T) {
 		{[]string{"-r", demo, "--max-flows", "5000000"},
 			`^echowatch: max_flows 5000000 need 534\.1MiB, more than max_memory 256MiB leaves for tables \(170MiB\): raise max_memory to 689MiB or lower them$`},
 		{[]string{"-r", demo, "--config", tooBig},
-			`^echowatch: max_flows 1000000, exposed\.max_findings 500000 need 335\.7MiB, more than max_memory 256MiB leaves`},
+			`^echowatch: max_flows 1000000, exposed\.max_findings 500000 need 442\.5MiB, more than max_memory 256MiB leaves`},
 	} {
 		code, out, errOut := runMain(t, nil, c.args...)
 		lines := strings.Split(strings.TrimSuffix(errOut, "\n"), "\n")

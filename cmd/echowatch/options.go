@@ -55,6 +55,9 @@ type config struct {
 	// logIncidents is how many incidents the end-of-run summary keeps: its
 	// share of max_memory.
 	logIncidents int
+	// given is the table sizes as the settings gave them, before
+	// fitMemory sized those left at 0: what a reload compares.
+	given tableSizes
 
 	// metricsRan, for tests, is called with the metrics server's address
 	// after the run, while the server still serves the final counters.
@@ -475,10 +478,21 @@ func (e *evidenceOptions) validate() error {
 	return nil
 }
 
+// tableSizes are the size settings of the tables max_memory shares.
+type tableSizes struct {
+	flows, victims, pairs, targets, scanners, findings int
+}
+
+func (c *config) tableSizes() tableSizes {
+	return tableSizes{c.MaxFlows, c.Reflection.MaxVictims, c.Loop.MaxPairs,
+		c.SpoofedFlood.MaxTargets, c.Scan.MaxScanners, c.Exposed.MaxFindings}
+}
+
 // fitMemory sizes, from max_memory, the tables whose size the settings do
 // not give: the flow table, detection's, and the incident log that the
 // summary and the report are made from.
 func (c *config) fitMemory() error {
+	c.given = c.tableSizes()
 	b := c.budget()
 	if int64(c.MaxMemory) < b.Min() {
 		workers := ""

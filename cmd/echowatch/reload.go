@@ -59,6 +59,7 @@ func (r *reloader) hangup(ctx context.Context, started config) {
 	if fixed := restartOnly(started, cfg); len(fixed) > 0 {
 		r.logger.Warn("not reloaded: restart to change " + strings.Join(fixed, ", "))
 	}
+	cfg.keepSizes(started)
 	// This config supersedes one still waiting; with none waiting, the
 	// outputs stay as they are while new ones are opened.
 	r.mu.Lock()
@@ -125,6 +126,18 @@ func (r *reloader) apply() {
 	})
 }
 
+// keepSizes gives c the memory budget and the table sizes of the run as it
+// started: tables are made once, and a reload that would size them
+// otherwise (a new max_memory, a max_* changed) applies the rest.
+func (c *config) keepSizes(started config) {
+	c.MaxMemory, c.MaxFlows, c.logIncidents = started.MaxMemory, started.MaxFlows, started.logIncidents
+	c.Reflection.MaxVictims = started.Reflection.MaxVictims
+	c.Loop.MaxPairs = started.Loop.MaxPairs
+	c.SpoofedFlood.MaxTargets = started.SpoofedFlood.MaxTargets
+	c.Scan.MaxScanners = started.Scan.MaxScanners
+	c.Exposed.MaxFindings = started.Exposed.MaxFindings
+}
+
 // restartOnly names the settings that differ between the config a run
 // started with and a new one, and that a reload does not change: what
 // opened the capture, the evidence files, the end-of-run files, the
@@ -142,7 +155,14 @@ func restartOnly(started, n config) []string {
 		{"snaplen", started.Snaplen, n.Snaplen},
 		{"promiscuous", started.Promiscuous, n.Promiscuous},
 		{"workers", started.Workers, n.Workers},
-		{"max_flows", started.MaxFlows, n.MaxFlows},
+		// The sizes as given, not as max_memory made them.
+		{"max_memory", started.MaxMemory, n.MaxMemory},
+		{"max_flows", started.given.flows, n.given.flows},
+		{"reflection.max_victims", started.given.victims, n.given.victims},
+		{"loop.max_pairs", started.given.pairs, n.given.pairs},
+		{"spoofed_flood.max_targets", started.given.targets, n.given.targets},
+		{"scan.max_scanners", started.given.scanners, n.given.scanners},
+		{"exposed.max_findings", started.given.findings, n.given.findings},
 		{"user", started.User, n.User},
 		{"stats", started.Stats, n.Stats},
 		{"stats_interval", started.StatsInterval, n.StatsInterval},

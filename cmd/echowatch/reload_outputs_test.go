@@ -196,14 +196,14 @@ func TestReloadOutputs(t *testing.T) {
 			t.Errorf("bad output %s: a config was handed over", bad.url)
 		}
 	}
-	// Detection refuses a table size change: the output opened for the
-	// new file is closed unused, and the old ones stay.
+	// Detection refuses a window change: the output opened for the new
+	// file is closed unused, and the old ones stay.
 	d := filepath.Join(dir, "d.json")
-	line = h.hangup(func(c *config) { c.Reflection.MaxVictims = 5 }, "file://"+d)
-	if !strings.Contains(line, "configuration refused: detect: reflection.max_victims") {
+	line = h.hangup(func(c *config) { c.Reflection.Window = 10 * time.Second }, "file://"+d)
+	if !strings.Contains(line, "configuration refused: detect: reflection.window") {
 		t.Errorf("detection refusal: %s", line)
 	}
-	h.next.Reflection.MaxVictims = detect.DefaultConfig().Reflection.MaxVictims
+	h.next.Reflection.Window = detect.DefaultConfig().Reflection.Window
 	if got, want := h.names(), []string{"file://" + b, "file://" + c}; !slices.Equal(got, want) {
 		t.Fatalf("outputs after the refusals: %q, want %q", got, want)
 	}

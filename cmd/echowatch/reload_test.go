@@ -46,8 +46,14 @@ func testLiveReload(t *testing.T, name string, mode []string) {
 	}
 	hangup("home_net: [198.18.0.0/30]\nreflection:\n  pps: -1\n",
 		"configuration refused: detect: reflection.pps: must be positive")
-	hangup("home_net: [198.18.0.0/30]\nreflection:\n  max_victims: 5\n",
-		"configuration refused: detect: reflection.max_victims: cannot change while running")
+	hangup("home_net: [198.18.0.0/30]\nreflection:\n  window: 10s\n",
+		"configuration refused: detect: reflection.window: cannot change while running")
+	// Tables are sized once: a new size, or a new budget, waits for a
+	// restart, and the rest of the file applies.
+	if news := s.reload(t, conf, "home_net: [198.18.0.0/30]\nmax_memory: 512MiB\nreflection:\n  max_victims: 5\n  pps: 60\n"); !strings.Contains(news, "not reloaded: restart to change max_memory, reflection.max_victims") ||
+		!strings.Contains(news, "configuration reloaded") {
+		t.Fatalf("after SIGHUP with new sizes: %s", news)
+	}
 	hangup("home_net: [198.18.0.0/30]\nreflection:\n  pps: 500\n  allow: [198.18.0.1]\n",
 		"configuration reloaded")
 	if err := s.stop(); err != nil {
