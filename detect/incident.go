@@ -45,7 +45,11 @@ type track struct {
 	announced bool // its start went out
 	counted   bool // its start was counted as suppressed once
 	gone      bool // its entry was evicted while open
+	// id names the incident, made from idSeed (the Unix microsecond it
+	// counts from) when first needed: a finding held back by the alert
+	// limit, as most are in a flood, never costs its key and id strings.
 	id        string
+	idSeed    int64
 	lastAbove time.Time // last time the measure was at or above the threshold
 	nextUpd   time.Time // when the next update is due
 	rearm     time.Time // one-shot kinds: no new start before this
@@ -158,7 +162,7 @@ func (r *reporter) check(s subject, now time.Time) {
 		return
 	}
 	t.open, t.announced, t.counted, t.gone = true, false, false, false
-	t.id = incidentID(s.kind(), s.key(), t.first)
+	t.id, t.idSeed = "", t.first.UnixMicro()
 	t.nextUpd = now.Add(r.update)
 	t.peakPPS, t.peakBPS = 0, 0
 	t.peak(pps, bps)
@@ -191,7 +195,7 @@ func (r *reporter) oneShot(s subject, now time.Time, rearm time.Duration) {
 		if !t.raised.IsZero() && !t.first.After(t.raised) {
 			seed = now
 		}
-		t.id = incidentID(s.kind(), s.key(), seed)
+		t.id, t.idSeed = "", seed.UnixMicro()
 		t.counted, t.announced = false, false // a new finding, held to the limit
 		r.stats.Incidents[s.kind()]++
 		// A finding has no end: its evidence takes the key's packets for
@@ -225,7 +229,7 @@ func (r *reporter) sweep(now time.Time) {
 			t.peak(pps, bps)
 		}
 		if r.rates != nil && t.announced {
-			r.rates.IncidentRate(t.id, s.kind(), now, pps, bps)
+			r.rates.IncidentRate(idOf(s), s.kind(), now, pps, bps)
 		}
 		switch {
 		case now.Sub(t.lastAbove) >= r.endAfter:
@@ -321,7 +325,7 @@ func (r *reporter) emit(s subject, ph Phase, now time.Time, pps, bps float64) {
 	*a = Alert{
 		Time: now, Host: r.host, VLANs: a.VLANs[:0],
 		Incident: Incident{
-			Kind: k, Phase: ph, ID: t.id, FirstSeen: t.first, LastSeen: t.last,
+			Kind: k, Phase: ph, ID: idOf(s), FirstSeen: t.first, LastSeen: t.last,
 			Packets: t.packets, Bytes: t.bytes,
 			PPS: pps, BPS: bps, PeakPPS: t.peakPPS, PeakBPS: t.peakBPS,
 			Reflectors: a.Incident.Reflectors[:0], Services: a.Incident.Services[:0],
@@ -407,7 +411,7 @@ func (r *reporter) startEvidence(s subject, until time.Time) {
 	if r.evidence == nil || r.pkt == nil {
 		return
 	}
-	f := r.evidence.Create(t.id, r.pkt.LinkType)
+	f := r.evidence.Create(idOf(s), r.pkt.LinkType)
 	if f == nil {
 		return
 	}
@@ -476,6 +480,15 @@ func (r *reporter) direction(src, dst netip.Addr) string {
 		return "outbound"
 	}
 	return "unknown"
+}
+
+// idOf returns the id of s's incident, made once.
+func idOf(s subject) string {
+	t := s.lifecycle()
+	if t.id == "" {
+		t.id = incidentID(s.kind(), s.key(), time.UnixMicro(t.idSeed))
+	}
+	return t.id
 }
 
 // incidentID derives an incident's id from its kind, key and the time of
