@@ -29,6 +29,12 @@ type QueueConfig struct {
 	// stuck destination does not stall the run. Zero never waits: a live
 	// sensor must not stall its capture.
 	Wait time.Duration
+	// WaitBudget, if positive, bounds the time Enqueue spends waiting for
+	// room (see Wait) within any second: past it, a full queue drops at
+	// once until the second is over. A live sensor waits briefly, so that
+	// a burst larger than the queue still reaches a destination that keeps
+	// up, yet an output never holds the capture back for longer than that.
+	WaitBudget time.Duration
 	// MaxBatch bounds the events handed to a connection at once. Default
 	// 5000.
 	MaxBatch int
@@ -117,6 +123,10 @@ type Queue struct {
 	stalled  bool // a wait for room ran out: no more waiting until room is made
 	produced uint64
 	dropped  uint64
+	// waited is the time writers waited for room since waitFrom, for
+	// WaitBudget.
+	waitFrom time.Time
+	waited   time.Duration
 
 	delivered, rejected, failed atomic.Uint64
 	undelivered                 atomic.Uint64
@@ -176,10 +186,12 @@ func (q *Queue) Enqueue(r *Record) error {
 	}
 	q.produced++
 	// The wait runs out after Wait without progress: every settlement
-	// that made room starts it again.
+	// that made room starts it again. It runs out sooner when the budget
+	// of the second does, which is no stall.
 	var quiet *time.Timer
 	for q.pending.len()+q.inflight >= q.cfg.Size {
-		if q.cfg.Wait <= 0 || q.stalled || q.closing || q.down.Load() {
+		wait := q.mayWait(time.Now())
+		if wait <= 0 || q.stalled || q.closing || q.down.Load() {
 			q.dropped++
 			q.mu.Unlock()
 			if quiet != nil {
@@ -189,19 +201,24 @@ func (q *Queue) Enqueue(r *Record) error {
 			return ErrQueueFull
 		}
 		if quiet == nil {
-			quiet = time.NewTimer(q.cfg.Wait)
+			quiet = time.NewTimer(wait)
+		} else {
+			quiet.Reset(wait)
 		}
 		q.mu.Unlock()
+		began := time.Now()
+		timedOut := false
 		select {
 		case <-q.room:
-			quiet.Reset(q.cfg.Wait)
 		case <-quiet.C:
-			q.mu.Lock()
-			// Room may have come with the timer: then it is no stall.
-			q.stalled = q.pending.len()+q.inflight >= q.cfg.Size
-			continue
+			timedOut = true
 		}
 		q.mu.Lock()
+		q.waited += time.Since(began)
+		if timedOut && wait == q.cfg.Wait {
+			// Room may have come with the timer: then it is no stall.
+			q.stalled = q.pending.len()+q.inflight >= q.cfg.Size
+		}
 	}
 	if quiet != nil {
 		quiet.Stop()
@@ -219,6 +236,18 @@ func (q *Queue) Enqueue(r *Record) error {
 	q.mu.Unlock()
 	q.poke()
 	return nil
+}
+
+// mayWait returns how long a writer may wait for room now: Wait, or what
+// is left of WaitBudget in this second if less. q.mu is held.
+func (q *Queue) mayWait(now time.Time) time.Duration {
+	if q.cfg.Wait <= 0 || q.cfg.WaitBudget <= 0 {
+		return q.cfg.Wait
+	}
+	if now.Sub(q.waitFrom) >= time.Second {
+		q.waitFrom, q.waited = now, 0
+	}
+	return min(q.cfg.Wait, q.cfg.WaitBudget-q.waited)
 }
 
 // Redial closes the current connection once what it is sending is done

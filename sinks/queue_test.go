@@ -197,3 +197,50 @@ func TestQueueWaitersAtClose(t *testing.T) {
 		t.Errorf("%+v: the counts do not add up", s)
 	}
 }
+
+// TestQueueWaitBudget: a live output waits for room only so long in a
+// second. A destination that keeps making a little progress (a pipe read
+// in small bites) would otherwise hold a writer with Wait back to its own
+// pace for as long as it is written to; with WaitBudget the writer waits
+// that long, then drops and counts until the second is over.
+func TestQueueWaitBudget(t *testing.T) {
+	const events = 500 // about 2 s of what the reader takes
+	run := func(budget time.Duration) (time.Duration, sinks.QueueStats) {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		go func() { // slow but steady: 512 bytes every 2 ms
+			buf := make([]byte, 512)
+			for {
+				if _, err := r.Read(buf); err != nil {
+					return
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+		q := sinks.NewQueue("stdout", &sinks.Writer{W: w}, sinks.QueueConfig{Size: 10, Wait: 100 * time.Millisecond,
+			WaitBudget: budget, FlushTimeout: 100 * time.Millisecond})
+		if err := q.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		for i := range events {
+			q.Write(sinkstest.Alert(1, i))
+		}
+		took := time.Since(start)
+		q.Close()
+		w.Close()
+		return took, q.Stats()
+	}
+	paced, s := run(0)
+	if s.Dropped != 0 || paced < time.Second {
+		t.Fatalf("without a budget: %v, %+v; want the writer held to the reader's pace, nothing dropped", paced, s)
+	}
+	capped, s := run(100 * time.Millisecond)
+	if s.Dropped == 0 || capped > paced/3 {
+		t.Fatalf("with a budget of 100ms a second: %v (%v without), %+v; want drops, and the writer held back far less", capped, paced, s)
+	}
+	t.Logf("%d events to a slow reader: %v without a wait budget, %v with 100ms a second", events, paced, capped)
+}

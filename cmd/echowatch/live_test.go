@@ -242,10 +242,15 @@ func startSensor(ctx context.Context, t *testing.T, ns string, args ...string) *
 
 // startSensorAs is startSensor with the whole command line: echowatch's
 // binary (the test binary) and its arguments, or a command that runs it.
+// An empty ns runs it where the test runs.
 func startSensorAs(ctx context.Context, t *testing.T, ns string, argv []string) *liveSensor {
 	t.Helper()
 	s := &liveSensor{scanned: make(chan struct{})}
-	s.cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, argv...)...)
+	if ns == "" {
+		s.cmd = exec.CommandContext(ctx, argv[0], argv[1:]...)
+	} else {
+		s.cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, argv...)...)
+	}
 	s.cmd.Env = append(os.Environ(), "ECHOWATCH_AS_MAIN=1")
 	s.cmd.Stdout = &s.stdout
 	pipe, err := s.cmd.StderrPipe()

@@ -36,9 +36,11 @@ type outputOptions struct {
 	SensorName string       `yaml:"-"`
 	Version    string       `yaml:"-"`
 	// Wait is how long an event waits for room in a full queue whose
-	// destination is up (sinks.QueueConfig.Wait): the flush timeout when
-	// reading files, which may go as slowly as the outputs; 0 live.
-	Wait time.Duration `yaml:"-"`
+	// destination is up and makes none (sinks.QueueConfig.Wait): the
+	// flush timeout when reading files, which may go as slowly as the
+	// outputs; live, liveWait within liveWaitBudget a second.
+	Wait       time.Duration `yaml:"-"`
+	WaitBudget time.Duration `yaml:"-"`
 }
 
 // syslogOptions are the syslog outputs' settings; the query keys are the
@@ -175,11 +177,21 @@ func outputOptionsFor(cfg config, live bool) (outputOptions, error) {
 	}
 	o := cfg.OutputOptions
 	o.Format, o.SensorName, o.Version = format, cfg.SensorName, version
-	if !live {
-		o.Wait = o.FlushTimeout
+	o.Wait = o.FlushTimeout
+	if live {
+		o.Wait, o.WaitBudget = liveWait, liveWaitBudget
 	}
 	return o, nil
 }
+
+// A live sensor waits for room in an output's queue only while its
+// destination keeps up, and at most liveWaitBudget in a second: enough for
+// a burst of alerts larger than the queue to reach it, never so long that
+// the capture falls behind (the kernel's buffer holds far more).
+const (
+	liveWait       = 10 * time.Millisecond
+	liveWaitBudget = 100 * time.Millisecond
+)
 
 // openOutputs builds and starts the outputs. It fails when an output is
 // misconfigured in a way only the destination can tell (a Kafka topic that
@@ -204,7 +216,8 @@ func openOutputs(ctx context.Context, urls []string, o outputOptions, stdout io.
 func (o *outputs) build(ctx context.Context, urls []string, opts outputOptions, base *outputSet) (set *outputSet, fresh []*sinks.Queue, err error) {
 	set = &outputSet{}
 	taken := make([]bool, len(base.queues))
-	qcfg := sinks.QueueConfig{Size: opts.QueueSize, FlushTimeout: opts.FlushTimeout, Wait: opts.Wait, Logger: o.logger}
+	qcfg := sinks.QueueConfig{Size: opts.QueueSize, FlushTimeout: opts.FlushTimeout, Wait: opts.Wait,
+		WaitBudget: opts.WaitBudget, Logger: o.logger}
 	for _, raw := range urls {
 		name, d, err := parseOutput(raw, opts, o.stdout) // no I/O yet
 		if err != nil {
