@@ -149,10 +149,10 @@ func TestRestartOnly(t *testing.T) {
 	}
 }
 
-// TestOutputWaitFollowsTheRun: outputs wait for a slow destination only in
-// a run over files, as the run started: a reload that reads a file saying
-// read: instead of interface: does not make a live sensor's new outputs
-// wait.
+// TestOutputWaitFollowsTheRun: outputs wait for a slow destination as long
+// as it makes progress only in a run over files, as the run started: a
+// reload that reads a file saying read: instead of interface: does not
+// make a live sensor's new outputs wait more than a live one does.
 func TestOutputWaitFollowsTheRun(t *testing.T) {
 	cfg := defaultConfig()
 	cfg.Read, cfg.Format = []string{"x.pcap"}, "eve"
@@ -161,8 +161,9 @@ func TestOutputWaitFollowsTheRun(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := map[bool]time.Duration{false: cfg.OutputOptions.FlushTimeout, true: 0}[live]; o.Wait != want {
-			t.Errorf("live %v: outputs wait %v, want %v", live, o.Wait, want)
+		want := map[bool][2]time.Duration{false: {cfg.OutputOptions.FlushTimeout, 0}, true: {liveWait, liveWaitBudget}}[live]
+		if o.Wait != want[0] || o.WaitBudget != want[1] {
+			t.Errorf("live %v: outputs wait %v within %v a second, want %v within %v", live, o.Wait, o.WaitBudget, want[0], want[1])
 		}
 	}
 }
