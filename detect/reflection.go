@@ -198,11 +198,13 @@ type victim struct {
 
 var _ subject = (*victim)(nil)
 
-// init makes v a fresh entry, keeping the buffers of a reused one.
+// init makes v a fresh entry, keeping the buffers of a reused one: its
+// tallies' tables and HyperLogLogs, which hold slots of the pool.
 func (v *victim) init(d *reflection, pfx netip.Prefix, isPrefix bool) {
-	refl, hosts := v.refl.tab, v.hosts.tab
+	refl, hosts := v.refl, v.hosts
 	*v = victim{d: d, pfx: pfx, isPrefix: isPrefix}
-	v.refl.tab, v.hosts.tab = refl, hosts
+	v.refl.tab, v.refl.extra = refl.tab, refl.extra
+	v.hosts.tab, v.hosts.extra = hosts.tab, hosts.extra
 	v.refl.reset()
 	v.hosts.reset()
 }

@@ -272,3 +272,26 @@ func TestReflectorSlotsBounded(t *testing.T) {
 		"reflection/start/9000001 10.1.0.12",
 	)
 }
+
+// TestReflectorSlotsComeBack: victims that spilled into a HyperLogLog are
+// pushed out and their entries reused, victim after victim: the slots
+// they hold are never lost, so the pool never runs dry by churn alone.
+func TestReflectorSlotsComeBack(t *testing.T) {
+	cfg := homeConfig()
+	cfg.Reflection.MaxVictims, cfg.Reflection.PrefixV4 = 20, 0
+	cfg.EndAfter = time.Second
+	h := newHarness(t, cfg)
+	d := &h.eng.refl
+	for i := range 60 {
+		// 200 reflectors, under the threshold: no incident holds the entry.
+		start := at(time.Duration(i) * 10 * time.Second)
+		h.feed(reflected(start, 40, 200, 200, fmt.Sprintf("10.1.0.%d", 10+i))...)
+		held := 0
+		for _, v := range append(d.hosts.lru.Values(), d.hosts.free...) {
+			held += v.refl.held() + v.hosts.held()
+		}
+		if d.slots.left+held != d.slotsTotal {
+			t.Fatalf("after victim %d: %d slots free and %d held, of %d", i, d.slots.left, held, d.slotsTotal)
+		}
+	}
+}
