@@ -147,17 +147,13 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 	// Whatever the sensor writes is opened, and checked, from here on as
 	// the user it runs as: a file it could not write after the drop is an
 	// error now, not an output down for the whole run.
-	out, err := openOutputs(ctx, cfg.Outputs, oo, stdout, logger)
+	err = checkCreatable(cfg.Summary, cfg.Report)
+	var out *outputs
 	if err == nil {
-		err = checkCreatable(cfg.Summary, cfg.Report)
+		out, err = openOutputs(ctx, cfg.Outputs, oo, stdout, logger)
 	}
 	if err != nil {
-		if cfg.User != "" {
-			// The settings were valid as root (a CA file that root
-			// may read is a usage error no more): the user cannot.
-			return fmt.Errorf("%v (running as user %s)", err, cfg.User)
-		}
-		return err
+		return asUser(err, cfg.User)
 	}
 	defer out.Close() // on early returns; the end of the run closes it first
 	hup := make(chan os.Signal, 1)
@@ -341,6 +337,19 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 	return runErr
 }
 
+// asUser says which user an error at start-up happened as, after the
+// privileges were dropped. A usage error is one no more: the settings were
+// valid as root (a CA file that root may read), the user cannot use them.
+func asUser(err error, user string) error {
+	if user == "" {
+		return err
+	}
+	if ue := (*usageError)(nil); errors.As(err, &ue) {
+		return fmt.Errorf("%s (running as user %s)", ue.msg, user)
+	}
+	return fmt.Errorf("%w (running as user %s)", err, user)
+}
+
 // heldBack says what max_alerts_per_second held back over the run, by
 // kind, or "" when nothing was.
 func heldBack(s detect.Stats) string {
@@ -353,8 +362,12 @@ func heldBack(s detect.Stats) string {
 			by = append(by, fmt.Sprintf("%s %d", detect.Kind(k), n))
 		}
 	}
-	return fmt.Sprintf("max_alerts_per_second held back %d alerts (%s); the stats event counts them by kind",
-		s.Suppressed, strings.Join(by, ", "))
+	alerts := "alerts"
+	if s.Suppressed == 1 {
+		alerts = "alert"
+	}
+	return fmt.Sprintf("max_alerts_per_second held back %d %s (%s); the stats event counts them by kind",
+		s.Suppressed, alerts, strings.Join(by, ", "))
 }
 
 // startStatsTicker asks w for a stats event (and a metrics snapshot)

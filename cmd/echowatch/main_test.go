@@ -324,7 +324,7 @@ func TestParseByteSize(t *testing.T) {
 // announced still ends.
 func TestHeldBackAlertsSummarised(t *testing.T) {
 	code, out, errOut := runMain(t, nil, "-r", pcap("demo.pcap"), "--format", "eve", "--stats", "--max-alerts-per-second", "1")
-	if code != 0 || errOut != "echowatch: warning: max_alerts_per_second held back 1 alerts (exposed 1); the stats event counts them by kind\n" {
+	if code != 0 || errOut != "echowatch: warning: max_alerts_per_second held back 1 alert (exposed 1); the stats event counts them by kind\n" {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 	if !strings.Contains(out, `"exposed":{"incidents":1,"start":0,"update":0,"end":0,"suppressed":1}`) {
