@@ -67,7 +67,7 @@ type Kafka struct {
 	cfg         KafkaConfig
 	addr        net.Addr
 	transport   *kafka.Transport
-	sasl        *saslWatch // nil without SASL
+	sasl        sasl.Mechanism // nil without SASL
 	acks        kafka.RequiredAcks
 	compression kafka.Compression
 }
@@ -159,27 +159,25 @@ func NewKafka(cfg KafkaConfig) (*Kafka, error) {
 		TLS:         cfg.TLS,
 		MetadataTTL: 5 * time.Second,
 	}
-	if mech != nil {
-		k.sasl = &saslWatch{Mechanism: mech}
-		k.transport.SASL = k.sasl
-	}
+	k.sasl, k.transport.SASL = mech, mech
 	return k, nil
 }
 
-// saslWatch is a SASL mechanism that remembers whether the latest exchange
+// saslWatch is a SASL mechanism that remembers whether its exchange
 // completed. A broker that refuses the credentials may just hang up, as
 // kfake and Kafka before 1.0 do, and the client then sees only
 // "unexpected EOF", the same as a broker going away: an exchange that
-// began and never completed tells the two apart.
+// began and never completed tells the two apart. One watch serves one
+// connection (see probeAuth), so that others cannot mislead it.
 type saslWatch struct {
 	sasl.Mechanism
-	latest atomic.Pointer[saslExchange]
+	began, done atomic.Bool
 }
 
-// saslExchange is one connection's authentication.
+// saslExchange is the watched connection's authentication.
 type saslExchange struct {
 	sasl.StateMachine
-	done atomic.Bool
+	w *saslWatch
 }
 
 func (w *saslWatch) Start(ctx context.Context) (sasl.StateMachine, []byte, error) {
@@ -187,36 +185,48 @@ func (w *saslWatch) Start(ctx context.Context) (sasl.StateMachine, []byte, error
 	if err != nil {
 		return nil, nil, err
 	}
-	x := &saslExchange{StateMachine: sm}
-	w.latest.Store(x)
-	return x, ir, nil
+	w.began.Store(true)
+	return &saslExchange{StateMachine: sm, w: w}, ir, nil
 }
 
 func (x *saslExchange) Next(ctx context.Context, challenge []byte) (bool, []byte, error) {
 	done, resp, err := x.StateMachine.Next(ctx, challenge)
 	if done && err == nil {
-		x.done.Store(true)
+		x.w.done.Store(true)
 	}
 	return done, resp, err
 }
 
-// refused reports whether the latest exchange began and was cut short.
-func (w *saslWatch) refused() bool {
-	x := w.latest.Load()
-	return x != nil && !x.done.Load()
+// probeAuth authenticates to the brokers on a connection of its own, and
+// reports whether a broker refused the credentials: its answer says so,
+// or it hung up in the midst of the exchange.
+func (k *Kafka) probeAuth(ctx context.Context) bool {
+	for _, b := range k.cfg.Brokers {
+		w := &saslWatch{Mechanism: k.sasl}
+		d := &kafka.Dialer{Timeout: 5 * time.Second, ClientID: k.cfg.ClientID, TLS: k.cfg.TLS, SASLMechanism: w}
+		c, err := d.DialContext(ctx, "tcp", b)
+		if err == nil {
+			c.Close()
+			return false
+		}
+		if errors.Is(err, kafka.SASLAuthenticationFailed) || w.began.Load() && !w.done.Load() {
+			return true
+		}
+	}
+	return false
 }
 
 // authError says that the brokers refused the credentials when err is
 // what they do then: an error wrapping kafka.SASLAuthenticationFailed, or
-// a connection closed in the midst of authentication. It names the
-// mechanism and user, never the password. It returns nil for any other
-// error.
-func (k *Kafka) authError(err error) error {
+// a connection closed that a connection of probeAuth's own shows was
+// closed in the midst of authentication. It names the mechanism and user,
+// never the password. It returns nil for any other error.
+func (k *Kafka) authError(ctx context.Context, err error) error {
 	if k.sasl == nil || err == nil {
 		return nil
 	}
 	hungUp := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
-	if !errors.Is(err, kafka.SASLAuthenticationFailed) && !(hungUp && k.sasl.refused()) {
+	if !errors.Is(err, kafka.SASLAuthenticationFailed) && !(hungUp && k.probeAuth(ctx)) {
 		return nil
 	}
 	return fmt.Errorf("sinks/kafka: SASL %s %w for user %q on %s (wrong user or password?): %w",
@@ -259,7 +269,7 @@ func (k *Kafka) topic(ctx context.Context, create bool) (partitions int, err err
 		TopicNames: []string{k.cfg.Topic}, AllowAutoTopicCreation: create,
 	})
 	if err != nil {
-		if aerr := k.authError(err); aerr != nil {
+		if aerr := k.authError(ctx, err); aerr != nil {
 			return 0, aerr
 		}
 		return 0, fmt.Errorf("sinks/kafka: metadata from %s: %w", k.addr, err)
@@ -492,7 +502,7 @@ func (c *kafkaConn) round(ctx context.Context, recs []*Record) (Progress, error)
 	}
 	clear(c.msgs)
 	if firstErr != nil {
-		if err := c.k.authError(firstErr); err != nil {
+		if err := c.k.authError(ctx, firstErr); err != nil {
 			return p, err
 		}
 		return p, fmt.Errorf("sinks/kafka: produce to %s: %w", c.k.cfg.Topic, firstErr)
