@@ -26,15 +26,16 @@ type QueueConfig struct {
 	// backpressure, for a run over capture files, which may go as slowly
 	// as its outputs. An output that is down, or that made no room for
 	// Wait, drops without waiting until it makes room again, so a dead or
-	// stuck destination does not stall the run. Zero never waits: a live
-	// sensor must not stall its capture.
+	// stuck destination does not stall the run. Zero never waits; a live
+	// sensor waits briefly, within a Budget.
 	Wait time.Duration
-	// WaitBudget, if positive, bounds the time Enqueue spends waiting for
-	// room (see Wait) within any second: past it, a full queue drops at
-	// once until the second is over. A live sensor waits briefly, so that
-	// a burst larger than the queue still reaches a destination that keeps
-	// up, yet an output never holds the capture back for longer than that.
-	WaitBudget time.Duration
+	// Budget, if not nil, bounds the time Enqueue spends waiting for room
+	// (see Wait) within any second, for this queue and every other that
+	// shares it: past it, a full queue drops at once until the second is
+	// over. A live sensor waits briefly, so that a burst larger than the
+	// queue still reaches a destination that keeps up, yet its outputs
+	// together never hold the capture back for longer than that.
+	Budget *WaitBudget
 	// MaxBatch bounds the events handed to a connection at once. Default
 	// 5000.
 	MaxBatch int
@@ -123,10 +124,6 @@ type Queue struct {
 	stalled  bool // a wait for room ran out: no more waiting until room is made
 	produced uint64
 	dropped  uint64
-	// waited is the time writers waited for room since waitFrom, for
-	// WaitBudget.
-	waitFrom time.Time
-	waited   time.Duration
 
 	delivered, rejected, failed atomic.Uint64
 	undelivered                 atomic.Uint64
@@ -213,8 +210,8 @@ func (q *Queue) Enqueue(r *Record) error {
 		case <-quiet.C:
 			timedOut = true
 		}
+		q.cfg.Budget.spend(time.Since(began))
 		q.mu.Lock()
-		q.waited += time.Since(began)
 		if timedOut && wait == q.cfg.Wait {
 			// Room may have come with the timer: then it is no stall.
 			q.stalled = q.pending.len()+q.inflight >= q.cfg.Size
@@ -239,15 +236,45 @@ func (q *Queue) Enqueue(r *Record) error {
 }
 
 // mayWait returns how long a writer may wait for room now: Wait, or what
-// is left of WaitBudget in this second if less. q.mu is held.
+// is left of the budget in this second if less.
 func (q *Queue) mayWait(now time.Time) time.Duration {
-	if q.cfg.Wait <= 0 || q.cfg.WaitBudget <= 0 {
+	if q.cfg.Wait <= 0 || q.cfg.Budget == nil {
 		return q.cfg.Wait
 	}
-	if now.Sub(q.waitFrom) >= time.Second {
-		q.waitFrom, q.waited = now, 0
+	return min(q.cfg.Wait, q.cfg.Budget.left(now))
+}
+
+// WaitBudget is the time that writers may spend waiting for room in the
+// queues that share it, within any second of wall time. Its methods may
+// be called from any goroutine; a nil *WaitBudget bounds nothing.
+type WaitBudget struct {
+	mu     sync.Mutex
+	per    time.Duration
+	from   time.Time // the second being counted began
+	waited time.Duration
+}
+
+// NewWaitBudget returns a budget of per in every second.
+func NewWaitBudget(per time.Duration) *WaitBudget { return &WaitBudget{per: per} }
+
+// left returns what is left of the budget in the second of now.
+func (b *WaitBudget) left(now time.Time) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if now.Sub(b.from) >= time.Second {
+		b.from, b.waited = now, 0
 	}
-	return min(q.cfg.Wait, q.cfg.WaitBudget-q.waited)
+	return b.per - b.waited
+}
+
+// spend counts d waited.
+func (b *WaitBudget) spend(d time.Duration) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	b.waited += d
+	b.mu.Unlock()
 }
 
 // Redial closes the current connection once what it is sending is done

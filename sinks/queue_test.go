@@ -201,11 +201,11 @@ func TestQueueWaitersAtClose(t *testing.T) {
 // TestQueueWaitBudget: a live output waits for room only so long in a
 // second. A destination that keeps making a little progress (a pipe read
 // in small bites) would otherwise hold a writer with Wait back to its own
-// pace for as long as it is written to; with WaitBudget the writer waits
+// pace for as long as it is written to; with a WaitBudget the writer waits
 // that long, then drops and counts until the second is over.
 func TestQueueWaitBudget(t *testing.T) {
 	const events = 500 // about 2 s of what the reader takes
-	run := func(budget time.Duration) (time.Duration, sinks.QueueStats) {
+	run := func(budget *sinks.WaitBudget) (time.Duration, sinks.QueueStats) {
 		r, w, err := os.Pipe()
 		if err != nil {
 			t.Fatal(err)
@@ -221,7 +221,7 @@ func TestQueueWaitBudget(t *testing.T) {
 			}
 		}()
 		q := sinks.NewQueue("stdout", &sinks.Writer{W: w}, sinks.QueueConfig{Size: 10, Wait: 100 * time.Millisecond,
-			WaitBudget: budget, FlushTimeout: 100 * time.Millisecond})
+			Budget: budget, FlushTimeout: 100 * time.Millisecond})
 		if err := q.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -234,11 +234,11 @@ func TestQueueWaitBudget(t *testing.T) {
 		w.Close()
 		return took, q.Stats()
 	}
-	paced, s := run(0)
+	paced, s := run(nil)
 	if s.Dropped != 0 || paced < time.Second {
 		t.Fatalf("without a budget: %v, %+v; want the writer held to the reader's pace, nothing dropped", paced, s)
 	}
-	capped, s := run(100 * time.Millisecond)
+	capped, s := run(sinks.NewWaitBudget(100 * time.Millisecond))
 	if s.Dropped == 0 || capped > paced/3 {
 		t.Fatalf("with a budget of 100ms a second: %v (%v without), %+v; want drops, and the writer held back far less", capped, paced, s)
 	}

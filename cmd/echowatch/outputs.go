@@ -38,7 +38,8 @@ type outputOptions struct {
 	// Wait is how long an event waits for room in a full queue whose
 	// destination is up and makes none (sinks.QueueConfig.Wait): the
 	// flush timeout when reading files, which may go as slowly as the
-	// outputs; live, liveWait within liveWaitBudget a second.
+	// outputs; live, liveWait within liveWaitBudget a second for all the
+	// outputs together.
 	Wait       time.Duration `yaml:"-"`
 	WaitBudget time.Duration `yaml:"-"`
 }
@@ -103,9 +104,22 @@ type outputs struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// waits is the live outputs' shared budget of waiting (see liveWait),
+	// made for the first output that needs it; reloads keep it.
+	waits *sinks.WaitBudget
 }
 
 var _ detect.AlertWriter = (*outputs)(nil)
+
+// budget returns the outputs' shared budget of waiting for room, of per a
+// second. It is called by build, which reloads serialise.
+func (o *outputs) budget(per time.Duration) *sinks.WaitBudget {
+	if o.waits == nil {
+		o.waits = sinks.NewWaitBudget(per)
+	}
+	return o.waits
+}
 
 // outputSet is the outputs in use, in the order they were given. It is not
 // modified once published.
@@ -185,9 +199,10 @@ func outputOptionsFor(cfg config, live bool) (outputOptions, error) {
 }
 
 // A live sensor waits for room in an output's queue only while its
-// destination keeps up, and at most liveWaitBudget in a second: enough for
-// a burst of alerts larger than the queue to reach it, never so long that
-// the capture falls behind (the kernel's buffer holds far more).
+// destination keeps up, and at most liveWaitBudget in a second for all
+// its outputs together: enough for a burst of alerts larger than a queue
+// to reach its destination, never so long that the capture falls behind
+// (the kernel's buffer holds far more).
 const (
 	liveWait       = 10 * time.Millisecond
 	liveWaitBudget = 100 * time.Millisecond
@@ -217,7 +232,10 @@ func (o *outputs) build(ctx context.Context, urls []string, opts outputOptions, 
 	set = &outputSet{}
 	taken := make([]bool, len(base.queues))
 	qcfg := sinks.QueueConfig{Size: opts.QueueSize, FlushTimeout: opts.FlushTimeout, Wait: opts.Wait,
-		WaitBudget: opts.WaitBudget, Logger: o.logger}
+		Logger: o.logger}
+	if opts.WaitBudget > 0 {
+		qcfg.Budget = o.budget(opts.WaitBudget)
+	}
 	for _, raw := range urls {
 		name, d, err := parseOutput(raw, opts, o.stdout) // no I/O yet
 		if err != nil {
