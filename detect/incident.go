@@ -118,8 +118,10 @@ type reporter struct {
 	sentBy  [NumKinds]int
 	waiting [NumKinds]int
 	// heldAt is the last second a one-shot finding of the kind was held
-	// back: it waits for its key's next packet, not in active.
+	// back (when held says one was): it waits for its key's next packet,
+	// not in active.
 	heldAt [NumKinds]int64
+	held   [NumKinds]bool
 	active []subject // open incidents, in opening order
 	// evidence, if not nil, keeps the first packets of each incident; pkt
 	// is the packet being examined, during Engine.Packet. keeping lists
@@ -207,7 +209,7 @@ func (r *reporter) oneShot(s subject, now time.Time, rearm time.Duration) {
 		// Held back: the key's next packet tries again, and the kind's
 		// share is kept for it meanwhile (see admit). A noisy key cannot
 		// starve others this way: past its kind's share, it is refused.
-		r.heldAt[s.kind()] = r.second
+		r.heldAt[s.kind()], r.held[s.kind()] = r.second, true
 		return
 	}
 	t.rearm, t.raised = now.Add(rearm), now
@@ -365,7 +367,7 @@ func (r *reporter) admit(k Kind) bool {
 	if r.sentBy[k] >= share {
 		free := r.maxPerSec - r.sent
 		for j := range Kind(NumKinds) {
-			if j != k && (r.waiting[j] > 0 || r.heldAt[j] >= r.second-1) {
+			if j != k && (r.waiting[j] > 0 || r.held[j] && r.heldAt[j] >= r.second-1) {
 				free -= max(0, share-r.sentBy[j])
 			}
 		}
