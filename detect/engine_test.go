@@ -53,6 +53,26 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
+// TestRateLimitAtTimeZero: a kind alone takes the whole limit also when
+// the capture's clock starts at the Unix epoch (a device without a clock).
+func TestRateLimitAtTimeZero(t *testing.T) {
+	cfg := homeConfig()
+	cfg.MaxAlertsPerSecond = 10
+	h := newHarness(t, cfg)
+	h.feed(every(time.Unix(0, 0).UTC(), 9000, 9000, func(i int, ts time.Time) *capture.Packet {
+		return udp(ts, fmt.Sprintf("45.33.0.%d:7", 1+i%7), fmt.Sprintf("10.1.0.%d:4000", 1+i%30), nil)
+	})...)
+	starts := 0
+	for _, a := range h.out.alerts {
+		if a.Phase() == PhaseStart && a.Time.Unix() == 0 {
+			starts++
+		}
+	}
+	if starts != 10 {
+		t.Errorf("%d starts in the first second, want the limit's 10", starts)
+	}
+}
+
 // TestRateLimitFindings: one-shot findings are held to the limit too, the
 // second time a key raises one as much as the first.
 func TestRateLimitFindings(t *testing.T) {
