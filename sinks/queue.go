@@ -372,6 +372,8 @@ const (
 // settleEvery is how often a Settler is asked what it settled, and
 // hurryEvery how often while the queue is short of room (see short): a
 // destination's confirmations make room as they come, not a tick later.
+// Asked in a hurry and settling nothing (a destination that stalls), it
+// is asked half as often each time, back to settleEvery.
 const (
 	settleEvery = 50 * time.Millisecond
 	hurryEvery  = time.Millisecond
@@ -386,6 +388,7 @@ func (q *Queue) run() {
 		backoff = q.cfg.BackoffMin
 		batch   = make([]*Record, 0, q.cfg.MaxBatch)
 		timer   = time.NewTimer(settleEvery)
+		hurry   = hurryEvery
 	)
 	defer timer.Stop()
 	// fail closes a broken connection and queues again, first, what it had
@@ -444,7 +447,7 @@ func (q *Queue) run() {
 		if settler != nil {
 			every := settleEvery
 			if q.short() {
-				every = hurryEvery
+				every = hurry
 			}
 			timer.Reset(every)
 			tick = timer.C
@@ -468,6 +471,11 @@ func (q *Queue) run() {
 			}
 		case workSettle:
 			p, err = settler.Settle(q.short())
+			if p.Delivered+p.Rejected > 0 {
+				hurry = hurryEvery
+			} else {
+				hurry = min(2*hurry, settleEvery)
+			}
 		case workDrain:
 			if settler != nil {
 				p, err = settler.Drain(q.abort)

@@ -203,6 +203,8 @@ func TestSyslogPeerKeepsItsSideOpen(t *testing.T) {
 	}
 	defer ln.Close()
 	got := make(chan []byte, 1)
+	over := make(chan struct{})
+	defer close(over)
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
@@ -217,7 +219,7 @@ func TestSyslogPeerKeepsItsSideOpen(t *testing.T) {
 			all = append(all, buf[:n]...)
 			if err != nil { // our end of stream, or the deadline
 				got <- all
-				time.Sleep(10 * time.Second) // and keep the connection open
+				<-over // and keep the connection open
 				return
 			}
 		}
@@ -245,8 +247,13 @@ func TestSyslogPeerKeepsItsSideOpen(t *testing.T) {
 	if st := q.Stats(); st.Delivered != 4 || st.Lost() != 0 {
 		t.Errorf("stats %+v, want 4 delivered", st)
 	}
-	if b := <-got; bytes.Count(b, []byte(`"event_type":"alert"`)) != 4 {
-		t.Errorf("the collector read %q, want 4 alerts", b)
+	select {
+	case b := <-got:
+		if bytes.Count(b, []byte(`"event_type":"alert"`)) != 4 {
+			t.Errorf("the collector read %q, want 4 alerts", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("the collector read nothing to its end of stream")
 	}
 }
 

@@ -541,6 +541,6 @@ func yamlError(err error) string {
 // number that exists (0 asks the kernel for one).
 func validListenAddr(addr string) bool {
 	_, port, err := net.SplitHostPort(addr)
-	n, perr := strconv.ParseUint(port, 10, 16)
-	return err == nil && perr == nil && n <= 65535
+	_, ok := portNumber(port)
+	return err == nil && ok
 }

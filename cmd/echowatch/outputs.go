@@ -237,7 +237,7 @@ func (o *outputs) build(ctx context.Context, urls []string, opts outputOptions, 
 		qcfg.Budget = o.budget(opts.WaitBudget)
 	}
 	for _, raw := range urls {
-		name, d, err := parseOutput(raw, opts, o.stdout) // no I/O yet
+		name, d, err := parseOutput(raw, opts, o.stdout) // reads key files, connects to nothing
 		if err != nil {
 			closeQueues(fresh)
 			return nil, nil, err
@@ -690,13 +690,16 @@ func tlsConfig(ca, cert, key, serverName string) (*tls.Config, error) {
 
 // checkPort refuses a port that cannot exist; empty is the default port.
 func checkPort(port string) error {
-	if port == "" {
-		return nil
-	}
-	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+	if n, ok := portNumber(port); port != "" && (!ok || n == 0) {
 		return fmt.Errorf("port %q: want a number from 1 to 65535", port)
 	}
 	return nil
+}
+
+// portNumber parses a TCP or UDP port number, 0 included.
+func portNumber(s string) (uint16, bool) {
+	n, err := strconv.ParseUint(s, 10, 16)
+	return uint16(n), err == nil
 }
 
 // take returns a query value and removes it.
