@@ -207,6 +207,8 @@ func FitMemory(b Budget, tables []TableSize) error {
 // else in MiB with a fraction (168.5MiB), and small sizes in KiB or bytes.
 func FormatBytes(n int64) string {
 	switch {
+	case n >= 1<<40 && n%(1<<40) == 0:
+		return strconv.FormatInt(n>>40, 10) + "TiB"
 	case n >= 1<<30 && n%(1<<30) == 0:
 		return strconv.FormatInt(n>>30, 10) + "GiB"
 	case n >= 1<<20 && n%(1<<20) == 0:

@@ -81,6 +81,7 @@ func TestUsageErrors(t *testing.T) {
 		// they exhaust memory or overflow a time.
 		{[]string{"-r", demo, "--queue-size", "1000000000000"}, `^echowatch: --queue-size: 1000000000000 is out of range \(1 to 1000000\)$`},
 		{[]string{"-r", demo, "--max-flows", "1000000000000"}, `--max-flows: 1000000000000 is out of range`},
+		{[]string{"-r", demo, "--max-memory", "100TiB"}, `^echowatch: --max-memory: 100TiB is too large \(at most 16TiB\)$`},
 		{[]string{"-r", demo, "--flush-timeout", "2000h"}, `--flush-timeout: 2000h0m0s is out of range`},
 		{[]string{"-r", demo, "--stats-interval", "1ns"}, `--stats-interval: 1ns is out of range`},
 		{[]string{"-r", demo, "--max-alerts-per-second", "9999999999"}, `max_alerts_per_second: must be between 0 and 1000000`},

@@ -417,6 +417,9 @@ func loadConfigFile(path string, cfg *config) error {
 // was meant.
 const (
 	maxFlowsBound = 100_000_000
+	// maxMemoryBound bounds --max-memory far above any sensor's memory,
+	// and below where its arithmetic could overflow.
+	maxMemoryBound = 16 << 40
 	// maxQueueSize bounds --queue-size: each output makes room for that
 	// many events at start.
 	maxQueueSize = 1_000_000
@@ -500,6 +503,9 @@ func (c *config) fitMemory() error {
 			workers = fmt.Sprintf(" for %d workers", c.Workers)
 		}
 		return usagef("--max-memory: %s is too small%s (at least %s)", detect.FormatBytes(int64(c.MaxMemory)), workers, detect.FormatBytes(b.Min()))
+	}
+	if c.MaxMemory > maxMemoryBound {
+		return usagef("--max-memory: %s is too large (at most %s)", detect.FormatBytes(int64(c.MaxMemory)), detect.FormatBytes(maxMemoryBound))
 	}
 	tables := append(c.Config.Tables(&c.MaxFlows), incidentLogTable(&c.logIncidents))
 	if err := detect.FitMemory(b, tables); err != nil {
