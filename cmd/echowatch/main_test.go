@@ -335,3 +335,14 @@ func TestHeldBackAlertsSummarised(t *testing.T) {
 		t.Errorf("%d starts and %d ends, want 3 and 2 (a scan has no end)", s, e)
 	}
 }
+
+// TestREADMEUsage keeps the README's copy of --help true.
+func TestREADMEUsage(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "```\n"+usageText+"```\n") {
+		t.Error("README.md's usage block differs from --help")
+	}
+}

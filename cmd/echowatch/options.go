@@ -238,8 +238,8 @@ Output:
                            (options in the URL's query; see the README)
       --queue-size N       events each output holds while its destination
                            is slow or down; more are dropped and counted
-                           (default 10000; reading files, a slow output
-                           that is up is waited for instead)
+                           (default 10000, at most 1000000; reading files,
+                           a slow output that is up is waited for instead)
       --flush-timeout D    how long outputs may take to deliver what they
                            hold at exit (default 5s)
       --format FMT         eve (JSON lines) or text (readable lines; the
