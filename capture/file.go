@@ -41,6 +41,9 @@ type FileSource struct {
 	inputs []input     // one per path, in order
 	next   int         // index in inputs of the next to open
 	cur    *fileReader // the input being read (inputs[next-1]), nil between inputs
+	// pending is the second error of an input that ended with two, for
+	// the next ReadFrame to return.
+	pending error
 
 	closed atomic.Bool
 	stop   chan struct{} // closed by Close
@@ -105,8 +108,10 @@ type FileStats struct {
 	// the frames' are not counted. Both are 0 where the size says nothing
 	// of what is left to read: a compressed file, standard input, a pipe.
 	Size, Offset uint64
-	// Err is why the input ended early, an *InputError (wrapping
-	// ErrTruncated for a file cut mid-record), or nil if it was read to
+	// Err is why the input ended early or could not be seen, an
+	// *InputError: wrapping ErrTruncated for a file cut mid-record,
+	// ErrUnsupportedLinkType for a pcapng file none of whose interfaces
+	// the decoder reads (cut or not). It is nil if the input was read to
 	// its end or not reached yet.
 	Err error
 	// Damaged counts the damaged stretches skipped, Skipped their bytes.
@@ -149,11 +154,11 @@ var _ Source = (*FileSource)(nil)
 // next ReadFrame goes on with the next file, and a warning is the usual
 // answer); any other ends a file that could not be read, or none of whose
 // pcapng interfaces has a link type the decoder reads, and the next
-// ReadFrame goes on with the next file. A file damaged again and again is
-// reported a few times, then counted. FileStats keeps each file's counts
-// and error for a summary at the end (see NotReadWhole). Only a read that
-// Close interrupted returns an error wrapping os.ErrClosed, and no
-// InputError.
+// ReadFrame goes on with the next file. Such a pcapng file cut short gives
+// both errors, the cut first. A file damaged again and again is reported a
+// few times, then counted. FileStats keeps each file's counts and error
+// for a summary at the end. Only a read that Close interrupted returns an
+// error wrapping os.ErrClosed, and no InputError.
 func OpenFiles(paths []string, stdin io.Reader) (*FileSource, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("capture: no capture file given")
@@ -199,6 +204,10 @@ func (s *FileSource) ReadFrame(f *Frame) error {
 		if s.closed.Load() {
 			return errClosed()
 		}
+		if err := s.pending; err != nil {
+			s.pending = nil
+			return err
+		}
 		if s.cur == nil {
 			if s.next == len(s.inputs) {
 				return io.EOF
@@ -234,14 +243,30 @@ func (s *FileSource) ReadFrame(f *Frame) error {
 		fr := s.cur
 		s.track(nil)
 		s.cur = nil
-		if err == io.EOF {
-			if err := s.finish(in, fr); err != nil {
-				return err
-			}
-			continue
+		if err := s.end(in, fr, err); err != nil {
+			return err
 		}
-		return s.endError(in, err)
 	}
+}
+
+// end notes how input in ended: err is what its reader fr returned, io.EOF
+// at a clean end. It returns the error to report, if any. A pcapng file
+// none of whose interfaces the decoder reads is an error however it ends:
+// cut short, it has two, the cut and then that, kept for the next
+// ReadFrame.
+func (s *FileSource) end(in *input, fr *fileReader, err error) error {
+	var cut error
+	if err != io.EOF {
+		if cut = s.endError(in, err); errors.Is(cut, os.ErrClosed) {
+			return cut
+		}
+	}
+	blind := s.finish(in, fr)
+	if cut == nil {
+		return blind
+	}
+	s.pending = blind
+	return cut
 }
 
 // finish notes what the reader of input in says at its end, and returns

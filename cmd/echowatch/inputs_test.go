@@ -131,6 +131,34 @@ func TestPcapngLinkTypes(t *testing.T) {
 	if code != 0 || !regexp.MustCompile(`^echowatch: warning: capture: .*mixed\.pcapng: 2100 packets of link type 189 not decoded\n$`).MatchString(errOut) {
 		t.Errorf("a pcapng of Ethernet and link type 189: exit %d, stderr:\n%s", code, errOut)
 	}
+
+	two := write("two.pcapng", layers.LinkTypeEthernet, 189, 147)
+	code, _, errOut = runMain(t, nil, "-r", two, "--format", "eve")
+	if code != 0 || !regexp.MustCompile(`^echowatch: warning: capture: .*two\.pcapng: 2800 packets of link types 189, 147 not decoded\n$`).MatchString(errOut) {
+		t.Errorf("a pcapng of Ethernet and link types 189 and 147: exit %d, stderr:\n%s", code, errOut)
+	}
+
+	// Cut mid-block, as a capture copied while being written is: the
+	// same, and the cut is a warning besides.
+	cut := func(path string) string {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return writeTemp(t, "cut-"+filepath.Base(path), data[:len(data)-10])
+	}
+	code, out, errOut = runMain(t, nil, "-r", cut(blind), "--format", "eve")
+	if code != 1 || strings.Contains(out, `"event_type":"alert"`) ||
+		!regexp.MustCompile(`(?m)^echowatch: warning: capture: .*cut-usb\.pcapng: capture file is truncated after 4199 packets`).MatchString(errOut) ||
+		!regexp.MustCompile(`(?m)^echowatch: warning: capture: read .*cut-usb\.pcapng: unsupported link type 189: echowatch decodes Ethernet`).MatchString(errOut) ||
+		!regexp.MustCompile(`(?m)^echowatch: capture: not read whole: .*cut-usb\.pcapng$`).MatchString(errOut) {
+		t.Errorf("a pcapng of link type 189 only, cut short: exit %d, stderr:\n%s", code, errOut)
+	}
+	code, _, errOut = runMain(t, nil, "-r", cut(mixed), "--format", "eve")
+	if code != 0 || !regexp.MustCompile(`^echowatch: warning: capture: .*cut-mixed\.pcapng: capture file is truncated after 4199 packets.*\n`+
+		`echowatch: warning: capture: .*cut-mixed\.pcapng: 2099 packets of link type 189 not decoded\n$`).MatchString(errOut) {
+		t.Errorf("a pcapng of Ethernet and link type 189, cut short: exit %d, stderr:\n%s", code, errOut)
+	}
 }
 
 // A damaged pcapng block before a reflection: the reader names it, skips
