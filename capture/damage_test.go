@@ -451,6 +451,40 @@ func TestStdinNoWriter(t *testing.T) {
 	readUntilClosed(t, src)
 }
 
+// Reading standard input, which a read blocked on can leave behind,
+// allocates nothing per read; and a read that blocks still ends when the
+// source is stopped.
+func TestStdinReadAllocatesNothing(t *testing.T) {
+	stop := make(chan struct{})
+	r := capture.NewStopReader(zeros{}, stop)
+	buf := make([]byte, 4096)
+	if n, err := r.Read(buf); n != len(buf) || err != nil {
+		t.Fatalf("Read = %d, %v", n, err)
+	}
+	if n := testing.AllocsPerRun(100, func() { r.Read(buf) }); n != 0 {
+		t.Errorf("%v allocations per read", n)
+	}
+	close(stop)
+	if _, err := r.Read(buf); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("Read after the stop = %v, want os.ErrClosed", err)
+	}
+
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	stop = make(chan struct{})
+	r = capture.NewStopReader(pr, stop)
+	go func() {
+		pw.Write([]byte{1, 2, 3})
+		close(stop) // with the next read blocked, or not begun
+	}()
+	if n, err := r.Read(buf); n != 3 || err != nil {
+		t.Fatalf("Read = %d, %v", n, err)
+	}
+	if _, err := r.Read(buf); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("a blocked read stopped: %v, want os.ErrClosed", err)
+	}
+}
+
 // A named pipe whose writer comes later, and writes slowly: it is read
 // whole.
 func TestNamedPipeLateWriter(t *testing.T) {

@@ -165,7 +165,7 @@ func OpenFiles(paths []string, stdin io.Reader) (*FileSource, error) {
 	}
 	s := &FileSource{inputs: make([]input, len(paths)), stop: make(chan struct{})}
 	if stdin != nil {
-		s.stdin = &stopReader{r: stdin, stop: s.stop}
+		s.stdin = newStopReader(stdin, s.stop)
 	}
 	sawStdin := false
 	for i, p := range paths {
@@ -409,13 +409,21 @@ func (s *FileSource) open(name string) (*fileReader, error) {
 	return fr, nil
 }
 
-// stopReader reads r on another goroutine, so that a read that blocks
-// (standard input that no one writes to, which is not ours to close)
-// returns os.ErrClosed once stop is closed. The read it leaves behind
-// ends when r's writer writes or goes; its buffer is not used again.
+// stopReader reads r on a goroutine of its own, so that a read that
+// blocks (standard input that no one writes to, which is not ours to
+// close) returns os.ErrClosed once stop is closed. The goroutine is
+// started by the first Read and serves every read after it, so that a
+// read allocates nothing; it ends at stop, or at the first error, which
+// every Read returns from then on. A read that stop interrupts is left
+// behind, to end when r's writer writes or goes; its buffer is not used
+// again. Read is for one goroutine at a time.
 type stopReader struct {
-	r    io.Reader
-	stop <-chan struct{}
+	r       io.Reader
+	stop    <-chan struct{}
+	started bool
+	err     error           // the read error that ended the goroutine
+	bufs    chan []byte     // what to read into, from Read to the goroutine
+	results chan readResult // buffered: an interrupted read's does not wait
 }
 
 type readResult struct {
@@ -423,17 +431,50 @@ type readResult struct {
 	err error
 }
 
+func newStopReader(r io.Reader, stop <-chan struct{}) *stopReader {
+	return &stopReader{r: r, stop: stop, bufs: make(chan []byte), results: make(chan readResult, 1)}
+}
+
 func (s *stopReader) Read(p []byte) (int, error) {
-	done := make(chan readResult, 1)
-	go func() {
-		n, err := s.r.Read(p)
-		done <- readResult{n, err}
-	}()
 	select {
-	case r := <-done:
+	case <-s.stop:
+		return 0, os.ErrClosed
+	default:
+	}
+	if s.err != nil {
+		return 0, s.err
+	}
+	if !s.started {
+		s.started = true
+		go s.serve()
+	}
+	select {
+	case s.bufs <- p:
+	case <-s.stop:
+		return 0, os.ErrClosed
+	}
+	select {
+	case r := <-s.results:
+		s.err = r.err
 		return r.n, r.err
 	case <-s.stop:
 		return 0, os.ErrClosed
+	}
+}
+
+// serve reads r into the buffers Read hands it, until stop or an error.
+func (s *stopReader) serve() {
+	for {
+		select {
+		case p := <-s.bufs:
+			n, err := s.r.Read(p)
+			s.results <- readResult{n, err}
+			if err != nil {
+				return
+			}
+		case <-s.stop:
+			return
+		}
 	}
 }
 
