@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gopacket/gopacket/layers"
 )
 
 // ErrNotCapture is wrapped by the error for an input that is neither a
@@ -66,9 +68,9 @@ type input struct {
 	first            time.Time // guarded by FileSource.mu, as the rest
 	err              error
 	// undecoded counts the frames of link types the decoder does not
-	// read, undecodedTypes names those, when the input ends.
+	// read, undecodedTypes lists those, when the input ends.
 	undecoded      uint64
-	undecodedTypes string
+	undecodedTypes []layers.LinkType
 }
 
 // inputFormat is the format of an input as stored.
@@ -117,10 +119,11 @@ type FileStats struct {
 	// Damaged counts the damaged stretches skipped, Skipped their bytes.
 	Damaged, Skipped uint64
 	// Undecoded counts the frames of interfaces whose link type the
-	// decoder does not read (pcapng), UndecodedLinkTypes names those link
-	// types as errors do: "189 (USB Linux), 147".
+	// decoder does not read (pcapng); UndecodedLinkTypes lists those link
+	// types, the first few, in the order declared. LinkTypeNames names
+	// them as errors do.
 	Undecoded          uint64
-	UndecodedLinkTypes string
+	UndecodedLinkTypes []layers.LinkType
 }
 
 var _ Source = (*FileSource)(nil)
@@ -276,7 +279,7 @@ func (s *FileSource) finish(in *input, fr *fileReader) error {
 		return nil
 	}
 	s.mu.Lock()
-	in.undecoded, in.undecodedTypes = fr.ng.undecoded, fr.ng.undecodedNames()
+	in.undecoded, in.undecodedTypes = fr.ng.undecoded, fr.ng.undecodedTypes
 	s.mu.Unlock()
 	if err := fr.ng.finish(); err != nil {
 		return s.fail(in, fmt.Errorf("capture: read %s: %w", displayName(in.name), err))

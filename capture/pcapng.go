@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
@@ -455,18 +455,9 @@ func (r *ngReader) declare(ifc ngIface) {
 		r.decodable = true
 		return
 	}
-	if len(r.undecodedTypes) < maxUndecodedTypes && !contains(r.undecodedTypes, ifc.link) {
+	if len(r.undecodedTypes) < maxUndecodedTypes && !slices.Contains(r.undecodedTypes, ifc.link) {
 		r.undecodedTypes = append(r.undecodedTypes, ifc.link)
 	}
-}
-
-func contains(lts []layers.LinkType, lt layers.LinkType) bool {
-	for _, l := range lts {
-		if l == lt {
-			return true
-		}
-	}
-	return false
 }
 
 // iface reads an interface description block: its link type, snap length
@@ -589,14 +580,4 @@ func (r *ngReader) finish() error {
 		return nil
 	}
 	return unsupportedLinkType(r.undecodedTypes...)
-}
-
-// undecodedNames names the link types of the frames the decoder cannot
-// read, as errors do.
-func (r *ngReader) undecodedNames() string {
-	names := make([]string, len(r.undecodedTypes))
-	for i, lt := range r.undecodedTypes {
-		names[i] = linkTypeName(lt)
-	}
-	return strings.Join(names, ", ")
 }
