@@ -15,3 +15,7 @@ func SetRegionSize(n int64) (restore func()) {
 func NewStopReader(r io.Reader, stop <-chan struct{}) io.Reader {
 	return newStopReader(r, stop)
 }
+
+// Damages is how many damaged stretches the region keeps for Check to
+// report.
+func (r *Region) Damages() int { return len(r.damages) }

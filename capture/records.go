@@ -189,6 +189,28 @@ func eofIsEnd(err error) error {
 	return err
 }
 
+// skip moves w past the damaged record at its first unread byte to the
+// first offset after it from which the records read plausibly, and
+// returns the stretch skipped. why says what is wrong with the record, as
+// frame does; "" is a record of n bytes (header included) that the end of
+// the input cuts short. Such a record with nothing readable after it is a
+// cut, as a capture still being written has: io.ErrUnexpectedEOF.
+func (h pcapHeader) skip(w *window, n int, why string) (damage, error) {
+	cut := why == ""
+	if cut {
+		why = fmt.Sprintf("captured length %d runs past the end of the file", n-16)
+	}
+	at := w.pos()
+	found, err := h.resync(w)
+	if err != nil {
+		return damage{}, err
+	}
+	if cut && !found {
+		return damage{}, io.ErrUnexpectedEOF
+	}
+	return damage{at: at, what: "record", why: why, skipped: w.pos() - at, toEnd: !found, unit: "record"}, nil
+}
+
 // next fills f with the next record's frame. Errors are io.EOF at a record
 // boundary at the end, io.ErrUnexpectedEOF for a record cut short by the
 // end (with nothing readable after it), and a *damage for a damaged
@@ -200,8 +222,7 @@ func (pr *pcapRecords) next(f *Frame) error {
 			pr.w.off += n
 			return nil
 		}
-		cut := why == ""
-		if cut {
+		if why == "" {
 			err := pr.w.want(n)
 			if err == nil {
 				continue
@@ -209,19 +230,11 @@ func (pr *pcapRecords) next(f *Frame) error {
 			if err != io.ErrUnexpectedEOF || len(pr.w.bytes()) == 0 {
 				return err // the end, a gzip stream cut between records, a read error
 			}
-			why = fmt.Sprintf("captured length %d runs past the end of the file", n-16)
 		}
-		d := &damage{at: pr.w.pos(), what: "record", why: why, unit: "record"}
-		found, err := pr.hdr.resync(pr.w)
+		d, err := pr.hdr.skip(pr.w, n, why)
 		if err != nil {
 			return err
 		}
-		if cut && !found {
-			// Nothing readable after a record cut short: the input was
-			// cut, as a capture still being written is.
-			return io.ErrUnexpectedEOF
-		}
-		d.skipped, d.toEnd = pr.w.pos()-d.at, !found
-		return d
+		return &d
 	}
 }
