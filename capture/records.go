@@ -58,14 +58,24 @@ func readPcapHeader(br *bufio.Reader) (pcapHeader, error) {
 	return h, nil
 }
 
-// u32 reads a number in the file's byte order. (A binary.ByteOrder would
-// cost an indirect call per field.)
-func (h pcapHeader) u32(b []byte) uint32 {
-	if h.big {
+// u32 and u16 read a number in a file's byte order, big-endian or not. (A
+// binary.ByteOrder would cost an indirect call per field.)
+func u32(b []byte, big bool) uint32 {
+	if big {
 		return binary.BigEndian.Uint32(b)
 	}
 	return binary.LittleEndian.Uint32(b)
 }
+
+func u16(b []byte, big bool) uint16 {
+	if big {
+		return binary.BigEndian.Uint16(b)
+	}
+	return binary.LittleEndian.Uint16(b)
+}
+
+// u32 reads a number in the file's byte order.
+func (h pcapHeader) u32(b []byte) uint32 { return u32(b, h.big) }
 
 // record parses a 16-byte record header. Like pcapgo, it refuses (ok is
 // false) a record longer than the larger of the snap length and 256 KiB.
