@@ -364,9 +364,10 @@ const (
 // closed, and says whether a region's frames are the timeline's. For a
 // region it accepts, it counts the frames in FileStats and returns the
 // errors ReadFrame would have returned for them, in order, joined
-// (errors.Join): the damaged stretches skipped, and what ended the file
-// there (wrapping ErrTruncated for a file cut short). Every region must be checked, also
-// after a failure, so that its file is closed.
+// (errors.Join): the damaged stretches skipped (the first few of a file),
+// and what ended the file there (wrapping ErrTruncated for a file cut
+// short). Every region must be checked, also after a failure, so that its
+// file is closed.
 func (sp *Splitter) Check(r *Region) (Verdict, error) {
 	sf := r.file
 	if sf != sp.checked {
