@@ -45,26 +45,26 @@ func CheckLinkType(lt layers.LinkType) error {
 // unsupportedLinkType is the error for frames of the link types lts, none
 // of which the decoder decodes.
 func unsupportedLinkType(lts ...layers.LinkType) error {
-	names := make([]string, len(lts))
-	for i, lt := range lts {
-		names[i] = linkTypeName(lt)
-	}
 	plural := ""
 	if len(lts) > 1 {
 		plural = "s"
 	}
 	return fmt.Errorf("%w%s %s: echowatch decodes Ethernet, Linux cooked (SLL, SLL2), raw IP and BSD loopback",
-		ErrUnsupportedLinkType, plural, strings.Join(names, ", "))
+		ErrUnsupportedLinkType, plural, LinkTypeNames(lts))
 }
 
-// linkTypeName names a link type for people: its number, and gopacket's
-// name for it where it has one.
-func linkTypeName(lt layers.LinkType) string {
-	name := strconv.Itoa(int(lt))
-	if s := lt.String(); s != "UnknownLinkType" {
-		name += " (" + s + ")"
+// LinkTypeNames names link types for people, as errors do: each by its
+// number, and gopacket's name for it where it has one, "147, 127
+// (RadioTap)".
+func LinkTypeNames(lts []layers.LinkType) string {
+	names := make([]string, len(lts))
+	for i, lt := range lts {
+		names[i] = strconv.Itoa(int(lt))
+		if s := lt.String(); s != "UnknownLinkType" {
+			names[i] += " (" + s + ")"
+		}
 	}
-	return name
+	return strings.Join(names, ", ")
 }
 
 func isRawLinkType(lt layers.LinkType) bool {

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gopacket/gopacket/layers"
 )
 
 // ErrNotCapture is wrapped by the error for an input that is neither a
@@ -41,6 +43,9 @@ type FileSource struct {
 	inputs []input     // one per path, in order
 	next   int         // index in inputs of the next to open
 	cur    *fileReader // the input being read (inputs[next-1]), nil between inputs
+	// pending is the second error of an input that ended with two, for
+	// the next ReadFrame to return.
+	pending error
 
 	closed atomic.Bool
 	stop   chan struct{} // closed by Close
@@ -63,9 +68,9 @@ type input struct {
 	first            time.Time // guarded by FileSource.mu, as the rest
 	err              error
 	// undecoded counts the frames of link types the decoder does not
-	// read, undecodedTypes names those, when the input ends.
+	// read, undecodedTypes lists those, when the input ends.
 	undecoded      uint64
-	undecodedTypes string
+	undecodedTypes []layers.LinkType
 }
 
 // inputFormat is the format of an input as stored.
@@ -105,17 +110,20 @@ type FileStats struct {
 	// the frames' are not counted. Both are 0 where the size says nothing
 	// of what is left to read: a compressed file, standard input, a pipe.
 	Size, Offset uint64
-	// Err is why the input ended early, an *InputError (wrapping
-	// ErrTruncated for a file cut mid-record), or nil if it was read to
+	// Err is why the input ended early or could not be seen, an
+	// *InputError: wrapping ErrTruncated for a file cut mid-record,
+	// ErrUnsupportedLinkType for a pcapng file none of whose interfaces
+	// the decoder reads (cut or not). It is nil if the input was read to
 	// its end or not reached yet.
 	Err error
 	// Damaged counts the damaged stretches skipped, Skipped their bytes.
 	Damaged, Skipped uint64
 	// Undecoded counts the frames of interfaces whose link type the
-	// decoder does not read (pcapng), UndecodedLinkTypes names those link
-	// types as errors do: "189 (USB Linux), 147".
+	// decoder does not read (pcapng); UndecodedLinkTypes lists those link
+	// types, the first few, in the order declared. LinkTypeNames names
+	// them as errors do.
 	Undecoded          uint64
-	UndecodedLinkTypes string
+	UndecodedLinkTypes []layers.LinkType
 }
 
 var _ Source = (*FileSource)(nil)
@@ -149,18 +157,18 @@ var _ Source = (*FileSource)(nil)
 // next ReadFrame goes on with the next file, and a warning is the usual
 // answer); any other ends a file that could not be read, or none of whose
 // pcapng interfaces has a link type the decoder reads, and the next
-// ReadFrame goes on with the next file. A file damaged again and again is
-// reported a few times, then counted. FileStats keeps each file's counts
-// and error for a summary at the end (see NotReadWhole). Only a read that
-// Close interrupted returns an error wrapping os.ErrClosed, and no
-// InputError.
+// ReadFrame goes on with the next file. Such a pcapng file cut short gives
+// both errors, the cut first. A file damaged again and again is reported a
+// few times, then counted. FileStats keeps each file's counts and error
+// for a summary at the end. Only a read that Close interrupted returns an
+// error wrapping os.ErrClosed, and no InputError.
 func OpenFiles(paths []string, stdin io.Reader) (*FileSource, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("capture: no capture file given")
 	}
 	s := &FileSource{inputs: make([]input, len(paths)), stop: make(chan struct{})}
 	if stdin != nil {
-		s.stdin = &stopReader{r: stdin, stop: s.stop}
+		s.stdin = newStopReader(stdin, s.stop)
 	}
 	sawStdin := false
 	for i, p := range paths {
@@ -199,6 +207,10 @@ func (s *FileSource) ReadFrame(f *Frame) error {
 		if s.closed.Load() {
 			return errClosed()
 		}
+		if err := s.pending; err != nil {
+			s.pending = nil
+			return err
+		}
 		if s.cur == nil {
 			if s.next == len(s.inputs) {
 				return io.EOF
@@ -234,14 +246,30 @@ func (s *FileSource) ReadFrame(f *Frame) error {
 		fr := s.cur
 		s.track(nil)
 		s.cur = nil
-		if err == io.EOF {
-			if err := s.finish(in, fr); err != nil {
-				return err
-			}
-			continue
+		if err := s.end(in, fr, err); err != nil {
+			return err
 		}
-		return s.endError(in, err)
 	}
+}
+
+// end notes how input in ended: err is what its reader fr returned, io.EOF
+// at a clean end. It returns the error to report, if any. A pcapng file
+// none of whose interfaces the decoder reads is an error however it ends:
+// cut short, it has two, the cut and then that, kept for the next
+// ReadFrame.
+func (s *FileSource) end(in *input, fr *fileReader, err error) error {
+	var cut error
+	if err != io.EOF {
+		if cut = s.endError(in, err); errors.Is(cut, os.ErrClosed) {
+			return cut
+		}
+	}
+	blind := s.finish(in, fr)
+	if cut == nil {
+		return blind
+	}
+	s.pending = blind
+	return cut
 }
 
 // finish notes what the reader of input in says at its end, and returns
@@ -251,7 +279,7 @@ func (s *FileSource) finish(in *input, fr *fileReader) error {
 		return nil
 	}
 	s.mu.Lock()
-	in.undecoded, in.undecodedTypes = fr.ng.undecoded, fr.ng.undecodedNames()
+	in.undecoded, in.undecodedTypes = fr.ng.undecoded, fr.ng.undecodedTypes
 	s.mu.Unlock()
 	if err := fr.ng.finish(); err != nil {
 		return s.fail(in, fmt.Errorf("capture: read %s: %w", displayName(in.name), err))
@@ -384,13 +412,21 @@ func (s *FileSource) open(name string) (*fileReader, error) {
 	return fr, nil
 }
 
-// stopReader reads r on another goroutine, so that a read that blocks
-// (standard input that no one writes to, which is not ours to close)
-// returns os.ErrClosed once stop is closed. The read it leaves behind
-// ends when r's writer writes or goes; its buffer is not used again.
+// stopReader reads r on a goroutine of its own, so that a read that
+// blocks (standard input that no one writes to, which is not ours to
+// close) returns os.ErrClosed once stop is closed. The goroutine is
+// started by the first Read and serves every read after it, so that a
+// read allocates nothing; it ends at stop, or at the first error, which
+// every Read returns from then on. A read that stop interrupts is left
+// behind, to end when r's writer writes or goes; its buffer is not used
+// again. Read is for one goroutine at a time.
 type stopReader struct {
-	r    io.Reader
-	stop <-chan struct{}
+	r       io.Reader
+	stop    <-chan struct{}
+	started bool
+	err     error           // the read error that ended the goroutine
+	bufs    chan []byte     // what to read into, from Read to the goroutine
+	results chan readResult // buffered: an interrupted read's does not wait
 }
 
 type readResult struct {
@@ -398,17 +434,50 @@ type readResult struct {
 	err error
 }
 
+func newStopReader(r io.Reader, stop <-chan struct{}) *stopReader {
+	return &stopReader{r: r, stop: stop, bufs: make(chan []byte), results: make(chan readResult, 1)}
+}
+
 func (s *stopReader) Read(p []byte) (int, error) {
-	done := make(chan readResult, 1)
-	go func() {
-		n, err := s.r.Read(p)
-		done <- readResult{n, err}
-	}()
 	select {
-	case r := <-done:
+	case <-s.stop:
+		return 0, os.ErrClosed
+	default:
+	}
+	if s.err != nil {
+		return 0, s.err
+	}
+	if !s.started {
+		s.started = true
+		go s.serve()
+	}
+	select {
+	case s.bufs <- p:
+	case <-s.stop:
+		return 0, os.ErrClosed
+	}
+	select {
+	case r := <-s.results:
+		s.err = r.err
 		return r.n, r.err
 	case <-s.stop:
 		return 0, os.ErrClosed
+	}
+}
+
+// serve reads r into the buffers Read hands it, until stop or an error.
+func (s *stopReader) serve() {
+	for {
+		select {
+		case p := <-s.bufs:
+			n, err := s.r.Read(p)
+			s.results <- readResult{n, err}
+			if err != nil {
+				return
+			}
+		case <-s.stop:
+			return
+		}
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -407,7 +408,7 @@ func TestOpenFilesFormats(t *testing.T) {
 				// TestFileStatsPosition checks them.
 				got[i].First, got[i].Size, got[i].Offset = time.Time{}, 0, 0
 			}
-			if !slices.Equal(got, want) {
+			if !reflect.DeepEqual(got, want) {
 				t.Errorf("FileStats() = %+v, want %+v", got, want)
 			}
 		})
@@ -440,7 +441,7 @@ func TestOpenFilesTimeline(t *testing.T) {
 		{Name: "-", Frames: 2, Bytes: 60 + 1, First: recs[1].ts},
 		{Name: c, Frames: 1, Bytes: 1, First: recs[2].ts},
 	}
-	if got := src.FileStats(); !slices.Equal(got, wantStats) {
+	if got := src.FileStats(); !reflect.DeepEqual(got, wantStats) {
 		t.Errorf("FileStats() = %+v, want %+v", got, wantStats)
 	}
 	// The end is sticky.
@@ -480,7 +481,7 @@ func TestFileStatsPosition(t *testing.T) {
 		{Name: c},
 		{Name: "-"},
 	}
-	if got := src.FileStats(); !slices.Equal(got, want) {
+	if got := src.FileStats(); !reflect.DeepEqual(got, want) {
 		t.Errorf("after a frame:\n got %+v\nwant %+v", got, want)
 	}
 
@@ -491,7 +492,7 @@ func TestFileStatsPosition(t *testing.T) {
 		{Name: c, Frames: 3, Bytes: 103, First: first},
 		{Name: "-", Frames: 3, Bytes: 103, First: first},
 	}
-	if got := src.FileStats(); !slices.Equal(got, want) {
+	if got := src.FileStats(); !reflect.DeepEqual(got, want) {
 		t.Errorf("at the end:\n got %+v\nwant %+v", got, want)
 	}
 }

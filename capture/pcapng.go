@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
@@ -143,20 +143,6 @@ func ngMinLength(typ uint32) uint32 {
 	return 12
 }
 
-func u32(b []byte, big bool) uint32 {
-	if big {
-		return binary.BigEndian.Uint32(b)
-	}
-	return binary.LittleEndian.Uint32(b)
-}
-
-func u16(b []byte, big bool) uint16 {
-	if big {
-		return binary.BigEndian.Uint16(b)
-	}
-	return binary.LittleEndian.Uint16(b)
-}
-
 // newNgReader reads a pcapng file from w, which holds its start, up to its
 // first section of a version it reads: 1.0, or 1.2, which libpcap takes as
 // 1.0.
@@ -218,23 +204,35 @@ func (r *ngReader) head(b []byte) (typ, n uint32, big, ok bool) {
 
 // saneLength reports whether n can be the length of a block of type typ.
 func saneLength(typ, n uint32) bool {
-	return n <= maxBlock && n%4 == 0 && n >= ngMinLength(typ)
+	format, _ := lengthProblem(typ, n)
+	return format == ""
 }
 
 // headProblem says what is wrong with the type and length that head read
 // at the start of b, or "" if nothing is.
 func headProblem(b []byte, typ, n uint32, ok bool) string {
-	switch {
-	case !ok:
+	if !ok {
 		return fmt.Sprintf("byte-order magic %08x is not %08x", binary.LittleEndian.Uint32(b[8:]), uint32(ngMagic))
-	case n > maxBlock:
-		return fmt.Sprintf("block length %d is over %d MiB", n, maxBlock>>20)
-	case n%4 != 0:
-		return fmt.Sprintf("block length %d is not a multiple of 4", n)
-	case n < ngMinLength(typ):
-		return fmt.Sprintf("block length %d is shorter than %d", n, ngMinLength(typ))
+	}
+	if format, limit := lengthProblem(typ, n); format != "" {
+		return fmt.Sprintf(format, n, limit)
 	}
 	return ""
+}
+
+// lengthProblem says what is wrong with n as the length of a block of type
+// typ, as a format for n and limit, or "" if nothing is. It formats
+// nothing, for resync, which asks it at every offset it tries.
+func lengthProblem(typ, n uint32) (format string, limit uint32) {
+	switch {
+	case n > maxBlock:
+		return "block length %d is over %d MiB", maxBlock >> 20
+	case n%4 != 0:
+		return "block length %d is not a multiple of %d", 4
+	case n < ngMinLength(typ):
+		return "block length %d is shorter than %d", ngMinLength(typ)
+	}
+	return "", 0
 }
 
 // section starts the section whose header block b is.
@@ -455,18 +453,9 @@ func (r *ngReader) declare(ifc ngIface) {
 		r.decodable = true
 		return
 	}
-	if len(r.undecodedTypes) < maxUndecodedTypes && !contains(r.undecodedTypes, ifc.link) {
+	if len(r.undecodedTypes) < maxUndecodedTypes && !slices.Contains(r.undecodedTypes, ifc.link) {
 		r.undecodedTypes = append(r.undecodedTypes, ifc.link)
 	}
-}
-
-func contains(lts []layers.LinkType, lt layers.LinkType) bool {
-	for _, l := range lts {
-		if l == lt {
-			return true
-		}
-	}
-	return false
 }
 
 // iface reads an interface description block: its link type, snap length
@@ -589,14 +578,4 @@ func (r *ngReader) finish() error {
 		return nil
 	}
 	return unsupportedLinkType(r.undecodedTypes...)
-}
-
-// undecodedNames names the link types of the frames the decoder cannot
-// read, as errors do.
-func (r *ngReader) undecodedNames() string {
-	names := make([]string, len(r.undecodedTypes))
-	for i, lt := range r.undecodedTypes {
-		names[i] = linkTypeName(lt)
-	}
-	return strings.Join(names, ", ")
 }

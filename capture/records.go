@@ -58,14 +58,24 @@ func readPcapHeader(br *bufio.Reader) (pcapHeader, error) {
 	return h, nil
 }
 
-// u32 reads a number in the file's byte order. (A binary.ByteOrder would
-// cost an indirect call per field.)
-func (h pcapHeader) u32(b []byte) uint32 {
-	if h.big {
+// u32 and u16 read a number in a file's byte order, big-endian or not. (A
+// binary.ByteOrder would cost an indirect call per field.)
+func u32(b []byte, big bool) uint32 {
+	if big {
 		return binary.BigEndian.Uint32(b)
 	}
 	return binary.LittleEndian.Uint32(b)
 }
+
+func u16(b []byte, big bool) uint16 {
+	if big {
+		return binary.BigEndian.Uint16(b)
+	}
+	return binary.LittleEndian.Uint16(b)
+}
+
+// u32 reads a number in the file's byte order.
+func (h pcapHeader) u32(b []byte) uint32 { return u32(b, h.big) }
 
 // record parses a 16-byte record header. Like pcapgo, it refuses (ok is
 // false) a record longer than the larger of the snap length and 256 KiB.
@@ -189,6 +199,28 @@ func eofIsEnd(err error) error {
 	return err
 }
 
+// skip moves w past the damaged record at its first unread byte to the
+// first offset after it from which the records read plausibly, and
+// returns the stretch skipped. why says what is wrong with the record, as
+// frame does; "" is a record of n bytes (header included) that the end of
+// the input cuts short. Such a record with nothing readable after it is a
+// cut, as a capture still being written has: io.ErrUnexpectedEOF.
+func (h pcapHeader) skip(w *window, n int, why string) (damage, error) {
+	cut := why == ""
+	if cut {
+		why = fmt.Sprintf("captured length %d runs past the end of the file", n-16)
+	}
+	at := w.pos()
+	found, err := h.resync(w)
+	if err != nil {
+		return damage{}, err
+	}
+	if cut && !found {
+		return damage{}, io.ErrUnexpectedEOF
+	}
+	return damage{at: at, what: "record", why: why, skipped: w.pos() - at, toEnd: !found, unit: "record"}, nil
+}
+
 // next fills f with the next record's frame. Errors are io.EOF at a record
 // boundary at the end, io.ErrUnexpectedEOF for a record cut short by the
 // end (with nothing readable after it), and a *damage for a damaged
@@ -200,8 +232,7 @@ func (pr *pcapRecords) next(f *Frame) error {
 			pr.w.off += n
 			return nil
 		}
-		cut := why == ""
-		if cut {
+		if why == "" {
 			err := pr.w.want(n)
 			if err == nil {
 				continue
@@ -209,19 +240,11 @@ func (pr *pcapRecords) next(f *Frame) error {
 			if err != io.ErrUnexpectedEOF || len(pr.w.bytes()) == 0 {
 				return err // the end, a gzip stream cut between records, a read error
 			}
-			why = fmt.Sprintf("captured length %d runs past the end of the file", n-16)
 		}
-		d := &damage{at: pr.w.pos(), what: "record", why: why, unit: "record"}
-		found, err := pr.hdr.resync(pr.w)
+		d, err := pr.hdr.skip(pr.w, n, why)
 		if err != nil {
 			return err
 		}
-		if cut && !found {
-			// Nothing readable after a record cut short: the input was
-			// cut, as a capture still being written is.
-			return io.ErrUnexpectedEOF
-		}
-		d.skipped, d.toEnd = pr.w.pos()-d.at, !found
-		return d
+		return &d
 	}
 }

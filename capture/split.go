@@ -156,16 +156,26 @@ type Region struct {
 	frames      int   // delivered
 	bytes       uint64
 	first       time.Time // of its first frame
-	damages     []*damage // the damaged stretches skipped, in order
-	err         error     // what ended the file in the region, raw
-	done        bool
+	// damages are the first damaged stretches skipped, in order, as many
+	// as Check may report; moreDamaged counts those after them, and
+	// moreSkipped their bytes.
+	damages                  []*damage
+	moreDamaged, moreSkipped uint64
+	err                      error // what ended the file in the region, raw
+	done                     bool
 
-	*regionBuf // the file from base on
+	*regionBuf // the file from base on, and a window to skip damage with
 	_          cacheLinePad
 }
 
-// regionBuf holds a region's bytes; regions reuse them.
-type regionBuf struct{ buf []byte }
+// regionBuf holds a region's bytes, and the window that skips damage,
+// reading the file on from a damaged record, past the region's span if
+// need be; regions reuse them.
+type regionBuf struct {
+	buf     []byte
+	skipper window           // holds no file (r is nil) in the pool
+	section io.SectionReader // what skipper reads
+}
 
 var regionBufs = sync.Pool{New: func() any {
 	return &regionBuf{buf: make([]byte, 0, int(regionSize)+16+MaxSnaplen)}
@@ -206,8 +216,7 @@ func (r *Region) ReadFrame(f *Frame) error {
 			r.off += int64(n)
 			break
 		}
-		cut := why == ""
-		if cut {
+		if why == "" {
 			err := r.read(r.off + int64(n))
 			if err == nil {
 				continue
@@ -215,9 +224,8 @@ func (r *Region) ReadFrame(f *Frame) error {
 			if err != io.ErrUnexpectedEOF {
 				return r.stop(err)
 			}
-			why = fmt.Sprintf("captured length %d runs past the end of the file", n-16)
 		}
-		if err := r.resync(why, cut); err != nil {
+		if err := r.skip(n, why); err != nil {
 			return r.stop(err)
 		}
 	}
@@ -229,26 +237,42 @@ func (r *Region) ReadFrame(f *Frame) error {
 	return nil
 }
 
-// resync skips the damaged record at r.off, as pcapHeader.resync does
-// (reading the file on from it, beyond the region if need be), and notes
-// the damage. A record cut short with nothing readable after it is a cut:
-// io.ErrUnexpectedEOF.
-func (r *Region) resync(why string, cut bool) error {
-	at, sf := r.off, r.file
+// skip skips the damaged record at r.off, as pcapHeader.skip does (reading
+// the file on from it, beyond the region if need be), and notes the
+// damage: the first few stretches for Check to report, a count of the
+// others.
+func (r *Region) skip(n int, why string) error {
 	if r.sp.s.closed.Load() {
 		return os.ErrClosed
 	}
-	w := &window{r: io.NewSectionReader(sf.f, at, sf.size-at), chunk: readChunk, base: at}
-	found, err := sf.hdr.resync(w)
+	w := r.skipWindow()
+	d, err := r.file.hdr.skip(w, n, why)
 	if err != nil {
 		return err
 	}
-	if cut && !found {
-		return io.ErrUnexpectedEOF
-	}
-	r.damages = append(r.damages, &damage{at: at, what: "record", why: why, skipped: w.pos() - at, toEnd: !found, unit: "record"})
 	r.off = w.pos()
+	if len(r.damages) < maxDamageReports+1 {
+		r.damages = append(r.damages, &d)
+	} else {
+		r.moreDamaged++
+		r.moreSkipped += uint64(d.skipped)
+	}
 	return nil
+}
+
+// skipWindow returns the window to skip damage at r.off with: the one the
+// region skipped damage with before, if it holds r.off, else the region's
+// window filled afresh from there. Damage stretch after stretch costs
+// neither a buffer nor a reading of the file each.
+func (r *Region) skipWindow() *window {
+	w := &r.skipper
+	if w.r == nil || r.off < w.pos() || r.off > w.base+int64(w.end) {
+		r.section = *io.NewSectionReader(r.file.f, r.off, r.file.size-r.off)
+		w.reset(&r.section, r.off)
+	} else {
+		w.off = int(r.off - w.base)
+	}
+	return w
 }
 
 func (r *Region) stop(err error) error {
@@ -315,6 +339,7 @@ func (r *Region) findStart() bool {
 // on.
 func (r *Region) Close() error {
 	if r.regionBuf != nil {
+		r.skipper.reset(nil, 0)
 		regionBufs.Put(r.regionBuf)
 		r.regionBuf = nil
 	}
@@ -339,13 +364,14 @@ const (
 // closed, and says whether a region's frames are the timeline's. For a
 // region it accepts, it counts the frames in FileStats and returns the
 // errors ReadFrame would have returned for them, in order, joined
-// (errors.Join): the damaged stretches skipped, and what ended the file
-// there (wrapping ErrTruncated for a file cut short). Every region must be checked, also
-// after a failure, so that its file is closed.
+// (errors.Join): the damaged stretches skipped (the first few of a file),
+// and what ended the file there (wrapping ErrTruncated for a file cut
+// short). Every region must be checked, also after a failure, so that its
+// file is closed.
 func (sp *Splitter) Check(r *Region) (Verdict, error) {
 	sf := r.file
 	if sf != sp.checked {
-		sp.checked, sp.end = sf, 24
+		sp.checked, sp.end = sf, pcapFileHeader
 	}
 	switch {
 	case sp.end < 0:
@@ -367,6 +393,9 @@ func (sp *Splitter) Check(r *Region) (Verdict, error) {
 			errs = append(errs, err)
 		}
 	}
+	// Past what the region kept, the file has had its reports.
+	in.damaged.Add(r.moreDamaged)
+	in.skipped.Add(r.moreSkipped)
 	if r.err != nil {
 		sp.end = -1
 		errs = append(errs, s.endError(in, r.err))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -299,6 +300,69 @@ func TestSplitClose(t *testing.T) {
 	}
 	if _, err := sp.Next(); err == nil || err == io.EOF {
 		t.Errorf("next after close: %v", err)
+	}
+}
+
+// A region damaged every 152 bytes, thousands of times: reading it costs
+// memory for the reports it gives, not for every stretch it skips, and
+// Check counts them all.
+func TestSplitDamageBounded(t *testing.T) {
+	base := time.Date(2024, 5, 6, 12, 53, 20, 0, time.UTC)
+	var recs []rec
+	for i := range 8 {
+		recs = append(recs, rec{ts: base.Add(time.Duration(i) * time.Millisecond), data: []byte{byte(i)}, wire: 1})
+	}
+	good := pcapLE(t, false, layers.LinkTypeEthernet, recs)
+	data := slices.Clone(good[:24])
+	const stretches = 1700
+	for range stretches {
+		// A record header that claims 4 GiB, then eight good records.
+		data = binary.LittleEndian.AppendUint64(data, uint64(base.Unix()))
+		data = binary.LittleEndian.AppendUint64(data, 0xffffffff_ffffffff)
+		data = append(data, good[24:]...)
+	}
+	path := writeFile(t, t.TempDir(), "damaged.pcap", data)
+	src, err := capture.OpenFiles([]string{path}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	sp, _ := src.Split()
+	reg, err := sp.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	var f capture.Frame
+	frames := 0
+	for reg.ReadFrame(&f) == nil {
+		frames++
+	}
+	runtime.ReadMemStats(&after)
+	reg.Close()
+	// The region's buffer (2.3 MiB, where the pool has none), a window
+	// to skip damage with (256 KiB) and the words of the damage: under 3
+	// MiB. A window per stretch took 427 MiB.
+	if n := after.TotalAlloc - before.TotalAlloc; n > 8<<20 {
+		t.Errorf("reading %d damaged stretches allocated %d MiB", stretches, n>>20)
+	}
+	if n := reg.Damages(); n > 11 {
+		t.Errorf("the region keeps %d damaged stretches, of which 11 are reported", n)
+	}
+	v, err := sp.Check(reg)
+	if v != capture.Accept || frames != 8*stretches {
+		t.Fatalf("Check = %v, %d frames, want Accept, %d: %v", v, frames, 8*stretches, err)
+	}
+	var reports []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		reports = j.Unwrap()
+	}
+	if len(reports) != 11 || !strings.HasSuffix(reports[10].Error(), "further damage in this file is counted, not reported") {
+		t.Errorf("Check reports %d errors, want 11: %v", len(reports), err)
+	}
+	if st := src.FileStats()[0]; st.Damaged != stretches || st.Skipped != 16*stretches || st.Frames != 8*stretches {
+		t.Errorf("FileStats: %d damaged, %d skipped, %d frames; want %d, %d, %d", st.Damaged, st.Skipped, st.Frames, stretches, 16*stretches, 8*stretches)
 	}
 }
 

@@ -33,6 +33,12 @@ func newWindow(br *bufio.Reader, raw io.Reader, at int64, chunk int) *window {
 	return &window{r: br, buffered: br, raw: raw, chunk: chunk, base: at}
 }
 
+// reset makes w read the input from r, at offset at, a chunk of readChunk
+// at a time, into the buffer it has.
+func (w *window) reset(r io.Reader, at int64) {
+	*w = window{r: r, chunk: readChunk, buf: w.buf, base: at}
+}
+
 // bytes returns the unread data.
 func (w *window) bytes() []byte { return w.buf[w.off:w.end] }
 

@@ -36,11 +36,11 @@ func reportInputs(stderr io.Writer, warnings []error, src capture.Source) error 
 		}
 		if st.Undecoded > 0 && !errors.Is(st.Err, capture.ErrUnsupportedLinkType) {
 			plural := ""
-			if strings.Contains(st.UndecodedLinkTypes, ",") {
+			if len(st.UndecodedLinkTypes) > 1 {
 				plural = "s"
 			}
 			fmt.Fprintf(stderr, "echowatch: warning: capture: %s: %d packets of link type%s %s not decoded\n",
-				name, st.Undecoded, plural, st.UndecodedLinkTypes)
+				name, st.Undecoded, plural, capture.LinkTypeNames(st.UndecodedLinkTypes))
 		}
 		switch {
 		case st.Damaged > 0:

@@ -131,6 +131,34 @@ func TestPcapngLinkTypes(t *testing.T) {
 	if code != 0 || !regexp.MustCompile(`^echowatch: warning: capture: .*mixed\.pcapng: 2100 packets of link type 189 not decoded\n$`).MatchString(errOut) {
 		t.Errorf("a pcapng of Ethernet and link type 189: exit %d, stderr:\n%s", code, errOut)
 	}
+
+	two := write("two.pcapng", layers.LinkTypeEthernet, 189, 147)
+	code, _, errOut = runMain(t, nil, "-r", two, "--format", "eve")
+	if code != 0 || !regexp.MustCompile(`^echowatch: warning: capture: .*two\.pcapng: 2800 packets of link types 189, 147 not decoded\n$`).MatchString(errOut) {
+		t.Errorf("a pcapng of Ethernet and link types 189 and 147: exit %d, stderr:\n%s", code, errOut)
+	}
+
+	// Cut mid-block, as a capture copied while being written is: the
+	// same, and the cut is a warning besides.
+	cut := func(path string) string {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return writeTemp(t, "cut-"+filepath.Base(path), data[:len(data)-10])
+	}
+	code, out, errOut = runMain(t, nil, "-r", cut(blind), "--format", "eve")
+	if code != 1 || strings.Contains(out, `"event_type":"alert"`) ||
+		!regexp.MustCompile(`(?m)^echowatch: warning: capture: .*cut-usb\.pcapng: capture file is truncated after 4199 packets`).MatchString(errOut) ||
+		!regexp.MustCompile(`(?m)^echowatch: warning: capture: read .*cut-usb\.pcapng: unsupported link type 189: echowatch decodes Ethernet`).MatchString(errOut) ||
+		!regexp.MustCompile(`(?m)^echowatch: capture: not read whole: .*cut-usb\.pcapng$`).MatchString(errOut) {
+		t.Errorf("a pcapng of link type 189 only, cut short: exit %d, stderr:\n%s", code, errOut)
+	}
+	code, _, errOut = runMain(t, nil, "-r", cut(mixed), "--format", "eve")
+	if code != 0 || !regexp.MustCompile(`^echowatch: warning: capture: .*cut-mixed\.pcapng: capture file is truncated after 4199 packets.*\n`+
+		`echowatch: warning: capture: .*cut-mixed\.pcapng: 2099 packets of link type 189 not decoded\n$`).MatchString(errOut) {
+		t.Errorf("a pcapng of Ethernet and link type 189, cut short: exit %d, stderr:\n%s", code, errOut)
+	}
 }
 
 // A damaged pcapng block before a reflection: the reader names it, skips
@@ -237,9 +265,10 @@ func TestWorkersDamaged(t *testing.T) {
 }
 
 // stopOnSignal starts echowatch (this test binary) reading args with
-// stdin, sends sig once it has started, and fails the test unless it
-// stops cleanly within a few seconds.
-func stopOnSignal(t *testing.T, sig syscall.Signal, stdin io.Reader, args ...string) {
+// stdin, sends sig once blocked(pid) says it waits for its input (and so
+// has its signal handler, installed before any input is opened), and
+// fails the test unless it stops cleanly within a few seconds.
+func stopOnSignal(t *testing.T, sig syscall.Signal, blocked func(pid int) bool, stdin io.Reader, args ...string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "ECHOWATCH_AS_MAIN=1")
@@ -251,7 +280,18 @@ func stopOnSignal(t *testing.T, sig syscall.Signal, stdin io.Reader, args ...str
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	time.Sleep(500 * time.Millisecond)
+	for waited := time.Duration(0); !blocked(cmd.Process.Pid); waited += 5 * time.Millisecond {
+		select {
+		case err := <-done:
+			t.Fatalf("%v: ended before it waited for its input: %v, stderr:\n%s", sig, err, errOut.String())
+		case <-time.After(5 * time.Millisecond):
+		}
+		if waited > 10*time.Second {
+			cmd.Process.Kill()
+			<-done
+			t.Fatalf("%v: not waiting for its input after 10 s; stderr:\n%s", sig, errOut.String())
+		}
+	}
 	cmd.Process.Signal(sig)
 	select {
 	case err := <-done:
@@ -281,7 +321,7 @@ func TestSignalStopsBlockedRead(t *testing.T) {
 	})
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run("fifo "+sig.String(), func(t *testing.T) {
-			stopOnSignal(t, sig, nil, "-r", fifo, "--format", "eve")
+			stopOnSignal(t, sig, func(pid int) bool { return hasOpen(pid, fifo) }, nil, "-r", fifo, "--format", "eve")
 		})
 		t.Run("stdin "+sig.String(), func(t *testing.T) {
 			r, w, err := os.Pipe()
@@ -290,7 +330,34 @@ func TestSignalStopsBlockedRead(t *testing.T) {
 			}
 			defer w.Close()
 			defer r.Close()
-			stopOnSignal(t, sig, r, "-r", "-", "--format", "eve")
+			stopOnSignal(t, sig, readsPipe, r, "-r", "-", "--format", "eve")
 		})
 	}
+}
+
+// hasOpen reports whether process pid has the file at path open.
+func hasOpen(pid int, path string) bool {
+	if p, err := filepath.EvalSymlinks(path); err == nil {
+		path = p // as the kernel names it
+	}
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	for _, fd := range fds {
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && l == path {
+			return true
+		}
+	}
+	return false
+}
+
+// readsPipe reports whether a thread of process pid sleeps in a read of a
+// pipe: the kernel calls where it waits pipe_read (anon_pipe_read since
+// Linux 6.15), or pipe_wait before 5.10.
+func readsPipe(pid int) bool {
+	wchans, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/wchan", pid))
+	for _, path := range wchans {
+		if w, err := os.ReadFile(path); err == nil && (bytes.Contains(w, []byte("pipe_read")) || bytes.Contains(w, []byte("pipe_wait"))) {
+			return true
+		}
+	}
+	return false
 }
