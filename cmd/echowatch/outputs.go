@@ -204,7 +204,7 @@ func outputOptionsFor(cfg config, live bool) (outputOptions, error) {
 // to reach its destination, never so long that the capture falls behind
 // (the kernel's buffer holds far more).
 const (
-	liveWait       = 10 * time.Millisecond
+	liveWait       = 50 * time.Millisecond
 	liveWaitBudget = 100 * time.Millisecond
 )
 
