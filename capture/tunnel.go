@@ -1,0 +1,410 @@
+package capture
+
+import "encoding/binary"
+
+// The encapsulation headers, read by hand: gopacket's DecodingLayerParser
+// keeps one layer of each type, so a packet inside a packet would
+// overwrite its carrier, and these headers are a few fixed fields each.
+// Each function reads the header at b[off:], b ending where the packet
+// that carries it ends, and returns where it leads (see inner). Every
+// length and offset in a header comes from the frame: each is checked
+// against b before it is used.
+
+// udpTunnel reads the header of the UDP encapsulation kind at b[off:]. ok
+// is false when the payload is not such a header: the datagram is then
+// plain UDP. r is DropNonIP for a GTP-U message that carries no packet
+// (echo, error indication, end marker).
+func udpTunnel(kind TunnelKind, b []byte, off int) (nx inner, r DropReason, ok bool) {
+	h := b[off:]
+	nx = inner{kind: kind, end: len(b), hasID: true}
+	switch kind {
+	case TunnelVXLAN:
+		if nx.id, ok = vxlanVNI(h); !ok {
+			return nx, DropNone, false
+		}
+		nx.et, nx.off = etTEB, off+8
+	case TunnelVXLANGPE:
+		// |R|R|Ver|I|P|B|O|       Reserved        | Next Protocol |
+		// |       Virtual Network Identifier (VNI)    |   Reserved    |
+		// Version 0, the I flag, reserved bits zero. Without the P flag
+		// there is no next protocol, and the payload is Ethernet.
+		if len(h) < 8 || h[0]&0xf8 != 0x08 || h[1]|h[2]|h[7] != 0 {
+			return nx, DropNone, false
+		}
+		nx.et = etTEB
+		if h[0]&0x04 != 0 {
+			nx.et = nextProtocol(h[3])
+		} else if h[3] != 0 {
+			return nx, DropNone, false
+		}
+		nx.id, nx.off = be24(h[4:]), off+8
+	case TunnelGeneve:
+		// |Ver|  Opt Len  |O|C|    Rsvd.  |          Protocol Type        |
+		// |        Virtual Network Identifier (VNI)       |    Reserved   |
+		// then Opt Len words of options, each |class|type|R R R len| and
+		// len words of data: they must fill the options exactly.
+		if len(h) < 8 || h[0]>>6 != 0 {
+			return nx, DropNone, false
+		}
+		n := 8 + int(h[0]&0x3f)*4
+		if n > len(h) {
+			return nx, DropNone, false
+		}
+		if !geneveOptionsFit(h[8:n]) {
+			return nx, DropNone, false
+		}
+		nx.et, nx.id, nx.off = binary.BigEndian.Uint16(h[2:]), be24(h[4:]), off+n
+	case TunnelGTPU:
+		var n, end int
+		if n, end, ok = gtpu(h); !ok {
+			return nx, DropNone, false
+		}
+		nx.id, nx.off, nx.end = binary.BigEndian.Uint32(h[4:]), off+n, off+end
+		if h[1] != gtpTPDU {
+			return nx, DropNonIP, true
+		}
+		nx.et = ipByVersion(b[nx.off:nx.end])
+	}
+	return nx, DropNone, true
+}
+
+// geneveOptionsFit reports whether GENEVE options fill opts exactly.
+func geneveOptionsFit(opts []byte) bool {
+	i := 0
+	for i < len(opts) {
+		if len(opts)-i < 4 {
+			return false
+		}
+		i += 4 + int(opts[i+3]&0x1f)*4
+	}
+	return i == len(opts)
+}
+
+// vxlanVNI reads a VXLAN header (RFC 7348) as strictly as Linux does: the
+// I flag and no other, but for the group policy extension's G flag and
+// fields, and the reserved bytes zero. A UDP payload that merely reached
+// the port seldom passes.
+//
+//	|G|R|R|R|I|R|R|R|  Reserved, or GBP's flags and group policy ID    |
+//	|            Virtual Network Identifier (VNI)   |   Reserved    |
+func vxlanVNI(h []byte) (uint32, bool) {
+	if len(h) < 8 || h[7] != 0 {
+		return 0, false
+	}
+	switch h[0] {
+	case 0x08:
+		if h[1]|h[2]|h[3] != 0 {
+			return 0, false
+		}
+	case 0x88: // group based policy: its D and A flags, then the policy ID
+		if h[1]&^0x48 != 0 {
+			return 0, false
+		}
+	default:
+		return 0, false
+	}
+	return be24(h[4:]), true
+}
+
+// GTP-U message types (3GPP TS 29.281).
+const (
+	gtpEchoRequest      = 1
+	gtpEchoResponse     = 2
+	gtpErrorIndication  = 26
+	gtpSupportedHeaders = 31
+	gtpTunnelStatus     = 253
+	gtpEndMarker        = 254
+	gtpTPDU             = 255 // a user's packet
+)
+
+// gtpu reads a GTPv1-U header: the packet it carries starts at h[n:] and
+// ends at h[end:], as its length field says (or where h ends, when the
+// frame was cut).
+//
+//	|Ver|P|*|E|S|N| Message Type  |            Length             |
+//	|               Tunnel Endpoint Identifier (TEID)               |
+//	|        Sequence Number        |   N-PDU No.   | Next Ext Type |  if E, S or N
+//
+// An extension header is |length in words| ... |next type|.
+func gtpu(h []byte) (n, end int, ok bool) {
+	// Version 1 and protocol type 1: GTP', the charging protocol, is 0.
+	if len(h) < 8 || h[0]&0xf0 != 0x30 {
+		return 0, 0, false
+	}
+	switch h[1] {
+	case gtpEchoRequest, gtpEchoResponse, gtpErrorIndication, gtpSupportedHeaders,
+		gtpTunnelStatus, gtpEndMarker, gtpTPDU:
+	default:
+		return 0, 0, false
+	}
+	n, end = 8, min(8+int(binary.BigEndian.Uint16(h[2:])), len(h))
+	if h[0]&0x07 == 0 {
+		return n, end, true
+	}
+	n = 12
+	if n > end {
+		return 0, 0, false
+	}
+	for next := h[11]; next != 0; {
+		if n >= end {
+			return 0, 0, false
+		}
+		l := int(h[n]) * 4
+		if l == 0 || l > end-n {
+			return 0, 0, false
+		}
+		next = h[n+l-1]
+		n += l
+	}
+	return n, end, true
+}
+
+// gre reads a GRE header (RFC 2784, with RFC 2890's key and sequence
+// number) at b[off:] and, for ERSPAN, the ERSPAN header it leads to.
+//
+//	|C|R|K|S|s|Recur|  Flags  | Ver |         Protocol Type         |
+//	|      Checksum (if C)          |       Reserved1 (if C)        |
+//	|                         Key (if K)                            |
+//	|                 Sequence Number (if S)                        |
+func gre(b []byte, off int) (nx inner, r DropReason) {
+	h := b[off:]
+	nx = inner{kind: TunnelGRE, end: len(b)}
+	if len(h) < 4 {
+		return nx, DropMalformedTunnel
+	}
+	// Routing, strict source routing and recursion (RFC 1701) are gone
+	// from RFC 2784, and the other flags are reserved. Version 1 is
+	// PPTP's enhanced GRE, which carries PPP: not followed.
+	if h[0]&0x4f != 0 || h[1]&0xf8 != 0 || h[1]&0x07 > 1 {
+		return nx, DropMalformedTunnel
+	}
+	if h[1]&0x07 == 1 {
+		return nx, DropUnknownTunnelPayload
+	}
+	n := 4
+	if h[0]&0x80 != 0 {
+		n += 4
+	}
+	if h[0]&0x20 != 0 {
+		if len(h) < n+4 {
+			return nx, DropMalformedTunnel
+		}
+		nx.greKey, nx.hasGREKey = binary.BigEndian.Uint32(h[n:]), true
+		n += 4
+	}
+	seq := h[0]&0x10 != 0
+	if seq {
+		n += 4
+	}
+	if len(h) < n {
+		return nx, DropMalformedTunnel
+	}
+	switch proto := binary.BigEndian.Uint16(h[2:]); proto {
+	case etERSPAN:
+		// Type I has no sequence number, and no header of its own: the
+		// mirrored frame follows.
+		if !seq {
+			nx.kind, nx.et, nx.off = TunnelERSPAN1, etTEB, off+n
+			return nx, DropNone
+		}
+		return erspan2(b, off+n, nx)
+	case etERSPAN3:
+		return erspan3(b, off+n, nx)
+	default:
+		nx.et, nx.off, nx.id, nx.hasID = proto, off+n, nx.greKey, nx.hasGREKey
+		return nx, DropNone
+	}
+}
+
+// erspan2 reads an ERSPAN type II header, which leads to the mirrored
+// Ethernet frame.
+//
+//	|  Ver  |          VLAN         | COS | En|T|    Session ID     |
+//	|      Reserved         |                  Index                |
+func erspan2(b []byte, off int, nx inner) (inner, DropReason) {
+	h := b[off:]
+	nx.kind = TunnelERSPAN2
+	if len(h) < 8 || h[0]>>4 != 1 {
+		return nx, DropMalformedTunnel
+	}
+	nx.vlan = binary.BigEndian.Uint16(h) & 0x0fff
+	nx.id, nx.hasID = uint32(binary.BigEndian.Uint16(h[2:])&0x03ff), true
+	nx.et, nx.off = etTEB, off+8
+	return nx, DropNone
+}
+
+// erspan3 reads an ERSPAN type III header, and its platform-specific
+// subheader when the O flag says there is one. Its frame type says
+// whether an Ethernet frame or an IP packet follows.
+//
+//	|  Ver  |          VLAN         | COS |BSO|T|     Session ID    |
+//	|                          Timestamp                            |
+//	|             SGT               |P|    FT   |   Hw ID   |D|Gra|O|
+//	|        Platform-specific subheader, 8 bytes (if O)             |
+func erspan3(b []byte, off int, nx inner) (inner, DropReason) {
+	h := b[off:]
+	nx.kind = TunnelERSPAN3
+	if len(h) < 12 || h[0]>>4 != 2 {
+		return nx, DropMalformedTunnel
+	}
+	n := 12
+	if h[11]&0x01 != 0 {
+		n += 8
+	}
+	if len(h) < n {
+		return nx, DropMalformedTunnel
+	}
+	nx.vlan = binary.BigEndian.Uint16(h) & 0x0fff
+	nx.id, nx.hasID = uint32(binary.BigEndian.Uint16(h[2:])&0x03ff), true
+	nx.off = off + n
+	switch ft := h[10] >> 2 & 0x1f; ft {
+	case 0:
+		nx.et = etTEB
+	case 2:
+		nx.et = ipByVersion(h[n:])
+	default:
+		nx.et = etNone
+	}
+	return nx, DropNone
+}
+
+// mpls reads an MPLS label stack at b[off:] to its bottom entry, and
+// tells what follows by its first nibble: IPv4, IPv6, or a pseudowire's
+// control word (0000) and an Ethernet frame. The labels of the frame's
+// first stack go to p.Tunnel.Labels.
+//
+//	|                Label                  | TC  |S|      TTL      |
+func (d *Decoder) mpls(b []byte, off int, p *Packet) (nx inner, r DropReason) {
+	nx = inner{kind: TunnelMPLS, end: len(b), hasID: true}
+	first := d.kinds&(1<<TunnelMPLS) == 0
+	t := &p.Tunnel
+	for {
+		if len(b)-off < 4 { // the frame ends before the bottom of the stack
+			return nx, DropMalformedTunnel
+		}
+		e := binary.BigEndian.Uint32(b[off:])
+		off += 4
+		nx.id = e >> 12
+		if first && int(t.NumLabels) < len(t.Labels) {
+			t.Labels[t.NumLabels] = nx.id
+			t.NumLabels++
+		}
+		if e&0x100 != 0 {
+			break
+		}
+	}
+	if off >= len(b) {
+		return nx, DropMalformedTunnel
+	}
+	nx.off = off
+	switch b[off] >> 4 {
+	case 4:
+		nx.et = etIPv4
+	case 6:
+		nx.et = etIPv6
+	case 0:
+		if len(b)-off < 4 {
+			return nx, DropMalformedTunnel
+		}
+		nx.et, nx.off = etTEB, off+4
+	default:
+		nx.et = etNone
+	}
+	return nx, DropNone
+}
+
+// pppoe reads a PPPoE session header and the PPP protocol after it.
+// PPP's own control protocols (LCP, IPCP, ...) are not IP.
+//
+//	|  Ver  | Type  |     Code      |          Session ID           |
+//	|            Length             |  PPP protocol (1 or 2 bytes)  |
+func pppoe(b []byte, off int) (nx inner, r DropReason) {
+	h := b[off:]
+	nx = inner{kind: TunnelPPPoE, hasID: true}
+	if len(h) < 8 || h[0] != 0x11 || h[1] != 0 {
+		return nx, DropMalformedTunnel
+	}
+	nx.id = uint32(binary.BigEndian.Uint16(h[2:]))
+	nx.end = min(off+6+int(binary.BigEndian.Uint16(h[4:])), len(b)) // or where the frame was cut
+	n, proto := 8, binary.BigEndian.Uint16(h[6:])
+	if h[6]&0x01 != 0 { // protocol field compression: one byte
+		n, proto = 7, uint16(h[6])
+	}
+	if off+n > nx.end {
+		return nx, DropMalformedTunnel
+	}
+	nx.off = off + n
+	switch proto {
+	case 0x0021:
+		nx.et = etIPv4
+	case 0x0057:
+		nx.et = etIPv6
+	default:
+		return nx, DropNonIP
+	}
+	return nx, DropNone
+}
+
+// nsh reads a network service header (RFC 8300); its service path
+// identifier is its ID.
+//
+//	|Ver|O|U|    TTL    |   Length  |U|U|U|U|MD Type| Next Protocol |
+//	|          Service Path Identifier (SPI)        | Service Index |
+func nsh(b []byte, off int) (nx inner, r DropReason) {
+	h := b[off:]
+	nx = inner{kind: TunnelNSH, end: len(b), hasID: true}
+	if len(h) < 8 || h[0]>>6 != 0 {
+		return nx, DropMalformedTunnel
+	}
+	n := int(h[1]&0x3f) * 4
+	switch h[2] & 0x0f {
+	case 1: // fixed context headers
+		if n != 24 {
+			return nx, DropMalformedTunnel
+		}
+	case 2: // variable length context headers
+		if n < 8 {
+			return nx, DropMalformedTunnel
+		}
+	default:
+		return nx, DropMalformedTunnel
+	}
+	if n > len(h) {
+		return nx, DropMalformedTunnel
+	}
+	nx.id = binary.BigEndian.Uint32(h[4:]) >> 8
+	nx.et, nx.off = nextProtocol(h[3]), off+n
+	return nx, DropNone
+}
+
+// nextProtocol maps VXLAN-GPE's and NSH's next protocol numbers.
+func nextProtocol(np byte) uint16 {
+	switch np {
+	case 1:
+		return etIPv4
+	case 2:
+		return etIPv6
+	case 3:
+		return etTEB
+	case 4:
+		return etNSH
+	case 5:
+		return etMPLS
+	}
+	return etNone
+}
+
+// ipByVersion names the IP packet that h starts with by its version.
+func ipByVersion(h []byte) uint16 {
+	if len(h) > 0 {
+		switch h[0] >> 4 {
+		case 4:
+			return etIPv4
+		case 6:
+			return etIPv6
+		}
+	}
+	return etNone
+}
+
+func be24(b []byte) uint32 { return uint32(b[0])<<16 | uint32(b[1])<<8 | uint32(b[2]) }
