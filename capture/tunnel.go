@@ -80,27 +80,16 @@ func geneveOptionsFit(opts []byte) bool {
 	return i == len(opts)
 }
 
-// vxlanVNI reads a VXLAN header (RFC 7348) as strictly as Linux does: the
-// I flag and no other, but for the group policy extension's G flag and
-// fields, and the reserved bytes zero. A UDP payload that merely reached
-// the port seldom passes.
+// vxlanVNI reads a VXLAN header (RFC 7348) as Suricata does: the I flag
+// set and the last reserved byte zero, the other flags and reserved bits
+// ignored on receipt as the RFC says (the group policy extension uses
+// them, and some mirrors leave them set), and room for an Ethernet
+// header after it.
 //
-//	|G|R|R|R|I|R|R|R|  Reserved, or GBP's flags and group policy ID    |
+//	|R|R|R|R|I|R|R|R|            Reserved                           |
 //	|            Virtual Network Identifier (VNI)   |   Reserved    |
 func vxlanVNI(h []byte) (uint32, bool) {
-	if len(h) < 8 || h[7] != 0 {
-		return 0, false
-	}
-	switch h[0] {
-	case 0x08:
-		if h[1]|h[2]|h[3] != 0 {
-			return 0, false
-		}
-	case 0x88: // group based policy: its D and A flags, then the policy ID
-		if h[1]&^0x48 != 0 {
-			return 0, false
-		}
-	default:
+	if len(h) < 8+14 || h[0]&0x08 == 0 || h[7] != 0 {
 		return 0, false
 	}
 	return be24(h[4:]), true
@@ -172,14 +161,15 @@ func gre(b []byte, off int) (nx inner, r DropReason) {
 	if len(h) < 4 {
 		return nx, DropMalformedTunnel
 	}
-	// Routing, strict source routing and recursion (RFC 1701) are gone
-	// from RFC 2784, and the other flags are reserved. Version 1 is
-	// PPTP's enhanced GRE, which carries PPP: not followed.
-	if h[0]&0x4f != 0 || h[1]&0xf8 != 0 || h[1]&0x07 > 1 {
-		return nx, DropMalformedTunnel
-	}
-	if h[1]&0x07 == 1 {
+	// Version 1 is PPTP's enhanced GRE, which carries PPP (mostly
+	// encrypted): not followed. In version 0, routing, strict source
+	// routing and recursion (RFC 1701) are gone from RFC 2784, and the
+	// other flags are reserved.
+	switch ver := h[1] & 0x07; {
+	case ver == 1:
 		return nx, DropUnknownTunnelPayload
+	case ver != 0 || h[0]&0x4f != 0 || h[1]&0xf8 != 0:
+		return nx, DropMalformedTunnel
 	}
 	n := 4
 	if h[0]&0x80 != 0 {
