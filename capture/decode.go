@@ -411,11 +411,11 @@ func (d *Decoder) Decode(f *Frame, p *Packet) DropReason {
 	d.raw = f.Data
 	d.depth, d.kinds, d.trunc, d.tenantSet, d.spanVLAN = 0, 0, false, false, 0
 	if r := d.link(f.LinkType, f.Data, p); r != DropNone {
-		return d.drop(r)
+		return d.dropTunnelled(r)
 	}
 	if p.Fragment {
 		if p.FragOffset != 0 && d.frags != nil && d.frags.tunnel(p) {
-			return d.drop(DropTunnelFragment)
+			return d.dropTunnelled(DropTunnelFragment)
 		}
 		d.stats.Fragments++
 		if !d.skipFrags {
@@ -428,11 +428,6 @@ func (d *Decoder) Decode(f *Frame, p *Packet) DropReason {
 	if d.trunc {
 		d.stats.Truncated++
 	}
-	if d.kinds != 0 {
-		for k := d.kinds; k != 0; k &= k - 1 {
-			d.stats.Tunnels[bits.TrailingZeros16(k)].Decoded++
-		}
-	}
 	if d.tenant == TenantVLAN && p.NumVLANs > 0 {
 		p.Tenant = uint32(p.VLANs[0])
 	}
@@ -443,6 +438,16 @@ func (d *Decoder) Decode(f *Frame, p *Packet) DropReason {
 func (d *Decoder) drop(r DropReason) DropReason {
 	d.stats.Dropped[r]++
 	return r
+}
+
+// dropTunnelled drops a frame, and takes back the counts of the
+// encapsulations it was found in: enter counts them as it goes, which
+// costs less than counting at the end of every frame.
+func (d *Decoder) dropTunnelled(r DropReason) DropReason {
+	for k := d.kinds; k != 0; k &= k - 1 {
+		d.stats.Tunnels[bits.TrailingZeros16(k)].Decoded--
+	}
+	return d.drop(r)
 }
 
 // Ethertypes, and the values that encapsulation headers name what they
@@ -520,7 +525,10 @@ func ethernet(b []byte, off int, p *Packet) (et uint16, next int, ok bool) {
 	if len(b)-off < 14 {
 		return 0, 0, false
 	}
-	return vlans(b, off+14, binary.BigEndian.Uint16(b[off+12:]), p)
+	if et = binary.BigEndian.Uint16(b[off+12:]); isVLAN(et) {
+		return vlans(b, off+14, et, p)
+	}
+	return et, off + 14, true
 }
 
 // vlans skips the 802.1Q and 802.1ad tags at b[off:], et being the type
@@ -547,18 +555,24 @@ func vlans(b []byte, off int, et uint16, p *Packet) (uint16, int, bool) {
 
 func isVLAN(et uint16) bool { return et == etVLAN || et == etQinQ || et == etQinQOld }
 
-// inner is what an encapsulation header leads to.
+// inner is what an encapsulation header leads to. The functions that read
+// headers fill one through a pointer, field by field: returned by value,
+// it was stored in pieces and loaded whole, which stalls the core.
 type inner struct {
+	off, end int        // where what follows starts and ends in the frame
+	id       uint32     // the header's identifier, if hasID
+	greKey   uint32     // GRE's key, if hasGREKey: ERSPAN's ID does not replace it for tenants
+	et       uint16     // what follows, as an ethertype (etNone: not one we decode)
+	vlan     uint16     // ERSPAN: the mirrored frame's VLAN
 	kind     TunnelKind // the header's kind
-	et       uint16     // what follows it, as an ethertype (etNone: not one we decode)
-	off, end int        // where that starts and ends in the frame
-	id       uint32
-	hasID    bool
-	vlan     uint16 // ERSPAN: the mirrored frame's VLAN
 
-	// GRE's key, which ERSPAN's identifier does not replace for tenants.
-	greKey    uint32
-	hasGREKey bool
+	hasID, hasGREKey bool
+}
+
+// start readies nx for a header of kind whose packet ends at end.
+func (nx *inner) start(kind TunnelKind, end int, hasID bool) {
+	*nx = inner{}
+	nx.kind, nx.end, nx.hasID = kind, end, hasID
 }
 
 // walk decodes what follows a link-layer or encapsulation header, named
@@ -569,15 +583,29 @@ type inner struct {
 // The loop ends: every encapsulation it enters counts toward
 // maxTunnelDepth, and an Ethernet frame is only entered from one.
 func (d *Decoder) walk(b []byte, off int, et uint16, from TunnelKind, p *Packet) DropReason {
+	var nx inner
 	for {
-		var (
-			nx inner
-			r  DropReason
-		)
+		var r DropReason
 		switch et {
 		case etIPv4, etIPv6:
-			// ip charges the headers it reads with their failures.
-			if nx, r = d.ip(b, off, et == etIPv6, p); nx.kind == TunnelNone || r != DropNone {
+			// carrier and decodedCarrier charge the headers they read
+			// with their failures.
+			v6 := et == etIPv6
+			kind, poff, pend, sure := d.peek(b, off, v6)
+			switch {
+			case kind != TunnelNone:
+				if r = d.carrier(kind, b, off, poff, pend, v6, p, &nx); nx.kind == TunnelNone && r == DropNone {
+					// Not the header its port promised: plain UDP.
+					return d.parseIP(b, off, v6, p)
+				}
+			case sure:
+				return d.parseIP(b, off, v6, p)
+			default:
+				if r = d.parseIP(b, off, v6, p); r == DropNone {
+					r = d.decodedCarrier(b, p, &nx)
+				}
+			}
+			if nx.kind == TunnelNone || r != DropNone {
 				return r
 			}
 		case etTEB:
@@ -595,11 +623,11 @@ func (d *Decoder) walk(b []byte, off int, et uint16, from TunnelKind, p *Packet)
 			d.spanVLAN, from = 0, TunnelNone
 			continue
 		case etMPLS, etMPLSMulti:
-			nx, r = d.mpls(b, off, p)
+			r = d.mpls(b, off, p, &nx)
 		case etPPPoESess:
-			nx, r = pppoe(b, off)
+			r = pppoe(b, off, &nx)
 		case etNSH:
-			nx, r = nsh(b, off)
+			r = nsh(b, off, &nx)
 		default:
 			if from == TunnelNone || et == etPPPoEDisc {
 				return DropNonIP
@@ -634,14 +662,17 @@ func (d *Decoder) enter(p *Packet, nx *inner) DropReason {
 		return DropTunnelTooDeep
 	}
 	d.depth++
-	d.kinds |= 1 << nx.kind
+	if bit := uint16(1) << nx.kind; d.kinds&bit == 0 {
+		d.kinds |= bit
+		d.stats.Tunnels[nx.kind].Decoded++ // until the frame is dropped
+	}
 	t := &p.Tunnel
 	t.Depth = d.depth
 	if d.depth == 1 {
 		t.Kind, t.HasID, t.ID = nx.kind, nx.hasID, nx.id
 	}
 	t.InnerKind, t.InnerHasID, t.InnerID = nx.kind, nx.hasID, nx.id
-	if nx.hasID && !d.tenantSet && d.tenant.has(nx.kind) {
+	if d.tenant != TenantNone && nx.hasID && !d.tenantSet && d.tenant.has(nx.kind) {
 		p.Tenant, d.tenantSet = nx.id, true
 	}
 	if nx.vlan != 0 {
@@ -654,53 +685,84 @@ func (d *Decoder) enter(p *Packet, nx *inner) DropReason {
 	return DropNone
 }
 
-// ip decodes the IPv4 or IPv6 packet at b[off:]. When it carries an
-// encapsulation, ip reads that header and returns where it leads, and
-// leaves in p only the carrier's part of p.Tunnel; otherwise p is the
-// packet, and nx.kind is TunnelNone.
-func (d *Decoder) ip(b []byte, off int, v6 bool, p *Packet) (nx inner, r DropReason) {
+// carrier reads the header of the encapsulation kind that peek found in
+// the IP packet at b[off:], whose payload is b[poff:pend], into nx, and
+// records the packet as the tunnel's carrier if it is the outermost. It
+// leaves nx.kind TunnelNone and returns DropNone when a UDP payload is
+// not the header its port promised.
+func (d *Decoder) carrier(kind TunnelKind, b []byte, off, poff, pend int, v6 bool, p *Packet, nx *inner) DropReason {
+	h := b[off:]
+	proto := h[9]
+	if v6 {
+		proto = h[6]
+	}
+	r := d.carried(kind, proto, b[:pend], poff, p, nx)
+	if nx.kind == TunnelNone || r != DropNone || p.Tunnel.Src.IsValid() {
+		return r
+	}
+	t := &p.Tunnel
+	if v6 {
+		t.Src, t.Dst = netip.AddrFrom16([16]byte(h[8:24])), netip.AddrFrom16([16]byte(h[24:40]))
+	} else {
+		t.Src, t.Dst = netip.AddrFrom4([4]byte(h[12:16])), netip.AddrFrom4([4]byte(h[16:20]))
+	}
+	t.Proto = proto
+	if proto == ProtoUDP {
+		u := b[poff-8:]
+		t.SrcPort, t.DstPort = binary.BigEndian.Uint16(u), binary.BigEndian.Uint16(u[2:])
+	}
+	return DropNone
+}
+
+// decodedCarrier looks again at the IP packet p just decoded from b, for
+// the encapsulations that peek does not find (behind IPv6 extension
+// headers, in first fragments, after a cut). When p carries one, it reads
+// its header into nx, records p as the tunnel's carrier if it is the
+// outermost, and clears p for the packet inside; otherwise nx.kind is
+// TunnelNone and p stays the packet.
+func (d *Decoder) decodedCarrier(b []byte, p *Packet, nx *inner) DropReason {
+	nx.kind = TunnelNone
 	var (
-		kind       TunnelKind
-		poff, pend int
-		sure       bool
+		kind TunnelKind
+		pay  []byte
 	)
-	if !d.noPeek {
-		kind, poff, pend, sure = d.peek(b, off, v6, p)
-	}
-	if kind != TunnelNone {
-		if nx, r = d.carried(kind, b[:pend], poff, p); nx.kind != TunnelNone || r != DropNone {
-			return nx, r
-		}
-		// Not the header its port promised: the datagram is plain UDP.
-	}
-	if r = d.parseIP(b, off, v6, p); r != DropNone || sure {
-		return inner{}, r
-	}
-	var pay []byte
 	switch p.Proto {
 	case ProtoUDP:
 		if !p.HasPorts {
-			return inner{}, DropNone // a later fragment: see Decode
+			return DropNone // a later fragment: see Decode
 		}
 		if kind = d.udpKind(p.DstPort); kind == TunnelNone {
-			return inner{}, DropNone
+			return DropNone
 		}
 		pay = d.udp.Payload
 	case ipProtoIPv4, ipProtoIPv6, ipProtoGRE:
 		if p.FragOffset != 0 {
-			return inner{}, DropTunnelFragment
+			return DropTunnelFragment
 		}
 		kind, pay = TunnelIPIP, d.ipPayload()
 		if p.Proto == ipProtoGRE {
 			kind = TunnelGRE
 		}
 	default:
-		return inner{}, DropNone
+		return DropNone
 	}
 	// pay is a slice of the frame: where it starts is told by how much
 	// of the frame's array lies past it.
-	poff = cap(d.raw) - cap(pay)
-	return d.carried(kind, b[:poff+len(pay)], poff, p)
+	poff := cap(d.raw) - cap(pay)
+	r := d.carried(kind, p.Proto, b[:poff+len(pay)], poff, p, nx)
+	if nx.kind == TunnelNone || r != DropNone {
+		return r
+	}
+	if p.Fragment {
+		// A first fragment: its header is here, the rest of its payload
+		// in later fragments that hold nothing to decode.
+		d.markTunnelFragment(p)
+	}
+	if t := &p.Tunnel; !t.Src.IsValid() {
+		t.Src, t.Dst, t.Proto, t.SrcPort, t.DstPort = p.Src, p.Dst, p.Proto, p.SrcPort, p.DstPort
+	}
+	resetIP(p)
+	return DropNone
 }
 
 // IP protocol numbers of the encapsulations carried right on IP.
@@ -713,12 +775,14 @@ const (
 // peek tells, from a few bytes, whether the IP packet at b[off:] carries
 // an encapsulation, so that plain packets pay a few compares and a
 // tunnel's carrier is not decoded by gopacket at all. For a carrier it
-// returns the encapsulation's kind and where its payload lies, having set
-// p's addresses, protocol and ports from the headers; it finds those only
-// in unfragmented packets whose lengths add up and, for IPv6, that have no
-// extension headers. sure reports whether the answer is final; otherwise
-// the packet is decoded and then looked at again.
-func (d *Decoder) peek(b []byte, off int, v6 bool, p *Packet) (kind TunnelKind, poff, pend int, sure bool) {
+// returns the encapsulation's kind and where its payload lies; it finds
+// those only in unfragmented packets whose lengths add up and, for IPv6,
+// that have no extension headers. sure reports whether the answer is
+// final; otherwise the packet is decoded and then looked at again.
+func (d *Decoder) peek(b []byte, off int, v6 bool) (kind TunnelKind, poff, pend int, sure bool) {
+	if d.noPeek {
+		return
+	}
 	h := b[off:]
 	if !v6 {
 		if len(h) < 20 {
@@ -745,8 +809,7 @@ func (d *Decoder) peek(b []byte, off int, v6 bool, p *Packet) (kind TunnelKind, 
 		if h[0]>>4 != 4 || ihl < 20 || tot < ihl || tot > len(h) || h[6]&0x3f != 0 || h[7] != 0 {
 			return TunnelNone, 0, 0, false
 		}
-		p.Src, p.Dst = netip.AddrFrom4([4]byte(h[12:16])), netip.AddrFrom4([4]byte(h[16:20]))
-		return d.peekPayload(kind, b, off+ihl, off+tot, proto, p)
+		return peekPayload(kind, b, off+ihl, off+tot, proto)
 	}
 	if len(h) < 40 {
 		return
@@ -773,13 +836,11 @@ func (d *Decoder) peek(b []byte, off int, v6 bool, p *Packet) (kind TunnelKind, 
 	if h[0]>>4 != 6 || plen == 0 || 40+plen > len(h) {
 		return TunnelNone, 0, 0, false
 	}
-	p.Src, p.Dst = netip.AddrFrom16([16]byte(h[8:24])), netip.AddrFrom16([16]byte(h[24:40]))
-	return d.peekPayload(kind, b, off+40, off+40+plen, nh, p)
+	return peekPayload(kind, b, off+40, off+40+plen, nh)
 }
 
 // peekPayload finishes peek for a carrier whose IP payload is b[poff:pend].
-func (d *Decoder) peekPayload(kind TunnelKind, b []byte, poff, pend int, proto uint8, p *Packet) (TunnelKind, int, int, bool) {
-	p.Proto = proto
+func peekPayload(kind TunnelKind, b []byte, poff, pend int, proto uint8) (TunnelKind, int, int, bool) {
 	if proto != ProtoUDP {
 		return kind, poff, pend, true
 	}
@@ -791,8 +852,6 @@ func (d *Decoder) peekPayload(kind TunnelKind, b []byte, poff, pend int, proto u
 	if n < 8 || n > len(u) {
 		return TunnelNone, 0, 0, false
 	}
-	p.HasPorts = true
-	p.SrcPort, p.DstPort = binary.BigEndian.Uint16(u), binary.BigEndian.Uint16(u[2:])
 	return kind, poff + 8, poff + n, true
 }
 
@@ -832,46 +891,44 @@ func (d *Decoder) isVXLANPort(port uint16) bool {
 }
 
 // carried reads the header of the encapsulation kind at b[off:], the
-// payload of the IP packet p (its addresses, protocol and ports set), and
-// records p as the carrier. It returns nx.kind TunnelNone and DropNone
-// when a UDP payload is not the header its port promised: p is then
-// plain UDP.
-func (d *Decoder) carried(kind TunnelKind, b []byte, off int, p *Packet) (nx inner, r DropReason) {
+// payload of an IP packet of protocol proto, into nx. It leaves nx.kind
+// TunnelNone and returns DropNone when a UDP payload is not the header
+// its port promised: the packet is then plain UDP.
+func (d *Decoder) carried(kind TunnelKind, proto uint8, b []byte, off int, p *Packet, nx *inner) DropReason {
+	var r DropReason
+	ok := true
 	switch kind {
-	case TunnelVXLAN, TunnelVXLANGPE, TunnelGeneve, TunnelGTPU:
-		var ok bool
-		if nx, r, ok = udpTunnel(kind, b, off); !ok {
-			d.stats.Tunnels[kind].NotTunnel++
-			return inner{}, DropNone
-		}
+	case TunnelVXLAN:
+		ok = vxlan(b, off, nx)
+	case TunnelVXLANGPE:
+		ok = vxlanGPE(b, off, nx)
+	case TunnelGeneve:
+		ok = geneve(b, off, nx)
+	case TunnelGTPU:
+		r, ok = gtpU(b, off, nx)
 	case tunnelVXLANOtherPort:
-		if _, _, ok := udpTunnel(TunnelVXLAN, b, off); ok {
+		if vxlan(b, off, nx) {
 			d.stats.Tunnels[TunnelVXLAN].OtherPort++
 		}
-		return inner{}, DropNone
+		nx.kind = TunnelNone
+		return DropNone
 	case TunnelGRE:
-		if nx, r = gre(b, off); nx.hasGREKey && !d.tenantSet && d.tenant == TenantGREKey {
+		if r = gre(b, off, nx); nx.hasGREKey && !d.tenantSet && d.tenant == TenantGREKey {
 			p.Tenant, d.tenantSet = nx.greKey, true
 		}
 	case TunnelIPIP:
-		nx = inner{kind: TunnelIPIP, et: etIPv4, off: off, end: len(b)}
-		if p.Proto == ipProtoIPv6 {
+		nx.start(TunnelIPIP, len(b), false)
+		nx.et, nx.off = etIPv4, off
+		if proto == ipProtoIPv6 {
 			nx.et = etIPv6
 		}
 	}
-	if r != DropNone {
-		return nx, d.failed(nx.kind, r)
+	if !ok {
+		d.stats.Tunnels[kind].NotTunnel++
+		nx.kind = TunnelNone
+		return DropNone
 	}
-	if p.Fragment {
-		// A first fragment: its header is here, the rest of its payload
-		// in later fragments that hold nothing to decode.
-		d.markTunnelFragment(p)
-	}
-	if t := &p.Tunnel; !t.Src.IsValid() {
-		t.Src, t.Dst, t.Proto, t.SrcPort, t.DstPort = p.Src, p.Dst, p.Proto, p.SrcPort, p.DstPort
-	}
-	resetIP(p)
-	return nx, DropNone
+	return d.failed(nx.kind, r)
 }
 
 // resetIP clears what p says of an IP packet, for the one it carries.

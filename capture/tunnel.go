@@ -6,66 +6,81 @@ import "encoding/binary"
 // keeps one layer of each type, so a packet inside a packet would
 // overwrite its carrier, and these headers are a few fixed fields each.
 // Each function reads the header at b[off:], b ending where the packet
-// that carries it ends, and returns where it leads (see inner). Every
+// that carries it ends, and fills nx with where it leads. Every
 // length and offset in a header comes from the frame: each is checked
 // against b before it is used.
 
-// udpTunnel reads the header of the UDP encapsulation kind at b[off:]. ok
-// is false when the payload is not such a header: the datagram is then
-// plain UDP. r is DropNonIP for a GTP-U message that carries no packet
-// (echo, error indication, end marker).
-func udpTunnel(kind TunnelKind, b []byte, off int) (nx inner, r DropReason, ok bool) {
-	h := b[off:]
-	nx = inner{kind: kind, end: len(b), hasID: true}
-	switch kind {
-	case TunnelVXLAN:
-		if nx.id, ok = vxlanVNI(h); !ok {
-			return nx, DropNone, false
-		}
-		nx.et, nx.off = etTEB, off+8
-	case TunnelVXLANGPE:
-		// |R|R|Ver|I|P|B|O|       Reserved        | Next Protocol |
-		// |       Virtual Network Identifier (VNI)    |   Reserved    |
-		// Version 0, the I flag, reserved bits zero. Without the P flag
-		// there is no next protocol, and the payload is Ethernet.
-		if len(h) < 8 || h[0]&0xf8 != 0x08 || h[1]|h[2]|h[7] != 0 {
-			return nx, DropNone, false
-		}
-		nx.et = etTEB
-		if h[0]&0x04 != 0 {
-			nx.et = nextProtocol(h[3])
-		} else if h[3] != 0 {
-			return nx, DropNone, false
-		}
-		nx.id, nx.off = be24(h[4:]), off+8
-	case TunnelGeneve:
-		// |Ver|  Opt Len  |O|C|    Rsvd.  |          Protocol Type        |
-		// |        Virtual Network Identifier (VNI)       |    Reserved   |
-		// then Opt Len words of options, each |class|type|R R R len| and
-		// len words of data: they must fill the options exactly.
-		if len(h) < 8 || h[0]>>6 != 0 {
-			return nx, DropNone, false
-		}
-		n := 8 + int(h[0]&0x3f)*4
-		if n > len(h) {
-			return nx, DropNone, false
-		}
-		if !geneveOptionsFit(h[8:n]) {
-			return nx, DropNone, false
-		}
-		nx.et, nx.id, nx.off = binary.BigEndian.Uint16(h[2:]), be24(h[4:]), off+n
-	case TunnelGTPU:
-		var n, end int
-		if n, end, ok = gtpu(h); !ok {
-			return nx, DropNone, false
-		}
-		nx.id, nx.off, nx.end = binary.BigEndian.Uint32(h[4:]), off+n, off+end
-		if h[1] != gtpTPDU {
-			return nx, DropNonIP, true
-		}
-		nx.et = ipByVersion(b[nx.off:nx.end])
+// The UDP encapsulations: each reads its header at b[off:] and reports
+// whether there is one: when not, the datagram is plain UDP.
+
+// vxlan reads a VXLAN header (see vxlanVNI); an Ethernet frame follows.
+func vxlan(b []byte, off int, nx *inner) bool {
+	vni, ok := vxlanVNI(b[off:])
+	if !ok {
+		return false
 	}
-	return nx, DropNone, true
+	nx.start(TunnelVXLAN, len(b), true)
+	nx.et, nx.off, nx.id = etTEB, off+8, vni
+	return true
+}
+
+// vxlanGPE reads a VXLAN-GPE header: version 0, the I flag, reserved bits
+// zero. Without the P flag there is no next protocol, and the payload is
+// Ethernet.
+//
+//	|R|R|Ver|I|P|B|O|       Reserved        | Next Protocol |
+//	|       Virtual Network Identifier (VNI)    |   Reserved    |
+func vxlanGPE(b []byte, off int, nx *inner) bool {
+	h := b[off:]
+	if len(h) < 8 || h[0]&0xf8 != 0x08 || h[1]|h[2]|h[7] != 0 {
+		return false
+	}
+	nx.start(TunnelVXLANGPE, len(b), true)
+	nx.et = etTEB
+	if h[0]&0x04 != 0 {
+		nx.et = nextProtocol(h[3])
+	} else if h[3] != 0 {
+		return false
+	}
+	nx.id, nx.off = be24(h[4:]), off+8
+	return true
+}
+
+// geneve reads a GENEVE header (RFC 8926) and skips its options, which
+// must fill their length exactly. Its protocol type is an ethertype.
+//
+//	|Ver|  Opt Len  |O|C|    Rsvd.  |          Protocol Type        |
+//	|        Virtual Network Identifier (VNI)       |    Reserved   |
+//	|    Option Class   |     Type      |R|R|R| Length  | data ...   (Opt Len words)
+func geneve(b []byte, off int, nx *inner) bool {
+	h := b[off:]
+	if len(h) < 8 || h[0]>>6 != 0 {
+		return false
+	}
+	n := 8 + int(h[0]&0x3f)*4
+	if n > len(h) || !geneveOptionsFit(h[8:n]) {
+		return false
+	}
+	nx.start(TunnelGeneve, len(b), true)
+	nx.et, nx.id, nx.off = binary.BigEndian.Uint16(h[2:]), be24(h[4:]), off+n
+	return true
+}
+
+// gtpU reads a GTPv1-U header (see gtpu); r is DropNonIP for a message
+// that carries no packet (echo, error indication, end marker).
+func gtpU(b []byte, off int, nx *inner) (r DropReason, ok bool) {
+	h := b[off:]
+	n, end, ok := gtpu(h)
+	if !ok {
+		return DropNone, false
+	}
+	nx.start(TunnelGTPU, off+end, true)
+	nx.id, nx.off = binary.BigEndian.Uint32(h[4:]), off+n
+	if h[1] != gtpTPDU {
+		return DropNonIP, true
+	}
+	nx.et = ipByVersion(b[nx.off:nx.end])
+	return DropNone, true
 }
 
 // geneveOptionsFit reports whether GENEVE options fill opts exactly.
@@ -155,11 +170,11 @@ func gtpu(h []byte) (n, end int, ok bool) {
 //	|      Checksum (if C)          |       Reserved1 (if C)        |
 //	|                         Key (if K)                            |
 //	|                 Sequence Number (if S)                        |
-func gre(b []byte, off int) (nx inner, r DropReason) {
+func gre(b []byte, off int, nx *inner) DropReason {
 	h := b[off:]
-	nx = inner{kind: TunnelGRE, end: len(b)}
+	nx.start(TunnelGRE, len(b), false)
 	if len(h) < 4 {
-		return nx, DropMalformedTunnel
+		return DropMalformedTunnel
 	}
 	// Version 1 is PPTP's enhanced GRE, which carries PPP (mostly
 	// encrypted): not followed. In version 0, routing, strict source
@@ -167,9 +182,9 @@ func gre(b []byte, off int) (nx inner, r DropReason) {
 	// other flags are reserved.
 	switch ver := h[1] & 0x07; {
 	case ver == 1:
-		return nx, DropUnknownTunnelPayload
+		return DropUnknownTunnelPayload
 	case ver != 0 || h[0]&0x4f != 0 || h[1]&0xf8 != 0:
-		return nx, DropMalformedTunnel
+		return DropMalformedTunnel
 	}
 	n := 4
 	if h[0]&0x80 != 0 {
@@ -177,7 +192,7 @@ func gre(b []byte, off int) (nx inner, r DropReason) {
 	}
 	if h[0]&0x20 != 0 {
 		if len(h) < n+4 {
-			return nx, DropMalformedTunnel
+			return DropMalformedTunnel
 		}
 		nx.greKey, nx.hasGREKey = binary.BigEndian.Uint32(h[n:]), true
 		n += 4
@@ -187,7 +202,7 @@ func gre(b []byte, off int) (nx inner, r DropReason) {
 		n += 4
 	}
 	if len(h) < n {
-		return nx, DropMalformedTunnel
+		return DropMalformedTunnel
 	}
 	switch proto := binary.BigEndian.Uint16(h[2:]); proto {
 	case etERSPAN:
@@ -195,14 +210,14 @@ func gre(b []byte, off int) (nx inner, r DropReason) {
 		// mirrored frame follows.
 		if !seq {
 			nx.kind, nx.et, nx.off = TunnelERSPAN1, etTEB, off+n
-			return nx, DropNone
+			return DropNone
 		}
 		return erspan2(b, off+n, nx)
 	case etERSPAN3:
 		return erspan3(b, off+n, nx)
 	default:
 		nx.et, nx.off, nx.id, nx.hasID = proto, off+n, nx.greKey, nx.hasGREKey
-		return nx, DropNone
+		return DropNone
 	}
 }
 
@@ -211,16 +226,16 @@ func gre(b []byte, off int) (nx inner, r DropReason) {
 //
 //	|  Ver  |          VLAN         | COS | En|T|    Session ID     |
 //	|      Reserved         |                  Index                |
-func erspan2(b []byte, off int, nx inner) (inner, DropReason) {
+func erspan2(b []byte, off int, nx *inner) DropReason {
 	h := b[off:]
 	nx.kind = TunnelERSPAN2
 	if len(h) < 8 || h[0]>>4 != 1 {
-		return nx, DropMalformedTunnel
+		return DropMalformedTunnel
 	}
 	nx.vlan = binary.BigEndian.Uint16(h) & 0x0fff
 	nx.id, nx.hasID = uint32(binary.BigEndian.Uint16(h[2:])&0x03ff), true
 	nx.et, nx.off = etTEB, off+8
-	return nx, DropNone
+	return DropNone
 }
 
 // erspan3 reads an ERSPAN type III header, and its platform-specific
@@ -231,18 +246,18 @@ func erspan2(b []byte, off int, nx inner) (inner, DropReason) {
 //	|                          Timestamp                            |
 //	|             SGT               |P|    FT   |   Hw ID   |D|Gra|O|
 //	|        Platform-specific subheader, 8 bytes (if O)             |
-func erspan3(b []byte, off int, nx inner) (inner, DropReason) {
+func erspan3(b []byte, off int, nx *inner) DropReason {
 	h := b[off:]
 	nx.kind = TunnelERSPAN3
 	if len(h) < 12 || h[0]>>4 != 2 {
-		return nx, DropMalformedTunnel
+		return DropMalformedTunnel
 	}
 	n := 12
 	if h[11]&0x01 != 0 {
 		n += 8
 	}
 	if len(h) < n {
-		return nx, DropMalformedTunnel
+		return DropMalformedTunnel
 	}
 	nx.vlan = binary.BigEndian.Uint16(h) & 0x0fff
 	nx.id, nx.hasID = uint32(binary.BigEndian.Uint16(h[2:])&0x03ff), true
@@ -255,7 +270,7 @@ func erspan3(b []byte, off int, nx inner) (inner, DropReason) {
 	default:
 		nx.et = etNone
 	}
-	return nx, DropNone
+	return DropNone
 }
 
 // mpls reads an MPLS label stack at b[off:] to its bottom entry, and
@@ -264,13 +279,13 @@ func erspan3(b []byte, off int, nx inner) (inner, DropReason) {
 // first stack go to p.Tunnel.Labels.
 //
 //	|                Label                  | TC  |S|      TTL      |
-func (d *Decoder) mpls(b []byte, off int, p *Packet) (nx inner, r DropReason) {
-	nx = inner{kind: TunnelMPLS, end: len(b), hasID: true}
+func (d *Decoder) mpls(b []byte, off int, p *Packet, nx *inner) DropReason {
+	nx.start(TunnelMPLS, len(b), true)
 	first := d.kinds&(1<<TunnelMPLS) == 0
 	t := &p.Tunnel
 	for {
 		if len(b)-off < 4 { // the frame ends before the bottom of the stack
-			return nx, DropMalformedTunnel
+			return DropMalformedTunnel
 		}
 		e := binary.BigEndian.Uint32(b[off:])
 		off += 4
@@ -284,7 +299,7 @@ func (d *Decoder) mpls(b []byte, off int, p *Packet) (nx inner, r DropReason) {
 		}
 	}
 	if off >= len(b) {
-		return nx, DropMalformedTunnel
+		return DropMalformedTunnel
 	}
 	nx.off = off
 	switch b[off] >> 4 {
@@ -294,13 +309,13 @@ func (d *Decoder) mpls(b []byte, off int, p *Packet) (nx inner, r DropReason) {
 		nx.et = etIPv6
 	case 0:
 		if len(b)-off < 4 {
-			return nx, DropMalformedTunnel
+			return DropMalformedTunnel
 		}
 		nx.et, nx.off = etTEB, off+4
 	default:
 		nx.et = etNone
 	}
-	return nx, DropNone
+	return DropNone
 }
 
 // pppoe reads a PPPoE session header and the PPP protocol after it.
@@ -308,11 +323,11 @@ func (d *Decoder) mpls(b []byte, off int, p *Packet) (nx inner, r DropReason) {
 //
 //	|  Ver  | Type  |     Code      |          Session ID           |
 //	|            Length             |  PPP protocol (1 or 2 bytes)  |
-func pppoe(b []byte, off int) (nx inner, r DropReason) {
+func pppoe(b []byte, off int, nx *inner) DropReason {
 	h := b[off:]
-	nx = inner{kind: TunnelPPPoE, hasID: true}
+	nx.start(TunnelPPPoE, len(b), true)
 	if len(h) < 8 || h[0] != 0x11 || h[1] != 0 {
-		return nx, DropMalformedTunnel
+		return DropMalformedTunnel
 	}
 	nx.id = uint32(binary.BigEndian.Uint16(h[2:]))
 	nx.end = min(off+6+int(binary.BigEndian.Uint16(h[4:])), len(b)) // or where the frame was cut
@@ -321,7 +336,7 @@ func pppoe(b []byte, off int) (nx inner, r DropReason) {
 		n, proto = 7, uint16(h[6])
 	}
 	if off+n > nx.end {
-		return nx, DropMalformedTunnel
+		return DropMalformedTunnel
 	}
 	nx.off = off + n
 	switch proto {
@@ -330,9 +345,9 @@ func pppoe(b []byte, off int) (nx inner, r DropReason) {
 	case 0x0057:
 		nx.et = etIPv6
 	default:
-		return nx, DropNonIP
+		return DropNonIP
 	}
-	return nx, DropNone
+	return DropNone
 }
 
 // nsh reads a network service header (RFC 8300); its service path
@@ -340,31 +355,31 @@ func pppoe(b []byte, off int) (nx inner, r DropReason) {
 //
 //	|Ver|O|U|    TTL    |   Length  |U|U|U|U|MD Type| Next Protocol |
 //	|          Service Path Identifier (SPI)        | Service Index |
-func nsh(b []byte, off int) (nx inner, r DropReason) {
+func nsh(b []byte, off int, nx *inner) DropReason {
 	h := b[off:]
-	nx = inner{kind: TunnelNSH, end: len(b), hasID: true}
+	nx.start(TunnelNSH, len(b), true)
 	if len(h) < 8 || h[0]>>6 != 0 {
-		return nx, DropMalformedTunnel
+		return DropMalformedTunnel
 	}
 	n := int(h[1]&0x3f) * 4
 	switch h[2] & 0x0f {
 	case 1: // fixed context headers
 		if n != 24 {
-			return nx, DropMalformedTunnel
+			return DropMalformedTunnel
 		}
 	case 2: // variable length context headers
 		if n < 8 {
-			return nx, DropMalformedTunnel
+			return DropMalformedTunnel
 		}
 	default:
-		return nx, DropMalformedTunnel
+		return DropMalformedTunnel
 	}
 	if n > len(h) {
-		return nx, DropMalformedTunnel
+		return DropMalformedTunnel
 	}
 	nx.id = binary.BigEndian.Uint32(h[4:]) >> 8
 	nx.et, nx.off = nextProtocol(h[3]), off+n
-	return nx, DropNone
+	return DropNone
 }
 
 // nextProtocol maps VXLAN-GPE's and NSH's next protocol numbers.
