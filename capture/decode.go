@@ -776,8 +776,8 @@ const (
 // an encapsulation, so that plain packets pay a few compares and a
 // tunnel's carrier is not decoded by gopacket at all. For a carrier it
 // returns the encapsulation's kind and where its payload lies; it finds
-// those only in unfragmented packets whose lengths add up and, for IPv6,
-// that have no extension headers. sure reports whether the answer is
+// those only in unfragmented packets whose lengths add up, without IPv4
+// options or IPv6 extension headers. sure reports whether the answer is
 // final; otherwise the packet is decoded and then looked at again.
 func (d *Decoder) peek(b []byte, off int, v6 bool) (kind TunnelKind, poff, pend int, sure bool) {
 	if d.noPeek {
@@ -805,8 +805,9 @@ func (d *Decoder) peek(b []byte, off int, v6 bool) (kind TunnelKind, poff, pend 
 		default:
 			return TunnelNone, 0, 0, true
 		}
+		// Options (IHL over 5) are left to gopacket, which checks them.
 		tot := int(binary.BigEndian.Uint16(h[2:]))
-		if h[0]>>4 != 4 || ihl < 20 || tot < ihl || tot > len(h) || h[6]&0x3f != 0 || h[7] != 0 {
+		if h[0] != 0x45 || tot < 20 || tot > len(h) || h[6]&0x3f != 0 || h[7] != 0 {
 			return TunnelNone, 0, 0, false
 		}
 		return peekPayload(kind, b, off+ihl, off+tot, proto)
@@ -1169,6 +1170,19 @@ func (ip *ipv4Layer) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) er
 	}
 	if ihl < 20 || length < ihl || len(data) < ihl {
 		return errMalformed
+	}
+	for o := data[20:ihl]; len(o) > 0; { // options, as gopacket reads them
+		switch o[0] {
+		case 0: // end of options
+			o = nil
+		case 1: // no operation
+			o = o[1:]
+		default:
+			if len(o) < 2 || o[1] < 2 || int(o[1]) > len(o) {
+				return errMalformed
+			}
+			o = o[o[1]:]
+		}
 	}
 	return ip.IPv4.DecodeFromBytes(data, df)
 }

@@ -428,6 +428,12 @@ func TestDecodeTunnelDrops(t *testing.T) {
 			00 01 08 00 06 04 00 01`), DropUnknownTunnelPayload, TunnelGRE, unknownPayload},
 		{"GRE carrying IPv4 that is not", gre(`00 00 08 00 // GRE: IPv4
 			65 00 00 20 00 01 00 00 40 11 00 00 c0 00 02 01 c6 33 64 02 // version 6`), DropMalformedIPv4, TunnelNone, noCounter},
+		{"IP in IP behind a broken IPv4 option", eth4(`
+			46 00 00 4c  // IPv4, IHL 6, total length 76
+			00 01 00 00  // ID 1
+			40 29 00 00  // TTL 64, IPv6 inside
+			0a 00 00 01 0a 00 00 02
+			30 30 00 00  // an option that claims 48 bytes of a 4-byte room` + ipv6UDP), DropMalformedIPv4, TunnelNone, noCounter},
 		{"ERSPAN type II cut short", gre(`
 			10 00 88 be  // GRE: sequence number; ERSPAN
 			00 00 00 01  // sequence number
