@@ -178,8 +178,9 @@ func DropReasons() []DropReason {
 // is NewDecoder's.
 type DecoderConfig struct {
 	// VXLANPorts are UDP destination ports that carry VXLAN besides 4789,
-	// the IANA port: 8472 is Linux's default (flannel). At most
-	// maxVXLANPorts; not the port of another encapsulation.
+	// the IANA port: 8472 is Linux's default (flannel). At most 8 (the
+	// decoder checks them for every UDP datagram); not 0, nor the port of
+	// another encapsulation (4790, 6081, 2152).
 	VXLANPorts []uint16
 	// Tenant chooses the identifier that fills Packet.Tenant.
 	Tenant TenantKey
@@ -301,6 +302,7 @@ type Decoder struct {
 	trunc     bool   // a parser found the frame cut short
 	tenantSet bool
 	spanVLAN  uint16 // an ERSPAN header's VLAN, for its frame if untagged
+	linkOff   int    // where the Ethernet header inside the innermost tunnel starts; -1: none
 
 	noPeek bool // tests: every packet takes peek's slow way
 
@@ -427,6 +429,16 @@ func (d *Decoder) Decode(f *Frame, p *Packet) DropReason {
 	}
 	if d.trunc {
 		d.stats.Truncated++
+	}
+	if d.depth > 0 {
+		// Rates count the packet as its own link carried it, not the
+		// tunnel: from its Ethernet header, or its IP header when the
+		// tunnel carries IP.
+		start := d.linkOff
+		if start < 0 {
+			start = p.IPOffset
+		}
+		p.Length -= start
 	}
 	if d.tenant == TenantVLAN && p.NumVLANs > 0 {
 		p.Tenant = uint32(p.VLANs[0])
@@ -613,6 +625,7 @@ func (d *Decoder) walk(b []byte, off int, et uint16, from TunnelKind, p *Packet)
 				return DropNonIP
 			}
 			p.VLANs, p.NumVLANs = [2]uint16{}, 0
+			d.linkOff = off
 			var ok bool
 			if et, off, ok = ethernet(b, off, p); !ok {
 				return DropMalformedLink
@@ -662,6 +675,7 @@ func (d *Decoder) enter(p *Packet, nx *inner) DropReason {
 		return DropTunnelTooDeep
 	}
 	d.depth++
+	d.linkOff = -1
 	if bit := uint16(1) << nx.kind; d.kinds&bit == 0 {
 		d.kinds |= bit
 		d.stats.Tunnels[nx.kind].Decoded++ // until the frame is dropped

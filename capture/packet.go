@@ -92,7 +92,10 @@ type Packet struct {
 	PayloadLen int
 
 	// Length is the frame's length on the wire: what rates in bytes and
-	// bits per second count.
+	// bits per second count. For a tunnelled packet it leaves the
+	// encapsulation out, so that rates are those of the packet on its own
+	// link: it counts from the Ethernet header nearest the packet inside
+	// the tunnel, or from its IP header when the tunnel carries IP.
 	Length int
 
 	// Raw is the frame as captured, from its link-layer header on,

@@ -89,6 +89,7 @@ func onLink(kind TunnelKind, id uint32, labels ...uint32) Tunnel {
 type tunnelCase struct {
 	name   string
 	hex    string // an Ethernet frame
+	own    int    // the bytes of the packet's own link header inside the tunnel (0: it carries IP)
 	v6     bool   // the inner packet is ipv6UDP
 	tunnel Tunnel
 	vlans  []uint16
@@ -109,27 +110,27 @@ func tunnelCases(t testing.TB) []tunnelCase {
 	mplsGRE.Labels[0], mplsGRE.NumLabels = 100, 1
 	deepMPLS := onLink(TunnelMPLS, 200, 16, 17, 18, 19)
 	return []tunnelCase{
-		{name: "VXLAN in IPv4", hex: eth4(outer4(t, "11", udpTo(t, 4789, vxlanHdr+ethIPv4))),
+		{name: "VXLAN in IPv4", own: 14, hex: eth4(outer4(t, "11", udpTo(t, 4789, vxlanHdr+ethIPv4))),
 			tunnel: via(TunnelVXLAN, 0x123456, true, false, ProtoUDP, 4789)},
-		{name: "VXLAN in IPv6, inner IPv6 on a VLAN", v6: true,
+		{name: "VXLAN in IPv6, inner IPv6 on a VLAN", own: 18, v6: true,
 			hex: eth6(outer6(t, "11", udpTo(t, 4789, vxlanHdr+ethHdr+`
 				81 00 00 64  // inner 802.1Q, VLAN 100
 				86 dd        // IPv6`+ipv6UDP))),
 			tunnel: via(TunnelVXLAN, 0x123456, true, true, ProtoUDP, 4789), vlans: []uint16{100}},
-		{name: "VXLAN on a VLAN: the inner frame's tags are the packet's",
+		{name: "VXLAN on a VLAN: the inner frame's tags are the packet's", own: 14,
 			hex:    ethHdr + `81 00 00 0a 08 00 // VLAN 10, IPv4` + outer4(t, "11", udpTo(t, 4789, vxlanHdr+ethIPv4)),
 			tunnel: via(TunnelVXLAN, 0x123456, true, false, ProtoUDP, 4789)},
-		{name: "VXLAN with group based policy", hex: eth4(outer4(t, "11", udpTo(t, 4789, `
+		{name: "VXLAN with group based policy", own: 14, hex: eth4(outer4(t, "11", udpTo(t, 4789, `
 				88 40 12 34  // VXLAN: G and I flags; D flag; group policy 0x1234
 				00 00 07 00  // VNI 7`+ethIPv4))),
 			tunnel: via(TunnelVXLAN, 7, true, false, ProtoUDP, 4789)},
-		{name: "VXLAN with reserved bits set, as some mirrors send", hex: eth4(outer4(t, "11", udpTo(t, 4789, `
+		{name: "VXLAN with reserved bits set, as some mirrors send", own: 14, hex: eth4(outer4(t, "11", udpTo(t, 4789, `
 				ff 01 d1 f2  // VXLAN: every flag; reserved bits
 				00 00 0b 00  // VNI 11; the last reserved byte zero`+ethIPv4))),
 			tunnel: via(TunnelVXLAN, 11, true, false, ProtoUDP, 4789)},
-		{name: "VXLAN on a configured port", hex: eth4(outer4(t, "11", udpTo(t, 8472, vxlanHdr+ethIPv4))),
+		{name: "VXLAN on a configured port", own: 14, hex: eth4(outer4(t, "11", udpTo(t, 8472, vxlanHdr+ethIPv4))),
 			tunnel: via(TunnelVXLAN, 0x123456, true, false, ProtoUDP, 8472), cfg: DecoderConfig{VXLANPorts: []uint16{8472}}},
-		{name: "VXLAN behind IPv4 options", hex: eth4(`
+		{name: "VXLAN behind IPv4 options", own: 14, hex: eth4(`
 				46 00 00 56  // IPv4, IHL 6, total length 86
 				00 01 00 00  // ID 1
 				40 11 00 00  // TTL 64, UDP
@@ -143,11 +144,11 @@ func tunnelCases(t testing.TB) []tunnelCase {
 				0c 00 00 01  // VXLAN-GPE: I and P flags; next protocol IPv4
 				00 00 2a 00  // VNI 42`+ipv4UDP))),
 			tunnel: gpe},
-		{name: "VXLAN-GPE carrying Ethernet", hex: eth4(outer4(t, "11", udpTo(t, 4790, `
+		{name: "VXLAN-GPE carrying Ethernet", own: 14, hex: eth4(outer4(t, "11", udpTo(t, 4790, `
 				0c 00 00 03  // VXLAN-GPE: I and P flags; next protocol Ethernet
 				00 00 2a 00  // VNI 42`+ethIPv4))),
 			tunnel: gpe},
-		{name: "VXLAN-GPE without next protocol: Ethernet", hex: eth4(outer4(t, "11", udpTo(t, 4790, `
+		{name: "VXLAN-GPE without next protocol: Ethernet", own: 14, hex: eth4(outer4(t, "11", udpTo(t, 4790, `
 				08 00 00 00  // VXLAN-GPE: I flag only
 				00 00 2a 00  // VNI 42`+ethIPv4))),
 			tunnel: gpe},
@@ -157,7 +158,7 @@ func tunnelCases(t testing.TB) []tunnelCase {
 				0f c2 02 01  // NSH: version 0, TTL 63, 2 words; MD type 2; next protocol IPv4
 				00 00 05 ff  // service path 5, index 255`+ipv4UDP))),
 			tunnel: gpeNSH},
-		{name: "GENEVE with an option, carrying Ethernet", hex: eth4(outer4(t, "11", udpTo(t, 6081, `
+		{name: "GENEVE with an option, carrying Ethernet", own: 14, hex: eth4(outer4(t, "11", udpTo(t, 6081, `
 				02 00 65 58  // GENEVE: version 0, 2 words of options; protocol Ethernet
 				00 00 64 00  // VNI 100
 				01 02 03 01  // option class 0x0102, type 3, 1 word of data
@@ -178,20 +179,20 @@ func tunnelCases(t testing.TB) []tunnelCase {
 				00 00 03 e9  // key 1001
 				00 00 00 07  // sequence number 7`+ipv6UDP)),
 			tunnel: via(TunnelGRE, 1001, true, false, 47, 0)},
-		{name: "GRE in IPv6 carrying Ethernet", hex: eth6(outer6(t, "2f", `
+		{name: "GRE in IPv6 carrying Ethernet", own: 14, hex: eth6(outer6(t, "2f", `
 				20 00 65 58  // GRE: key flag; protocol Ethernet
 				00 00 00 2a  // key 42`+ethIPv4)),
 			tunnel: via(TunnelGRE, 42, true, true, 47, 0)},
-		{name: "ERSPAN type I", hex: eth4(outer4(t, "2f", `
+		{name: "ERSPAN type I", own: 14, hex: eth4(outer4(t, "2f", `
 				00 00 88 be  // GRE: no sequence number; ERSPAN`+ethIPv4)),
 			tunnel: via(TunnelERSPAN1, 0, false, false, 47, 0)},
-		{name: "ERSPAN type II, VLAN from its header", hex: eth4(outer4(t, "2f", `
+		{name: "ERSPAN type II, VLAN from its header", own: 14, hex: eth4(outer4(t, "2f", `
 				10 00 88 be  // GRE: sequence number; ERSPAN
 				00 00 00 01  // sequence number 1
 				10 0a 01 55  // ERSPAN II: version 1, VLAN 10; session 0x155
 				00 00 00 00  // reserved, index`+ethIPv4)),
 			tunnel: via(TunnelERSPAN2, 0x155, true, false, 47, 0), vlans: []uint16{10}},
-		{name: "ERSPAN type II, the mirrored frame's own VLAN", hex: eth4(outer4(t, "2f", `
+		{name: "ERSPAN type II, the mirrored frame's own VLAN", own: 18, hex: eth4(outer4(t, "2f", `
 				10 00 88 be  // GRE: sequence number; ERSPAN
 				00 00 00 01  // sequence number 1
 				10 0a 19 55  // ERSPAN II: version 1, VLAN 10; En 3 (frame keeps its tag), session 0x155
@@ -199,7 +200,7 @@ func tunnelCases(t testing.TB) []tunnelCase {
 				81 00 00 0a  // 802.1Q, VLAN 10
 				08 00        // IPv4`+ipv4UDP)),
 			tunnel: via(TunnelERSPAN2, 0x155, true, false, 47, 0), vlans: []uint16{10}},
-		{name: "ERSPAN type III", hex: eth4(outer4(t, "2f", `
+		{name: "ERSPAN type III", own: 14, hex: eth4(outer4(t, "2f", `
 				10 00 22 eb  // GRE: sequence number; ERSPAN III
 				00 00 00 01  // sequence number 1
 				20 14 00 2a  // ERSPAN III: version 2, VLAN 20; session 42
@@ -232,7 +233,7 @@ func tunnelCases(t testing.TB) []tunnelCase {
 				00 01 40 40  // label 20
 				00 0c 81 40  // label 200, bottom of stack` + ipv4UDP,
 			tunnel: deepMPLS},
-		{name: "MPLS pseudowire with control word", hex: ethHdr + `
+		{name: "MPLS pseudowire with control word", own: 14, hex: ethHdr + `
 				88 47        // MPLS
 				00 3e 81 40  // label 1000, bottom of stack
 				00 00 00 00  // pseudowire control word` + ethIPv4,
@@ -320,8 +321,12 @@ func TestDecodeTunnels(t *testing.T) {
 				t.Errorf("inner packet %v:%d -> %v:%d proto %d ttl %d payload %q (%d), want %v:40000 -> %v:7 UDP \"ping\"",
 					p.Src, p.SrcPort, p.Dst, p.DstPort, p.Proto, p.TTL, p.Payload, p.PayloadLen, src, dst)
 			}
-			if !bytes.HasPrefix(p.Raw[p.IPOffset:], inner) || len(p.Raw) != len(data) || p.Length != len(data) {
+			if !bytes.HasPrefix(p.Raw[p.IPOffset:], inner) || len(p.Raw) != len(data) {
 				t.Errorf("IPOffset %d does not point at the inner packet in the whole frame", p.IPOffset)
+			}
+			// Rates count the packet on its own link, not the tunnel.
+			if p.Length != c.own+len(inner) {
+				t.Errorf("length %d, want %d", p.Length, c.own+len(inner))
 			}
 			if p.Tunnel != c.tunnel {
 				t.Errorf("tunnel\n %+v\nwant\n %+v", p.Tunnel, c.tunnel)
