@@ -352,8 +352,46 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
+// BenchmarkDecodeTunnels decodes plain Ethernet and the same packet in
+// each kind of encapsulation.
+func BenchmarkDecodeTunnels(b *testing.B) {
+	frames := []struct{ name, hex string }{{"plain", ethIPv4}}
+	short := map[string]string{
+		"VXLAN in IPv4": "vxlan",
+		"GENEVE with an option, carrying Ethernet": "geneve",
+		"GRE carrying IPv4":                        "gre",
+		"ERSPAN type II, VLAN from its header":     "erspan2",
+		"MPLS, one label":                          "mpls",
+		"PPPoE session, IPv4":                      "pppoe",
+		"IPv4 in IPv4":                             "ipip",
+		"GTP-U":                                    "gtpu",
+		"GTP-U in MPLS in ERSPAN type II":          "gtpu-mpls-erspan2",
+	}
+	for _, c := range tunnelCases(b) {
+		if name, ok := short[c.name]; ok {
+			frames = append(frames, struct{ name, hex string }{name, c.hex})
+		}
+	}
+	for _, fr := range frames {
+		b.Run(fr.name, func(b *testing.B) {
+			f := Frame{Data: frame(b, fr.hex), LinkType: layers.LinkTypeEthernet}
+			d := NewDecoder()
+			var p Packet
+			if r := d.Decode(&f, &p); r != DropNone || p.DstPort != 7 {
+				b.Fatalf("%v %+v", r, p)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				d.Decode(&f, &p)
+			}
+		})
+	}
+}
+
 // FuzzDecode feeds arbitrary bytes to the decoder under every supported
-// link type: it must never panic, and a decoded packet must be consistent.
+// link type: it must never panic, a decoded packet must be consistent,
+// and peeking at headers to spare gopacket's decoding must change
+// nothing.
 func FuzzDecode(f *testing.F) {
 	f.Add(uint16(layers.LinkTypeEthernet), frame(f, ethHdr+`08 00`+ipv4UDP))                         // Ethernet IPv4 UDP
 	f.Add(uint16(layers.LinkTypeEthernet), frame(f, ethHdr+`88 a8 00 c8 81 00 00 64 86 dd`+ipv6UDP)) // QinQ IPv6
@@ -362,11 +400,22 @@ func FuzzDecode(f *testing.F) {
 	f.Add(uint16(layers.LinkTypeRaw), frame(f, `45 00 00 24 ab cd 20 00 40 11 00 00 c6 33 64 07 c0 00 02 0a 00 07 9c 40 05 dc 00 00`))                // first fragment
 	f.Add(uint16(layers.LinkTypeRaw), frame(f, `60 00 00 00 00 24 00 40`+strings.Repeat("00", 32)+`3c 00 01 04 00 00 00 00 2b 00 01 04 00 00 00 00`)) // truncated extension chain
 	f.Add(uint16(layers.LinkTypeRaw), []byte{})
+	for _, c := range tunnelCases(f) { // every encapsulation, and nested ones
+		f.Add(uint16(layers.LinkTypeEthernet), frame(f, c.hex))
+	}
+	f.Add(uint16(layers.LinkTypeEthernet), frame(f, ethHdr+`08 00`+outer4(f, "11", udpTo(f, 4789, vxlanHdr+ethHdr+`08 00`+
+		outer4(f, "2f", `00 00 88 47 00 06 41 3f`+"\n"+ipv4UDP))))) // MPLS in GRE in VXLAN
 	f.Fuzz(func(t *testing.T, link uint16, data []byte) {
-		d := NewDecoder()
-		var p Packet
+		d, slow := NewDecoder(), NewDecoder()
+		slow.noPeek = true
+		var p, q Packet
 		fr := Frame{Data: data, LinkType: layers.LinkType(link), Length: len(data)}
-		if d.Decode(&fr, &p) != DropNone {
+		r := d.Decode(&fr, &p)
+		// Peeking at headers to spare gopacket's decoding changes nothing.
+		if r != slow.Decode(&fr, &q) || r == DropNone && !samePacket(&p, &q) || d.Stats() != slow.Stats() {
+			t.Fatalf("with peek %v\n %+v\nwithout\n %+v", r, p, q)
+		}
+		if r != DropNone {
 			return
 		}
 		if !p.Src.IsValid() || !p.Dst.IsValid() || p.Src.Is4() != p.Dst.Is4() {
@@ -374,6 +423,13 @@ func FuzzDecode(f *testing.F) {
 		}
 		if len(p.Payload) > len(data) {
 			t.Fatalf("payload longer than the frame")
+		}
+		if p.IPOffset < 0 || p.IPOffset >= len(data) || data[p.IPOffset]>>4 != 4 && data[p.IPOffset]>>4 != 6 {
+			t.Fatalf("IPOffset %d does not point at an IP header", p.IPOffset)
+		}
+		if tn := p.Tunnel; tn.Depth > maxTunnelDepth || (tn.Depth == 0) != (tn == Tunnel{}) ||
+			tn.Depth > 0 && (tn.Kind == TunnelNone || tn.InnerKind == TunnelNone) {
+			t.Fatalf("tunnel %+v", tn)
 		}
 	})
 }

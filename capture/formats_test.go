@@ -14,6 +14,28 @@ import (
 // TestFormats reads every capture under pcaps/formats (written by
 // cmd/pcapgen; see its README for what each holds) through the file reader
 // and the decoder, and checks what comes out packet by packet.
+// eachFrame calls fn with each frame of the capture file, and fails t
+// when the file does not read to its end.
+func eachFrame(t *testing.T, file string, fn func(f *Frame)) {
+	t.Helper()
+	src, err := OpenFiles([]string{file}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	var f Frame
+	for {
+		err := src.ReadFrame(&f)
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		fn(&f)
+	}
+}
+
 func TestFormats(t *testing.T) {
 	var (
 		c4, s4 = netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.7")
@@ -92,30 +114,18 @@ func TestFormats(t *testing.T) {
 	}
 	for name, wants := range cases {
 		t.Run(name, func(t *testing.T) {
-			src, err := OpenFiles([]string{filepath.Join("..", "pcaps", "formats", name)}, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer src.Close()
 			dec := NewDecoder()
 			var (
-				f Frame
 				p Packet
 				i int
 			)
-			for ; ; i++ {
-				err := src.ReadFrame(&f)
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
+			eachFrame(t, filepath.Join("..", "pcaps", "formats", name), func(f *Frame) {
+				defer func() { i++ }()
 				if i >= len(wants) {
-					continue
+					return
 				}
 				w := wants[i]
-				if r := dec.Decode(&f, &p); r != DropNone {
+				if r := dec.Decode(f, &p); r != DropNone {
 					t.Fatalf("packet %d: dropped: %v", i, r)
 				}
 				if p.Src != w.src || p.Dst != w.dst || p.Proto != ProtoUDP || !p.HasPorts || p.SrcPort != w.sport {
@@ -136,7 +146,7 @@ func TestFormats(t *testing.T) {
 				if p.TTL != 64 {
 					t.Errorf("packet %d: TTL %d", i, p.TTL)
 				}
-			}
+			})
 			if i != len(wants) {
 				t.Errorf("read %d packets, want %d", i, len(wants))
 			}

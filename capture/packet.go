@@ -57,6 +57,9 @@ type Packet struct {
 	LinkType  layers.LinkType
 	// VLANs holds up to two 802.1Q/802.1ad tags, outermost first; NumVLANs
 	// says how many are valid (more tags are skipped and not recorded).
+	// They are the tags of the Ethernet header nearest the packet: in a
+	// tunnel that carries Ethernet, the inner frame's, or ERSPAN's VLAN
+	// field when the mirrored frame has no tag of its own.
 	VLANs    [2]uint16
 	NumVLANs uint8
 
@@ -89,14 +92,122 @@ type Packet struct {
 	PayloadLen int
 
 	// Length is the frame's length on the wire: what rates in bytes and
-	// bits per second count.
+	// bits per second count. For a tunnelled packet it leaves the
+	// encapsulation out, so that rates are those of the packet on its own
+	// link: it counts from the Ethernet header nearest the packet inside
+	// the tunnel, or from its IP header when the tunnel carries IP.
 	Length int
 
 	// Raw is the frame as captured, from its link-layer header on,
 	// borrowed like Payload; it may be cut short of what was captured
 	// where a stage keeps only a prefix (see the Packet's users). It is
-	// what evidence files keep.
+	// what evidence files keep: for a tunnelled packet, the whole
+	// encapsulated frame.
 	Raw []byte
+	// IPOffset is where the IP header of the packet (the innermost one)
+	// starts in Raw; valid when Src.IsValid().
+	IPOffset int
+
+	// Tunnel says which encapsulations the packet was found in; every
+	// field above describes the innermost packet.
+	Tunnel Tunnel
+	// Tenant is the tunnel identifier that DecoderConfig.Tenant chose, for
+	// keeping the state of tenants that reuse addresses apart: 0 when the
+	// decoder was not asked for one or the frame has none (and when the
+	// identifier is 0).
+	Tenant uint32
+}
+
+// Tunnel describes the encapsulation a packet arrived in: the outermost
+// IP header that carried it, as Suricata's EVE "tunnel" object reports it,
+// and the kind and identifier of the outermost and innermost encapsulation
+// headers. The zero value (Depth 0) is a packet that was not tunnelled;
+// every other field is then zero too.
+type Tunnel struct {
+	// Depth is the number of encapsulation headers peeled to reach the
+	// packet: 1 for VXLAN, 2 for MPLS in GRE. VLAN tags do not count.
+	Depth uint8
+	// Kind is the outermost encapsulation; ID its identifier where HasID
+	// (see TunnelKind for which identifier each kind has).
+	Kind  TunnelKind
+	HasID bool
+	ID    uint32
+	// InnerKind, InnerHasID and InnerID are the same for the innermost
+	// encapsulation, the one right around the packet; they equal Kind,
+	// HasID and ID when Depth is 1.
+	InnerKind  TunnelKind
+	InnerHasID bool
+	InnerID    uint32
+
+	// Src, Dst and Proto are the outermost IP header that carried an
+	// encapsulation (Proto: ProtoUDP for VXLAN, GENEVE and GTP-U, 47 for
+	// GRE and ERSPAN, 4 or 41 for IP in IP), and SrcPort and DstPort its
+	// UDP ports when Proto is ProtoUDP. Src is invalid when none did: MPLS
+	// or PPPoE right on the link.
+	Src, Dst         netip.Addr
+	Proto            uint8
+	SrcPort, DstPort uint16
+
+	// Labels holds the labels of the outermost MPLS label stack, outermost
+	// first; NumLabels says how many are valid (a deeper stack keeps its
+	// first four).
+	Labels    [4]uint32
+	NumLabels uint8
+}
+
+// TunnelKind names an encapsulation the decoder looks into.
+type TunnelKind uint8
+
+// The encapsulations, and the identifier each puts in Tunnel.ID.
+const (
+	TunnelNone     TunnelKind = iota
+	TunnelVXLAN               // VXLAN, UDP 4789 and configured ports: the VNI
+	TunnelVXLANGPE            // VXLAN-GPE, UDP 4790: the VNI
+	TunnelGeneve              // GENEVE, UDP 6081: the VNI
+	TunnelGRE                 // GRE carrying IP, Ethernet or MPLS: the key, when the header has one
+	TunnelERSPAN1             // ERSPAN type I (GRE 0x88be without sequence number): none
+	TunnelERSPAN2             // ERSPAN type II (GRE 0x88be): the session ID
+	TunnelERSPAN3             // ERSPAN type III (GRE 0x22eb): the session ID
+	TunnelMPLS                // an MPLS label stack: its bottom label, which names the VPN or pseudowire
+	TunnelPPPoE               // a PPPoE session: the session ID
+	TunnelIPIP                // IPv4 or IPv6 in IPv4 or IPv6 (protocol 4 or 41): none
+	TunnelGTPU                // GTP-U, UDP 2152: the TEID
+	TunnelNSH                 // a network service header: the service path identifier
+	numTunnelKinds
+)
+
+var tunnelKindNames = [numTunnelKinds]string{
+	TunnelNone:     "none",
+	TunnelVXLAN:    "vxlan",
+	TunnelVXLANGPE: "vxlan-gpe",
+	TunnelGeneve:   "geneve",
+	TunnelGRE:      "gre",
+	TunnelERSPAN1:  "erspan1",
+	TunnelERSPAN2:  "erspan2",
+	TunnelERSPAN3:  "erspan3",
+	TunnelMPLS:     "mpls",
+	TunnelPPPoE:    "pppoe",
+	TunnelIPIP:     "ipip",
+	TunnelGTPU:     "gtpu",
+	TunnelNSH:      "nsh",
+}
+
+// String returns the kind's name as stats and alerts spell it.
+func (k TunnelKind) String() string {
+	if k < numTunnelKinds {
+		return tunnelKindNames[k]
+	}
+	return "unknown"
+}
+
+// TunnelKinds lists the kinds in the order of DecodeStats.Tunnels, without
+// TunnelNone.
+func TunnelKinds() []TunnelKind {
+	ks := make([]TunnelKind, 0, numTunnelKinds-1)
+	for k := TunnelNone + 1; k < numTunnelKinds; k++ {
+		ks = append(ks, k)
+	}
+	return ks
 }
 
 // IsUDP reports whether the packet is UDP.
