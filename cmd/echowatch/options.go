@@ -503,8 +503,14 @@ func (c *config) validate() error {
 	if d := c.OutputOptions.FlushTimeout; d <= 0 || d > time.Hour {
 		return usagef("--flush-timeout: %v is out of range (above 0, at most 1h)", d)
 	}
-	if _, err := c.decoderConfig(); err != nil {
+	dc, err := c.decoderConfig()
+	if err != nil {
 		return err
+	}
+	// The decoder knows which ports are another encapsulation's, and how
+	// many it keeps.
+	if _, err := capture.NewDecoderWith(dc); err != nil {
+		return usagef("--vxlan-port: %s", strings.TrimPrefix(err.Error(), "capture: "))
 	}
 	if c.Dedup < 0 || c.Dedup > capture.MaxDedupWindow {
 		return usagef("--dedup: %v is out of range (0: off, or above 0 and at most %v)", c.Dedup, capture.MaxDedupWindow)
@@ -522,7 +528,8 @@ func (c *config) validate() error {
 }
 
 // decoderConfig is what the settings ask of the decoders: the VXLAN ports
-// and the tenant key. A usage error names the setting at fault.
+// and the tenant key. A usage error names the setting at fault; validate
+// checks the rest with the decoder.
 func (c *config) decoderConfig() (capture.DecoderConfig, error) {
 	var dc capture.DecoderConfig
 	for _, p := range c.VXLANPorts {
@@ -534,11 +541,6 @@ func (c *config) decoderConfig() (capture.DecoderConfig, error) {
 	var err error
 	if dc.Tenant, err = capture.ParseTenantKey(c.Tenant); err != nil {
 		return dc, usagef("--tenant: %s", strings.TrimPrefix(err.Error(), "capture: tenant key "))
-	}
-	// The decoder knows which ports are another encapsulation's, and how
-	// many it keeps.
-	if _, err := capture.NewDecoderWith(dc); err != nil {
-		return dc, usagef("--vxlan-port: %s", strings.TrimPrefix(err.Error(), "capture: "))
 	}
 	return dc, nil
 }
