@@ -37,7 +37,7 @@ type Dedup struct {
 	dropped, evicted uint64
 }
 
-// dedupBucket is one set: a cache line.
+// dedupBucket is one set of slots.
 type dedupBucket [dedupWays]dedupSlot
 
 type dedupSlot struct {
@@ -54,11 +54,16 @@ const (
 	// dedupTick is the unit of the slots' times: they wrap after 2^32
 	// ticks (18 minutes), far beyond any window, and an entry that old
 	// in its set is taken for live only if its 32-bit tag matches too.
-	dedupTick = 256 * time.Nanosecond
+	dedupTick      = 1 << dedupTickShift * time.Nanosecond
+	dedupTickShift = 8
 
-	dedupWays       = 8
-	dedupBucketBits = 11
+	dedupWays       = 4 // a set is half a cache line
+	dedupBucketBits = 12
 	dedupBuckets    = 1 << dedupBucketBits
+	// dedupFree is how far from now Seen puts a slot that may be taken:
+	// empty, or past its window. Live slots are within the window, far
+	// below.
+	dedupFree = ^uint32(0)
 	// dedupBytes is how much of an IP packet its hash covers: the IP
 	// header (IPv4 with options, IPv6 with a few extension headers), the
 	// transport header with the checksum that covers the payload, and
@@ -89,29 +94,28 @@ func (d *Dedup) Seen(p *Packet) bool {
 		return false
 	}
 	tag := uint32(sum) | 1
-	now := uint32(p.Timestamp.UnixNano() / int64(dedupTick))
+	now := uint32(p.Timestamp.UnixNano() >> dedupTickShift)
 	b := &d.buckets[sum>>(64-dedupBucketBits)]
-	// A free or stale slot, else the oldest. An age past half the clock
-	// is a time before now: a copy may come before its original in a
-	// capture merged from two interfaces.
-	victim, oldest, live := 0, uint32(0), true
+	// A free or stale slot, else the one seen longest ago. Times are
+	// compared both ways round the clock: a copy may come before its
+	// original in a capture merged from two interfaces.
+	victim, farthest := 0, uint32(0)
 	for i := range b {
 		s := &b[i]
 		age := now - s.at
-		if s.tag == tag && min(age, -age) <= d.window {
+		apart := min(age, -age)
+		if s.tag == tag && apart <= d.window {
 			d.dropped++
 			return true
 		}
-		if !live {
-			continue
+		if s.tag == 0 || apart > d.window {
+			apart = dedupFree
 		}
-		if s.tag == 0 || min(age, -age) > d.window {
-			victim, live = i, false
-		} else if age >= oldest {
-			victim, oldest = i, age
+		if apart > farthest {
+			victim, farthest = i, apart
 		}
 	}
-	if live {
+	if farthest != dedupFree {
 		d.evicted++
 	}
 	b[victim] = dedupSlot{tag: tag, at: now}
@@ -156,23 +160,21 @@ func dedupSum(ip []byte) (sum uint64, ok bool) {
 		n = len(ip)
 	}
 	n = min(n, dedupBytes)
-	var w [dedupBytes / 8]uint64
-	w[0] = binary.LittleEndian.Uint64(ip) & m0
-	w[1] = binary.LittleEndian.Uint64(ip[8:]) & m1
-	i := 16
-	for ; i+8 <= n; i += 8 {
-		w[i/8] = binary.LittleEndian.Uint64(ip[i:])
-	}
-	if i < n {
-		// The last bytes, read as the 8 that end where the packet does
-		// (n is 20 at least), shifted down.
-		w[i/8] = binary.LittleEndian.Uint64(ip[n-8:]) >> (8 * (8 - (n - i)))
-	}
 	// wyhash's multiply-and-fold, 16 bytes at a time, each pair apart
-	// from the others so that the multiplies overlap.
-	var h uint64
-	for i := 0; i < len(w); i += 2 {
-		h ^= dedupMum(w[i]^dedupK[i], w[i+1]^dedupK[i+1])
+	// from the others so that the multiplies overlap. The last pair is
+	// read as the bytes that end where the packet does (n is 20 at
+	// least), shifted down: what follows the packet is left out, and
+	// its length is in the sum.
+	le := binary.LittleEndian
+	h := dedupMum(le.Uint64(ip)&m0^dedupK[0], le.Uint64(ip[8:])&m1^dedupK[1])
+	i := 16
+	for ; i+16 <= n; i += 16 {
+		h ^= dedupMum(le.Uint64(ip[i:])^dedupK[i/8], le.Uint64(ip[i+8:])^dedupK[i/8+1])
+	}
+	if rest := n - i; rest > 8 {
+		h ^= dedupMum(le.Uint64(ip[i:])^dedupK[i/8], le.Uint64(ip[n-8:])>>(8*(16-rest))^dedupK[i/8+1])
+	} else if rest > 0 {
+		h ^= dedupMum(le.Uint64(ip[n-8:])>>(8*(8-rest))^dedupK[i/8], dedupK[i/8+1])
 	}
 	h = dedupMum(h^dedupK[0], uint64(n)^dedupK[1])
 	return h | 1, true
