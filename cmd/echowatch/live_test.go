@@ -196,7 +196,7 @@ func TestLiveCapture(t *testing.T) {
 			}
 			// Every datagram sent was captured, decoded and counted (ARP and
 			// ICMP unreachables come on top).
-			frames := regexpInt(t, out, `"decoded":(\d+)`)
+			frames := regexpInt(t, out, `"decoder":\{"frames":\d+,"decoded":(\d+)`)
 			if frames < 400 {
 				t.Errorf("decoded %d frames, want at least the 400 sent", frames)
 			}

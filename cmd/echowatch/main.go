@@ -257,12 +257,19 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 		e.Outputs = out.Stats()
 		out.Write(&e)
 	}
-	// emitStats is called every pl.statsEvery: live with --stats, a stats
-	// event is due every --stats-interval.
+	// emitStats is called every pl.statsEvery: live, the blind spots are
+	// looked for, and with --stats a stats event is due every
+	// --stats-interval. Offline, the blind spots wait for the end of the
+	// run: its progress line owns the terminal until then.
+	blind := newBlindSpots(stderr)
 	lastStats := time.Now()
 	emitStats := func() {
 		ev := snapshot()
-		if !cfg.Stats || !live {
+		if !live {
+			return
+		}
+		blind.check(ev.Decoder)
+		if !cfg.Stats {
 			return
 		}
 		if now := time.Now(); pl.statsEvery == cfg.StatsInterval || now.Sub(lastStats) >= cfg.StatsInterval-pl.statsEvery/2 {
@@ -299,6 +306,7 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 	if cfg.Stats {
 		writeStats(final)
 	}
+	blind.check(final.Decoder)
 	if msg := heldBack(final.Detect); msg != "" {
 		fmt.Fprintf(stderr, "echowatch: warning: %s\n", msg)
 	}

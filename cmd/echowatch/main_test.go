@@ -57,6 +57,8 @@ func TestUsageErrors(t *testing.T) {
 	os.WriteFile(badSize, []byte("evidence:\n  max_bytes: lots\n"), 0o644)
 	huge := filepath.Join(dir, "huge.yaml")
 	os.WriteFile(huge, bytes.Repeat([]byte("# a comment line of sixteen\n"), 17<<20/28+1), 0o644)
+	badPort := filepath.Join(dir, "bad-port.yaml")
+	os.WriteFile(badPort, []byte("vxlan_ports: [8472, 65536]\n"), 0o644)
 	demo := pcap("demo.pcap")
 	cases := []struct {
 		args []string
@@ -90,6 +92,16 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"-r", demo, "--output", "syslog+udp://h:99999"}, `^echowatch: --output syslog\+udp://h:99999: port "99999": want a number from 1 to 65535$`},
 		{[]string{"-r", demo, "--output", "kafka://b1:9092,b2:70000/t"}, `broker b2:70000: port "70000"`},
 		{[]string{"-r", demo, "--config", huge}, `^echowatch: config .*huge\.yaml: larger than 16 MiB: refused$`},
+		// How frames are decoded.
+		{[]string{"-r", demo, "--vxlan-port", "0"}, `^echowatch: invalid value "0" for flag -vxlan-port: "0" is not a port \(want a number from 1 to 65535\)$`},
+		{[]string{"-r", demo, "--vxlan-port", "8472,70000"}, `invalid value "8472,70000" for flag -vxlan-port: "70000" is not a port`},
+		{[]string{"-r", demo, "--vxlan-port", "6081"}, `^echowatch: --vxlan-port: VXLAN port 6081: GENEVE's port$`},
+		{[]string{"-r", demo, "--vxlan-port", "1,2,3,4,5,6,7,8,9"}, `^echowatch: --vxlan-port: more than 8 VXLAN ports$`},
+		{[]string{"-r", demo, "--config", badPort}, `^echowatch: --vxlan-port: 65536 is not a port \(want a number from 1 to 65535\)$`},
+		{[]string{"-r", demo, "--tenant", "vpc"}, `^echowatch: --tenant: "vpc": want one of none, vni, gre-key, erspan-session, vlan, mpls-label, teid$`},
+		{[]string{"-r", demo, "--dedup", "-1ms"}, `^echowatch: --dedup: -1ms is out of range \(0: off, or above 0 and at most 1s\)$`},
+		{[]string{"-r", demo, "--dedup", "2s"}, `--dedup: 2s is out of range`},
+		{[]string{"-r", demo, "--dedup", "1"}, `invalid value "1" for flag -dedup`},
 	}
 	for _, c := range cases {
 		code, out, errOut := runMain(t, nil, c.args...)

@@ -122,6 +122,8 @@ type collector struct {
 	outputs  func() []outputStats
 
 	received, dropped         *prometheus.Desc
+	tunnelFrames              *prometheus.Desc
+	dedupDropped, dedupEvict  *prometheus.Desc
 	flows, flowEvictions      *prometheus.Desc
 	keys, keyEvictions        *prometheus.Desc
 	incidents, open           *prometheus.Desc
@@ -147,6 +149,9 @@ func newCollector(snapshot func() *statsEvent, outputs func() []outputStats) *co
 		outputs:       outputs,
 		received:      d("packets_received_total", "Frames read from the capture.", nil...),
 		dropped:       d("packets_dropped_total", "Packets lost, by stage (kernel, decode, queue) and, for decode, reason.", "stage", "reason"),
+		tunnelFrames:  d("tunnel_frames_total", "Frames by encapsulation and result: decoded, malformed, unknown_payload (not looked into), not_tunnel, other_port (UDP to a tunnel port, delivered as UDP).", "kind", "result"),
+		dedupDropped:  d("dedup_dropped_total", "Packets --dedup dropped as copies of one seen within its window."),
+		dedupEvict:    d("dedup_evictions_total", "Packets pushed out of the --dedup table within their window."),
 		flows:         d("flows_tracked", "Flows in the flow table."),
 		flowEvictions: d("flow_evictions_total", "Entries pushed out of a full flow or fragment table.", "table"),
 		keys:          d("detect_keys", "Keys held in a bounded detection table.", "table"),
@@ -174,7 +179,7 @@ func newCollector(snapshot func() *statsEvent, outputs func() []outputStats) *co
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.received, c.dropped, c.flows, c.flowEvictions, c.keys,
+	for _, d := range []*prometheus.Desc{c.received, c.dropped, c.tunnelFrames, c.dedupDropped, c.dedupEvict, c.flows, c.flowEvictions, c.keys,
 		c.keyEvictions, c.incidents, c.open, c.emitted, c.suppressed, c.outQueue, c.outDelivered,
 		c.outFailed, c.outDropped, c.evFiles, c.evPackets, c.evBytes, c.evRemoved, c.evRefused, c.evErrors, c.evSkipped,
 		c.buildInfo} {
@@ -208,6 +213,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for reason, n := range s.Decoder.Dropped {
 		counter(c.dropped, n, "decode", reason)
 	}
+	for kind, results := range s.Decoder.Tunnels {
+		for result, n := range results {
+			counter(c.tunnelFrames, n, kind, result)
+		}
+	}
+	counter(c.dedupDropped, s.Decoder.DedupDropped)
+	counter(c.dedupEvict, s.Decoder.DedupEvicted)
 	gauge(c.flows, float64(s.Flow.Active))
 	counter(c.flowEvictions, s.Flow.Evicted, "flows")
 	counter(c.flowEvictions, s.Decoder.FragmentsEvicted, "fragments")

@@ -32,23 +32,7 @@ func demoStats(t *testing.T, workers int) *statsEvent {
 	t.Helper()
 	cfg := defaultConfig()
 	cfg.Read, cfg.Workers = []string{pcap("demo.pcap")}, workers
-	eng, err := detect.New(cfg.Config, discardAlerts{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srcs, err := openSources(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeAll(srcs)
-	pl, err := newPipeline(cfg, srcs, eng)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pl.run(func() {}); err != nil {
-		t.Fatal(err)
-	}
-	return pl.stats()
+	return runStats(t, cfg)
 }
 
 // The demo capture: 2959 frames; a reflection and a loop that start and

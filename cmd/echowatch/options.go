@@ -44,6 +44,9 @@ type config struct {
 	MaxMemory     byteSize        `yaml:"max_memory"`
 	MaxFlows      int             `yaml:"max_flows"` // 0: sized from max_memory
 	Workers       int             `yaml:"workers"`
+	VXLANPorts    []int           `yaml:"vxlan_ports"`
+	Tenant        string          `yaml:"tenant"`
+	Dedup         time.Duration   `yaml:"dedup"`
 	Stats         bool            `yaml:"stats"`
 	StatsInterval time.Duration   `yaml:"stats_interval"`
 	User          string          `yaml:"user"`
@@ -78,6 +81,7 @@ func defaultConfig() config {
 		Outputs:       []string{"stdout"},
 		MaxMemory:     byteSize(detect.DefaultMaxMemory),
 		Workers:       1,
+		Tenant:        "none",
 		StatsInterval: 60 * time.Second,
 		OutputOptions: defaultOutputOptions(),
 		Evidence:      defaultEvidenceOptions(),
@@ -184,6 +188,40 @@ func (c *cidrFlag) Set(s string) error {
 	return nil
 }
 
+// portsFlag is a listFlag of UDP ports, comma-separated or repeated.
+type portsFlag struct {
+	vals *[]int
+	set  bool
+}
+
+func (p *portsFlag) String() string {
+	if p.vals == nil {
+		return ""
+	}
+	s := make([]string, len(*p.vals))
+	for i, v := range *p.vals {
+		s[i] = strconv.Itoa(v)
+	}
+	return strings.Join(s, ",")
+}
+
+func (p *portsFlag) Set(s string) error {
+	if !p.set {
+		*p.vals, p.set = nil, true
+	}
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		n, ok := portNumber(part)
+		if !ok || n == 0 {
+			return fmt.Errorf("%q is not a port (want a number from 1 to 65535)", part)
+		}
+		*p.vals = append(*p.vals, int(n))
+	}
+	return nil
+}
+
 const usageText = `Usage: echowatch -r FILE... [options]
        echowatch -i IFACE [options]
 
@@ -211,6 +249,11 @@ Input:
                            of a fanout group; otherwise one reader deals
                            them the frames. A file's alerts are the same
                            for any number
+      --vxlan-port PORT    UDP port that carries VXLAN besides 4789, e.g.
+                           8472 (Linux, flannel); repeatable or a comma list
+      --dedup WINDOW       drop a packet seen again within WINDOW (e.g. 1ms;
+                           at most 1s; default 0: off): the second copy that a
+                           span of both directions or of two VLANs delivers
 
 Detection:
       --home-net CIDRS     the networks you protect, comma-separated; decides
@@ -229,6 +272,10 @@ Detection:
                            and ends of announced incidents always go out
       --sensor-name NAME   name put in every alert's host field (default:
                            the host name)
+      --tenant KEY         keep the detection state of each tunnel apart, by
+                           KEY: none (default), vni, gre-key, erspan-session,
+                           vlan, mpls-label or teid: tenants that reuse
+                           addresses are never one victim
 
 Output:
       --output URL         where alerts go; repeatable (default stdout):
@@ -296,6 +343,9 @@ func newFlagSet(cfg *config, cl *commandLine) *flag.FlagSet {
 		return nil
 	})
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "")
+	fs.Var(&portsFlag{vals: &cfg.VXLANPorts}, "vxlan-port", "")
+	fs.DurationVar(&cfg.Dedup, "dedup", cfg.Dedup, "")
+	fs.StringVar(&cfg.Tenant, "tenant", cfg.Tenant, "")
 	fs.Var(&cidrFlag{listFlag{vals: &cfg.HomeNet}}, "home-net", "")
 	fs.Var(&cfg.MaxMemory, "max-memory", "")
 	fs.IntVar(&cfg.MaxFlows, "max-flows", cfg.MaxFlows, "")
@@ -453,6 +503,18 @@ func (c *config) validate() error {
 	if d := c.OutputOptions.FlushTimeout; d <= 0 || d > time.Hour {
 		return usagef("--flush-timeout: %v is out of range (above 0, at most 1h)", d)
 	}
+	dc, err := c.decoderConfig()
+	if err != nil {
+		return err
+	}
+	// The decoder knows which ports are another encapsulation's, and how
+	// many it keeps.
+	if _, err := capture.NewDecoderWith(dc); err != nil {
+		return usagef("--vxlan-port: %s", strings.TrimPrefix(err.Error(), "capture: "))
+	}
+	if c.Dedup < 0 || c.Dedup > capture.MaxDedupWindow {
+		return usagef("--dedup: %v is out of range (0: off, or above 0 and at most %v)", c.Dedup, capture.MaxDedupWindow)
+	}
 	if err := validateOutputs(c.Outputs, c.OutputOptions); err != nil {
 		return err
 	}
@@ -463,6 +525,24 @@ func (c *config) validate() error {
 		return usagef("%v", err)
 	}
 	return nil
+}
+
+// decoderConfig is what the settings ask of the decoders: the VXLAN ports
+// and the tenant key. A usage error names the setting at fault; validate
+// checks the rest with the decoder.
+func (c *config) decoderConfig() (capture.DecoderConfig, error) {
+	var dc capture.DecoderConfig
+	for _, p := range c.VXLANPorts {
+		if p < 1 || p > 65535 {
+			return dc, usagef("--vxlan-port: %d is not a port (want a number from 1 to 65535)", p)
+		}
+		dc.VXLANPorts = append(dc.VXLANPorts, uint16(p))
+	}
+	var err error
+	if dc.Tenant, err = capture.ParseTenantKey(c.Tenant); err != nil {
+		return dc, usagef("--tenant: %s", strings.TrimPrefix(err.Error(), "capture: tenant key "))
+	}
+	return dc, nil
 }
 
 func (e *evidenceOptions) validate() error {

@@ -58,8 +58,9 @@ type pipeline struct {
 	redo *worker
 
 	// statsEvery is how often run calls emitStats on the engine's
-	// goroutine: the stats period live with --stats, at most a second
-	// with --metrics-listen (offline too), or never.
+	// goroutine: live, the stats period with --stats and at most a
+	// second; at most a second with --metrics-listen (offline too);
+	// otherwise never.
 	statsEvery time.Duration
 	// reload, if not nil, has configs read on SIGHUP for the engine.
 	reload *reloader
@@ -73,7 +74,9 @@ func newPipeline(cfg config, srcs []capture.Source, eng *detect.Engine) (*pipeli
 	if cfg.Stats && cfg.Interface != "" {
 		p.statsEvery = cfg.StatsInterval
 	}
-	if cfg.MetricsListen != "" && (p.statsEvery == 0 || p.statsEvery > metricsEvery) {
+	// Live, the counters are looked at every second at least, so that a
+	// blind spot is warned of as it appears (see blindSpots).
+	if (cfg.MetricsListen != "" || cfg.Interface != "") && (p.statsEvery == 0 || p.statsEvery > metricsEvery) {
 		p.statsEvery = metricsEvery
 	}
 	flows, err := detect.NewFlows(detect.FlowConfig{MaxFlows: cfg.MaxFlows, Ports: eng.FlowPorts()})
@@ -81,7 +84,10 @@ func newPipeline(cfg config, srcs []capture.Source, eng *detect.Engine) (*pipeli
 		return nil, err
 	}
 	for i := range n {
-		w := &worker{id: i, dec: capture.NewDecoder(), wants: eng.Wants}
+		w, err := newWorker(i, cfg, eng)
+		if err != nil {
+			return nil, err
+		}
 		if len(srcs) == n {
 			w.src = srcs[i]
 		}
@@ -92,7 +98,9 @@ func newPipeline(cfg config, srcs []capture.Source, eng *detect.Engine) (*pipeli
 		return p, nil
 	}
 	p.flows, p.frags = flows, capture.NewFragments()
-	p.redo = &worker{id: -1, dec: capture.NewDecoder(), wants: eng.Wants}
+	if p.redo, err = newWorker(-1, cfg, eng); err != nil {
+		return nil, err
+	}
 	for _, w := range append(p.workers, p.redo) {
 		w.dec.SkipFragments() // the stage's table sees them all, in order
 		if cfg.Evidence.Dir != "" {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/echowatch/echowatch/capture"
@@ -142,8 +143,9 @@ func TestWorkersTruncated(t *testing.T) {
 // it is one of several (decode, keep what the engine wants in its chunk),
 // and what the engine's goroutine then does per packet kept (flows,
 // detection): once the chunk has grown and the keys exist, nothing
-// allocates. The traffic is an echo reflection too slow to raise an alert
-// (alerts allocate their incident's id), with DNS around it.
+// allocates, --dedup included. The traffic is an echo reflection too slow
+// to raise an alert (alerts allocate their incident's id), with DNS
+// around it.
 func TestWorkerKeepsAllocateNothing(t *testing.T) {
 	src, err := capture.OpenFiles([]string{pcap("benign-slow-reflection/capture.pcap")}, nil)
 	if err != nil {
@@ -169,6 +171,11 @@ func TestWorkerKeepsAllocateNothing(t *testing.T) {
 	}
 	w := &worker{dec: capture.NewDecoder(), wants: eng.Wants}
 	w.dec.SkipFragments()
+	// With --dedup: each lap comes an hour later, so nothing is a copy,
+	// and every packet kept is looked up and recorded.
+	if w.dedup, err = capture.NewDedup(time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
 	st := &stage{p: p, now: -1 << 63}
 	c := <-newChunks(1)
 	lap := time.Duration(0)
@@ -222,5 +229,43 @@ func TestQuietClock(t *testing.T) {
 	// A new packet restarts the quiet from its own time.
 	if at, _ := q.at(pkt.Add(time.Second), wall.Add(5*time.Second)); !at.Equal(pkt.Add(time.Second)) {
 		t.Fatalf("after a new packet: %v", at)
+	}
+}
+
+// TestWorkersDecodeAsConfigured: every decoder the pipeline makes (each
+// worker's, and the one that reads a region again) follows --vxlan-port
+// and --tenant, and each worker has a --dedup table of its own.
+func TestWorkersDecodeAsConfigured(t *testing.T) {
+	data := carrierVXLAN(8472, 42, readFrames(t, pcap("demo.pcap")).datas[0])
+	eng, err := detect.New(detect.DefaultConfig(), discard{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, workers := range []int{1, 3} {
+		cfg := defaultConfig()
+		cfg.Workers, cfg.VXLANPorts, cfg.Tenant, cfg.Dedup = workers, []int{8472}, "vni", time.Millisecond
+		pl, err := newPipeline(cfg, []capture.Source{silentSource{}}, eng)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws := pl.workers
+		if pl.redo != nil {
+			ws = append(ws, pl.redo)
+		}
+		if want := map[int]int{1: 1, 3: 4}[workers]; len(ws) != want {
+			t.Fatalf("%d workers: %d decoders, want %d", workers, len(ws), want)
+		}
+		tables := map[*capture.Dedup]bool{}
+		for _, w := range ws {
+			f := capture.Frame{Data: data, LinkType: layers.LinkTypeEthernet, Timestamp: time.Unix(1e9, 0)}
+			var p capture.Packet
+			if r := w.dec.Decode(&f, &p); r != capture.DropNone || p.Tunnel.Kind != capture.TunnelVXLAN || p.Tenant != 42 {
+				t.Errorf("%d workers, worker %d: %v, tunnel %v, tenant %d; want VXLAN on 8472, tenant 42", workers, w.id, r, p.Tunnel.Kind, p.Tenant)
+			}
+			if w.dedup == nil || tables[w.dedup] || w.dedup.Seen(&p) || !w.dedup.Seen(&p) {
+				t.Errorf("%d workers, worker %d: no --dedup table of its own", workers, w.id)
+			}
+			tables[w.dedup] = true
+		}
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -140,7 +141,7 @@ func (c *config) keepSizes(started config) {
 
 // restartOnly names the settings that differ between the config a run
 // started with and a new one, and that a reload does not change: what
-// opened the capture, the evidence files, the end-of-run files, the
+// opened the capture, how frames are decoded, the evidence files, the end-of-run files, the
 // metrics listener and the flow table's size.
 func restartOnly(started, n config) []string {
 	var names []string
@@ -155,6 +156,10 @@ func restartOnly(started, n config) []string {
 		{"snaplen", started.Snaplen, n.Snaplen},
 		{"promiscuous", started.Promiscuous, n.Promiscuous},
 		{"workers", started.Workers, n.Workers},
+		// The decoders and the dedup tables are made once, per worker.
+		{"vxlan_ports", fmt.Sprint(started.VXLANPorts), fmt.Sprint(n.VXLANPorts)},
+		{"tenant", started.Tenant, n.Tenant},
+		{"dedup", started.Dedup, n.Dedup},
 		// The sizes as given, not as max_memory made them.
 		{"max_memory", started.MaxMemory, n.MaxMemory},
 		{"max_flows", started.given.flows, n.given.flows},

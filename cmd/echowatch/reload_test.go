@@ -105,15 +105,19 @@ func TestRereadFlagsWin(t *testing.T) {
 func TestFlagsOverFile(t *testing.T) {
 	conf := filepath.Join(t.TempDir(), "echowatch.yaml")
 	yaml := "read: [file.pcap]\noutputs: [stdout, \"file:///tmp/a.json\"]\nhome_net: [10.0.0.0/8]\n" +
-		"stats: true\npromiscuous: true\nsensor_name: fromfile\nworkers: 3\n"
+		"stats: true\npromiscuous: true\nsensor_name: fromfile\nworkers: 3\nvxlan_ports: [9999]\ntenant: vni\n"
 	if err := os.WriteFile(conf, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cfg, _, err := parseArgs([]string{"--config", conf, "-r", "a.pcap", "-r", "b.pcap", "--output", "stdout",
-		"--home-net", "192.0.2.0/24, 198.51.100.0/24", "--home-net", "203.0.113.0/24", "--stats=false", "--no-promisc"},
+		"--home-net", "192.0.2.0/24, 198.51.100.0/24", "--home-net", "203.0.113.0/24", "--stats=false", "--no-promisc",
+		"--vxlan-port", "8472, 4800", "--vxlan-port", "4801", "--tenant", "gre-key"},
 		io.Discard, false)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !slices.Equal(cfg.VXLANPorts, []int{8472, 4800, 4801}) || cfg.Tenant != "gre-key" {
+		t.Errorf("flags over the file: vxlan_ports %v tenant %q", cfg.VXLANPorts, cfg.Tenant)
 	}
 	if !slices.Equal(cfg.Read, []string{"a.pcap", "b.pcap"}) || !slices.Equal(cfg.Outputs, []string{"stdout"}) ||
 		!slices.Equal(cfg.HomeNet, []string{"192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"}) ||
@@ -129,8 +133,10 @@ func TestFlagsOverFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(cfg.Read, []string{"file.pcap"}) || len(cfg.Outputs) != 2 || !cfg.Stats || cfg.Snaplen != defaultConfig().Snaplen {
-		t.Errorf("the file alone: read %q outputs %q stats %v snaplen %d", cfg.Read, cfg.Outputs, cfg.Stats, cfg.Snaplen)
+	if !slices.Equal(cfg.Read, []string{"file.pcap"}) || len(cfg.Outputs) != 2 || !cfg.Stats || cfg.Snaplen != defaultConfig().Snaplen ||
+		!slices.Equal(cfg.VXLANPorts, []int{9999}) || cfg.Tenant != "vni" {
+		t.Errorf("the file alone: read %q outputs %q stats %v snaplen %d vxlan_ports %v tenant %q", cfg.Read, cfg.Outputs,
+			cfg.Stats, cfg.Snaplen, cfg.VXLANPorts, cfg.Tenant)
 	}
 }
 
@@ -146,6 +152,12 @@ func TestRestartOnly(t *testing.T) {
 	n.BPF, n.Evidence.Dir, n.Read = "udp", "/tmp/evidence", []string{"other.pcap"}
 	if got := strings.Join(restartOnly(started, n), ","); got != "read,bpf,evidence" {
 		t.Errorf("named %q, want read,bpf,evidence", got)
+	}
+	// The decoders and the dedup tables are made at the start.
+	n = defaultConfig()
+	n.VXLANPorts, n.Tenant, n.Dedup = []int{8472}, "vni", time.Millisecond
+	if got := strings.Join(restartOnly(started, n), ","); got != "vxlan_ports,tenant,dedup" {
+		t.Errorf("named %q, want vxlan_ports,tenant,dedup", got)
 	}
 }
 

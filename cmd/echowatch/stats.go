@@ -44,6 +44,13 @@ type decoderStats struct {
 	FragmentsMatched uint64            `json:"fragments_matched"`
 	FragmentsEvicted uint64            `json:"fragments_evicted"`
 	Dropped          map[string]uint64 `json:"dropped"`
+	// Tunnels counts frames by encapsulation and result (see
+	// tunnelCounts): decoder.tunnels.vxlan.decoded, ...
+	Tunnels map[string]map[string]uint64 `json:"tunnels"`
+	// With --dedup: packets dropped as copies of one seen within the
+	// window, and packets pushed out of its table within theirs.
+	DedupDropped uint64 `json:"dedup_dropped"`
+	DedupEvicted uint64 `json:"dedup_evicted"`
 }
 
 // workerReport is one worker's share: the frames it read and decoded, what
@@ -74,6 +81,21 @@ func (s *statsEvent) add(w workerStats) {
 	for _, r := range capture.DropReasons() {
 		s.Decoder.Dropped[r.String()] += d.Dropped[r]
 	}
+	if s.Decoder.Tunnels == nil {
+		s.Decoder.Tunnels = map[string]map[string]uint64{}
+	}
+	for _, k := range capture.TunnelKinds() {
+		counts := s.Decoder.Tunnels[k.String()]
+		if counts == nil {
+			counts = map[string]uint64{}
+			s.Decoder.Tunnels[k.String()] = counts
+		}
+		for _, c := range tunnelCounts(k, d.Tunnels[k]) {
+			counts[c.result] += c.n
+		}
+	}
+	s.Decoder.DedupDropped += w.dedupDropped
+	s.Decoder.DedupEvicted += w.dedupEvicted
 	s.Flow.Add(w.flows)
 	if w.last.After(s.Timestamp) {
 		s.Timestamp = w.last
@@ -134,6 +156,14 @@ func (s *statsEvent) AppendText(b []byte) []byte {
 		if n := s.Decoder.Dropped[r.String()]; n > 0 {
 			b = fmt.Appendf(b, " %s %d", r, n)
 		}
+	}
+	for _, k := range capture.TunnelKinds() {
+		if n := s.Decoder.Tunnels[k.String()]["decoded"]; n > 0 {
+			b = fmt.Appendf(b, " %s %d", k, n)
+		}
+	}
+	if s.Decoder.DedupDropped > 0 {
+		b = fmt.Appendf(b, " dedup dropped %d", s.Decoder.DedupDropped)
 	}
 	if s.Capture.KernelAvailable {
 		b = fmt.Appendf(b, " kernel packets %d drops %d", s.Capture.KernelPackets, s.Capture.KernelDrops)

@@ -26,6 +26,10 @@ type worker struct {
 	// packet's frame the chunk keeps for evidence files (0: none).
 	rawBytes int
 
+	// dedup, with --dedup, drops the second copy of a packet after
+	// decoding, before flows and detection (see copied).
+	dedup *capture.Dedup
+
 	frame capture.Frame
 	pkt   capture.Packet
 	last  time.Time // the newest frame time seen
@@ -56,6 +60,26 @@ type workerStats struct {
 	flows             detect.FlowStats // alone
 	last              time.Time
 	rejected, skipped uint64
+	// Packets --dedup took for copies, and pushed out of its table.
+	dedupDropped, dedupEvicted uint64
+}
+
+// newWorker returns worker id, with a decoder as cfg configures it.
+func newWorker(id int, cfg config, eng *detect.Engine) (*worker, error) {
+	dc, err := cfg.decoderConfig()
+	if err != nil {
+		return nil, err
+	}
+	w := &worker{id: id, wants: eng.Wants}
+	if w.dec, err = capture.NewDecoderWith(dc); err != nil {
+		return nil, err
+	}
+	if cfg.Dedup > 0 {
+		if w.dedup, err = capture.NewDedup(cfg.Dedup); err != nil {
+			return nil, usagef("--dedup: %v", err)
+		}
+	}
+	return w, nil
 }
 
 // cacheLinePad keeps the fields that a goroutine writes for every frame
@@ -70,6 +94,9 @@ func (w *worker) publish() {
 	s := workerStats{decode: w.dec.Stats(), last: w.last, rejected: w.rejected, skipped: w.skipped}
 	if w.flows != nil {
 		s.flows = w.flows.Stats()
+	}
+	if w.dedup != nil {
+		s.dedupDropped, s.dedupEvicted = w.dedup.Stats()
 	}
 	w.mu.Lock()
 	w.published = s
@@ -147,15 +174,23 @@ func (w *worker) runOne(eng *detect.Engine, idle, tick func()) (warnings []error
 		if w.frame.Timestamp.After(w.last) {
 			w.last = w.frame.Timestamp
 		}
-		if w.dec.Decode(&w.frame, &w.pkt) != capture.DropNone {
-			// Every frame moves packet time, decoded or not, as it does
-			// when several workers decode the frames.
+		if w.dec.Decode(&w.frame, &w.pkt) != capture.DropNone || w.copied(&w.pkt) {
+			// Every frame moves packet time, decoded or not, kept or
+			// not, as it does when several workers decode the frames.
 			eng.Tick(w.frame.Timestamp)
 			continue
 		}
 		f, dir := w.flows.Update(&w.pkt)
 		eng.Packet(&w.pkt, f, dir)
 	}
+}
+
+// copied reports whether --dedup drops p as a copy. Only the packets that
+// go on to flows and detection are looked at (IP fragments, and what
+// detection wants: about 1% of ordinary traffic); the others are counted
+// and forgotten, copy or not, and would only pay for the look-up.
+func (w *worker) copied(p *capture.Packet) bool {
+	return w.dedup != nil && (p.Fragment || w.wants(p)) && w.dedup.Seen(p)
 }
 
 // maybeTick emits stats when they are due. It costs one atomic load per
@@ -262,7 +297,7 @@ func (w *worker) keep(r *chunk) {
 	if w.frame.Timestamp.After(w.last) {
 		w.last = w.frame.Timestamp
 	}
-	if w.dec.Decode(&w.frame, &w.pkt) != capture.DropNone {
+	if w.dec.Decode(&w.frame, &w.pkt) != capture.DropNone || w.copied(&w.pkt) {
 		return
 	}
 	if w.pkt.Fragment || w.wants(&w.pkt) {
