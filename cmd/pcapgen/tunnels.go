@@ -525,6 +525,33 @@ func ipInIP(u *underlay) wrapFunc {
 	}
 }
 
+// srv6 carries the IP packets of frames in IPv6 with a segment routing
+// header (RFC 8754), as Linux's seg6 encapsulation makes them with one
+// segment: the outer destination is the receiving end's segment ID,
+// sid[0] for u.a and sid[1] for u.b, which the header lists alone with
+// segments left 0; the next header is 4 (IPv4) or 41 (IPv6).
+//
+//	| Next Header   |  Hdr Ext Len  | Routing Type  | Segments Left |
+//	|  Last Entry   |     Flags     |              Tag              |
+//	|            Segment List[0] (128-bit IPv6 address)             |
+func srv6(u *underlay, sid [2]netip.Addr) wrapFunc {
+	return func(_ time.Duration, frame []byte) []byte {
+		ip := ipOf(frame)
+		src, _, back := u.ends(ip)
+		to := sid[1]
+		if back {
+			to = sid[0]
+		}
+		next := byte(layers.IPProtocolIPv4)
+		if ip[0]>>4 == 6 {
+			next = byte(layers.IPProtocolIPv6)
+		}
+		h := []byte{next, 2, 4, 0, 0, 0, 0, 0} // 16 bytes of segments; type 4; none left; last entry 0, no flags, tag 0
+		h = append(h, to.AsSlice()...)
+		return u.packet(src, to, layers.IPProtocolIPv6Routing, nil, append(h, ip...))
+	}
+}
+
 // gtpu carries the IP packets of frames in GTP-U (3GPP TS 29.281, UDP
 // 2152 both ways) between a base station (u.a) and the user plane
 // function (u.b): each packet as a T-PDU with a PDU session container
@@ -763,6 +790,18 @@ device sends it) and IPv6 in IPv4 (protocol 41, as sit does).`, t46),
 (next header 4) and IPv6 in IPv6 (41), as an ip6tnl device sends them.`, t46),
 			build: tunnelled(traffic46, func() []wrapFunc {
 				return wraps(ipInIP(newUnderlay("2001:db8:ffff:7::1", "2001:db8:ffff:7::2", true)))
+			}),
+		},
+		{
+			name: "srv6",
+			about: about(`SRv6 between two routers, 2001:db8:ffff:9::1 and 2001:db8:ffff:9::2, as Linux's
+seg6 encapsulation (mode encap, one segment) makes it: the outer IPv6 packet goes
+to the other router's segment ID (2001:db8:5a::1 or 2001:db8:5b::1) with a
+segment routing header that lists it alone, segments left 0, then IPv4 (next
+header 4) or IPv6 (41).`, t46),
+			build: tunnelled(traffic46, func() []wrapFunc {
+				return wraps(srv6(newUnderlay("2001:db8:ffff:9::1", "2001:db8:ffff:9::2", true),
+					[2]netip.Addr{netip.MustParseAddr("2001:db8:5a::1"), netip.MustParseAddr("2001:db8:5b::1")}))
 			}),
 		},
 		{

@@ -70,6 +70,8 @@ var tunnelWants = map[string]tunnelWant{
 		outer: []string{"198.19.7.1", "198.19.7.2"}, gopacket: true},
 	"ipip-ipv6": {depth: 1, kind: capture.TunnelIPIP, innerKind: capture.TunnelIPIP,
 		outer: []string{"2001:db8:ffff:7::1", "2001:db8:ffff:7::2"}, gopacket: true},
+	"srv6": {depth: 1, kind: capture.TunnelIPIP, innerKind: capture.TunnelIPIP,
+		outer: []string{"2001:db8:ffff:9::1", "2001:db8:ffff:9::2", "2001:db8:5a::1", "2001:db8:5b::1"}, gopacket: true},
 	"gtpu": {depth: 1, kind: capture.TunnelGTPU, innerKind: capture.TunnelGTPU, hasID: true,
 		ids: []uint32{0x00a1b2c3, 0x00d4e5f6}, outer: []string{"198.19.8.1", "198.19.8.2"}, gopacket: true},
 	"nested-gtpu-mpls-erspan": {depth: 3, kind: capture.TunnelERSPAN2, innerKind: capture.TunnelGTPU, hasID: true, id: 300,
@@ -242,7 +244,7 @@ func checkAttacks(t *testing.T, name string, pkts []inner) {
 	switch name {
 	case "vxlan-ipv6", "erspan-2", "mpls-two-labels":
 		victim, a, b = "2001:db8:100::10", "[2001:db8:100::7]:7", "[2001:db8:200::7]:7"
-	case "vxlan-gpe", "geneve-gwlb", "gre", "pppoe", "ipip-ipv4", "ipip-ipv6", "gtpu":
+	case "vxlan-gpe", "geneve-gwlb", "gre", "pppoe", "ipip-ipv4", "ipip-ipv6", "srv6", "gtpu":
 		a, b = "[2001:db8:100::7]:7", "[2001:db8:200::7]:7"
 	}
 	scale := 1
