@@ -4,7 +4,8 @@
 # libcap2-bin (setcap) to test capture without root as the image does, rsyslog
 # and its TLS driver (rsyslog-gnutls) for the syslog tests, chromium to
 # render the HTML report in a test, nmap, hping3 and xinetd for the
-# test that points real tools at a real inetd. Does nothing for what is already there.
+# test that points real tools at a real inetd, tcpdump to capture the
+# kernel's tunnels beside the sensor. Does nothing for what is already there.
 set -eu
 need=""
 for pkg in "$@"; do

@@ -5,6 +5,6 @@
 set -eu
 cd "$(dirname "$0")/.."
 sh scripts/deps.sh gcc libc6-dev libpcap-dev iproute2 libcap2-bin rsyslog rsyslog-gnutls chromium \
-	nmap hping3 xinetd
+	nmap hping3 xinetd tcpdump
 go vet ./...
 go test -count=1 ./...

@@ -146,7 +146,8 @@ cmd/pcapgen, not here).
   its golden alerts (empty for the benign cases, but for the one exposed finding
   of benign-echo-monitor) and is written by the detection
   tests' ` + "`-update`" + ` flag, not by pcapgen. ` + "`<case>/config.yaml`" + `, where present, is
-  written by pcapgen and sets what the case needs (its ` + "`home_net`" + `).
+  written by pcapgen and sets what the case needs (its ` + "`home_net`" + `, a VXLAN
+  port, a dedup window).
 - ` + "`demo.pcap`" + `: the README's quick start.
 - ` + "`formats/`" + `: one small echo exchange in every link type and file format the
   reader supports; see formats/README.md for exact packet counts.
@@ -165,6 +166,13 @@ first update 60 s after its start (after the attack, in the 60 s it takes to
 end), and ends 60 s after the attack stops, all before the input ends. The
 senders of an attack each send a different number of packets, so "top
 reflectors" has one right order.
+
+The tunnel cases, from vxlan on, carry the same kinds of attack inside an
+encapsulation, each frame wrapped as a mirror session, an overlay or a
+carrier network delivers it. Their attacks are shorter, from ` + seconds(tunnelFrom) + ` to ` + seconds(tunnelTo) + `,
+on the same tail of lookups; the tunnels' own endpoints (the underlay) use
+198.19.0.0/16 and 2001:db8:ffff::/48. Each holds a reflection and a loop
+whose golden alerts are a start, an update and an end of each.
 
 Benchmark captures are not committed; make them with
 

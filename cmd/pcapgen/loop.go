@@ -36,16 +36,21 @@ func loopEchoChargenVLAN(t *trace) {
 }
 
 func loopEchoEchoIPv6(t *trace) {
-	a := ap(v6("2001:db8:100::", 7), 7)
-	b := ap(v6("2001:db8:200::", 7), 7)
+	echoEchoLoop(t, ap(v6("2001:db8:100::", 7), 7), ap(v6("2001:db8:200::", 7), 7), attackFrom, attackTo)
+	lookups(t, v6("2001:db8:100::", 0x100), v6("2001:db8:100::", 0x53), 0, 0, tailTo)
+}
+
+// echoEchoLoop adds an echo-echo loop: at from, a spoofed datagram "from"
+// b reaches a, and the two echo servers return the same 40 bytes to each
+// other, 20 packets/s each way, until to. The sensor sits at a's site: a's
+// packets leave with hop limit 64, b's arrive 11 hops later, the
+// attacker's trigger from further away.
+func echoEchoLoop(t *trace, a, b netip.AddrPort, from, to time.Duration) {
 	payload := randomBytes(t.rng, 40)
-	// The sensor sits at a's site: a's packets leave with hop limit 64, b's
-	// arrive 11 hops later, the attacker's trigger from further away.
-	t.udp(attackFrom, pkt{src: b, dst: a, ttl: 47, srcMAC: routerMAC, payload: payload})
+	t.udp(from, pkt{src: b, dst: a, ttl: 47, srcMAC: routerMAC, payload: payload})
 	const oneWay = 25 * time.Millisecond // 20 packets/s each way
-	for now := attackFrom; now+2*oneWay < attackTo; now += 2 * oneWay {
+	for now := from; now+2*oneWay < to; now += 2 * oneWay {
 		t.udp(now+time.Duration(30+t.rng.IntN(60))*time.Microsecond, pkt{src: a, dst: b, dstMAC: routerMAC, payload: payload})
 		t.udp(now+oneWay+time.Duration(t.rng.IntN(400))*time.Microsecond, pkt{src: b, dst: a, ttl: 53, srcMAC: routerMAC, payload: payload})
 	}
-	lookups(t, v6("2001:db8:100::", 0x100), v6("2001:db8:100::", 0x53), 0, 0, tailTo)
 }

@@ -8,7 +8,7 @@ import (
 )
 
 // scenario is one detection case: pcaps/<name>/capture.pcap, and a
-// config.yaml next to it when the case needs --home-net.
+// config.yaml next to it when the case needs settings.
 type scenario struct {
 	name string
 	// about says what the capture holds and what a detector should find,
@@ -16,6 +16,9 @@ type scenario struct {
 	about string
 	// homeNet, when set, is written to config.yaml as home_net.
 	homeNet []string
+	// settings, when set, are more lines of config.yaml: what reading the
+	// capture needs, such as a VXLAN port.
+	settings string
 	// snaplen cuts frames like tcpdump -s; 0 keeps them whole.
 	snaplen uint32
 	build   func(t *trace)
@@ -33,8 +36,12 @@ const (
 )
 
 // scenarios returns every detection case, in the order pcaps/README.md
-// lists them.
+// lists them: the plain ones, then those inside encapsulations.
 func scenarios() []scenario {
+	return append(plainScenarios(), tunnelScenarios()...)
+}
+
+func plainScenarios() []scenario {
 	return []scenario{
 		{
 			name:    "reflection-in",
@@ -214,10 +221,15 @@ func (s scenario) generate() (data []byte, packets int, duration time.Duration, 
 
 // config returns the case's config.yaml, or nil when it needs none.
 func (s scenario) config() []byte {
-	if len(s.homeNet) == 0 {
+	var b []byte
+	if len(s.homeNet) > 0 {
+		b = append(b, "home_net: ["+strings.Join(s.homeNet, ", ")+"]\n"...)
+	}
+	b = append(b, s.settings...)
+	if len(b) == 0 {
 		return nil
 	}
-	return []byte("home_net: [" + strings.Join(s.homeNet, ", ") + "]\n")
+	return b
 }
 
 // lookups adds a client's ordinary DNS lookups, one every 2 s from from to
