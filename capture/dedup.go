@@ -86,15 +86,24 @@ func NewDedup(window time.Duration) (*Dedup, error) {
 // the window, and otherwise records it. A packet without an IP header in
 // p.Raw at p.IPOffset is never a copy.
 func (d *Dedup) Seen(p *Packet) bool {
+	sum, ok := DedupSum(p)
+	return ok && d.SeenSum(sum, p.Timestamp)
+}
+
+// DedupSum returns what a Dedup knows p by; ok is false for a packet that
+// is never a copy (no IP header in p.Raw at p.IPOffset). It may be taken
+// on another goroutine than the Dedup's, before the packet reaches it.
+func DedupSum(p *Packet) (sum uint64, ok bool) {
 	if !p.Src.IsValid() || p.IPOffset < 0 || p.IPOffset >= len(p.Raw) {
-		return false
+		return 0, false
 	}
-	sum, ok := dedupSum(p.Raw[p.IPOffset:])
-	if !ok {
-		return false
-	}
+	return dedupSum(p.Raw[p.IPOffset:])
+}
+
+// SeenSum is Seen for a packet whose DedupSum is sum, seen at t.
+func (d *Dedup) SeenSum(sum uint64, t time.Time) bool {
 	tag := uint32(sum) | 1
-	now := uint32(p.Timestamp.UnixNano() >> dedupTickShift)
+	now := uint32(t.UnixNano() >> dedupTickShift)
 	b := &d.buckets[sum>>(64-dedupBucketBits)]
 	// A free or stale slot, else the one seen longest ago. Times are
 	// compared both ways round the clock: a copy may come before its

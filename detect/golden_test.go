@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/echowatch/echowatch/capture"
 	"go.yaml.in/yaml/v3"
@@ -68,12 +69,35 @@ func runCase(t *testing.T, dir string) []byte {
 func runCaseWith(t *testing.T, dir string, out AlertWriter, setup func(*Engine)) []byte {
 	t.Helper()
 	cfg := DefaultConfig()
+	// The capture settings the sensor takes from the same file.
+	capt := struct {
+		VXLANPorts []uint16      `yaml:"vxlan_ports"`
+		Tenant     string        `yaml:"tenant"`
+		Dedup      time.Duration `yaml:"dedup"`
+	}{Tenant: "none"}
 	if b, err := os.ReadFile(filepath.Join(dir, "config.yaml")); err == nil {
 		if err := yaml.Unmarshal(b, &cfg); err != nil {
 			t.Fatalf("config.yaml: %v", err)
 		}
+		if err := yaml.Unmarshal(b, &capt); err != nil {
+			t.Fatalf("config.yaml: %v", err)
+		}
 	} else if !errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
+	}
+	tenant, err := capture.ParseTenantKey(capt.Tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := capture.NewDecoderWith(capture.DecoderConfig{VXLANPorts: capt.VXLANPorts, Tenant: tenant})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dedup *capture.Dedup
+	if capt.Dedup > 0 {
+		if dedup, err = capture.NewDedup(capt.Dedup); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var lines bytes.Buffer
 	if out == nil {
@@ -95,7 +119,6 @@ func runCaseWith(t *testing.T, dir string, out AlertWriter, setup func(*Engine))
 		t.Fatal(err)
 	}
 	defer src.Close()
-	dec := capture.NewDecoder()
 	var f capture.Frame
 	var p capture.Packet
 	for {
@@ -108,6 +131,9 @@ func runCaseWith(t *testing.T, dir string, out AlertWriter, setup func(*Engine))
 		}
 		if dec.Decode(&f, &p) != capture.DropNone {
 			continue
+		}
+		if dedup != nil && (p.Fragment || eng.Wants(&p)) && dedup.Seen(&p) {
+			continue // a copy, as --dedup drops it
 		}
 		fl, d := flows.Update(&p)
 		eng.Packet(&p, fl, d)

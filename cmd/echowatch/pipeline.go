@@ -51,6 +51,7 @@ type pipeline struct {
 	// Several workers: the stage's tables, and the dealer, if any.
 	flows  detect.FlowTable
 	frags  *capture.Fragments
+	dedup  *capture.Dedup // with --dedup
 	dealer *dealer
 	split  *capture.Splitter
 	// redo decodes, on the engine's goroutine, the rare region that
@@ -101,8 +102,16 @@ func newPipeline(cfg config, srcs []capture.Source, eng *detect.Engine) (*pipeli
 	if p.redo, err = newWorker(-1, cfg, eng); err != nil {
 		return nil, err
 	}
+	if cfg.Dedup > 0 {
+		if p.dedup, err = capture.NewDedup(cfg.Dedup); err != nil {
+			return nil, usagef("--dedup: %v", err)
+		}
+	}
 	for _, w := range append(p.workers, p.redo) {
 		w.dec.SkipFragments() // the stage's table sees them all, in order
+		// So does its table of copies: a copy and its original may fall
+		// in two workers' chunks (two regions of a file, one each side).
+		w.dedup, w.sums = nil, p.dedup != nil
 		if cfg.Evidence.Dir != "" {
 			w.rawBytes = cfg.Evidence.Snaplen
 		}
@@ -220,6 +229,9 @@ func (st *stage) take(r *chunk) {
 		pkt := r.packet(rec)
 		if pkt.Fragment {
 			p.frags.Attribute(pkt)
+		}
+		if rec.hasSum && p.dedup.SeenSum(rec.sum, pkt.Timestamp) {
+			continue
 		}
 		f, dir := p.flows.Update(pkt)
 		p.eng.Packet(pkt, f, dir)
@@ -385,6 +397,9 @@ func (p *pipeline) stats() *statsEvent {
 	if p.flows != nil {
 		ev.Flow.Add(p.flows.Stats())
 		ev.Decoder.FragmentsMatched, ev.Decoder.FragmentsEvicted = p.frags.Stats()
+	}
+	if p.dedup != nil {
+		ev.Decoder.DedupDropped, ev.Decoder.DedupEvicted = p.dedup.Stats()
 	}
 	for _, s := range p.srcs {
 		if st, ok := sourceStats(s); ok {

@@ -27,8 +27,11 @@ type worker struct {
 	rawBytes int
 
 	// dedup, with --dedup, drops the second copy of a packet after
-	// decoding, before flows and detection (see copied).
+	// decoding, before flows and detection (see copied): a lone worker's.
+	// One of several only sums the packets it keeps (sums), and the
+	// stage's table, which sees them all in capture order, judges them.
 	dedup *capture.Dedup
+	sums  bool
 
 	frame capture.Frame
 	pkt   capture.Packet
@@ -231,6 +234,9 @@ type record struct {
 	clock int64
 	tick  bool
 	pkt   capture.Packet
+	// sum is the packet's capture.DedupSum, when hasSum (--dedup).
+	sum    uint64
+	hasSum bool
 	// pay, npay locate in the chunk's payloads the start of the packet's
 	// payload: enough for every payload detection looks at (nmap probes,
 	// Wake-on-LAN). raw, nraw locate there the start of its frame, when
@@ -302,6 +308,10 @@ func (w *worker) keep(r *chunk) {
 	}
 	if w.pkt.Fragment || w.wants(&w.pkt) {
 		r.addPacket(&w.pkt, r.last, w.rawBytes)
+		if w.sums {
+			rec := &r.recs[len(r.recs)-1]
+			rec.sum, rec.hasSum = capture.DedupSum(&w.pkt)
+		}
 		return
 	}
 	w.skipped++
