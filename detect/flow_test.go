@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/echowatch/echowatch/capture"
+	"github.com/gopacket/gopacket/layers"
 )
 
 var t0 = time.Date(2024, 3, 19, 12, 0, 0, 0, time.UTC)
@@ -266,20 +267,14 @@ func TestFloodAllocatesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dec := capture.NewDecoder()
 	ft, _ := NewFlows(FlowConfig{Ports: cfg.FlowPorts()})
-	var p capture.Packet
+	w := &worker{t: t, dec: capture.NewDecoder(), ft: ft, eng: eng}
 	i := uint32(0)
 	step := func() {
 		i++
 		x := i*2654435761 | 1<<24 // distinct, scattered, never 0.x.x.x
 		frame[12], frame[13], frame[14], frame[15] = byte(x>>24), byte(x>>16), byte(x>>8), byte(x)
-		f := capture.Frame{Data: frame, Timestamp: t0.Add(time.Duration(i) * time.Microsecond), LinkType: 101, Length: len(frame)}
-		if dec.Decode(&f, &p) != capture.DropNone {
-			t.Fatal("decode failed")
-		}
-		fl, dir := ft.Update(&p)
-		eng.Packet(&p, fl, dir)
+		w.frame(frame, t0.Add(time.Duration(i)*time.Microsecond), layers.LinkTypeRaw)
 	}
 	for range 2000 {
 		step()
