@@ -74,7 +74,8 @@ func (d *exposure) packet(p *capture.Packet, f *Flow, dir Dir, dstSvc bool) {
 	e.t.first, e.t.last = f.FirstSeen, now
 	e.t.packets = f.Packets[FromOrig] + f.Packets[FromResp]
 	e.t.bytes = f.Bytes[FromOrig] + f.Bytes[FromResp]
-	e.t.from(p)
+	e.t.nvlan, e.t.vlans = p.NumVLANs, p.VLANs
+	e.t.tun.set(&p.Tunnel)
 	d.r.oneShot(e, now, d.cfg.Rearm)
 }
 

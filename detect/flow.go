@@ -127,9 +127,9 @@ type Flows struct {
 var _ FlowTable = (*Flows)(nil)
 
 // flowKey is a FlowKey in 42 bytes without a pointer: the addresses as
-// 16 bytes (IPv4 as IPv4-mapped), the tenant (big endian, bytes so that
-// the key stays 2-byte aligned and packs with what follows it), whether
-// the addresses are IPv4, and the ports.
+// 16 bytes (IPv4 as IPv4-mapped), the tenant (as bytes, so that the key
+// stays 2-byte aligned and packs with what follows it), whether the
+// addresses are IPv4, and the ports.
 type flowKey struct {
 	lo, hi         [16]byte
 	tenant         [4]byte
@@ -151,13 +151,22 @@ type flowState struct {
 // makeKey returns the compact key of the packet's 5-tuple and whether the
 // packet travels from Lo to Hi: the order of MakeFlowKey.
 func makeKey(p *capture.Packet) (k flowKey, fromLo bool) {
-	a, b := p.SrcAddrPort(), p.DstAddrPort()
-	fromLo = a.Compare(b) <= 0
-	if !fromLo {
-		a, b = b, a
+	src, dst := p.Src.As16(), p.Dst.As16()
+	sport, dport := p.SrcPort, p.DstPort
+	if p.Src.BitLen() == p.Dst.BitLen() {
+		// One family, as in any IP header: AddrPort.Compare's order is
+		// that of the 16 bytes, then the port, read as words.
+		be := binary.BigEndian
+		s0, s1, d0, d1 := be.Uint64(src[:8]), be.Uint64(src[8:]), be.Uint64(dst[:8]), be.Uint64(dst[8:])
+		fromLo = s0 < d0 || s0 == d0 && (s1 < d1 || s1 == d1 && sport <= dport)
+	} else {
+		fromLo = p.SrcAddrPort().Compare(p.DstAddrPort()) <= 0
 	}
-	return flowKey{lo: a.Addr().As16(), hi: b.Addr().As16(), tenant: be32(p.Tenant),
-		loPort: a.Port(), hiPort: b.Port(), proto: p.Proto, is4: a.Addr().Is4()}, fromLo
+	if !fromLo {
+		src, dst, sport, dport = dst, src, dport, sport
+	}
+	return flowKey{lo: src, hi: dst, tenant: tenantBytes(p.Tenant),
+		loPort: sport, hiPort: dport, proto: p.Proto, is4: p.Src.Is4()}, fromLo
 }
 
 // addr returns an address of the key in its family.
@@ -171,7 +180,7 @@ func (k *flowKey) addr(b *[16]byte) netip.Addr {
 // FlowKey returns k as a FlowKey.
 func (k *flowKey) FlowKey() FlowKey {
 	return FlowKey{Lo: netip.AddrPortFrom(k.addr(&k.lo), k.loPort),
-		Hi: netip.AddrPortFrom(k.addr(&k.hi), k.hiPort), Proto: k.proto, Tenant: binary.BigEndian.Uint32(k.tenant[:])}
+		Hi: netip.AddrPortFrom(k.addr(&k.hi), k.hiPort), Proto: k.proto, Tenant: binary.LittleEndian.Uint32(k.tenant[:])}
 }
 
 // FlowConfig configures a Flows table.
@@ -286,8 +295,10 @@ func (s *flowState) count(p *capture.Packet, fromLo bool, now int64) Dir {
 // count32 is a packet count as a flow keeps it.
 func count32(n uint64) uint32 { return uint32(min(n, 1<<32-1)) }
 
-func be32(v uint32) (b [4]byte) {
-	binary.BigEndian.PutUint32(b[:], v)
+// tenantBytes is a flow key's tenant: little endian, one store on the
+// machines we run on.
+func tenantBytes(v uint32) (b [4]byte) {
+	binary.LittleEndian.PutUint32(b[:], v)
 	return b
 }
 
@@ -447,10 +458,11 @@ func (pt *probation) free(s *probationSet, i int) {
 // finished with one mix.
 func hashFlowKey(k flowKey) uint64 {
 	be := binary.BigEndian
-	h := be.Uint64(k.lo[:8])*0x9e3779b97f4a7c15 ^ be.Uint64(k.lo[8:])*0xc2b2ae3d27d4eb4f ^
+	// The tenant goes in with the word it leaves unchanged when 0.
+	t := uint64(binary.LittleEndian.Uint32(k.tenant[:]))
+	h := (be.Uint64(k.lo[:8])^t)*0x9e3779b97f4a7c15 ^ be.Uint64(k.lo[8:])*0xc2b2ae3d27d4eb4f ^
 		be.Uint64(k.hi[:8])*0x165667b19e3779f9 ^ be.Uint64(k.hi[8:])*0xd6e8feb86659fd93 ^
-		(uint64(k.proto)<<32|uint64(k.loPort)<<16|uint64(k.hiPort))*0xff51afd7ed558ccd ^
-		uint64(be.Uint32(k.tenant[:]))*0xa0761d6478bd642f // 0 without tenants: the hash is what it was
+		(uint64(k.proto)<<32|uint64(k.loPort)<<16|uint64(k.hiPort))*0xff51afd7ed558ccd
 	return mix(h)
 }
 

@@ -84,12 +84,6 @@ func (t *track) see(p *capture.Packet, window time.Duration) {
 	}
 	t.packets++
 	t.bytes += uint64(p.Length)
-	t.from(p)
-}
-
-// from notes where the key's latest packet came from: its VLANs and its
-// tunnel.
-func (t *track) from(p *capture.Packet) {
 	t.nvlan = p.NumVLANs
 	t.vlans = p.VLANs
 	if p.Tunnel.Depth|t.tun.depth != 0 { // plain traffic copies nothing
