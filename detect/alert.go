@@ -30,7 +30,13 @@ type Alert struct {
 	// CaptureFile is the file that keeps the incident's first packets
 	// (--evidence-dir); empty when none is kept.
 	CaptureFile string
-	Incident    Incident
+	// Tunnel is the encapsulation the incident's latest packet came in,
+	// like VLANs (Depth 0: none).
+	Tunnel capture.Tunnel
+	// Tenant is the tenant whose traffic the incident is (Packet.Tenant):
+	// 0 when the sensor does not keep tenants apart.
+	Tenant   uint32
+	Incident Incident
 }
 
 // Incident is the "incident" object of an alert.
@@ -119,26 +125,30 @@ func (a *Alert) ID() string { return a.Incident.ID }
 // or prefix for a reflection ("192.0.2.10", "198.51.100.0/24"), the
 // endpoint pair for a loop ("192.0.2.7:7-192.0.2.19:19"), the target for a
 // spoofed flood, the protocol and scanner for a scan ("UDP/203.0.113.9")
-// and the protocol and service for an exposure ("TCP/192.0.2.7:7"). Sinks
-// use it as a message key, so all alerts of one incident stay together;
-// with the kind and first_seen it determines the incident id.
+// and the protocol and service for an exposure ("TCP/192.0.2.7:7"), then
+// the tenant unless it is 0 ("192.0.2.10 tenant 42"). Sinks use it as a
+// message key, so all alerts of one incident stay together; with the kind
+// and first_seen it determines the incident id.
 func (a *Alert) Key() string {
 	in := &a.Incident
+	var k string
 	switch in.Kind {
 	case KindReflection:
 		if in.Victim.IsSingleIP() {
-			return in.Victim.Addr().String()
+			k = in.Victim.Addr().String()
+		} else {
+			k = in.Victim.String()
 		}
-		return in.Victim.String()
 	case KindLoop:
-		return in.Endpoints[0].String() + "-" + in.Endpoints[1].String()
+		k = in.Endpoints[0].String() + "-" + in.Endpoints[1].String()
 	case KindSpoofedFlood:
-		return in.Target.String()
+		k = in.Target.String()
 	case KindScan:
-		return protoName(a.Proto) + "/" + a.Src.Addr().String()
+		k = protoName(a.Proto) + "/" + a.Src.Addr().String()
 	default:
-		return protoName(a.Proto) + "/" + a.Src.String()
+		k = protoName(a.Proto) + "/" + a.Src.String()
 	}
+	return withTenant(k, a.Tenant)
 }
 
 // Clone returns a deep copy of the alert, for writers that keep it.
@@ -216,6 +226,7 @@ func (a *Alert) AppendEVE(b []byte) []byte {
 	b = append(b, `],"mitre_technique_name":[`...)
 	b = appendJSONString(b, s.TechniqueName)
 	b = append(b, `]}}`...)
+	b = appendTunnelEVE(b, &a.Tunnel)
 
 	b = append(b, `,"incident":{"id":`...)
 	b = appendJSONString(b, in.ID)
@@ -235,6 +246,7 @@ func (a *Alert) AppendEVE(b []byte) []byte {
 	b = appendRateField(b, "peak_bps", in.PeakBPS)
 	b = append(b, `,"direction":`...)
 	b = appendJSONString(b, in.Direction)
+	b = appendIncidentTunnel(b, a.Tenant, &a.Tunnel)
 
 	switch in.Kind {
 	case KindReflection:
@@ -429,6 +441,14 @@ func (a *Alert) AppendText(b []byte) []byte {
 	}
 	b = append(b, ' ')
 	b = append(b, in.Direction...)
+	if a.Tunnel.Depth > 0 {
+		b = append(b, " via "...)
+		b = a.AppendTunnel(b)
+	}
+	if a.Tenant != 0 {
+		b = append(b, " tenant "...)
+		b = strconv.AppendUint(b, uint64(a.Tenant), 10)
+	}
 	b = append(b, " id "...)
 	b = append(b, in.ID...)
 	if a.CaptureFile != "" {
@@ -438,12 +458,20 @@ func (a *Alert) AppendText(b []byte) []byte {
 	return b
 }
 
+// protoName names an IP protocol by its IANA keyword, as Suricata's EVE
+// does: the alerts' UDP and TCP, and the protocols that carry tunnels.
 func protoName(p uint8) string {
 	switch p {
 	case capture.ProtoUDP:
 		return "UDP"
 	case capture.ProtoTCP:
 		return "TCP"
+	case 4:
+		return "IPv4"
+	case 41:
+		return "IPv6"
+	case 47:
+		return "GRE"
 	}
 	return strconv.Itoa(int(p))
 }

@@ -24,13 +24,15 @@ type exposure struct {
 	found *table[exposedKey, finding]
 }
 
+// exposedKey is a service, its protocol and its tenant.
 type exposedKey struct {
-	host  netip.AddrPort
-	proto uint8
+	host   netip.AddrPort
+	proto  uint8
+	tenant uint32
 }
 
 func (k exposedKey) hash() uint64 {
-	return hashAddr(k.host.Addr(), seedFinding^uint64(k.host.Port())<<8^uint64(k.proto))
+	return hashAddr(k.host.Addr(), seedFinding^uint64(k.host.Port())<<8^uint64(k.proto)^tenantSeed(k.tenant))
 }
 
 func (d *exposure) init(cfg *ExposedConfig, r *reporter) error {
@@ -59,12 +61,12 @@ func (d *exposure) packet(p *capture.Packet, f *Flow, dir Dir, dstSvc bool) {
 		return
 	}
 	now := p.Timestamp
-	k := exposedKey{p.SrcAddrPort(), p.Proto}
+	k := exposedKey{p.SrcAddrPort(), p.Proto, p.Tenant}
 	e, made := d.found.getOrAdd(k, now)
 	if made {
 		*e = finding{d: d, k: k}
 	}
-	if now.Before(e.t.rearm) {
+	if e.t.rearmed(now, d.cfg.Rearm) {
 		d.r.follow(&e.t)
 		return
 	}
@@ -73,6 +75,7 @@ func (d *exposure) packet(p *capture.Packet, f *Flow, dir Dir, dstSvc bool) {
 	e.t.packets = f.Packets[FromOrig] + f.Packets[FromResp]
 	e.t.bytes = f.Bytes[FromOrig] + f.Bytes[FromResp]
 	e.t.nvlan, e.t.vlans = p.NumVLANs, p.VLANs
+	e.t.tun.set(&p.Tunnel)
 	d.r.oneShot(e, now, d.cfg.Rearm)
 }
 
@@ -88,14 +91,16 @@ var _ subject = (*finding)(nil)
 
 func (e *finding) lifecycle() *track { return &e.t }
 func (e *finding) kind() Kind        { return KindExposed }
-func (e *finding) key() string       { return protoName(e.k.proto) + "/" + e.k.host.String() }
+func (e *finding) key() string {
+	return withTenant(protoName(e.k.proto)+"/"+e.k.host.String(), e.k.tenant)
+}
 
 func (e *finding) measure(time.Time) (bool, float64, float64) { return false, 0, 0 }
 func (e *finding) reset()                                     {}
 
 func (e *finding) describe(a *Alert) {
 	in := &a.Incident
-	a.Src, a.Dst, a.Proto = e.k.host, e.client, e.k.proto
+	a.Src, a.Dst, a.Proto, a.Tenant = e.k.host, e.client, e.k.proto, e.k.tenant
 	a.CommunityID = CommunityID(e.k.host, e.client, e.k.proto)
 	a.Signature = sig(SIDExposedUDP)
 	if e.k.proto == capture.ProtoTCP {

@@ -15,10 +15,13 @@ const (
 )
 
 // FlowKey identifies a flow whichever way its packets travel: Lo is the
-// smaller endpoint, so both directions map to one key.
+// smaller endpoint, so both directions map to one key. Tenant is the
+// packet's (capture.Packet.Tenant): one 5-tuple in two tenants is two
+// flows.
 type FlowKey struct {
 	Lo, Hi netip.AddrPort
 	Proto  uint8
+	Tenant uint32
 }
 
 // MakeFlowKey returns the canonical key of the packet's 5-tuple and whether
@@ -26,9 +29,9 @@ type FlowKey struct {
 func MakeFlowKey(p *capture.Packet) (k FlowKey, fromLo bool) {
 	a, b := p.SrcAddrPort(), p.DstAddrPort()
 	if a.Compare(b) <= 0 {
-		return FlowKey{Lo: a, Hi: b, Proto: p.Proto}, true
+		return FlowKey{Lo: a, Hi: b, Proto: p.Proto, Tenant: p.Tenant}, true
 	}
-	return FlowKey{Lo: b, Hi: a, Proto: p.Proto}, false
+	return FlowKey{Lo: b, Hi: a, Proto: p.Proto, Tenant: p.Tenant}, false
 }
 
 // Dir is a packet's direction within its flow.
@@ -123,18 +126,23 @@ type Flows struct {
 
 var _ FlowTable = (*Flows)(nil)
 
-// flowKey is a FlowKey in 38 bytes without a pointer: the addresses as
-// 16 bytes (IPv4 as IPv4-mapped), whether they are IPv4, and the ports.
+// flowKey is a FlowKey in 42 bytes without a pointer: the addresses as
+// 16 bytes (IPv4 as IPv4-mapped), the tenant (as bytes, so that the key
+// stays 2-byte aligned and packs with what follows it), whether the
+// addresses are IPv4, and the ports.
 type flowKey struct {
 	lo, hi         [16]byte
+	tenant         [4]byte
 	loPort, hiPort uint16
 	proto          uint8
 	is4            bool
 }
 
-// flowState is the rest of a two-way flow.
+// flowState is the rest of a two-way flow, in 48 bytes. Its packet
+// counts stop at 2^32-1, as a one-way flow's do: no detector needs more,
+// and so a flow, its tenant in its key, still takes FlowEntryBytes.
 type flowState struct {
-	packets     [2]uint64
+	packets     [2]uint32
 	bytes       [2]uint64
 	first, last int64 // Unix nanoseconds
 	origHi      bool  // the originator is the key's Hi endpoint
@@ -143,13 +151,22 @@ type flowState struct {
 // makeKey returns the compact key of the packet's 5-tuple and whether the
 // packet travels from Lo to Hi: the order of MakeFlowKey.
 func makeKey(p *capture.Packet) (k flowKey, fromLo bool) {
-	a, b := p.SrcAddrPort(), p.DstAddrPort()
-	fromLo = a.Compare(b) <= 0
-	if !fromLo {
-		a, b = b, a
+	src, dst := p.Src.As16(), p.Dst.As16()
+	sport, dport := p.SrcPort, p.DstPort
+	if p.Src.BitLen() == p.Dst.BitLen() {
+		// One family, as in any IP header: AddrPort.Compare's order is
+		// that of the 16 bytes, then the port, read as words.
+		be := binary.BigEndian
+		s0, s1, d0, d1 := be.Uint64(src[:8]), be.Uint64(src[8:]), be.Uint64(dst[:8]), be.Uint64(dst[8:])
+		fromLo = s0 < d0 || s0 == d0 && (s1 < d1 || s1 == d1 && sport <= dport)
+	} else {
+		fromLo = p.SrcAddrPort().Compare(p.DstAddrPort()) <= 0
 	}
-	return flowKey{lo: a.Addr().As16(), hi: b.Addr().As16(), loPort: a.Port(), hiPort: b.Port(),
-		proto: p.Proto, is4: a.Addr().Is4()}, fromLo
+	if !fromLo {
+		src, dst, sport, dport = dst, src, dport, sport
+	}
+	return flowKey{lo: src, hi: dst, tenant: tenantBytes(p.Tenant),
+		loPort: sport, hiPort: dport, proto: p.Proto, is4: p.Src.Is4()}, fromLo
 }
 
 // addr returns an address of the key in its family.
@@ -163,7 +180,7 @@ func (k *flowKey) addr(b *[16]byte) netip.Addr {
 // FlowKey returns k as a FlowKey.
 func (k *flowKey) FlowKey() FlowKey {
 	return FlowKey{Lo: netip.AddrPortFrom(k.addr(&k.lo), k.loPort),
-		Hi: netip.AddrPortFrom(k.addr(&k.hi), k.hiPort), Proto: k.proto}
+		Hi: netip.AddrPortFrom(k.addr(&k.hi), k.hiPort), Proto: k.proto, Tenant: binary.LittleEndian.Uint32(k.tenant[:])}
 }
 
 // FlowConfig configures a Flows table.
@@ -252,8 +269,8 @@ func (t *Flows) Update(p *capture.Packet) (*Flow, Dir) {
 	// The first reply: the flow is a conversation now.
 	s := t.lru.add(k, h)
 	// The reply came from Lo when the originator is Hi.
-	*s = flowState{packets: f.Packets, bytes: f.Bytes, first: f.FirstSeen.UnixNano(),
-		last: f.LastSeen.UnixNano(), origHi: fromLo}
+	*s = flowState{packets: [2]uint32{count32(f.Packets[0]), count32(f.Packets[1])}, bytes: f.Bytes,
+		first: f.FirstSeen.UnixNano(), last: f.LastSeen.UnixNano(), origHi: fromLo}
 	t.probe.free(set, i)
 	t.stats.Promoted++
 	s.load(&t.cur, &k)
@@ -267,10 +284,22 @@ func (s *flowState) count(p *capture.Packet, fromLo bool, now int64) Dir {
 	if fromLo == s.origHi {
 		dir = FromResp
 	}
-	s.packets[dir]++
+	if s.packets[dir] != 1<<32-1 {
+		s.packets[dir]++
+	}
 	s.bytes[dir] += uint64(p.Length)
 	s.last = max(s.last, now)
 	return dir
+}
+
+// count32 is a packet count as a flow keeps it.
+func count32(n uint64) uint32 { return uint32(min(n, 1<<32-1)) }
+
+// tenantBytes is a flow key's tenant: little endian, one store on the
+// machines we run on.
+func tenantBytes(v uint32) (b [4]byte) {
+	binary.LittleEndian.PutUint32(b[:], v)
+	return b
 }
 
 // load fills f with the flow of key k that s holds.
@@ -280,7 +309,7 @@ func (s *flowState) load(f *Flow, k *flowKey) {
 	if s.origHi {
 		f.Orig = f.Key.Hi
 	}
-	f.Packets, f.Bytes = s.packets, s.bytes
+	f.Packets, f.Bytes = [2]uint64{uint64(s.packets[0]), uint64(s.packets[1])}, s.bytes
 	f.FirstSeen, f.LastSeen = time.Unix(0, s.first).UTC(), time.Unix(0, s.last).UTC()
 }
 
@@ -354,7 +383,7 @@ type oneWayFlow struct {
 func (w *oneWayFlow) store(f *Flow, k *flowKey, fromLo bool) {
 	w.key = *k
 	w.origHi = !fromLo
-	w.packets = uint32(min(f.Packets[FromOrig], 1<<32-1))
+	w.packets = count32(f.Packets[FromOrig])
 	w.bytes = f.Bytes[FromOrig]
 	w.first = f.FirstSeen.UnixNano()
 }
@@ -429,7 +458,9 @@ func (pt *probation) free(s *probationSet, i int) {
 // finished with one mix.
 func hashFlowKey(k flowKey) uint64 {
 	be := binary.BigEndian
-	h := be.Uint64(k.lo[:8])*0x9e3779b97f4a7c15 ^ be.Uint64(k.lo[8:])*0xc2b2ae3d27d4eb4f ^
+	// The tenant goes in with the word it leaves unchanged when 0.
+	t := uint64(binary.LittleEndian.Uint32(k.tenant[:]))
+	h := (be.Uint64(k.lo[:8])^t)*0x9e3779b97f4a7c15 ^ be.Uint64(k.lo[8:])*0xc2b2ae3d27d4eb4f ^
 		be.Uint64(k.hi[:8])*0x165667b19e3779f9 ^ be.Uint64(k.hi[8:])*0xd6e8feb86659fd93 ^
 		(uint64(k.proto)<<32|uint64(k.loPort)<<16|uint64(k.hiPort))*0xff51afd7ed558ccd
 	return mix(h)

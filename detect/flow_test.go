@@ -1,11 +1,13 @@
 package detect
 
 import (
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/echowatch/echowatch/capture"
+	"github.com/gopacket/gopacket/layers"
 )
 
 var t0 = time.Date(2024, 3, 19, 12, 0, 0, 0, time.UTC)
@@ -266,20 +268,14 @@ func TestFloodAllocatesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dec := capture.NewDecoder()
 	ft, _ := NewFlows(FlowConfig{Ports: cfg.FlowPorts()})
-	var p capture.Packet
+	w := &worker{t: t, dec: capture.NewDecoder(), ft: ft, eng: eng}
 	i := uint32(0)
 	step := func() {
 		i++
 		x := i*2654435761 | 1<<24 // distinct, scattered, never 0.x.x.x
 		frame[12], frame[13], frame[14], frame[15] = byte(x>>24), byte(x>>16), byte(x>>8), byte(x)
-		f := capture.Frame{Data: frame, Timestamp: t0.Add(time.Duration(i) * time.Microsecond), LinkType: 101, Length: len(frame)}
-		if dec.Decode(&f, &p) != capture.DropNone {
-			t.Fatal("decode failed")
-		}
-		fl, dir := ft.Update(&p)
-		eng.Packet(&p, fl, dir)
+		w.frame(frame, t0.Add(time.Duration(i)*time.Microsecond), layers.LinkTypeRaw)
 	}
 	for range 2000 {
 		step()
@@ -335,6 +331,40 @@ func BenchmarkFlowUpdateTwoWayFlood(b *testing.B) {
 		} else {
 			r := reply(p, time.Microsecond)
 			ft.Update(&r)
+		}
+	}
+}
+
+// TestFlowKeyOrder: the flow table's compact key orders a packet's
+// endpoints as MakeFlowKey does, whatever the addresses (of one family, as
+// in an IP header): IPv4, IPv6, IPv4-mapped IPv6, equal addresses on
+// either port, in any tenant.
+func TestFlowKeyOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	addr := func(family int) netip.Addr {
+		var b [16]byte
+		for i := range b {
+			b[i] = byte(rng.IntN(3)) // few values: many equal words
+		}
+		switch family {
+		case 0:
+			return netip.AddrFrom4([4]byte(b[12:]))
+		case 1:
+			return netip.AddrFrom16(b)
+		}
+		return netip.AddrFrom16(netip.AddrFrom4([4]byte(b[12:])).As16()) // IPv4-mapped
+	}
+	for range 100_000 {
+		p := udpPacket("192.0.2.1", "192.0.2.2", uint16(rng.IntN(3)), uint16(rng.IntN(3)), 0, 60)
+		family := rng.IntN(3)
+		p.Src, p.Dst, p.Tenant = addr(family), addr(family), rng.Uint32()
+		if rng.IntN(4) == 0 {
+			p.Dst = p.Src
+		}
+		k, fromLo := makeKey(&p)
+		want, wantLo := MakeFlowKey(&p)
+		if k.FlowKey() != want || fromLo != wantLo {
+			t.Fatalf("%v:%d -> %v:%d: key %+v from lo %v, MakeFlowKey %+v %v", p.Src, p.SrcPort, p.Dst, p.DstPort, k.FlowKey(), fromLo, want, wantLo)
 		}
 	}
 }

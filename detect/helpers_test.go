@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/echowatch/echowatch/capture"
+	"github.com/gopacket/gopacket/layers"
 )
 
 // base is the packet time the unit tests start at.
@@ -101,6 +102,27 @@ func (h *harness) feed(ps ...*capture.Packet) {
 }
 
 func (h *harness) flush() { h.eng.Flush(h.last) }
+
+// worker runs frames through a sensor worker's path: the decoder, the
+// flow table and the Engine, with one reused Packet, as allocation tests
+// want.
+type worker struct {
+	t   testing.TB
+	dec *capture.Decoder
+	ft  *Flows
+	eng *Engine
+	p   capture.Packet
+}
+
+// frame decodes data, captured at ts on a link of type lt, and detects.
+func (w *worker) frame(data []byte, ts time.Time, lt layers.LinkType) {
+	f := capture.Frame{Data: data, Timestamp: ts, LinkType: lt, Length: len(data)}
+	if r := w.dec.Decode(&f, &w.p); r != capture.DropNone {
+		w.t.Fatalf("decode: %v", r)
+	}
+	fl, dir := w.ft.Update(&w.p)
+	w.eng.Packet(&w.p, fl, dir)
+}
 
 // expectKind compares the summary of the alerts of one kind with want.
 func (h *harness) expectKind(k Kind, want ...string) {

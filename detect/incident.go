@@ -34,12 +34,16 @@ import (
 // oldest first, until it goes out, so an incident has at most one start
 // and is reported as soon as the limit allows.
 
-// track is the lifecycle state that every kind's per-key entry embeds.
+// track is the lifecycle state that every kind's per-key entry embeds. It
+// is in every entry of every table, so it is kept small: the times that
+// only an open incident reads are Unix nanoseconds, and a finding's rearm
+// time is worked out from when it was raised.
 type track struct {
 	first, last    time.Time // the activity's first and latest packet
 	packets, bytes uint64
 	vlans          [2]uint16 // of the latest packet
 	nvlan          uint8
+	tun            tunnelCopy // the tunnel of the latest packet
 
 	open      bool // an incident is open
 	announced bool // its start went out
@@ -50,17 +54,23 @@ type track struct {
 	// limit, as most are in a flood, never costs its key and id strings.
 	id        string
 	idSeed    int64
-	lastAbove time.Time // last time the measure was at or above the threshold
-	nextUpd   time.Time // when the next update is due
-	rearm     time.Time // one-shot kinds: no new start before this
+	lastAbove int64 // last time the measure was at or above the threshold, in Unix nanoseconds
+	nextUpd   int64 // when the next update is due, in Unix nanoseconds
 	peakPPS   float64
 	peakBPS   float64
 
 	// evid is the incident's evidence, nil while it has none: most keys
 	// of the tables never have any.
 	evid *evidence
-	// raised is when a one-shot kind last raised a finding for the key.
+	// raised is when a one-shot kind last raised a finding for the key:
+	// no new start for its rearm time after it.
 	raised time.Time
+}
+
+// rearmed reports whether a finding raised for the key holds back new
+// ones at now: within rearm of it.
+func (t *track) rearmed(now time.Time, rearm time.Duration) bool {
+	return !t.raised.IsZero() && now.Before(t.raised.Add(rearm))
 }
 
 // see records a packet of the key's activity, beginning a new activity if
@@ -76,6 +86,9 @@ func (t *track) see(p *capture.Packet, window time.Duration) {
 	t.bytes += uint64(p.Length)
 	t.nvlan = p.NumVLANs
 	t.vlans = p.VLANs
+	if p.Tunnel.Depth|t.tun.depth != 0 { // plain traffic copies nothing
+		t.tun.set(&p.Tunnel)
+	}
 }
 
 // fresh reports whether the key's next packet begins a new activity, so the
@@ -153,7 +166,7 @@ func (r *reporter) check(s subject, now time.Time) {
 	t := s.lifecycle()
 	above, pps, bps := s.measure(now)
 	if above {
-		t.lastAbove = now
+		t.lastAbove = now.UnixNano()
 	}
 	if t.open {
 		t.peak(pps, bps)
@@ -165,7 +178,7 @@ func (r *reporter) check(s subject, now time.Time) {
 	}
 	t.open, t.announced, t.counted, t.gone = true, false, false, false
 	t.id, t.idSeed = "", t.first.UnixMicro()
-	t.nextUpd = now.Add(r.update)
+	t.nextUpd = now.Add(r.update).UnixNano()
 	t.peakPPS, t.peakBPS = 0, 0
 	t.peak(pps, bps)
 	r.active = append(r.active, s)
@@ -183,7 +196,7 @@ func (t *track) peak(pps, bps float64) {
 // within rearm.
 func (r *reporter) oneShot(s subject, now time.Time, rearm time.Duration) {
 	t := s.lifecycle()
-	if now.Before(t.rearm) {
+	if t.rearmed(now, rearm) {
 		r.follow(t)
 		return
 	}
@@ -212,7 +225,7 @@ func (r *reporter) oneShot(s subject, now time.Time, rearm time.Duration) {
 		r.heldAt[s.kind()], r.held[s.kind()] = r.second, true
 		return
 	}
-	t.rearm, t.raised = now.Add(rearm), now
+	t.raised = now
 	t.first = time.Time{} // the next finding counts a new activity
 }
 
@@ -220,6 +233,7 @@ func (r *reporter) oneShot(s subject, now time.Time, rearm time.Duration) {
 // reports updates and ends the incidents that stayed quiet for end_after.
 func (r *reporter) sweep(now time.Time) {
 	keep := r.active[:0]
+	ns := now.UnixNano()
 	for _, s := range r.active {
 		t := s.lifecycle()
 		if t.gone {
@@ -227,23 +241,23 @@ func (r *reporter) sweep(now time.Time) {
 		}
 		above, pps, bps := s.measure(now)
 		if above {
-			t.lastAbove = now
+			t.lastAbove = ns
 			t.peak(pps, bps)
 		}
 		if r.rates != nil && t.announced {
 			r.rates.IncidentRate(idOf(s), s.kind(), now, pps, bps)
 		}
 		switch {
-		case now.Sub(t.lastAbove) >= r.endAfter:
+		case ns-t.lastAbove >= int64(r.endAfter):
 			r.close(s, now, pps, bps)
 			continue
 		case !t.announced:
 			r.emit(s, PhaseStart, now, pps, bps)
-		case !now.Before(t.nextUpd):
+		case ns >= t.nextUpd:
 			r.emit(s, PhaseUpdate, now, pps, bps)
-			t.nextUpd = t.nextUpd.Add(r.update)
-			if !now.Before(t.nextUpd) { // a gap in the traffic: resume the cadence from now
-				t.nextUpd = now.Add(r.update)
+			t.nextUpd += int64(r.update)
+			if ns >= t.nextUpd { // a gap in the traffic: resume the cadence from now
+				t.nextUpd = ns + int64(r.update)
 			}
 		}
 		keep = append(keep, s)
@@ -334,6 +348,7 @@ func (r *reporter) emit(s subject, ph Phase, now time.Time, pps, bps float64) {
 			Ports: a.Incident.Ports[:0],
 		},
 		CaptureFile: t.captureFile(),
+		Tunnel:      t.tun.tunnel(),
 	}
 	a.VLANs = append(a.VLANs, t.vlans[:t.nvlan]...)
 	s.describe(a)

@@ -24,11 +24,15 @@ type loop struct {
 	pairs *table[pairKey, pair]
 }
 
-// pairKey is a loop's two endpoints, the smaller first.
-type pairKey struct{ a, b netip.AddrPort }
+// pairKey is a loop's two endpoints, the smaller first, in their tenant.
+type pairKey struct {
+	a, b   netip.AddrPort
+	tenant uint32
+}
 
 func (k pairKey) hash() uint64 {
-	return mix(hashAddr(k.a.Addr(), seedPair^uint64(k.a.Port())) + hashAddr(k.b.Addr(), seedPair^uint64(k.b.Port())<<16))
+	seed := seedPair ^ tenantSeed(k.tenant)
+	return mix(hashAddr(k.a.Addr(), seed^uint64(k.a.Port())) + hashAddr(k.b.Addr(), seed^uint64(k.b.Port())<<16))
 }
 
 func (d *loop) init(cfg *LoopConfig, r *reporter) error {
@@ -44,9 +48,9 @@ func (d *loop) packet(p *capture.Packet, f *Flow, dir Dir) {
 		return
 	}
 	src, dst := p.SrcAddrPort(), p.DstAddrPort()
-	k, fwd := pairKey{src, dst}, 0
+	k, fwd := pairKey{src, dst, p.Tenant}, 0
 	if dst.Compare(src) < 0 {
-		k, fwd = pairKey{dst, src}, 1
+		k, fwd = pairKey{dst, src, p.Tenant}, 1
 	}
 	now := p.Timestamp
 	e := d.pairs.get(k)
@@ -115,7 +119,7 @@ func (e *pair) count(p *capture.Packet, side int) {
 
 func (e *pair) lifecycle() *track { return &e.t }
 func (e *pair) kind() Kind        { return KindLoop }
-func (e *pair) key() string       { return e.k.a.String() + "-" + e.k.b.String() }
+func (e *pair) key() string       { return withTenant(e.k.a.String()+"-"+e.k.b.String(), e.k.tenant) }
 
 func (e *pair) measure(now time.Time) (bool, float64, float64) {
 	w := e.d.cfg.Window
@@ -135,7 +139,7 @@ func (e *pair) reset() {
 func (e *pair) describe(a *Alert) {
 	w := e.d.cfg.Window
 	in := &a.Incident
-	a.Src, a.Dst, a.Proto = e.k.a, e.k.b, capture.ProtoUDP
+	a.Src, a.Dst, a.Proto, a.Tenant = e.k.a, e.k.b, capture.ProtoUDP, e.k.tenant
 	a.CommunityID = CommunityID(e.k.a, e.k.b, capture.ProtoUDP)
 	a.Signature = sig(SIDLoop)
 	in.Endpoints = [2]netip.AddrPort{e.k.a, e.k.b}

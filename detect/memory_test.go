@@ -70,8 +70,8 @@ func TestEntryCosts(t *testing.T) {
 					if isPrefix {
 						pfx, tab = netip.PrefixFrom(a, 31), d.prefixes
 					}
-					v, _ := tab.getOrAdd(pfx, now)
-					v.init(d, pfx, isPrefix)
+					v, _ := tab.getOrAdd(victimOf(pfx, 0), now)
+					v.init(d, victimOf(pfx, 0), isPrefix)
 					open(&v.t, i)
 					for r := range 3 {
 						v.refl.add(netip.AddrPortFrom(addrN(n+r), 7), 60, &d.slots)
@@ -83,7 +83,7 @@ func TestEntryCosts(t *testing.T) {
 			}
 			// Victims hit from ever more reflectors take every slot.
 			for i := 0; d.slots.refused == 0; i++ {
-				v := d.hosts.get(netip.PrefixFrom(addrN(i%n), 32))
+				v := d.hosts.get(victimOf(netip.PrefixFrom(addrN(i%n), 32), 0))
 				for r := range tallyMax {
 					v.refl.add(netip.AddrPortFrom(addrN(3*n+r), 7), 60, &d.slots)
 				}
@@ -92,7 +92,7 @@ func TestEntryCosts(t *testing.T) {
 		{"loop.max_pairs", PairEntryBytes, func(e *Engine) {
 			e.loop.pairs.adm = nil
 			for i := range n {
-				k := pairKey{netip.AddrPortFrom(addrN(i), 7), netip.AddrPortFrom(addrN(n+i), 19)}
+				k := pairKey{a: netip.AddrPortFrom(addrN(i), 7), b: netip.AddrPortFrom(addrN(n+i), 19)}
 				p, _ := e.loop.pairs.getOrAdd(k, now)
 				*p = pair{d: &e.loop, k: k}
 				open(&p.t, i)
@@ -101,8 +101,9 @@ func TestEntryCosts(t *testing.T) {
 		{"spoofed_flood.max_targets", TargetEntryBytes, func(e *Engine) {
 			e.spoof.targets.adm = nil
 			for i := range n {
-				tg, _ := e.spoof.targets.getOrAdd(addrN(i), now)
-				*tg = target{d: &e.spoof, addr: addrN(i)}
+				k := targetKey{addr: addrN(i)}
+				tg, _ := e.spoof.targets.getOrAdd(k, now)
+				*tg = target{d: &e.spoof, k: k}
 				tg.reset()
 				open(&tg.t, i)
 			}
@@ -110,7 +111,7 @@ func TestEntryCosts(t *testing.T) {
 		{"scan.max_scanners", ScannerEntryBytes, func(e *Engine) {
 			e.scan.scanners.adm = nil
 			for i := range n {
-				k := scanKey{addrN(i), 17}
+				k := scanKey{src: addrN(i), proto: 17}
 				s, _ := e.scan.scanners.getOrAdd(k, now)
 				*s = scanner{d: &e.scan, k: k}
 				open(&s.t, i)
@@ -118,7 +119,7 @@ func TestEntryCosts(t *testing.T) {
 		}},
 		{"exposed.max_findings", FindingEntryBytes, func(e *Engine) {
 			for i := range n {
-				k := exposedKey{netip.AddrPortFrom(addrN(i), 7), 17}
+				k := exposedKey{host: netip.AddrPortFrom(addrN(i), 7), proto: 17}
 				f, _ := e.expo.found.getOrAdd(k, now)
 				*f = finding{d: &e.expo, k: k}
 				open(&f.t, i)

@@ -31,8 +31,8 @@ type reflection struct {
 	r        *reporter
 	ports    PortSet
 	allow    prefixSet
-	hosts    *table[netip.Prefix, victim]
-	prefixes *table[netip.Prefix, victim] // nil when both prefix lengths are 0
+	hosts    *table[victimKey, victim]
+	prefixes *table[victimKey, victim] // nil when both prefix lengths are 0
 	// slots is what the victims' tallies grow into past their first few
 	// reflectors (and hosts, for a prefix), of slotsTotal.
 	slots      slotPool
@@ -41,9 +41,26 @@ type reflection struct {
 
 const minPacketsPerReflector = 3
 
+// victimKey is a victim address (a /32 or /128) or prefix in its tenant:
+// a netip.Prefix taken apart, so that the tenant fits in its padding.
+type victimKey struct {
+	addr   netip.Addr
+	tenant uint32
+	bits   uint8
+}
+
+func victimOf(pfx netip.Prefix, tenant uint32) victimKey {
+	return victimKey{pfx.Addr(), tenant, uint8(pfx.Bits())}
+}
+
 // The tables' hashes, which the admission sketch uses too.
-func hashVictim(p netip.Prefix) uint64 { return hashAddr(p.Addr(), seedVictim) }
-func hashPrefix(p netip.Prefix) uint64 { return hashAddr(p.Addr(), seedPrefix+uint64(p.Bits())) }
+func hashVictim(k victimKey) uint64 {
+	return hashAddr(k.addr, seedVictim^tenantSeed(k.tenant))
+}
+
+func hashPrefix(k victimKey) uint64 {
+	return hashAddr(k.addr, (seedPrefix+uint64(k.bits))^tenantSeed(k.tenant))
+}
 
 // init makes the detector's tables, which its settings size (see
 // Engine.apply for the rest).
@@ -105,10 +122,10 @@ func (d *reflection) packet(p *capture.Packet, srcSvc, dstSvc bool, why forgery)
 	}
 	now := p.Timestamp
 	hostOpen := false
-	pfx := netip.PrefixFrom(vic, vic.BitLen())
-	if v, made := d.hosts.getOrAdd(pfx, now); v != nil {
+	k := victimOf(netip.PrefixFrom(vic, vic.BitLen()), p.Tenant)
+	if v, made := d.hosts.getOrAdd(k, now); v != nil {
 		if made {
-			v.init(d, pfx, false)
+			v.init(d, k, false)
 		}
 		wasOpen := v.t.open
 		v.count(p, vic, refl, request)
@@ -125,9 +142,10 @@ func (d *reflection) packet(p *capture.Packet, srcSvc, dstSvc bool, why forgery)
 	if !ok {
 		return
 	}
-	if v, made := d.prefixes.getOrAdd(pfx, now); v != nil {
+	k = victimOf(pfx, p.Tenant)
+	if v, made := d.prefixes.getOrAdd(k, now); v != nil {
 		if made {
-			v.init(d, pfx, true)
+			v.init(d, k, true)
 		}
 		v.count(p, vic, refl, request)
 		d.r.check(v, now)
@@ -155,7 +173,7 @@ func (d *reflection) discount(h *victim, now time.Time) {
 	if !ok {
 		return
 	}
-	v := d.prefixes.get(pfx)
+	v := d.prefixes.get(victimOf(pfx, h.tenant))
 	if v == nil || v.t.open {
 		return
 	}
@@ -182,6 +200,7 @@ func (d *reflection) discount(h *victim, now time.Time) {
 type victim struct {
 	d        *reflection
 	pfx      netip.Prefix
+	tenant   uint32
 	isPrefix bool
 	t        track
 	// The two sides of the evidence. When both are seen (forged requests
@@ -200,9 +219,9 @@ var _ subject = (*victim)(nil)
 
 // init makes v a fresh entry, keeping the buffers of a reused one: its
 // tallies' tables and HyperLogLogs, which hold slots of the pool.
-func (v *victim) init(d *reflection, pfx netip.Prefix, isPrefix bool) {
+func (v *victim) init(d *reflection, k victimKey, isPrefix bool) {
 	refl, hosts := v.refl, v.hosts
-	*v = victim{d: d, pfx: pfx, isPrefix: isPrefix}
+	*v = victim{d: d, pfx: netip.PrefixFrom(k.addr, int(k.bits)), tenant: k.tenant, isPrefix: isPrefix}
 	v.refl.tab, v.refl.extra = refl.tab, refl.extra
 	v.hosts.tab, v.hosts.extra = hosts.tab, hosts.extra
 	v.refl.reset()
@@ -260,9 +279,9 @@ func (v *victim) kind() Kind        { return KindReflection }
 
 func (v *victim) key() string {
 	if v.isPrefix {
-		return v.pfx.String()
+		return withTenant(v.pfx.String(), v.tenant)
 	}
-	return v.pfx.Addr().String()
+	return withTenant(v.pfx.Addr().String(), v.tenant)
 }
 
 func (v *victim) measure(now time.Time) (bool, float64, float64) {
@@ -298,7 +317,7 @@ func (v *victim) describe(a *Alert) {
 		a.Src = netip.AddrPortFrom(top[0].addr, top[0].port)
 	}
 	a.Dst = netip.AddrPortFrom(v.pfx.Addr(), 0)
-	a.Proto = capture.ProtoUDP
+	a.Proto, a.Tenant = capture.ProtoUDP, v.tenant
 	in.Victim = v.pfx
 	in.ReflectorCount = v.refl.count()
 	for _, port := range v.svc.ports() {

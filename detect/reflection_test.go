@@ -260,7 +260,7 @@ func TestReflectorSlotsBounded(t *testing.T) {
 	h.feed(reflected(at(4*time.Second), 800, 800, 12, "10.1.0.12")...)
 	held := 0
 	for _, v := range []string{"10.1.0.11", "10.1.0.12"} {
-		held += h.eng.refl.hosts.get(netip.MustParsePrefix(v + "/32")).refl.held()
+		held += h.eng.refl.hosts.get(victimOf(netip.MustParsePrefix(v+"/32"), 0)).refl.held()
 	}
 	if s := slots(); s.Len != held || s.Len > s.Cap {
 		t.Errorf("after the eviction: %+v, the victims hold %d", s, held)

@@ -26,12 +26,16 @@ type scan struct {
 	scanners *table[scanKey, scanner]
 }
 
+// scanKey is a scanner and the protocol it probes with, in its tenant.
 type scanKey struct {
-	src   netip.Addr
-	proto uint8
+	src    netip.Addr
+	proto  uint8
+	tenant uint32
 }
 
-func (k scanKey) hash() uint64 { return hashAddr(k.src, seedScanner+uint64(k.proto)) }
+func (k scanKey) hash() uint64 {
+	return hashAddr(k.src, (seedScanner+uint64(k.proto))^tenantSeed(k.tenant))
+}
 
 const (
 	scanSlots = 4
@@ -62,7 +66,7 @@ func (d *scan) packet(p *capture.Packet, srcSvc bool) {
 		return
 	}
 	now := p.Timestamp
-	k := scanKey{p.Src, p.Proto}
+	k := scanKey{p.Src, p.Proto, p.Tenant}
 	s, made := d.scanners.getOrAdd(k, now)
 	if s == nil {
 		return
@@ -146,7 +150,9 @@ func (s *scanner) recount() {
 
 func (s *scanner) lifecycle() *track { return &s.t }
 func (s *scanner) kind() Kind        { return KindScan }
-func (s *scanner) key() string       { return protoName(s.k.proto) + "/" + s.k.src.String() }
+func (s *scanner) key() string {
+	return withTenant(protoName(s.k.proto)+"/"+s.k.src.String(), s.k.tenant)
+}
 
 // measure returns the scanner's average probe rate over its activity.
 func (s *scanner) measure(time.Time) (bool, float64, float64) {
@@ -161,7 +167,7 @@ func (s *scanner) reset() {
 
 func (s *scanner) describe(a *Alert) {
 	in := &a.Incident
-	a.Src, a.Dst, a.Proto = netip.AddrPortFrom(s.k.src, s.sport), s.last, s.k.proto
+	a.Src, a.Dst, a.Proto, a.Tenant = netip.AddrPortFrom(s.k.src, s.sport), s.last, s.k.proto, s.k.tenant
 	a.Signature = sig(SIDScanUDP)
 	if s.k.proto == capture.ProtoTCP {
 		a.Signature = sig(SIDScanTCP)

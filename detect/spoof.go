@@ -31,7 +31,13 @@ type spoof struct {
 	r       *reporter
 	ports   *PortSet // nil: every TCP and UDP packet
 	allow   prefixSet
-	targets *table[netip.Addr, target]
+	targets *table[targetKey, target]
+}
+
+// targetKey is a flood's target in its tenant.
+type targetKey struct {
+	addr   netip.Addr
+	tenant uint32
 }
 
 func (d *spoof) init(cfg *SpoofedFloodConfig, r *reporter) error {
@@ -41,7 +47,7 @@ func (d *spoof) init(cfg *SpoofedFloodConfig, r *reporter) error {
 	return err
 }
 
-func hashTarget(a netip.Addr) uint64 { return hashAddr(a, seedTarget) }
+func hashTarget(k targetKey) uint64 { return hashAddr(k.addr, seedTarget^tenantSeed(k.tenant)) }
 
 // Why a packet looks forged.
 type forgery uint8
@@ -88,12 +94,13 @@ func (d *spoof) packet(p *capture.Packet, why forgery) {
 		return
 	}
 	now := p.Timestamp
-	t, made := d.targets.getOrAdd(p.Dst, now)
+	k := targetKey{p.Dst, p.Tenant}
+	t, made := d.targets.getOrAdd(k, now)
 	if t == nil {
 		return
 	}
 	if made {
-		*t = target{d: d, addr: p.Dst}
+		*t = target{d: d, k: k}
 		t.reset()
 	}
 	t.count(p, why)
@@ -103,7 +110,7 @@ func (d *spoof) packet(p *capture.Packet, why forgery) {
 // target is the state of one flood target.
 type target struct {
 	d      *spoof
-	addr   netip.Addr
+	k      targetKey
 	t      track
 	all    meter // every examined packet to the target
 	forged meter // the bogon and land ones
@@ -186,7 +193,7 @@ func (t *target) roll(now time.Time) {
 
 func (t *target) lifecycle() *track { return &t.t }
 func (t *target) kind() Kind        { return KindSpoofedFlood }
-func (t *target) key() string       { return t.addr.String() }
+func (t *target) key() string       { return withTenant(t.k.addr.String(), t.k.tenant) }
 
 func (t *target) measure(now time.Time) (bool, float64, float64) {
 	w := t.d.cfg.Window
@@ -208,16 +215,16 @@ func (t *target) reset() {
 
 func (t *target) describe(a *Alert) {
 	in := &a.Incident
-	a.Src, a.Dst, a.Proto = t.lastSrc, netip.AddrPortFrom(t.addr, t.lastDst), t.proto
+	a.Src, a.Dst, a.Proto, a.Tenant = t.lastSrc, netip.AddrPortFrom(t.k.addr, t.lastDst), t.proto, t.k.tenant
 	a.Signature = sig(SIDSpoofedFlood)
-	in.Target = t.addr
+	in.Target = t.k.addr
 	in.DistinctSources = int(math.Round(t.seen.unionEstimate(&t.sources)))
 	in.Evidence = t.ev
 	// The sources are forged, so only the target says where the flood runs.
 	switch h := t.d.r.home; {
 	case len(h) == 0:
 		in.Direction = "unknown"
-	case h.contains(t.addr):
+	case h.contains(t.k.addr):
 		in.Direction = "inbound"
 	default:
 		in.Direction = "outbound"

@@ -58,6 +58,16 @@ func (s *Syslog) appendCEF(b []byte, r *Record) []byte {
 	b = appendCEFExt(b, "cs3", a.Key())
 	b = appendCEFExt(b, "cs4Label", "direction")
 	b = appendCEFExt(b, "cs4", a.Incident.Direction)
+	if a.Tunnel.Depth > 0 {
+		// CEF has no field for an encapsulation: a custom string in the
+		// text line's words.
+		b = appendCEFExt(b, "cs5Label", "tunnel")
+		b = appendCEFExt(b, "cs5", string(a.AppendTunnel(nil)))
+	}
+	if a.Tenant != 0 {
+		b = append(b, " cn1Label=tenant cn1="...)
+		b = strconv.AppendUint(b, uint64(a.Tenant), 10)
+	}
 	if a.CaptureFile != "" {
 		b = appendCEFExt(b, "filePath", a.CaptureFile)
 	}

@@ -81,6 +81,42 @@ func TestSyslogFormats(t *testing.T) {
 	}
 }
 
+// TestSyslogFormatsTunnel: an alert on tunnelled traffic of a tenant says
+// so in RFC 5424's structured data and in CEF's extension, as the text
+// line does; tenant 0 and no tunnel leave the parameters out (see
+// TestSyslogFormats).
+func TestSyslogFormatsTunnel(t *testing.T) {
+	a := testAlert()
+	a.Incident.ID = "0123456789abcdef"
+	a.Tenant = 42
+	a.Tunnel = capture.Tunnel{Depth: 1, Kind: capture.TunnelVXLAN, HasID: true, ID: 42,
+		InnerKind: capture.TunnelVXLAN, InnerHasID: true, InnerID: 42,
+		Src: netip.MustParseAddr("203.0.113.1"), Dst: netip.MustParseAddr("198.51.100.2"),
+		Proto: capture.ProtoUDP, SrcPort: 51000, DstPort: 4789}
+	r := NewRecord(a)
+	cases := []struct {
+		format SyslogFormat
+		want   string
+	}{
+		{RFC5424, `[echowatch@32473 kind="loop" phase="start" id="0123456789abcdef" sid="9000004" ` +
+			`tenant="42" tunnel="vxlan vni 42 203.0.113.1->198.51.100.2"] {`},
+		{CEF, " cs3Label=key cs3=192.0.2.7:7-192.0.2.19:19 tenant 42 cs4Label=direction cs4=internal " +
+			"cs5Label=tunnel cs5=vxlan vni 42 203.0.113.1->198.51.100.2 cn1Label=tenant cn1=42 cnt=10 "},
+	}
+	for _, c := range cases {
+		s, err := NewSyslog(SyslogConfig{Network: "udp", Addr: "127.0.0.1:514", Format: c.format, Hostname: "sensor-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(s.appendMessage(nil, r)); !strings.Contains(got, c.want) {
+			t.Errorf("%v:\n got %s\nlacks %s", c.format, got, c.want)
+		}
+	}
+	if text := string(r.AppendText(nil)); !strings.Contains(text, " via vxlan vni 42 203.0.113.1->198.51.100.2 tenant 42 id ") {
+		t.Errorf("text %s", text)
+	}
+}
+
 func TestSyslogSeverity(t *testing.T) {
 	a := testAlert()
 	for sev, want := range map[int]int{1: 2, 2: 3, 3: 4, 0: 5} {

@@ -245,6 +245,14 @@ func (s *Syslog) appendMessage(b []byte, r *Record) []byte {
 	b = appendSDValue(b, a.ID())
 	b = append(b, "\" sid=\""...)
 	b = strconv.AppendUint(b, uint64(a.SignatureID()), 10)
+	if a.Tenant != 0 {
+		b = append(b, "\" tenant=\""...)
+		b = strconv.AppendUint(b, uint64(a.Tenant), 10)
+	}
+	if a.Tunnel.Depth > 0 {
+		b = append(b, "\" tunnel=\""...)
+		b = appendSDValue(b, string(a.AppendTunnel(nil)))
+	}
 	b = append(b, "\"] "...)
 	return append(b, r.EVE...)
 }
