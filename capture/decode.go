@@ -604,6 +604,15 @@ func (d *Decoder) walk(b []byte, off int, et uint16, from TunnelKind, p *Packet)
 			// with their failures.
 			v6 := et == etIPv6
 			kind, poff, pend, sure := d.peek(b, off, v6)
+			if kind == TunnelVXLAN && d.depth == 0 && d.vxlanOuter(b[:pend], off, poff, v6, p) {
+				// The Ethernet frame inside, as etTEB below reads it.
+				b, d.linkOff = b[:pend], poff+8
+				var ok bool
+				if et, off, ok = ethernet(b, poff+8, p); !ok {
+					return DropMalformedLink
+				}
+				continue
+			}
 			switch {
 			case kind != TunnelNone:
 				if r = d.carrier(kind, b, off, poff, pend, v6, p, &nx); nx.kind == TunnelNone && r == DropNone {
@@ -656,6 +665,38 @@ func (d *Decoder) walk(b []byte, off int, et uint16, from TunnelKind, p *Packet)
 		}
 		b, off, et, from = b[:nx.end], nx.off, nx.et, nx.kind
 	}
+}
+
+// vxlanOuter is what carrier and enter do for the commonest carrier, a
+// VXLAN datagram in the frame's own IP packet b[off:] (AWS and Azure
+// traffic mirroring, Linux vxlan devices), with its header at b[poff:],
+// in a third of their instructions: most mirrored traffic comes this way.
+// It reports false, and changes nothing, for a datagram that is not
+// VXLAN, which the general way then counts.
+func (d *Decoder) vxlanOuter(b []byte, off, poff int, v6 bool, p *Packet) bool {
+	vni, ok := vxlanVNI(b[poff:])
+	if !ok {
+		return false
+	}
+	d.depth = 1
+	d.kinds |= 1 << TunnelVXLAN
+	d.stats.Tunnels[TunnelVXLAN].Decoded++ // until the frame is dropped
+	t := &p.Tunnel
+	t.Depth, t.Kind, t.HasID, t.ID = 1, TunnelVXLAN, true, vni
+	t.InnerKind, t.InnerHasID, t.InnerID = TunnelVXLAN, true, vni
+	if d.tenant == TenantVNI {
+		p.Tenant, d.tenantSet = vni, true
+	}
+	h := b[off:poff]
+	if v6 {
+		t.Src, t.Dst = netip.AddrFrom16([16]byte(h[8:24])), netip.AddrFrom16([16]byte(h[24:40]))
+	} else {
+		t.Src, t.Dst = netip.AddrFrom4([4]byte(h[12:16])), netip.AddrFrom4([4]byte(h[16:20]))
+	}
+	u := b[poff-8 : poff]
+	t.Proto, t.SrcPort, t.DstPort = ProtoUDP, binary.BigEndian.Uint16(u), binary.BigEndian.Uint16(u[2:])
+	p.VLANs, p.NumVLANs = [2]uint16{}, 0 // the frame inside has its own
+	return true
 }
 
 // failed charges a header of kind that failed with r to its counters.

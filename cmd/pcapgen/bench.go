@@ -24,7 +24,9 @@ import (
 // writeBench writes the benchmark capture kind to file ("-": stdout). A
 // regular file left incomplete by an error is removed; a device or a pipe
 // is only written to.
-func writeBench(kind, file string, packets, flows int, stdout io.Writer, log logf) (err error) {
+// With wrap "vxlan" every frame is sent inside VXLAN, as a cloud
+// mirror session delivers it.
+func writeBench(kind, wrap, file string, packets, flows int, stdout io.Writer, log logf) (err error) {
 	w := stdout
 	if file != "-" {
 		regular := true
@@ -46,10 +48,18 @@ func writeBench(kind, file string, packets, flows int, stdout io.Writer, log log
 		w = f
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
-	pw := pcapgo.NewWriter(bw)
+	fw := pcapgo.NewWriter(bw)
 	// Write errors name the file already (*os.PathError).
-	if err := pw.WriteFileHeader(defaultSnaplen, layers.LinkTypeEthernet); err != nil {
+	if err := fw.WriteFileHeader(defaultSnaplen, layers.LinkTypeEthernet); err != nil {
 		return err
+	}
+	var pw packetWriter = fw
+	switch wrap {
+	case "":
+	case "vxlan":
+		pw = &wrapWriter{w: fw, wrap: vxlan(newUnderlay("198.19.1.10", "198.19.2.20", false), 4789, 1234567)}
+	default:
+		return fmt.Errorf("-wrap %q: want vxlan", wrap)
 	}
 	start := time.Now()
 	switch kind {
@@ -76,6 +86,24 @@ func writeBench(kind, file string, packets, flows int, stdout io.Writer, log log
 	log("%s: %d packets in %v, %.2f million packets/s", file, packets, elapsed.Round(time.Millisecond),
 		float64(packets)/elapsed.Seconds()/1e6)
 	return nil
+}
+
+// packetWriter takes the frames of a benchmark capture.
+type packetWriter interface {
+	WritePacket(ci gopacket.CaptureInfo, data []byte) error
+}
+
+// wrapWriter writes every frame encapsulated by wrap.
+type wrapWriter struct {
+	w    packetWriter
+	wrap wrapFunc
+}
+
+func (w *wrapWriter) WritePacket(ci gopacket.CaptureInfo, data []byte) error {
+	frame := w.wrap(0, data)
+	ci.Length += len(frame) - len(data)
+	ci.CaptureLength = len(frame)
+	return w.w.WritePacket(ci, frame)
 }
 
 // benchFlow is one conversation of the mixed capture, packed in 256 bytes
@@ -147,7 +175,7 @@ var benchKinds = []flowKind{
 // echo reflection toward 198.51.100.10 from 50 reflectors and 0.2% an
 // echo-chargen loop on VLAN 100. Conversations are picked with a heavy tail:
 // a few carry most packets, all carry some.
-func benchMixed(pw *pcapgo.Writer, packets, flows int) error {
+func benchMixed(pw packetWriter, packets, flows int) error {
 	rng := newRand("bench-mixed")
 	b := newBuilder()
 	shared := randomBytes(rng, 1500)
@@ -258,7 +286,7 @@ func dataFlags(p pkt) tcpFlags {
 // the packet's index, skipping special-purpose space), a random port and a
 // random IP ID. The frame is serialized once; per packet the source, port
 // and ID are patched and both checksums recomputed.
-func benchFlood(pw *pcapgo.Writer, packets int) error {
+func benchFlood(pw packetWriter, packets int) error {
 	rng := newRand("bench-flood")
 	b := newBuilder()
 	payload := []byte("XXXXXXXXXXXXXXXX")
@@ -412,7 +440,7 @@ var floodKinds = map[string]struct {
 // patched from one template per IP version.
 type floodGen struct {
 	rng     *rand.Rand
-	pw      *pcapgo.Writer
+	pw      packetWriter
 	special ipv4Set
 	next4   uint32
 	next6   uint64
@@ -487,7 +515,7 @@ func (f *floodGen) udp(at time.Duration, src, dst netip.AddrPort) error {
 // benchMemoryFlood writes the flood kind of packets packets (0: its
 // default), with the planted incidents and the tail, and returns the
 // number of packets written.
-func benchMemoryFlood(pw *pcapgo.Writer, kind string, packets int) (int, error) {
+func benchMemoryFlood(pw packetWriter, kind string, packets int) (int, error) {
 	k := floodKinds[kind]
 	if packets == 0 {
 		packets = k.packets

@@ -15,7 +15,7 @@ import (
 
 const usage = `Usage:
   pcapgen [-v] [-out DIR]
-  pcapgen -bench KIND [-packets N] [-flows N] [-v] -o FILE
+  pcapgen -bench KIND [-packets N] [-flows N] [-wrap vxlan] [-v] -o FILE
 
 The first form writes every committed capture under DIR (default pcaps):
 one folder per detection case (capture.pcap, and config.yaml where the case
@@ -41,6 +41,10 @@ echo reflection toward 198.51.100.10, an echo-chargen loop between
   loop-flows  two-way flows on every pair of the loop ports, each between
               two new addresses (default 4000000 packets: 2000000 flows)
 
+With -wrap vxlan every frame of the benchmark capture is inside VXLAN (UDP
+4789, VNI 1234567, from 198.19.1.10 to 198.19.2.20), as a cloud traffic
+mirror delivers it: the same traffic, to compare the cost of decapsulation.
+
 Flags:
 `
 
@@ -59,6 +63,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	packets := fs.Int("packets", 0, "`N` packets in the benchmark capture (0: the kind's default)")
 	flows := fs.Int("flows", 100000, "`N` flows in the mixed benchmark capture")
 	outFile := fs.String("o", "", "write the benchmark capture to `FILE` (- for standard output)")
+	wrap := fs.String("wrap", "", "encapsulate every benchmark frame in `KIND` (vxlan)")
 	verbose := fs.Bool("v", false, "say what was written, to standard error")
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -83,7 +88,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case fs.NArg() > 0:
 		return usageError("unexpected argument %q", fs.Arg(0))
 	case *bench == "":
-		for _, f := range []string{"o", "packets", "flows"} {
+		for _, f := range []string{"o", "packets", "flows", "wrap"} {
 			if set[f] {
 				return usageError("-%s needs -bench", f)
 			}
@@ -100,10 +105,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return usageError("-flows %d: want a positive count", *flows)
 	case set["flows"] && *bench != "mixed":
 		return usageError("-flows applies to -bench mixed only")
+	case *wrap != "" && *wrap != "vxlan":
+		return usageError("-wrap %q: want vxlan", *wrap)
 	}
 
 	if *bench != "" {
-		err = writeBench(*bench, *outFile, *packets, *flows, stdout, logTo(stderr, *verbose))
+		err = writeBench(*bench, *wrap, *outFile, *packets, *flows, stdout, logTo(stderr, *verbose))
 	} else {
 		err = generateTo(*outDir, logTo(stderr, *verbose))
 	}

@@ -467,12 +467,17 @@ func ipv4Number(a netip.Addr) uint32 {
 // writeBenchTwice writes the benchmark capture kind twice and returns it,
 // failing unless both runs wrote the same bytes.
 func writeBenchTwice(t *testing.T, kind string, packets, flows int) []byte {
+	return writeWrappedBenchTwice(t, kind, "", packets, flows)
+}
+
+// writeWrappedBenchTwice is writeBenchTwice with -wrap wrap.
+func writeWrappedBenchTwice(t *testing.T, kind, wrap string, packets, flows int) []byte {
 	t.Helper()
 	dir := t.TempDir()
 	var files [2][]byte
 	for i := range files {
 		name := filepath.Join(dir, kind+strconv.Itoa(i)+".pcap")
-		if err := writeBench(kind, name, packets, flows, io.Discard, func(string, ...any) {}); err != nil {
+		if err := writeBench(kind, wrap, name, packets, flows, io.Discard, func(string, ...any) {}); err != nil {
 			t.Fatal(err)
 		}
 		data, err := os.ReadFile(name)
@@ -506,6 +511,26 @@ func TestBenchIsDeterministicAndValid(t *testing.T) {
 				checkFloodChecksums(t, data)
 			}
 		})
+	}
+}
+
+// TestBenchWrapVXLAN checks that -wrap vxlan writes the same frames, each
+// inside Ethernet, IPv4, UDP 4789 and VXLAN.
+func TestBenchWrapVXLAN(t *testing.T) {
+	plain, _ := readCapture(t, writeBenchTwice(t, "mixed", 2000, 200))
+	wrapped, _ := readCapture(t, writeWrappedBenchTwice(t, "mixed", "vxlan", 2000, 200))
+	if len(wrapped) != len(plain) {
+		t.Fatalf("%d frames wrapped, want %d", len(wrapped), len(plain))
+	}
+	for i, w := range wrapped {
+		p := gopacket.NewPacket(w.data, layers.LinkTypeEthernet, gopacket.Default)
+		vx, ok := p.Layer(layers.LayerTypeVXLAN).(*layers.VXLAN)
+		if !ok {
+			t.Fatalf("frame %d: no VXLAN header: %v", i, p)
+		}
+		if vx.VNI != 1234567 || !bytes.Equal(vx.Payload, plain[i].data) || !w.ts.Equal(plain[i].ts) || w.wire != plain[i].wire+len(w.data)-len(plain[i].data) {
+			t.Fatalf("frame %d: VNI %d, at %v: does not carry frame %d of the plain capture", i, vx.VNI, w.ts, i)
+		}
 	}
 }
 
