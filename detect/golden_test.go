@@ -68,6 +68,14 @@ func runCase(t *testing.T, dir string) []byte {
 // if not nil, called on the Engine before the first packet.
 func runCaseWith(t *testing.T, dir string, out AlertWriter, setup func(*Engine)) []byte {
 	t.Helper()
+	return runCaseWrapped(t, dir, out, setup, nil)
+}
+
+// runCaseWrapped is runCaseWith with every frame of the capture passed
+// through wrap, if not nil, before it is decoded: the same traffic as
+// another link delivers it.
+func runCaseWrapped(t *testing.T, dir string, out AlertWriter, setup func(*Engine), wrap func([]byte) []byte) []byte {
+	t.Helper()
 	cfg := DefaultConfig()
 	// The capture settings the sensor takes from the same file.
 	capt := struct {
@@ -128,6 +136,11 @@ func runCaseWith(t *testing.T, dir string, out AlertWriter, setup func(*Engine))
 		}
 		if err != nil {
 			t.Fatal(err)
+		}
+		if wrap != nil {
+			data := wrap(f.Data)
+			f.Length += len(data) - len(f.Data)
+			f.Data, f.CaptureLength = data, len(data)
 		}
 		if dec.Decode(&f, &p) != capture.DropNone {
 			continue
