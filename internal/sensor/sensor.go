@@ -113,13 +113,14 @@ type Sensor struct {
 	// guessed wrong where its first record starts.
 	redo *worker
 
+	ran      bool
 	warnings []error
 }
 
 // New returns a Sensor that reads srcs (one, or one per worker) into eng.
 // It checks cfg, does no I/O and starts no goroutine.
 func New(cfg Config, srcs []capture.Source, eng *detect.Engine) (*Sensor, error) {
-	n := max(cfg.Workers, len(srcs))
+	n := cfg.Workers
 	switch {
 	case eng == nil:
 		return nil, errors.New("sensor: no engine")
@@ -145,7 +146,7 @@ func New(cfg Config, srcs []capture.Source, eng *detect.Engine) (*Sensor, error)
 		if err != nil {
 			return nil, err
 		}
-		if len(srcs) == n {
+		if len(srcs) == n { // one each, or one worker does all
 			w.src = srcs[i]
 		}
 		s.workers = append(s.workers, w)
@@ -181,8 +182,12 @@ func New(cfg Config, srcs []capture.Source, eng *detect.Engine) (*Sensor, error)
 // goroutine, and twice); then it ends every open incident (the engine's
 // Flush). It returns the first failure; a stop by ctx is none, and neither
 // are the capture files' errors after which the reading went on (see
-// Warnings). Run may be called once.
+// Warnings). Run runs once: a second call fails.
 func (s *Sensor) Run(ctx context.Context) error {
+	if s.ran {
+		return errors.New("sensor: Run called twice")
+	}
+	s.ran = true
 	stop := context.AfterFunc(ctx, func() {
 		for _, src := range s.srcs {
 			src.Close()

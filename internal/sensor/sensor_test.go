@@ -48,7 +48,8 @@ func TestNewRefuses(t *testing.T) {
 
 // TestRunWarnsAndFails: a capture file cut short is a warning, after which
 // the reading went on, and Run succeeds; a source that fails makes Run
-// fail with its error. With one worker and with three alike.
+// fail with its error; a sensor runs once. With one worker and with three
+// alike.
 func TestRunWarnsAndFails(t *testing.T) {
 	data, err := os.ReadFile("../../pcaps/reflection-in/capture.pcap")
 	if err != nil {
@@ -89,6 +90,9 @@ func TestRunWarnsAndFails(t *testing.T) {
 		}
 		if err := s.Run(context.Background()); !errors.Is(err, boom) || len(s.Warnings()) > 0 {
 			t.Errorf("%d workers: a failing source gives %v, warnings %v; want %v", workers, err, s.Warnings(), boom)
+		}
+		if err := s.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "twice") {
+			t.Errorf("%d workers: a second run gives %v", workers, err)
 		}
 	}
 }
