@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
-	"path/filepath"
-	"regexp"
-	"strings"
 	"testing"
 	"time"
 
@@ -81,91 +78,21 @@ func (f *memFile) WritePacket(p *capture.Packet) bool {
 
 func (f *memFile) Close() { f.closed = true }
 
-var captureFileField = regexp.MustCompile(`,"capture_file":"[^"]*"`)
-
-// TestEvidence runs every golden case with evidence kept and checks, on
-// each: the alerts are the golden ones but for a capture_file that names
-// the incident's own file; every file is closed at the end; it holds at
-// most its count, beginning with the packet at which the incident was
-// reported (the start alert's time) and holding only packets of the
-// incident's key.
-func TestEvidence(t *testing.T) {
-	captures, _ := filepath.Glob(filepath.Join("..", "pcaps", "*", "capture.pcap"))
-	if len(captures) == 0 {
-		t.Skip("no capture under ../pcaps/*/")
-	}
-	const perFile = 7
-	for _, c := range captures {
-		dir := filepath.Dir(c)
-		t.Run(filepath.Base(dir), func(t *testing.T) {
-			ev := &memEvidence{max: perFile}
-			out := &sink{}
-			runCaseWith(t, dir, out, func(e *Engine) { e.KeepEvidence(ev) })
-			var lines bytes.Buffer
-			for _, l := range out.lines {
-				lines.WriteString(captureFileField.ReplaceAllString(l, ""))
-				lines.WriteByte('\n')
-			}
-			if want := runCase(t, dir); !bytes.Equal(lines.Bytes(), want) {
-				t.Fatalf("with evidence, alerts differ beyond capture_file:\n%s", lineDiff(string(want), lines.String()))
-			}
-			starts := 0
-			for i, a := range out.alerts {
-				f := ev.byID[a.ID()]
-				if f == nil {
-					t.Fatalf("alert of incident %s: no evidence file was made", a.ID())
-				}
-				if a.CaptureFile != f.Name() {
-					t.Errorf("alert of %s names %q, want %q", a.ID(), a.CaptureFile, f.Name())
-				}
-				if !strings.Contains(out.lines[i], `"capture_file":"`+f.Name()+`"`) {
-					t.Errorf("EVE line names no %s: %s", f.Name(), out.lines[i])
-				}
-				if a.Phase() != PhaseStart {
-					continue
-				}
-				starts++
-				if len(f.pkts) == 0 || len(f.pkts) > perFile {
-					t.Fatalf("incident %s: %d packets kept, want 1 to %d", a.ID(), len(f.pkts), perFile)
-				}
-				if !f.pkts[0].Timestamp.Equal(a.Time) {
-					t.Errorf("incident %s: first packet at %v, reported at %v", a.ID(), f.pkts[0].Timestamp, a.Time)
-				}
-				for i, p := range f.pkts {
-					if !ofIncident(a, &p) {
-						t.Errorf("incident %s (%s): packet %d %v > %v is not its", a.ID(), a.Key(), i, p.SrcAddrPort(), p.DstAddrPort())
-					}
-					if len(f.raws[i]) == 0 || p.LinkType != f.link {
-						t.Errorf("incident %s: packet %d has no frame or another link type", a.ID(), i)
-					}
-				}
-			}
-			if starts != len(ev.files) {
-				t.Errorf("%d evidence files for %d incidents", len(ev.files), starts)
-			}
-			for _, f := range ev.files {
-				if !f.closed {
-					t.Errorf("evidence of %s still open after Flush", f.id)
-				}
-			}
-		})
-	}
-}
-
 // TestEvidenceWriteFails: the alerts name an incident's evidence file
 // only while the writer keeps it. A file whose first packet could not be
 // written (a full disk) is gone before the start alert, which names none;
 // one that failed later keeps what it has, and is named.
 func TestEvidenceWriteFails(t *testing.T) {
-	dir := filepath.Join("..", "pcaps", "reflection-out")
 	for _, failAt := range []int{1, 3} {
 		ev := &memEvidence{max: 7, failAt: failAt}
-		out := &sink{}
-		runCaseWith(t, dir, out, func(e *Engine) { e.KeepEvidence(ev) })
-		if len(out.alerts) == 0 {
+		h := newHarness(t, homeConfig())
+		h.eng.KeepEvidence(ev)
+		h.feed(reflected(base, 400, 4000, 4, "10.1.0.10")...)
+		h.flush()
+		if len(h.out.alerts) == 0 {
 			t.Fatal("no alert")
 		}
-		for _, a := range out.alerts {
+		for _, a := range h.out.alerts {
 			f := ev.byID[a.ID()]
 			if f == nil {
 				t.Fatalf("alert of incident %s: no evidence file was made", a.ID())
@@ -174,25 +101,6 @@ func TestEvidenceWriteFails(t *testing.T) {
 				t.Errorf("write %d fails: alert of %s names %q, want %q", failAt, a.ID(), a.CaptureFile, want)
 			}
 		}
-	}
-}
-
-// ofIncident reports whether p belongs to the incident a reports.
-func ofIncident(a *Alert, p *capture.Packet) bool {
-	in := &a.Incident
-	switch in.Kind {
-	case KindReflection:
-		return in.Victim.Contains(p.Dst) || in.Victim.Contains(p.Src)
-	case KindLoop:
-		ends := []netip.AddrPort{p.SrcAddrPort(), p.DstAddrPort()}
-		return ends[0] == in.Endpoints[0] && ends[1] == in.Endpoints[1] ||
-			ends[0] == in.Endpoints[1] && ends[1] == in.Endpoints[0]
-	case KindSpoofedFlood:
-		return p.Dst == in.Target
-	case KindScan:
-		return p.Src == a.Src.Addr() && p.Proto == a.Proto
-	default:
-		return p.SrcAddrPort() == a.Src && p.Proto == a.Proto
 	}
 }
 
@@ -221,13 +129,17 @@ func TestEvidenceCount(t *testing.T) {
 }
 
 // TestEvidenceRefused checks that an incident whose evidence the writer
-// refuses is reported without a capture_file.
+// refuses is reported without a capture_file: of two reflections, only
+// the first gets the writer's one file.
 func TestEvidenceRefused(t *testing.T) {
 	ev := &memEvidence{max: 10, limit: 1}
-	out := &sink{}
-	runCaseWith(t, filepath.Join("..", "pcaps", "reflection-out"), out, func(e *Engine) { e.KeepEvidence(ev) })
+	h := newHarness(t, homeConfig())
+	h.eng.KeepEvidence(ev)
+	h.feed(reflected(base, 400, 4000, 4, "10.1.0.10")...)
+	h.feed(reflected(base.Add(20*time.Second), 400, 4000, 4, "10.1.0.11")...)
+	h.flush()
 	named := map[bool]int{}
-	for _, a := range out.alerts {
+	for _, a := range h.out.alerts {
 		named[a.CaptureFile != ""]++
 	}
 	if len(ev.files) != 1 || named[true] == 0 || named[false] == 0 {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"strings"
@@ -16,9 +17,10 @@ import (
 
 	"github.com/echowatch/echowatch/capture"
 	"github.com/echowatch/echowatch/detect"
+	"github.com/echowatch/echowatch/internal/sensor"
 )
 
-// runStats runs the pipeline as cfg says, alerts discarded, and returns
+// runStats runs the sensor as cfg says, alerts discarded, and returns
 // its counters.
 func runStats(t *testing.T, cfg config) *statsEvent {
 	t.Helper()
@@ -31,14 +33,18 @@ func runStats(t *testing.T, cfg config) *statsEvent {
 		t.Fatal(err)
 	}
 	defer closeAll(srcs)
-	pl, err := newPipeline(cfg, srcs, eng)
+	sc, err := cfg.sensorConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pl.run(func() {}); err != nil {
+	s, err := sensor.New(sc, srcs, eng)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return pl.stats()
+	if err := s.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return newStatsEvent(cfg.SensorName, s.Stats())
 }
 
 // gatherMetric returns the metric family name as /metrics shows ev.
@@ -278,10 +284,6 @@ func TestBlindSpotsOncePerKind(t *testing.T) {
 // second even without --stats or --metrics-listen, so that a blind spot
 // is warned of as it appears; offline only with --metrics-listen.
 func TestLiveLooksEverySecond(t *testing.T) {
-	eng, err := detect.New(detect.DefaultConfig(), discardAlerts{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, c := range []struct {
 		live, stats bool
 		interval    string
@@ -301,12 +303,8 @@ func TestLiveLooksEverySecond(t *testing.T) {
 		if c.live {
 			cfg.Interface = "ew-test0"
 		}
-		pl, err := newPipeline(cfg, []capture.Source{silentSource{}}, eng)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if pl.statsEvery.String() != c.want {
-			t.Errorf("live %v stats %v every %s metrics %q: looks every %v, want %s", c.live, c.stats, c.interval, c.metrics, pl.statsEvery, c.want)
+		if every := statsEvery(cfg); every.String() != c.want {
+			t.Errorf("live %v stats %v every %s metrics %q: looks every %v, want %s", c.live, c.stats, c.interval, c.metrics, every, c.want)
 		}
 	}
 }

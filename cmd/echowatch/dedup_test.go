@@ -124,7 +124,7 @@ func incidentRates(t *testing.T, out string) (alerts []string, rates [][]float64
 }
 
 // wantedPackets counts the packets of a capture that --dedup looks at:
-// those that go on to flows and detection (see worker.copied).
+// those that go on to flows and detection (see internal/sensor, worker.copied).
 func wantedPackets(t *testing.T, path string) uint64 {
 	t.Helper()
 	eng, err := detect.New(detect.DefaultConfig(), discard{})

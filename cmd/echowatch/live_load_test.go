@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/echowatch/echowatch/internal/netnstest"
+	"github.com/echowatch/echowatch/internal/sensor"
 )
 
 // TestLiveUnderLoad replays traffic over a veth pair, as fast as one core
@@ -216,7 +217,7 @@ func liveResults(t *testing.T, out string) (liveStats, []string) {
 				KernelFreezes uint64 `json:"kernel_freezes"`
 				QueueDrops    uint64 `json:"queue_drops"`
 			} `json:"capture"`
-			Workers []workerReport `json:"workers"`
+			Workers []sensor.WorkerStats `json:"workers"`
 			Decoder struct {
 				Frames uint64 `json:"frames"`
 			} `json:"decoder"`

@@ -19,6 +19,7 @@ import (
 	"github.com/echowatch/echowatch/capture"
 	"github.com/echowatch/echowatch/capture/live"
 	"github.com/echowatch/echowatch/detect"
+	"github.com/echowatch/echowatch/internal/sensor"
 	"github.com/echowatch/echowatch/sinks"
 )
 
@@ -114,7 +115,8 @@ func openSources(cfg config, stdin io.Reader) ([]capture.Source, error) {
 	return []capture.Source{h}, nil
 }
 
-// sense runs the pipeline: sources → workers → detection → outputs.
+// sense wires the sensor (sources → workers → detection → outputs) and
+// runs it.
 func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.Writer, logger *slog.Logger) error {
 	live := cfg.Interface != ""
 	oo, err := outputOptionsFor(cfg, live)
@@ -123,8 +125,8 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 	}
 	// What needs root is opened first: the capture, and the metrics port
 	// (one below 1024 may be asked for). Sources may be closed twice and
-	// from any goroutine: here at the end, and by the signal handler
-	// below to stop a blocked read.
+	// from any goroutine: here at the end, and by the sensor on a signal
+	// to stop a blocked read.
 	srcs, err := openSources(cfg, stdin)
 	if err != nil {
 		return err
@@ -215,68 +217,31 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 		engine.KeepEvidence(ev)
 		evidence = ev
 	}
-	stopped := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-			select {
-			case <-stopped: // the run was over before the signal came
-				return
-			default:
-			}
-			logger.Info("stopping on signal")
-			closeAll(srcs)
-		case <-stopped:
-		}
-	}()
-	defer close(stopped)
+	// A signal stops the run (the sensor closes the sources); one that
+	// comes once the run is over is not logged.
+	stopLog := context.AfterFunc(ctx, func() { logger.Info("stopping on signal") })
+	defer stopLog()
 	if live {
 		logger.Info("capture started", "interface", cfg.Interface, "method", cfg.Capture, "workers", len(srcs))
 	}
 
-	pl, err := newPipeline(cfg, srcs, engine)
+	stats := &statsTicker{cfg: cfg, every: statsEvery(cfg), out: out, mets: mets, evidence: evidence,
+		blind: newBlindSpots(stderr), written: time.Now()}
+	scfg, err := cfg.sensorConfig()
 	if err != nil {
 		return err
 	}
-	pl.reload = reload
-	// snapshot publishes the counters for the metrics and returns them; it
-	// runs on the engine's goroutine, or after the run.
-	snapshot := func() *statsEvent {
-		ev := pl.stats()
-		if evidence != nil {
-			s := evidence.Stats()
-			ev.Evidence = &s
-		}
-		if mets != nil {
-			mets.publish(ev)
-		}
-		return ev
+	if stats.every > 0 {
+		scfg.Ticker, scfg.TickEvery = stats, stats.every
 	}
-	writeStats := func(ev *statsEvent) {
-		e := *ev // ev may be published: left as it is
-		e.Outputs = out.Stats()
-		out.Write(&e)
+	if reload != nil {
+		scfg.Reloader = reload
 	}
-	// emitStats is called every pl.statsEvery: live, the blind spots are
-	// looked for, and with --stats a stats event is due every
-	// --stats-interval. Offline, the blind spots wait for the end of the
-	// run: its progress line owns the terminal until then.
-	blind := newBlindSpots(stderr)
-	lastStats := time.Now()
-	emitStats := func() {
-		ev := snapshot()
-		if !live {
-			return
-		}
-		blind.check(ev.Decoder)
-		if !cfg.Stats {
-			return
-		}
-		if now := time.Now(); pl.statsEvery == cfg.StatsInterval || now.Sub(lastStats) >= cfg.StatsInterval-pl.statsEvery/2 {
-			lastStats = now
-			writeStats(ev)
-		}
+	sens, err := sensor.New(scfg, srcs, engine)
+	if err != nil {
+		return err
 	}
+	stats.sens = sens
 	// A progress line on a terminal, unless alerts go to the same one.
 	stopProgress := func() {}
 	if !live && stderrTTY && !isTerminal(stdout) {
@@ -287,7 +252,7 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 			stopProgress = prog.stop
 		}
 	}
-	warnings, runErr := pl.run(emitStats)
+	runErr := sens.Run(ctx)
 	if evidence != nil {
 		// The run ended every incident, and so its file; what is left
 		// open is flushed before the final counters are taken.
@@ -296,17 +261,13 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 		}
 	}
 	stopProgress() // before the warnings and the summary
-	lost := reportInputs(stderr, warnings, srcs[0])
-	if ctx.Err() != nil && runErr != nil {
-		// Reads interrupted by a signal are a normal stop.
-		runErr = nil
-	}
+	lost := reportInputs(stderr, sens.Warnings(), srcs[0])
 	runErr = errors.Join(runErr, lost)
-	final := snapshot()
+	final := stats.snapshot()
 	if cfg.Stats {
-		writeStats(final)
+		stats.write(final)
 	}
-	blind.check(final.Decoder)
+	stats.blind.check(final.Decoder)
 	if msg := heldBack(final.Detect); msg != "" {
 		fmt.Fprintf(stderr, "echowatch: warning: %s\n", msg)
 	}
@@ -323,13 +284,8 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 		}
 	}
 	if incidents != nil {
-		meta := reportMeta{Captures: cfg.Read, Start: captureStart(srcs[0]), Sensor: cfg.SensorName,
-			Version: version, Generated: time.Now()}
-		for _, w := range pl.workers {
-			if last := w.stats().last; last.After(meta.End) {
-				meta.End = last
-			}
-		}
+		meta := reportMeta{Captures: cfg.Read, Start: captureStart(srcs[0]), End: final.Timestamp,
+			Sensor: cfg.SensorName, Version: version, Generated: time.Now()}
 		if live {
 			meta.Captures = []string{cfg.Interface}
 		}
@@ -378,51 +334,17 @@ func heldBack(s detect.Stats) string {
 		s.Suppressed, alerts, strings.Join(by, ", "))
 }
 
-// startStatsTicker asks w for a stats event (and a metrics snapshot)
-// every interval.
-func startStatsTicker(interval time.Duration, w *worker) (stop func()) {
-	t := time.NewTicker(interval)
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-t.C:
-				w.statsDue.Store(true)
-			case <-done:
-				return
-			}
-		}
-	}()
-	return func() { t.Stop(); close(done) }
-}
-
-// idleClock returns the worker's idle hook for live capture: while no
-// packet comes, detection's clock moves on (see quietClock). Offline runs
-// never call it.
-func idleClock(w *worker, engine *detect.Engine) func() {
-	var q quietClock
-	return func() {
-		if at, ok := q.at(w.last, time.Now()); ok {
-			engine.Tick(at)
-		}
+// sensorConfig is what the settings ask of the sensor's loop.
+func (c *config) sensorConfig() (sensor.Config, error) {
+	dc, err := c.decoderConfig()
+	if err != nil {
+		return sensor.Config{}, err
 	}
-}
-
-// quietClock moves detection's clock on from the last packet's time by the
-// wall time that has passed since the capture went quiet, so that live
-// incidents end when an attack stops rather than at the next packet.
-type quietClock struct{ seen, since time.Time }
-
-// at returns detection's clock at wall time now, given the time of the last
-// packet; ok is false before the first packet.
-func (q *quietClock) at(last, now time.Time) (clock time.Time, ok bool) {
-	if !last.Equal(q.seen) {
-		q.seen, q.since = last, now
+	sc := sensor.Config{Workers: c.Workers, Live: c.Interface != "", Decoder: dc, Dedup: c.Dedup, MaxFlows: c.MaxFlows}
+	if c.Evidence.Dir != "" {
+		sc.EvidenceSnaplen = c.Evidence.Snaplen
 	}
-	if q.seen.IsZero() {
-		return time.Time{}, false
-	}
-	return q.seen.Add(now.Sub(q.since)), true
+	return sc, nil
 }
 
 func closeAll(srcs []capture.Source) {

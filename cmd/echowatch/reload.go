@@ -9,14 +9,15 @@ import (
 	"sync/atomic"
 
 	"github.com/echowatch/echowatch/detect"
+	"github.com/echowatch/echowatch/internal/sensor"
 )
 
 // reloader carries a configuration read on SIGHUP to the engine's
-// goroutine, which applies it between packets: the engine is never touched
-// concurrently with Packet, and alerts go to the old outputs or the new
-// ones, never to a mix.
+// goroutine, which applies it between packets (it is the sensor's
+// Reloader): the engine is never touched concurrently with Packet, and
+// alerts go to the old outputs or the new ones, never to a mix.
 type reloader struct {
-	eng    *detect.Engine // set before the pipeline runs
+	eng    *detect.Engine // set before the sensor runs
 	out    *outputs       // the engine's, whose set of outputs a reload swaps
 	logger *slog.Logger
 
@@ -34,6 +35,13 @@ type pendingConfig struct {
 	detect  detect.Config
 	outputs *outputPlan
 }
+
+// Due and Apply make a reloader the sensor's hook, which calls Apply on
+// the engine's goroutine.
+func (r *reloader) Due() <-chan struct{} { return r.due() }
+func (r *reloader) Apply()               { r.apply() }
+
+var _ sensor.Reloader = (*reloader)(nil)
 
 func newReloader(out *outputs, logger *slog.Logger) *reloader {
 	return &reloader{out: out, logger: logger, ready: make(chan struct{}, 1)}
@@ -88,20 +96,14 @@ func (r *reloader) handOver(next *pendingConfig) {
 	}
 }
 
-// due is signalled when a config waits; nil when r is.
-func (r *reloader) due() <-chan struct{} {
-	if r == nil {
-		return nil
-	}
-	return r.ready
-}
+// due is signalled when a config waits.
+func (r *reloader) due() <-chan struct{} { return r.ready }
 
 // apply reconfigures the engine and swaps the outputs with the config
 // waiting, if any; when detection refuses the config, the outputs stay as
-// they were. It must run on the engine's goroutine; with nothing waiting
-// it costs one atomic load, so it may run for every frame.
+// they were. It must run on the engine's goroutine, between packets.
 func (r *reloader) apply() {
-	if r == nil || r.next.Load() == nil {
+	if r.next.Load() == nil {
 		return
 	}
 	r.mu.Lock()

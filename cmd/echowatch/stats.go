@@ -7,18 +7,20 @@ import (
 
 	"github.com/echowatch/echowatch/capture"
 	"github.com/echowatch/echowatch/detect"
+	"github.com/echowatch/echowatch/internal/sensor"
 	"github.com/echowatch/echowatch/sinks"
 )
 
 // statsEvent is an EVE "stats" event: the sensor's counters for capture,
-// decode, flows and detection, in the spirit of Suricata's stats records.
+// decode, flows and detection (sensor.Stats), and the outputs' and the
+// evidence files', in the spirit of Suricata's stats records.
 type statsEvent struct {
-	Timestamp time.Time
+	Timestamp time.Time // the latest frame time read
 	Host      string
-	Capture   captureStats
+	Capture   sensor.CaptureStats
 	Decoder   decoderStats
 	Flow      detect.FlowStats
-	Workers   []workerReport
+	Workers   []sensor.WorkerStats
 	Detect    detect.Stats
 	Outputs   []outputStats
 	Evidence  *sinks.EvidenceStats // with --evidence-dir
@@ -26,16 +28,8 @@ type statsEvent struct {
 
 var _ sinks.Event = (*statsEvent)(nil)
 
-type captureStats struct {
-	KernelPackets   uint64 `json:"kernel_packets"`
-	KernelDrops     uint64 `json:"kernel_drops"`
-	KernelIfDrops   uint64 `json:"kernel_ifdrops"`
-	KernelFreezes   uint64 `json:"kernel_freezes"`
-	QueueDrops      uint64 `json:"queue_drops"`
-	FilterRejected  uint64 `json:"filter_rejected"`
-	KernelAvailable bool   `json:"-"`
-}
-
+// decoderStats are sensor.DecoderStats as the stats event and the metrics
+// name them: drops by reason, and tunnel counters by kind and result.
 type decoderStats struct {
 	Frames           uint64            `json:"frames"`
 	Decoded          uint64            `json:"decoded"`
@@ -53,61 +47,95 @@ type decoderStats struct {
 	DedupEvicted uint64 `json:"dedup_evicted"`
 }
 
-// workerReport is one worker's share: the frames it read and decoded, what
-// its own socket's kernel counters say (AF_PACKET fanout), and the frames
-// the dealer dropped because the worker fell behind (libpcap with several
-// workers).
-type workerReport struct {
-	Worker        int    `json:"worker"`
-	Frames        uint64 `json:"frames"`
-	Decoded       uint64 `json:"decoded"`
-	KernelPackets uint64 `json:"kernel_packets"`
-	KernelDrops   uint64 `json:"kernel_drops"`
-	KernelFreezes uint64 `json:"kernel_freezes"`
-	QueueDrops    uint64 `json:"queue_drops"`
-}
-
-func (s *statsEvent) add(w workerStats) {
-	d := w.decode
-	s.Decoder.Frames += d.Frames
-	s.Decoder.Decoded += d.Decoded
-	s.Decoder.Truncated += d.Truncated
-	s.Decoder.Fragments += d.Fragments
-	s.Decoder.FragmentsMatched += d.FragmentsMatched
-	s.Decoder.FragmentsEvicted += d.FragmentsEvicted
-	if s.Decoder.Dropped == nil {
-		s.Decoder.Dropped = map[string]uint64{}
-	}
+// newStatsEvent returns the stats event of sensor host's counters s.
+func newStatsEvent(host string, s sensor.Stats) *statsEvent {
+	d := s.Decoder
+	ev := &statsEvent{Timestamp: s.Last, Host: host, Capture: s.Capture, Flow: s.Flow, Workers: s.Workers, Detect: s.Detect,
+		Decoder: decoderStats{Frames: d.Frames, Decoded: d.Decoded, Truncated: d.Truncated, Fragments: d.Fragments,
+			FragmentsMatched: d.FragmentsMatched, FragmentsEvicted: d.FragmentsEvicted,
+			Dropped: map[string]uint64{}, Tunnels: map[string]map[string]uint64{},
+			DedupDropped: d.DedupDropped, DedupEvicted: d.DedupEvicted}}
 	for _, r := range capture.DropReasons() {
-		s.Decoder.Dropped[r.String()] += d.Dropped[r]
-	}
-	if s.Decoder.Tunnels == nil {
-		s.Decoder.Tunnels = map[string]map[string]uint64{}
+		ev.Decoder.Dropped[r.String()] = d.Dropped[r]
 	}
 	for _, k := range capture.TunnelKinds() {
-		counts := s.Decoder.Tunnels[k.String()]
-		if counts == nil {
-			counts = map[string]uint64{}
-			s.Decoder.Tunnels[k.String()] = counts
-		}
+		counts := map[string]uint64{}
 		for _, c := range tunnelCounts(k, d.Tunnels[k]) {
 			counts[c.result] += c.n
 		}
+		ev.Decoder.Tunnels[k.String()] = counts
 	}
-	s.Decoder.DedupDropped += w.dedupDropped
-	s.Decoder.DedupEvicted += w.dedupEvicted
-	s.Flow.Add(w.flows)
-	if w.last.After(s.Timestamp) {
-		s.Timestamp = w.last
+	return ev
+}
+
+// statsTicker is the sensor's Ticker, every statsEvery: it publishes the
+// counters for the metrics; live, it looks for blind spots and, with
+// --stats, writes a stats event every --stats-interval. Offline, the blind
+// spots wait for the end of the run: its progress line owns the terminal
+// until then. It runs on the engine's goroutine, or after the run.
+type statsTicker struct {
+	sens     *sensor.Sensor // set once made
+	cfg      config
+	every    time.Duration
+	out      *outputs
+	mets     *metrics        // with --metrics-listen
+	evidence *sinks.Evidence // with --evidence-dir
+	blind    *blindSpots
+	written  time.Time // when the last stats event was written
+}
+
+// statsEvery is how often the sensor ticks: live, the stats period with
+// --stats and at most a second; at most a second with --metrics-listen
+// (offline too); otherwise never. Live, the counters are looked at every
+// second at least, so that a blind spot is warned of as it appears (see
+// blindSpots).
+func statsEvery(cfg config) time.Duration {
+	var every time.Duration
+	if cfg.Stats && cfg.Interface != "" {
+		every = cfg.StatsInterval
+	}
+	if (cfg.MetricsListen != "" || cfg.Interface != "") && (every == 0 || every > metricsEvery) {
+		every = metricsEvery
+	}
+	return every
+}
+
+// Tick implements sensor.Ticker.
+func (t *statsTicker) Tick() {
+	ev := t.snapshot()
+	if t.cfg.Interface == "" {
+		return
+	}
+	t.blind.check(ev.Decoder)
+	if !t.cfg.Stats {
+		return
+	}
+	if now := time.Now(); t.every == t.cfg.StatsInterval || now.Sub(t.written) >= t.cfg.StatsInterval-t.every/2 {
+		t.written = now
+		t.write(ev)
 	}
 }
 
-func (s *statsEvent) addSource(st capture.SourceStats) {
-	s.Capture.KernelAvailable = true
-	s.Capture.KernelPackets += st.Received
-	s.Capture.KernelDrops += st.Dropped
-	s.Capture.KernelIfDrops += st.IfDropped
-	s.Capture.KernelFreezes += st.Freezes
+var _ sensor.Ticker = (*statsTicker)(nil)
+
+// snapshot publishes the counters for the metrics and returns them.
+func (t *statsTicker) snapshot() *statsEvent {
+	ev := newStatsEvent(t.cfg.SensorName, t.sens.Stats())
+	if t.evidence != nil {
+		s := t.evidence.Stats()
+		ev.Evidence = &s
+	}
+	if t.mets != nil {
+		t.mets.publish(ev)
+	}
+	return ev
+}
+
+// write writes ev, with the outputs' counters, to the outputs.
+func (t *statsTicker) write(ev *statsEvent) {
+	e := *ev // ev may be published: left as it is
+	e.Outputs = t.out.Stats()
+	t.out.Write(&e)
 }
 
 // EventMeta implements sinks.Event.
@@ -117,8 +145,8 @@ func (s *statsEvent) EventMeta() (eventType string, t time.Time) { return "stats
 // the record is deterministic.
 func (s *statsEvent) AppendEVE(b []byte) []byte {
 	type stats struct {
-		Capture  *captureStats        `json:"capture,omitempty"`
-		Workers  []workerReport       `json:"workers"`
+		Capture  *sensor.CaptureStats `json:"capture,omitempty"`
+		Workers  []sensor.WorkerStats `json:"workers"`
 		Decoder  decoderStats         `json:"decoder"`
 		Flow     detect.FlowStats     `json:"flow"`
 		Detect   detect.Stats         `json:"detect"`

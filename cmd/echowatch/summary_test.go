@@ -2,8 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
-	"io"
 	"net/netip"
 	"reflect"
 	"runtime"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/echowatch/echowatch/capture"
 	"github.com/echowatch/echowatch/detect"
+	"github.com/echowatch/echowatch/internal/sensor"
 )
 
 var t0 = time.Date(2024, 3, 19, 12, 0, 0, 0, time.UTC)
@@ -358,49 +359,36 @@ func TestSummaryFormats(t *testing.T) {
 	}
 }
 
-// demoLog runs the demo capture through the real reader, decoder, flow
-// table and engine, with an incidentLog as the engine's AlertWriter, as
-// main does for --summary and --report.
+// demoLog runs the demo capture through the sensor, with an incidentLog
+// as the engine's AlertWriter and rate observer, as main does for --summary
+// and --report; first and last are the run's first and latest frame times.
 func demoLog(t *testing.T) (log *incidentLog, first, last time.Time) {
 	t.Helper()
-	log = newIncidentLog(0, 0)
 	cfg := defaultConfig()
+	cfg.Read = []string{pcap("demo.pcap")}
+	log = newIncidentLog(0, 0)
 	engine, err := detect.New(cfg.Config, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	flows, err := detect.NewFlows(detect.FlowConfig{Ports: cfg.FlowPorts()})
+	engine.ObserveRates(log)
+	srcs, err := openSources(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := capture.OpenFiles([]string{pcap("demo.pcap")}, nil)
+	defer closeAll(srcs)
+	sc, err := cfg.sensorConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer src.Close()
-	dec := capture.NewDecoder()
-	var f capture.Frame
-	var p capture.Packet
-	for {
-		err := src.ReadFrame(&f)
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if dec.Decode(&f, &p) != capture.DropNone {
-			continue
-		}
-		if first.IsZero() {
-			first = p.Timestamp
-		}
-		last = p.Timestamp
-		fl, d := flows.Update(&p)
-		engine.Packet(&p, fl, d)
+	s, err := sensor.New(sc, srcs, engine)
+	if err != nil {
+		t.Fatal(err)
 	}
-	engine.Flush(last)
-	return log, first, last
+	if err := s.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return log, captureStart(srcs[0]), s.Stats().Last
 }
 
 // TestSummaryDemo checks the summary of a real run against the alerts

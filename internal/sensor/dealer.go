@@ -1,4 +1,4 @@
-package main
+package sensor
 
 import (
 	"errors"
@@ -42,31 +42,31 @@ func (d *dealer) get() *chunk {
 		return <-d.free[d.next]
 	}
 	select {
-	case r := <-d.free[d.next]:
-		return r
+	case c := <-d.free[d.next]:
+		return c
 	default:
 		return nil
 	}
 }
 
-// deal sends r to the next worker. Live, it drops r if the worker has no
+// deal sends c to the next worker. Live, it drops c if the worker has no
 // room for it, and reports false.
-func (d *dealer) deal(r *chunk, frames int) bool {
+func (d *dealer) deal(c *chunk, frames int) bool {
 	w := d.next
 	d.next = (d.next + 1) % len(d.in)
 	if !d.live {
-		d.in[w] <- r
+		d.in[w] <- c
 		d.tickets <- w
 		return true
 	}
 	select {
-	case d.in[w] <- r:
+	case d.in[w] <- c:
 		d.tickets <- w
 		return true
 	default:
 		d.queueDrops[w].Add(uint64(frames))
-		r.reset()
-		r.home <- r
+		c.reset()
+		c.home <- c
 		return false
 	}
 }
@@ -92,13 +92,13 @@ func (d *dealer) split(sp *capture.Splitter, stop <-chan struct{}) {
 		if err == io.EOF {
 			return
 		}
-		r := d.get()
+		c := d.get()
 		if err != nil {
-			r.err = err // a file that would not open: in its place in order
+			c.err = err // a file that would not open: in its place in order
 		} else {
-			r.src, r.region = reg, reg
+			c.src, c.region = reg, reg
 		}
-		d.deal(r, 0)
+		d.deal(c, 0)
 	}
 }
 
@@ -175,15 +175,15 @@ type copied struct {
 // copiedArena bounds the bytes of one chunk's copies.
 const copiedArena = 1 << 20
 
-// copied returns r's copy buffer, emptied, as r's source.
-func (r *chunk) copied() *copied {
-	b := r.spare
+// copied returns c's copy buffer, emptied, as c's source.
+func (c *chunk) copied() *copied {
+	b := c.spare
 	if b == nil {
 		b = &copied{arena: make([]byte, 0, copiedArena)}
-		r.spare = b
+		c.spare = b
 	}
 	b.frames, b.arena, b.i = b.frames[:0], b.arena[:0], 0
-	r.src = b
+	c.src = b
 	return b
 }
 

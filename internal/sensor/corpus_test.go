@@ -1,4 +1,4 @@
-package detect
+package sensor
 
 import (
 	"bytes"
@@ -8,12 +8,12 @@ import (
 	"testing"
 )
 
-// TestCorpusEcho runs the real captures of ../../shared/corpus/echo (echo
-// and chargen exchanges, nmap and other scans touching the small services)
-// through the pipeline: they hold exposures and scans, never a flood, a
-// loop or a reflection.
+// TestCorpusEcho runs the real captures of ../../../shared/corpus/echo
+// (echo and chargen exchanges, nmap and other scans touching the small
+// services) through the sensor: they hold exposures and scans, never a
+// flood, a loop or a reflection.
 func TestCorpusEcho(t *testing.T) {
-	dir := filepath.Join("..", "..", "shared", "corpus", "echo")
+	dir := filepath.Join("..", "..", "..", "shared", "corpus", "echo")
 	files, _ := filepath.Glob(filepath.Join(dir, "*.pcap*"))
 	if len(files) == 0 {
 		t.Skip("no corpus at " + dir)
@@ -28,7 +28,7 @@ func TestCorpusEcho(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(tmp, "capture.pcap"), data, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			out := runCase(t, tmp)
+			out := replay{dir: tmp, workers: 1}.run(t)
 			for _, line := range bytes.Split(bytes.TrimSpace(out), []byte("\n")) {
 				if len(line) == 0 {
 					continue

@@ -1,4 +1,4 @@
-package detect
+package sensor
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/echowatch/echowatch/detect"
 )
 
 // An encapsulation for TestEveryKindInEveryEncapsulation: wrap returns a
@@ -138,20 +140,16 @@ func encapsulations() []encapsulation {
 		func(f []byte) []byte { return erspan(pw(vx(f))) }})
 }
 
-// TestEveryKindInEveryEncapsulation runs every plain case of ../pcaps
-// (every kind, and the benign ones) with each frame inside each
-// encapsulation: the alerts must be the plain case's golden alerts, each
-// saying which tunnel it came in. Only what a tunnel that carries IP
-// rather than Ethernet changes may differ: the byte counts and rates (a
-// packet is counted from its IP header) and the VLANs.
+// TestEveryKindInEveryEncapsulation runs every plain case of pcaps/
+// (every kind, and the benign ones) through the sensor, with one worker
+// and with three, with each frame inside each encapsulation: the alerts
+// must be the plain case's golden alerts, each saying which tunnel it came
+// in. Only what a tunnel that carries IP rather than Ethernet changes may
+// differ: the byte counts and rates (a packet is counted from its IP
+// header) and the VLANs.
 func TestEveryKindInEveryEncapsulation(t *testing.T) {
-	captures, err := filepath.Glob(filepath.Join("..", "pcaps", "*", "capture.pcap"))
-	if err != nil || len(captures) == 0 {
-		t.Fatalf("no capture under ../pcaps/*/ (%v)", err)
-	}
 	kinds := map[string]bool{}
-	for _, c := range captures {
-		dir := filepath.Dir(c)
+	for _, dir := range goldenCases(t) {
 		golden, err := os.ReadFile(filepath.Join(dir, "alerts.json"))
 		if err != nil {
 			t.Fatal(err)
@@ -161,10 +159,12 @@ func TestEveryKindInEveryEncapsulation(t *testing.T) {
 		}
 		for _, e := range encapsulations() {
 			t.Run(filepath.Base(dir)+"/"+e.name, func(t *testing.T) {
-				got := runCaseWrapped(t, dir, nil, nil, e.wrap)
 				want := normalEVE(t, golden, !e.ethernet, "")
-				if have := normalEVE(t, got, !e.ethernet, e.kind); have != want {
-					t.Errorf("alerts differ from %s/alerts.json inside %s\n%s", dir, e.name, lineDiff(want, have))
+				for _, workers := range goldenWorkers {
+					got := replay{dir: dir, workers: workers, wrap: e.wrap}.run(t)
+					if have := normalEVE(t, got, !e.ethernet, e.kind); have != want {
+						t.Errorf("%d workers: alerts differ from %s/alerts.json inside %s\n%s", workers, dir, e.name, lineDiff(want, have))
+					}
 				}
 				for _, l := range strings.Split(strings.TrimSpace(string(golden)), "\n") {
 					var a struct{ Incident struct{ Kind string } }
@@ -175,7 +175,7 @@ func TestEveryKindInEveryEncapsulation(t *testing.T) {
 			})
 		}
 	}
-	for _, k := range []Kind{KindReflection, KindLoop, KindSpoofedFlood, KindScan, KindExposed} {
+	for _, k := range []detect.Kind{detect.KindReflection, detect.KindLoop, detect.KindSpoofedFlood, detect.KindScan, detect.KindExposed} {
 		if !kinds[k.String()] {
 			t.Errorf("no plain case raises %s", k)
 		}

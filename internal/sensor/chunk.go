@@ -1,0 +1,116 @@
+package sensor
+
+import (
+	"math"
+	"time"
+
+	"golang.org/x/sys/cpu"
+
+	"github.com/echowatch/echowatch/capture"
+)
+
+// chunk is a stretch of consecutive frames that one worker decodes, and
+// what it keeps of them for the engine: the packets detection wants, the IP
+// fragments (whose ports only a table that sees them all in order can
+// give), and the times at which packet time entered a new second. One
+// goroutine holds it at a time: the dealer, a worker, then the stage,
+// which sends it home.
+type chunk struct {
+	_      cpu.CacheLinePad // a worker writes it for every packet it keeps
+	src    capture.Source   // the frames: a region of a file, or frames a dealer copied
+	region *capture.Region  // src, when it is a region: the stage checks it
+	recs   []record
+	pays   []byte // the records' payloads
+	// last is the latest frame time of the chunk, Unix ns (math.MinInt64
+	// for none): it moves the engine's clock past frames nobody wanted.
+	last    int64
+	nextSec int64 // when last enters a new second
+	err     error // what ended the input in this chunk, after its frames
+	first   time.Time
+	home    chan *chunk // where the chunk goes back when the engine is done
+	spare   *copied     // a dealer's copies, kept for the chunk's next use
+	_       cpu.CacheLinePad
+}
+
+// record is a packet for the engine, or only the passing of time (tick).
+type record struct {
+	// clock is the latest frame time of the chunk up to this frame, Unix
+	// ns; the engine's clock is the larger of it and the clock at the
+	// start of the chunk.
+	clock int64
+	tick  bool
+	pkt   capture.Packet
+	// sum is the packet's capture.DedupSum, when hasSum (Config.Dedup).
+	sum    uint64
+	hasSum bool
+	// pay, npay locate in the chunk's payloads the start of the packet's
+	// payload: enough for every payload detection looks at (nmap probes,
+	// Wake-on-LAN). raw, nraw locate there the start of its frame, when
+	// evidence is kept.
+	pay, npay int
+	raw, nraw int
+}
+
+const recordPayload = 256
+
+func (c *chunk) reset() {
+	c.src, c.region, c.recs, c.pays, c.err = nil, nil, c.recs[:0], c.pays[:0], nil
+	c.last, c.nextSec = math.MinInt64, math.MinInt64
+}
+
+// add appends a record, reusing the chunk's records from before.
+func (c *chunk) add(clock int64) *record {
+	if len(c.recs) < cap(c.recs) {
+		c.recs = c.recs[:len(c.recs)+1]
+	} else {
+		c.recs = append(c.recs, record{})
+	}
+	rec := &c.recs[len(c.recs)-1]
+	rec.clock, rec.tick = clock, false
+	return rec
+}
+
+// addPacket keeps p for the engine, with the start of its payload and
+// rawBytes of its frame.
+func (c *chunk) addPacket(p *capture.Packet, clock int64, rawBytes int) {
+	rec := c.add(clock)
+	rec.pkt = *p
+	rec.pay = len(c.pays)
+	c.pays = append(c.pays, p.Payload[:min(len(p.Payload), recordPayload)]...)
+	rec.npay = len(c.pays) - rec.pay
+	rec.raw = len(c.pays)
+	c.pays = append(c.pays, p.Raw[:min(len(p.Raw), rawBytes)]...)
+	rec.nraw = len(c.pays) - rec.raw
+}
+
+// packet returns the packet of rec, a record of c, with its bytes. They
+// are c's: valid until c is reset.
+func (c *chunk) packet(rec *record) *capture.Packet {
+	p := &rec.pkt
+	p.Payload = c.pays[rec.pay : rec.pay+rec.npay : rec.pay+rec.npay]
+	p.Raw = c.pays[rec.raw : rec.raw+rec.nraw : rec.raw+rec.nraw]
+	return p
+}
+
+// Chunks in flight per worker: enough to keep every goroutine busy, few
+// enough to bound memory and keep the frames in the CPU's caches.
+const chunksPerWorker = 2
+
+// Live, a worker sends its chunk to the engine when it holds liveBatch
+// records, or liveLatency of packet time after its first, or when the
+// capture is quiet.
+const (
+	liveBatch   = 256
+	liveLatency = 20 * time.Millisecond
+)
+
+// newChunks returns a channel of n free chunks, which is their home.
+func newChunks(n int) chan *chunk {
+	free := make(chan *chunk, n)
+	for range n {
+		c := &chunk{home: free}
+		c.reset()
+		free <- c
+	}
+	return free
+}

@@ -1,0 +1,194 @@
+package sensor
+
+import (
+	"time"
+
+	"github.com/echowatch/echowatch/capture"
+)
+
+// stage tracks flows and runs detection on what several workers keep, on
+// the engine's goroutine.
+type stage struct {
+	s   *Sensor
+	now int64 // detection's clock: the latest frame time so far, Unix ns
+
+	quiet quietClock // live: moves the clock on while no frame comes
+}
+
+// take runs detection on the packets of c, in order, each at the clock as
+// of its frame.
+func (st *stage) take(c *chunk) {
+	s := st.s
+	for i := range c.recs {
+		rec := &c.recs[i]
+		// The chunk's clock only grows: the engine's is the larger of it
+		// and where it stood when the chunk began.
+		st.now = max(st.now, rec.clock)
+		s.eng.Tick(time.Unix(0, st.now).UTC())
+		if rec.tick {
+			continue
+		}
+		pkt := c.packet(rec)
+		if pkt.Fragment {
+			s.frags.Attribute(pkt)
+		}
+		if rec.hasSum && s.dedup.SeenSum(rec.sum, pkt.Timestamp) {
+			continue
+		}
+		f, dir := s.flows.Update(pkt)
+		s.eng.Packet(pkt, f, dir)
+	}
+	if c.last > st.now {
+		st.now = c.last
+	}
+}
+
+// check checks the region of c, a chunk of a split file, in order: it
+// reads again a region that guessed wrong where its first record starts,
+// and empties a chunk whose file ended before it.
+func (st *stage) check(c *chunk) {
+	sp, reg := st.s.split, c.region
+	v, err := sp.Check(reg)
+	switch v {
+	case capture.Skip:
+		c.reset()
+	case capture.Reread:
+		reg = sp.Reread(reg)
+		c.reset()
+		c.src = reg
+		st.s.redo.decodeChunk(c)
+		_, err = sp.Check(reg) // its start is known: accepted
+	}
+	c.err = err
+}
+
+// flush ends every open incident at the latest frame time.
+func (st *stage) flush() {
+	var last time.Time
+	if st.now != -1<<63 {
+		last = time.Unix(0, st.now).UTC()
+	}
+	st.s.eng.Flush(last)
+}
+
+// inOrder takes the workers' chunks in the order the dealer dealt them. A
+// capture file's error is a warning; any other error ends the sensor's
+// work: stop tells the dealer, and the chunks still in flight are drained
+// unread.
+func (st *stage) inOrder(tickets <-chan int, outs []chan *chunk, stop chan struct{}) (warnings []error, err error) {
+	tick, quiet, stopTickers := st.tickers()
+	defer stopTickers()
+	for {
+		var w int
+		var ok bool
+		select {
+		case w, ok = <-tickets:
+		case now := <-quiet:
+			st.idle(now)
+			continue
+		case <-tick:
+			st.s.cfg.Ticker.Tick()
+			continue
+		case <-st.s.reloadDue():
+			st.s.cfg.Reloader.Apply()
+			continue
+		}
+		if !ok {
+			return warnings, err
+		}
+		c := <-outs[w]
+		if c.region != nil {
+			st.check(c)
+		}
+		if err == nil {
+			st.take(c)
+			var ws []error
+			ws, err = inputErrors(c.err)
+			warnings = append(warnings, ws...)
+			if err != nil {
+				close(stop)
+			}
+		}
+		c.reset()
+		c.home <- c
+	}
+}
+
+// asTheyCome takes the workers' chunks as they come (AF_PACKET).
+func (st *stage) asTheyCome(out <-chan *chunk) {
+	tick, quiet, stopTickers := st.tickers()
+	defer stopTickers()
+	for {
+		select {
+		case now := <-quiet:
+			st.idle(now)
+		case c, ok := <-out:
+			if !ok {
+				return
+			}
+			st.take(c)
+			c.reset()
+			c.home <- c
+		case <-tick:
+			st.s.cfg.Ticker.Tick()
+		case <-st.s.reloadDue():
+			st.s.cfg.Reloader.Apply()
+		}
+	}
+}
+
+// reloadDue is the Reloader's Due, or nil (never) without one.
+func (s *Sensor) reloadDue() <-chan struct{} {
+	if s.cfg.Reloader == nil {
+		return nil
+	}
+	return s.cfg.Reloader.Due()
+}
+
+// tickers returns the ticks of the Ticker and, live, of the checks for a
+// quiet capture.
+func (st *stage) tickers() (tick, quiet <-chan time.Time, stop func()) {
+	var stops []func()
+	if st.s.cfg.Live {
+		q := time.NewTicker(250 * time.Millisecond)
+		quiet, stops = q.C, append(stops, q.Stop)
+	}
+	if st.s.cfg.Ticker != nil {
+		t := time.NewTicker(st.s.cfg.TickEvery)
+		tick, stops = t.C, append(stops, t.Stop)
+	}
+	return tick, quiet, func() {
+		for _, s := range stops {
+			s()
+		}
+	}
+}
+
+// idle moves detection's clock on by wall time while no frame comes (see
+// quietClock).
+func (st *stage) idle(now time.Time) {
+	var last time.Time
+	if st.now != -1<<63 {
+		last = time.Unix(0, st.now)
+	}
+	if at, ok := st.quiet.at(last, now); ok {
+		st.s.eng.Tick(at)
+	}
+}
+
+// quietClock moves detection's clock on from the last packet's time by the
+// wall time that has passed since the capture went quiet, so that live
+// incidents end when an attack stops rather than at the next packet.
+type quietClock struct{ seen, since time.Time }
+
+// at returns detection's clock at wall time now, given the time of the last
+// packet; ok is false before the first packet.
+func (q *quietClock) at(last, now time.Time) (clock time.Time, ok bool) {
+	if !last.Equal(q.seen) {
+		q.seen, q.since = last, now
+	}
+	if q.seen.IsZero() {
+		return time.Time{}, false
+	}
+	return q.seen.Add(now.Sub(q.since)), true
+}
