@@ -18,6 +18,7 @@ import (
 
 	"github.com/echowatch/echowatch/capture"
 	"github.com/echowatch/echowatch/detect"
+	"github.com/echowatch/echowatch/sinks"
 )
 
 // usageError is a mistake on the command line or in the configuration: exit
@@ -68,7 +69,7 @@ type config struct {
 	// reread, with --config, reads the file again and applies the
 	// command line's flags over it, as at the start: for reloads.
 	reread        func() (config, error)
-	OutputOptions outputOptions `yaml:"output_options"`
+	OutputOptions sinks.Options `yaml:"output_options"`
 
 	detect.Config `yaml:",inline"`
 }
@@ -83,7 +84,7 @@ func defaultConfig() config {
 		Workers:       1,
 		Tenant:        "none",
 		StatsInterval: 60 * time.Second,
-		OutputOptions: defaultOutputOptions(),
+		OutputOptions: sinks.DefaultOptions(),
 		Evidence:      defaultEvidenceOptions(),
 		Config:        detect.DefaultConfig(),
 	}
@@ -629,4 +630,10 @@ func validListenAddr(addr string) bool {
 	_, port, err := net.SplitHostPort(addr)
 	_, ok := portNumber(port)
 	return err == nil && ok
+}
+
+// portNumber parses a TCP or UDP port number, 0 included.
+func portNumber(s string) (uint16, bool) {
+	n, err := strconv.ParseUint(s, 10, 16)
+	return uint16(n), err == nil
 }

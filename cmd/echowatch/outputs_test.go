@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,11 +16,17 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/echowatch/echowatch/sinks"
 	"github.com/echowatch/echowatch/sinks/sinkstest"
 )
 
+func parseOutput(raw string, o sinks.Options, w io.Writer) (string, sinks.Dialer, error) {
+	out, err := sinks.ParseOutput(raw, o, w)
+	return out.Name, out.Dialer, outputUsage(err)
+}
+
 func TestParseOutput(t *testing.T) {
-	o := defaultOutputOptions()
+	o := sinks.DefaultOptions()
 	good := []struct{ url, name string }{
 		{"stdout", "stdout"},
 		{"file:///var/log/echowatch/alerts.json", "file:///var/log/echowatch/alerts.json"},
@@ -70,7 +77,7 @@ func TestParseOutput(t *testing.T) {
 }
 
 func TestOutputsFromTheConfigFile(t *testing.T) {
-	o := defaultOutputOptions()
+	o := sinks.DefaultOptions()
 	o.Kafka.SASL, o.Kafka.User, o.Kafka.Password = "PLAIN", "sensor", "from-file"
 	o.Syslog.Format = "cef"
 	// The query wins over the file's options.
@@ -91,7 +98,7 @@ func TestOutputsFanOut(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "alerts.json")
 	var stdout bytes.Buffer
-	o := defaultOutputOptions()
+	o := sinks.DefaultOptions()
 	outs, err := openOutputs(context.Background(), []string{"stdout", "file://" + path}, o, &stdout, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -129,11 +136,11 @@ func TestOutputsFanOut(t *testing.T) {
 
 func TestOutputsStartupErrors(t *testing.T) {
 	k := sinkstest.StartKafka(t, "", 0)
-	_, err := openOutputs(context.Background(), []string{"stdout", "kafka://" + k.Addr + "/missing"}, defaultOutputOptions(), &bytes.Buffer{}, nil)
+	_, err := openOutputs(context.Background(), []string{"stdout", "kafka://" + k.Addr + "/missing"}, sinks.DefaultOptions(), &bytes.Buffer{}, nil)
 	if err == nil || !strings.Contains(err.Error(), `topic "missing" does not exist`) {
 		t.Errorf("missing topic: %v", err)
 	}
-	_, err = openOutputs(context.Background(), []string{"file:///nonexistent-dir/alerts.json"}, defaultOutputOptions(), nil, nil)
+	_, err = openOutputs(context.Background(), []string{"file:///nonexistent-dir/alerts.json"}, sinks.DefaultOptions(), nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "no such file or directory") {
 		t.Errorf("file in a missing directory: %v", err)
 	}
@@ -279,9 +286,9 @@ func TestKafkaPasswordOffTheCommandLine(t *testing.T) {
 	if code, errOut := run(base + "&password_file=" + pwFile); code != 0 {
 		t.Fatalf("password_file: exit %d: %s", code, errOut)
 	}
-	t.Setenv(kafkaPasswordEnv, "s3cret")
+	t.Setenv(sinks.KafkaPasswordEnv, "s3cret")
 	if code, errOut := run(base); code != 0 {
-		t.Fatalf("%s: exit %d: %s", kafkaPasswordEnv, code, errOut)
+		t.Fatalf("%s: exit %d: %s", sinks.KafkaPasswordEnv, code, errOut)
 	}
 	if got := k.Records(2*demoAlerts, 10*time.Second); len(got) != 2*demoAlerts {
 		t.Fatalf("the broker has %d records, want %d", len(got), 2*demoAlerts)

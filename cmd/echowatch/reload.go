@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/echowatch/echowatch/detect"
+	"github.com/echowatch/echowatch/sinks"
 )
 
 // reloader carries a configuration read on SIGHUP to the engine's
@@ -17,7 +18,7 @@ import (
 // ones, never to a mix.
 type reloader struct {
 	eng    *detect.Engine // set before the pipeline runs
-	out    *outputs       // the engine's, whose set of outputs a reload swaps
+	out    *sinks.Fanout  // the engine's, whose set of outputs a reload swaps
 	logger *slog.Logger
 
 	hangups sync.Mutex // one hangup at a time
@@ -32,10 +33,10 @@ type reloader struct {
 // pendingConfig is a configuration ready to apply.
 type pendingConfig struct {
 	detect  detect.Config
-	outputs *outputPlan
+	outputs *sinks.Plan
 }
 
-func newReloader(out *outputs, logger *slog.Logger) *reloader {
+func newReloader(out *sinks.Fanout, logger *slog.Logger) *reloader {
 	return &reloader{out: out, logger: logger, ready: make(chan struct{}, 1)}
 }
 
@@ -49,7 +50,7 @@ func (r *reloader) hangup(ctx context.Context, started config) {
 	r.hangups.Lock()
 	defer r.hangups.Unlock()
 	cfg, err := started.reread()
-	var oo outputOptions
+	var oo sinks.Options
 	if err == nil {
 		oo, err = outputOptionsFor(cfg, started.Interface != "")
 	}
@@ -66,8 +67,9 @@ func (r *reloader) hangup(ctx context.Context, started config) {
 	r.mu.Lock()
 	prev := r.next.Swap(nil)
 	r.mu.Unlock()
-	plan, err := r.out.prepare(ctx, cfg.Outputs, oo)
+	plan, err := r.out.Prepare(ctx, cfg.Outputs, oo)
 	if err != nil {
+		err = outputUsage(err)
 		r.logger.Error("configuration refused: " + err.Error())
 		if prev != nil {
 			r.handOver(prev) // an earlier good file still counts
@@ -75,7 +77,7 @@ func (r *reloader) hangup(ctx context.Context, started config) {
 		return
 	}
 	if prev != nil {
-		r.out.discard(prev.outputs)
+		r.out.Discard(prev.outputs)
 	}
 	r.handOver(&pendingConfig{detect: cfg.Config, outputs: plan})
 }
@@ -111,11 +113,11 @@ func (r *reloader) apply() {
 		return
 	}
 	if err := r.eng.Reconfigure(next.detect); err != nil {
-		r.out.discard(next.outputs)
+		r.out.Discard(next.outputs)
 		r.logger.Error("configuration refused: " + err.Error())
 		return
 	}
-	r.out.swap(next.outputs, func(added, removed []string) {
+	r.out.Swap(next.outputs, func(added, removed []string) {
 		var changed []any
 		if len(added) > 0 {
 			changed = append(changed, "outputs_added", strings.Join(added, " "))
