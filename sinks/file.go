@@ -2,7 +2,9 @@ package sinks
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/url"
 	"os"
 )
 
@@ -43,4 +45,22 @@ func (f *File) Check(ctx context.Context) error {
 	}
 	c.Close()
 	return nil
+}
+
+// parseFileURL makes the destination of file:///path[?format=eve|text].
+func parseFileURL(u *url.URL, q queryValues) (*File, error) {
+	if u.Host != "" && u.Host != "localhost" || u.Path == "" {
+		return nil, errors.New("want file:///absolute/path")
+	}
+	f := &File{Path: u.Path}
+	if v := q.take("format"); v != "" {
+		var err error
+		if f.Format, err = ParseFormat(v); err != nil {
+			return nil, fmt.Errorf("format %q: want eve or text", v)
+		}
+	}
+	if err := q.done(); err != nil {
+		return nil, err
+	}
+	return f, nil
 }

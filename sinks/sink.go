@@ -8,6 +8,11 @@
 // a failure and sends again what the failed connection had not delivered.
 // A Dialer knows one kind of destination: Writer (standard output), File,
 // Syslog and Kafka.
+//
+// ParseOutput makes an output's destination from its URL and options;
+// each kind parses its own beside it (file.go, syslog_url.go,
+// kafka_url.go). A Fanout hands every event to a set of outputs, and
+// swaps the set when the configuration is reloaded.
 package sinks
 
 import (

@@ -79,7 +79,8 @@ type SyslogConfig struct {
 	// Version is echowatch's, for CEF's header.
 	Version string
 	// TLS configures "tls": the CA to trust, a client certificate, the
-	// server name. Nil trusts the system's CAs and checks Addr's host.
+	// server name (TLSFiles.Config makes one from files). Nil trusts the
+	// system's CAs and checks Addr's host.
 	TLS *tls.Config
 	// DialTimeout (default 10s) bounds a connection attempt and
 	// WriteTimeout (default 30s) a write to a destination that does not
@@ -138,10 +139,11 @@ func NewSyslog(cfg SyslogConfig) (*Syslog, error) {
 		cfg.SettleTime = 250 * time.Millisecond
 	}
 	if cfg.Network == "tls" {
-		tc := &tls.Config{}
-		if cfg.TLS != nil {
-			tc = cfg.TLS.Clone()
+		tc := cfg.TLS
+		if tc == nil {
+			tc, _ = TLSFiles{}.Config() // no file to read: no error
 		}
+		tc = tc.Clone()
 		if tc.ServerName == "" && !tc.InsecureSkipVerify {
 			tc.ServerName, _, _ = net.SplitHostPort(cfg.Addr)
 		}

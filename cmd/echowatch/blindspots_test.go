@@ -18,6 +18,7 @@ import (
 	"github.com/echowatch/echowatch/capture"
 	"github.com/echowatch/echowatch/detect"
 	"github.com/echowatch/echowatch/internal/sensor"
+	"github.com/echowatch/echowatch/sinks"
 )
 
 // runStats runs the sensor as cfg says, alerts discarded, and returns
@@ -51,7 +52,7 @@ func runStats(t *testing.T, cfg config) *statsEvent {
 func gatherMetric(t *testing.T, ev *statsEvent, name string) string {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(newCollector(func() *statsEvent { return ev }, func() []outputStats { return nil }))
+	reg.MustRegister(newCollector(func() *statsEvent { return ev }, func() []sinks.OutputStats { return nil }))
 	fams, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/echowatch/echowatch/sinks"
 	"github.com/echowatch/echowatch/sinks/sinkstest"
 )
 
@@ -103,20 +104,20 @@ func (r *faultRun) wait(t *testing.T, timeout time.Duration) {
 
 // finalOutputStats returns the per-output counters of the last stats event
 // in an EVE stream, by output name.
-func finalOutputStats(t *testing.T, eve string) map[string]outputStats {
+func finalOutputStats(t *testing.T, eve string) map[string]sinks.OutputStats {
 	t.Helper()
 	lines := strings.Split(strings.TrimSpace(eve), "\n")
 	last := lines[len(lines)-1]
 	var ev struct {
 		EventType string `json:"event_type"`
 		Stats     struct {
-			Outputs []outputStats `json:"outputs"`
+			Outputs []sinks.OutputStats `json:"outputs"`
 		} `json:"stats"`
 	}
 	if err := json.Unmarshal([]byte(last), &ev); err != nil || ev.EventType != "stats" {
 		t.Fatalf("the output does not end with a stats event (%v): %s", err, last)
 	}
-	m := map[string]outputStats{}
+	m := map[string]sinks.OutputStats{}
 	for _, o := range ev.Stats.Outputs {
 		m[o.Name] = o
 	}

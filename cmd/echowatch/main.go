@@ -150,7 +150,7 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 	// the user it runs as: a file it could not write after the drop is an
 	// error now, not an output down for the whole run.
 	err = checkCreatable(cfg.Summary, cfg.Report)
-	var out *outputs
+	var out *sinks.Fanout
 	if err == nil {
 		out, err = openOutputs(ctx, cfg.Outputs, oo, stdout, logger)
 	}

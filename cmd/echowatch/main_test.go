@@ -358,3 +358,22 @@ func TestREADMEUsage(t *testing.T) {
 		t.Error("README.md's usage block differs from --help")
 	}
 }
+
+// TestConfigUnknownKeys: a misspelt key, at the top or inside a section,
+// is named with its line, in the config's terms: no Go type names.
+func TestConfigUnknownKeys(t *testing.T) {
+	for _, c := range []struct{ yaml, want string }{
+		{"thresholds: {}\nrefelction: {}\n", "line 2: field refelction not found"},
+		{"output_options:\n  syslog:\n    facilty: local3\n", "line 3: field facilty not found"},
+		{"output_options:\n  kafka:\n    brokr: x\n", "line 3: field brokr not found"},
+	} {
+		path := filepath.Join(t.TempDir(), "echowatch.yaml")
+		if err := os.WriteFile(path, []byte(c.yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, _, errOut := runMain(t, nil, "--config", path, "-r", pcap("demo.pcap"))
+		if code != 2 || !strings.Contains(errOut, c.want) || strings.Contains(errOut, " type ") {
+			t.Errorf("%q: exit %d, stderr %q; want exit 2 and %q", c.yaml, code, errOut, c.want)
+		}
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/echowatch/echowatch/detect"
+	"github.com/echowatch/echowatch/sinks"
 )
 
 // metricsEvery is how often the engine's goroutine publishes a snapshot of
@@ -44,7 +45,7 @@ type metrics struct {
 // newMetrics returns the metrics of a run whose outputs are outs, in a
 // registry of their own with the Go runtime and process collectors. It does
 // no I/O.
-func newMetrics(outs *outputs, logger *slog.Logger) *metrics {
+func newMetrics(outs *sinks.Fanout, logger *slog.Logger) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry(), logger: logger}
 	m.reg.MustRegister(
 		newCollector(m.snapshot, outs.Stats),
@@ -119,7 +120,7 @@ func (m *metrics) Close() {
 // collector turns a snapshot of the counters into metrics at scrape time.
 type collector struct {
 	snapshot func() *statsEvent
-	outputs  func() []outputStats
+	outputs  func() []sinks.OutputStats
 
 	received, dropped         *prometheus.Desc
 	tunnelFrames              *prometheus.Desc
@@ -140,7 +141,7 @@ type collector struct {
 
 var _ prometheus.Collector = (*collector)(nil)
 
-func newCollector(snapshot func() *statsEvent, outputs func() []outputStats) *collector {
+func newCollector(snapshot func() *statsEvent, outputs func() []sinks.OutputStats) *collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("echowatch_"+name, help, labels, nil)
 	}
@@ -252,7 +253,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 // scheme, host and path, without the user, password or query, so that no
 // credential reaches a metric. Two outputs that would share a name get a
 // "#2", "#3"... suffix.
-func labelOutputs(outs []outputStats) []outputStats {
+func labelOutputs(outs []sinks.OutputStats) []sinks.OutputStats {
 	seen := map[string]int{}
 	for i := range outs {
 		name := outs[i].Name

@@ -21,6 +21,7 @@ import (
 
 	"github.com/echowatch/echowatch/capture"
 	"github.com/echowatch/echowatch/detect"
+	"github.com/echowatch/echowatch/sinks"
 )
 
 type discardAlerts struct{}
@@ -90,10 +91,10 @@ echowatch_detect_keys{table="spoofed_flood.targets"} 31
 func TestMetricsCollector(t *testing.T) {
 	for _, workers := range []int{1, 3} {
 		ev := demoStats(t, workers)
-		outs := func() []outputStats {
-			k := outputStats{Name: "kafka://sensor:xxxxx@192.0.2.9:9092/alerts?password=xxxxx"}
+		outs := func() []sinks.OutputStats {
+			k := sinks.OutputStats{Name: "kafka://sensor:xxxxx@192.0.2.9:9092/alerts?password=xxxxx"}
 			k.Queued, k.Dropped = 3, 2
-			return []outputStats{{Name: "stdout"}, k}
+			return []sinks.OutputStats{{Name: "stdout"}, k}
 		}
 		reg := prometheus.NewPedanticRegistry()
 		reg.MustRegister(newCollector(func() *statsEvent { return ev }, outs))
@@ -113,7 +114,7 @@ func TestMetricsCollector(t *testing.T) {
 }
 
 func TestMetricsBeforeFirstSnapshot(t *testing.T) {
-	c := newCollector(func() *statsEvent { return nil }, func() []outputStats { return nil })
+	c := newCollector(func() *statsEvent { return nil }, func() []sinks.OutputStats { return nil })
 	if n := testutil.CollectAndCount(c); n != 1 { // build_info alone
 		t.Errorf("%d metrics before any snapshot, want 1", n)
 	}

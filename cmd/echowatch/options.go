@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"regexp"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/echowatch/echowatch/capture"
 	"github.com/echowatch/echowatch/detect"
+	"github.com/echowatch/echowatch/sinks"
 )
 
 // usageError is a mistake on the command line or in the configuration: exit
@@ -68,7 +70,7 @@ type config struct {
 	// reread, with --config, reads the file again and applies the
 	// command line's flags over it, as at the start: for reloads.
 	reread        func() (config, error)
-	OutputOptions outputOptions `yaml:"output_options"`
+	OutputOptions sinks.Options `yaml:"output_options"`
 
 	detect.Config `yaml:",inline"`
 }
@@ -83,7 +85,7 @@ func defaultConfig() config {
 		Workers:       1,
 		Tenant:        "none",
 		StatsInterval: 60 * time.Second,
-		OutputOptions: defaultOutputOptions(),
+		OutputOptions: sinks.DefaultOptions(),
 		Evidence:      defaultEvidenceOptions(),
 		Config:        detect.DefaultConfig(),
 	}
@@ -611,11 +613,15 @@ func limitMemory(b detect.Budget) (restore func()) {
 	return func() { debug.SetMemoryLimit(prev) }
 }
 
+// goTypeName is how the YAML decoder names the Go type it filled.
+var goTypeName = regexp.MustCompile(` in type [\w.\[\]*]+`)
+
 // yamlError puts a YAML error on one line, in the user's terms.
 func yamlError(err error) string {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	msg = strings.TrimPrefix(msg, "unmarshal errors:\n")
-	msg = strings.ReplaceAll(msg, " in type main.config", "")
+	// "field x not found in type sinks.SyslogOptions": the line says where.
+	msg = goTypeName.ReplaceAllString(msg, "")
 	lines := strings.Split(msg, "\n")
 	for i := range lines {
 		lines[i] = strings.TrimSpace(lines[i])
@@ -629,4 +635,10 @@ func validListenAddr(addr string) bool {
 	_, port, err := net.SplitHostPort(addr)
 	_, ok := portNumber(port)
 	return err == nil && ok
+}
+
+// portNumber parses a TCP or UDP port number, 0 included.
+func portNumber(s string) (uint16, bool) {
+	n, err := strconv.ParseUint(s, 10, 16)
+	return uint16(n), err == nil
 }

@@ -1,8 +1,7 @@
 package main
 
 import (
-	"bytes"
-	"context"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,127 +14,76 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/echowatch/echowatch/sinks"
 	"github.com/echowatch/echowatch/sinks/sinkstest"
 )
 
-func TestParseOutput(t *testing.T) {
-	o := defaultOutputOptions()
-	good := []struct{ url, name string }{
-		{"stdout", "stdout"},
-		{"file:///var/log/echowatch/alerts.json", "file:///var/log/echowatch/alerts.json"},
-		{"file:///tmp/a.log?format=text", "file:///tmp/a.log?format=text"},
-		{"syslog+udp://127.0.0.1:514", "syslog+udp://127.0.0.1:514"},
-		{"syslog+tcp://collector?format=3164&facility=local3", "syslog+tcp://collector?format=3164&facility=local3"},
-		{"syslog+tls://collector:6514?server_name=logs.example.org", "syslog+tls://collector:6514?server_name=logs.example.org"},
-		{"syslog+udp://[::1]:514?format=cef", "syslog+udp://[::1]:514?format=cef"},
-		{"syslog+unix:///dev/log", "syslog+unix:///dev/log"},
-		{"kafka://b1:9092,b2:9092/alerts?acks=leader&compression=zstd", "kafka://b1:9092,b2:9092/alerts?acks=leader&compression=zstd"},
-		{"kafka://sensor:s3cret@b1:9092/alerts?sasl=SCRAM-SHA-256&tls=true", "kafka://sensor:xxxxx@b1:9092/alerts?sasl=SCRAM-SHA-256&tls=true"},
-		{"kafka://b1/alerts?auto_create=true&batch_timeout=2ms", "kafka://b1/alerts?auto_create=true&batch_timeout=2ms"},
+// TestOutputMistakesAreUsageErrors: a mistake in an output's URL, or in
+// the options the config file gives every output, exits 2 with one line
+// that names --output and the URL, without its password.
+func TestOutputMistakesAreUsageErrors(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "echowatch.yaml")
+	if err := os.WriteFile(conf, []byte("output_options:\n  kafka:\n    acks: most\n"), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	for _, c := range good {
-		name, d, err := parseOutput(c.url, o, os.Stdout)
-		if err != nil || d == nil || name != c.name {
-			t.Errorf("%s: %q, %v", c.url, name, err)
-		}
-	}
-	bad := []struct{ url, msg string }{
-		{"elastic://x", `unknown scheme "elastic"`},
-		{"alerts.json", `not a URL`},
-		{"file://host/x", `want file:///absolute/path`},
-		{"file:///x?format=xml", `format "xml"`},
-		{"syslog+tcp://c:514?fromat=3164", `unknown option "fromat"`},
-		{"syslog+tcp://c:514?format=5425", `unknown format "5425"`},
-		{"syslog+tcp://c:514?facility=kern", `unknown facility "kern"`},
-		{"syslog+tcp://c:514?ca=/etc/ssl/ca.pem", `need syslog\+tls`},
-		{"syslog+tls://c:6514?ca=/nonexistent.pem", `ca: open /nonexistent.pem`},
-		{"syslog+tls://c:6514?cert=/x.pem", `cert and key go together`},
-		{"syslog+unix://dev/log", `want syslog\+unix:///path`},
-		{"syslog+sctp://c:514", `unknown scheme`},
-		{"kafka://b1:9092", `no topic`},
-		{"kafka://b1:9092/t?acks=2", `acks "2"`},
-		{"kafka://b1:9092/t?compression=brotli", `compression "brotli"`},
-		{"kafka://b1:9092/t?sasl=GSSAPI", `sasl mechanism "GSSAPI"`},
-		{"kafka://b1:9092/t?auto_create=maybe", `auto_create="maybe"`},
-		{"kafka://u:pw@b1:9092/t?bogus=1", `^--output kafka://u:xxxxx@b1:9092/t\?bogus=1: unknown option "bogus"$`},
-		{"kafka://u:pw@b1:9092/t?password_file=/etc/pw", `password and password_file: give one or the other`},
-		{"kafka://u@b1:9092/t?password_file=/nonexistent", `password_file: open /nonexistent: no such file`},
-	}
-	for _, c := range bad {
-		_, _, err := parseOutput(c.url, o, os.Stdout)
-		if _, usage := err.(*usageError); !usage || !regexp.MustCompile(c.msg).MatchString(err.Error()) {
-			t.Errorf("%s: %v, want a usage error matching /%s/", c.url, err, c.msg)
+	for _, c := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"--output", "alerts.json"},
+			`echowatch: --output "alerts.json": not a URL (want stdout, file:///path, syslog+udp|tcp|tls://host:port, syslog+unix:///path or kafka://broker:port/topic)`},
+		{[]string{"--output", "kafka://u:pw@b1:9092/t?bogus=1"}, `echowatch: --output kafka://u:xxxxx@b1:9092/t?bogus=1: unknown option "bogus"`},
+		{[]string{"--output", "syslog+tcp://c:514?ca=/etc/ssl/ca.pem"}, `echowatch: --output syslog+tcp://c:514?ca=/etc/ssl/ca.pem: ca, cert, key and server_name need syslog+tls`},
+		{[]string{"--config", conf, "--output", "kafka://b1:9092/t"}, `echowatch: --output kafka://b1:9092/t: sinks/kafka: acks "most": want all, leader or none`},
+	} {
+		code, out, errOut := runMain(t, nil, append([]string{"-r", pcap("demo.pcap")}, c.args...)...)
+		if want := c.msg + "\nTry 'echowatch --help' for more information.\n"; code != 2 || out != "" || errOut != want {
+			t.Errorf("%q: exit %d, stderr %q; want exit 2, %q", c.args, code, errOut, want)
 		}
 	}
 }
 
-func TestOutputsFromTheConfigFile(t *testing.T) {
-	o := defaultOutputOptions()
-	o.Kafka.SASL, o.Kafka.User, o.Kafka.Password = "PLAIN", "sensor", "from-file"
-	o.Syslog.Format = "cef"
-	// The query wins over the file's options.
-	if _, _, err := parseOutput("syslog+udp://c:514?format=bogus", o, nil); err == nil {
-		t.Error("the query did not override the file's syslog format")
+// TestOutputOptionsFromTheConfigFile: every key under output_options
+// reaches the outputs' options.
+func TestOutputOptionsFromTheConfigFile(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "echowatch.yaml")
+	yaml := `read: [a.pcap]
+output_options:
+  queue_size: 7
+  flush_timeout: 3s
+  syslog: {format: cef, facility: local3, ca: /s/ca.pem, cert: /s/c.pem, key: /s/k.pem, server_name: logs.example.org}
+  kafka:
+    acks: leader
+    compression: zstd
+    sasl: PLAIN
+    user: sensor
+    password: pw
+    password_file: /k/pw
+    tls: true
+    ca: /k/ca.pem
+    cert: /k/c.pem
+    key: /k/k.pem
+    server_name: kafka.example.org
+    auto_create: true
+    batch_timeout: 2ms
+`
+	if err := os.WriteFile(conf, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	if _, _, err := parseOutput("kafka://b:9092/t?sasl=NOPE", o, nil); err == nil {
-		t.Error("the query did not override the file's SASL mechanism")
-	}
-	if _, _, err := parseOutput("kafka://b:9092/t", o, nil); err != nil {
-		t.Error(err)
-	}
-}
-
-// TestOutputsFanOut writes to standard output and a file at once through
-// the API main uses, and checks SIGHUP's reopen after logrotate.
-func TestOutputsFanOut(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "alerts.json")
-	var stdout bytes.Buffer
-	o := defaultOutputOptions()
-	outs, err := openOutputs(context.Background(), []string{"stdout", "file://" + path}, o, &stdout, nil)
+	// The files named are not there: the options are read, not used.
+	cfg, _, err := parseArgs([]string{"--config", conf, "--output", "stdout"}, io.Discard, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range 5 {
-		outs.WriteAlert(sinkstest.Alert(1, i))
-	}
-	waitFor(t, func() bool { return len(readLines(t, path)) == 5 })
-	// logrotate: move the file away, then SIGHUP.
-	if err := os.Rename(path, path+".1"); err != nil {
-		t.Fatal(err)
-	}
-	outs.Reopen()
-	for i := 5; i < 8; i++ {
-		outs.WriteAlert(sinkstest.Alert(1, i))
-	}
-	if err := outs.Close(); err != nil || outs.Lost() != 0 {
-		t.Fatalf("Close: %v, lost %d", err, outs.Lost())
-	}
-	if err := outs.Close(); err != nil {
-		t.Fatalf("second Close: %v", err)
-	}
-	if old, cur := readLines(t, path+".1"), readLines(t, path); len(old) != 5 || len(cur) != 3 {
-		t.Fatalf("rotated file has %d alerts, new one %d; want 5 and 3", len(old), len(cur))
-	}
-	if n := strings.Count(stdout.String(), "\n"); n != 8 {
-		t.Fatalf("stdout got %d alerts", n)
-	}
-	for _, s := range outs.Stats() {
-		if s.Produced != 8 || s.Delivered != 8 {
-			t.Errorf("%s: %+v", s.Name, s.QueueStats)
-		}
-	}
-}
-
-func TestOutputsStartupErrors(t *testing.T) {
-	k := sinkstest.StartKafka(t, "", 0)
-	_, err := openOutputs(context.Background(), []string{"stdout", "kafka://" + k.Addr + "/missing"}, defaultOutputOptions(), &bytes.Buffer{}, nil)
-	if err == nil || !strings.Contains(err.Error(), `topic "missing" does not exist`) {
-		t.Errorf("missing topic: %v", err)
-	}
-	_, err = openOutputs(context.Background(), []string{"file:///nonexistent-dir/alerts.json"}, defaultOutputOptions(), nil, nil)
-	if err == nil || !strings.Contains(err.Error(), "no such file or directory") {
-		t.Errorf("file in a missing directory: %v", err)
+	want := sinks.DefaultOptions()
+	want.QueueSize, want.FlushTimeout = 7, 3*time.Second
+	want.Syslog = sinks.SyslogOptions{Format: "cef", Facility: "local3",
+		TLSFiles: sinks.TLSFiles{CA: "/s/ca.pem", Cert: "/s/c.pem", Key: "/s/k.pem", ServerName: "logs.example.org"}}
+	want.Kafka = sinks.KafkaOptions{Acks: "leader", Compression: "zstd", SASL: "PLAIN", User: "sensor", Password: "pw",
+		PasswordFile: "/k/pw", TLS: true, AutoCreate: true, BatchTimeout: 2 * time.Millisecond,
+		TLSFiles: sinks.TLSFiles{CA: "/k/ca.pem", Cert: "/k/c.pem", Key: "/k/k.pem", ServerName: "kafka.example.org"}}
+	if cfg.OutputOptions != want {
+		t.Errorf("output_options:\n got %+v\nwant %+v", cfg.OutputOptions, want)
 	}
 }
 
@@ -249,17 +197,6 @@ func readLines(t *testing.T, path string) []string {
 	return lines
 }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestKafkaPasswordOffTheCommandLine: the SASL password can come from a
 // file or from the environment, so that ps does not show it, and either
 // authenticates for real.
@@ -279,9 +216,9 @@ func TestKafkaPasswordOffTheCommandLine(t *testing.T) {
 	if code, errOut := run(base + "&password_file=" + pwFile); code != 0 {
 		t.Fatalf("password_file: exit %d: %s", code, errOut)
 	}
-	t.Setenv(kafkaPasswordEnv, "s3cret")
+	t.Setenv(sinks.KafkaPasswordEnv, "s3cret")
 	if code, errOut := run(base); code != 0 {
-		t.Fatalf("%s: exit %d: %s", kafkaPasswordEnv, code, errOut)
+		t.Fatalf("%s: exit %d: %s", sinks.KafkaPasswordEnv, code, errOut)
 	}
 	if got := k.Records(2*demoAlerts, 10*time.Second); len(got) != 2*demoAlerts {
 		t.Fatalf("the broker has %d records, want %d", len(got), 2*demoAlerts)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/echowatch/echowatch/detect"
 	"github.com/echowatch/echowatch/internal/sensor"
+	"github.com/echowatch/echowatch/sinks"
 )
 
 // reloader carries a configuration read on SIGHUP to the engine's
@@ -18,7 +19,7 @@ import (
 // alerts go to the old outputs or the new ones, never to a mix.
 type reloader struct {
 	eng    *detect.Engine // set before the sensor runs
-	out    *outputs       // the engine's, whose set of outputs a reload swaps
+	out    *sinks.Fanout  // the engine's, whose set of outputs a reload swaps
 	logger *slog.Logger
 
 	hangups sync.Mutex // one hangup at a time
@@ -33,7 +34,7 @@ type reloader struct {
 // pendingConfig is a configuration ready to apply.
 type pendingConfig struct {
 	detect  detect.Config
-	outputs *outputPlan
+	outputs *sinks.Plan
 }
 
 // Due and Apply make a reloader the sensor's hook, which calls Apply on
@@ -43,7 +44,7 @@ func (r *reloader) Apply()               { r.apply() }
 
 var _ sensor.Reloader = (*reloader)(nil)
 
-func newReloader(out *outputs, logger *slog.Logger) *reloader {
+func newReloader(out *sinks.Fanout, logger *slog.Logger) *reloader {
 	return &reloader{out: out, logger: logger, ready: make(chan struct{}, 1)}
 }
 
@@ -57,7 +58,7 @@ func (r *reloader) hangup(ctx context.Context, started config) {
 	r.hangups.Lock()
 	defer r.hangups.Unlock()
 	cfg, err := started.reread()
-	var oo outputOptions
+	var oo sinks.Options
 	if err == nil {
 		oo, err = outputOptionsFor(cfg, started.Interface != "")
 	}
@@ -74,8 +75,9 @@ func (r *reloader) hangup(ctx context.Context, started config) {
 	r.mu.Lock()
 	prev := r.next.Swap(nil)
 	r.mu.Unlock()
-	plan, err := r.out.prepare(ctx, cfg.Outputs, oo)
+	plan, err := r.out.Prepare(ctx, cfg.Outputs, oo)
 	if err != nil {
+		err = outputUsage(err)
 		r.logger.Error("configuration refused: " + err.Error())
 		if prev != nil {
 			r.handOver(prev) // an earlier good file still counts
@@ -83,7 +85,7 @@ func (r *reloader) hangup(ctx context.Context, started config) {
 		return
 	}
 	if prev != nil {
-		r.out.discard(prev.outputs)
+		r.out.Discard(prev.outputs)
 	}
 	r.handOver(&pendingConfig{detect: cfg.Config, outputs: plan})
 }
@@ -113,11 +115,11 @@ func (r *reloader) apply() {
 		return
 	}
 	if err := r.eng.Reconfigure(next.detect); err != nil {
-		r.out.discard(next.outputs)
+		r.out.Discard(next.outputs)
 		r.logger.Error("configuration refused: " + err.Error())
 		return
 	}
-	r.out.swap(next.outputs, func(added, removed []string) {
+	r.out.Swap(next.outputs, func(added, removed []string) {
 		var changed []any
 		if len(added) > 0 {
 			changed = append(changed, "outputs_added", strings.Join(added, " "))

@@ -22,7 +22,7 @@ type statsEvent struct {
 	Flow      detect.FlowStats
 	Workers   []sensor.WorkerStats
 	Detect    detect.Stats
-	Outputs   []outputStats
+	Outputs   []sinks.OutputStats
 	Evidence  *sinks.EvidenceStats // with --evidence-dir
 }
 
@@ -77,7 +77,7 @@ type statsTicker struct {
 	sens     *sensor.Sensor // set once made
 	cfg      config
 	every    time.Duration
-	out      *outputs
+	out      *sinks.Fanout
 	mets     *metrics        // with --metrics-listen
 	evidence *sinks.Evidence // with --evidence-dir
 	blind    *blindSpots
@@ -150,7 +150,7 @@ func (s *statsEvent) AppendEVE(b []byte) []byte {
 		Decoder  decoderStats         `json:"decoder"`
 		Flow     detect.FlowStats     `json:"flow"`
 		Detect   detect.Stats         `json:"detect"`
-		Outputs  []outputStats        `json:"outputs,omitempty"`
+		Outputs  []sinks.OutputStats  `json:"outputs,omitempty"`
 		Evidence *sinks.EvidenceStats `json:"evidence,omitempty"`
 	}
 	rec := struct {

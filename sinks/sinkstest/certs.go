@@ -24,8 +24,11 @@ type Certs struct {
 	CA                    string // CA certificate file
 	ServerCert, ServerKey string
 	ClientCert, ClientKey string
-	pool                  *x509.CertPool
-	server, client        tls.Certificate
+	// RequireClientCert makes ServerTLS refuse a client without a
+	// certificate the CA signed.
+	RequireClientCert bool
+	pool              *x509.CertPool
+	server, client    tls.Certificate
 }
 
 // NewCerts makes certificates in a new temporary directory.
@@ -84,7 +87,11 @@ func (c *Certs) ClientTLS() *tls.Config {
 
 // ServerTLS presents the server certificate.
 func (c *Certs) ServerTLS() *tls.Config {
-	return &tls.Config{Certificates: []tls.Certificate{c.server}, ClientCAs: c.pool}
+	tc := &tls.Config{Certificates: []tls.Certificate{c.server}, ClientCAs: c.pool}
+	if c.RequireClientCert {
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc
 }
 
 func newKey(t testing.TB) *ecdsa.PrivateKey {
