@@ -329,14 +329,11 @@ func TestReportForensics(t *testing.T) {
 
 // TestReportFlags runs echowatch with --summary and --report on the demo
 // capture: the summary is the one the engine's alerts make (demoLog), and
-// the report has every incident. It skips until main has the flags.
+// the report has every incident.
 func TestReportFlags(t *testing.T) {
 	dir := t.TempDir()
 	summary, report := filepath.Join(dir, "summary.json"), filepath.Join(dir, "report.html")
 	code, _, errOut := runMain(t, nil, "-r", pcap("demo.pcap"), "--format", "eve", "--summary", summary, "--report", report)
-	if code == 2 && strings.Contains(errOut, "flag provided but not defined: -summary") {
-		t.Skip("--summary and --report are not wired into main yet")
-	}
 	if code != 0 || errOut != "" {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
