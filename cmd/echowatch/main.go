@@ -217,9 +217,13 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 		engine.KeepEvidence(ev)
 		evidence = ev
 	}
-	// A signal stops the run (the sensor closes the sources); one that
-	// comes once the run is over is not logged.
-	stopLog := context.AfterFunc(ctx, func() { logger.Info("stopping on signal") })
+	// A signal stops the run (the sensor closes the sources) and is logged
+	// when it comes; one that comes once the run is over is not.
+	logged := make(chan struct{})
+	stopLog := context.AfterFunc(ctx, func() {
+		logger.Info("stopping on signal")
+		close(logged)
+	})
 	defer stopLog()
 	if live {
 		logger.Info("capture started", "interface", cfg.Interface, "method", cfg.Capture, "workers", len(srcs))
@@ -253,6 +257,9 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 		}
 	}
 	runErr := sens.Run(ctx)
+	if !stopLog() {
+		<-logged // the line is out before anything the run's end writes
+	}
 	if evidence != nil {
 		// The run ended every incident, and so its file; what is left
 		// open is flushed before the final counters are taken.
