@@ -25,6 +25,7 @@ import (
 
 	"github.com/echowatch/echowatch/capture"
 	"github.com/echowatch/echowatch/internal/annotated"
+	"github.com/echowatch/echowatch/internal/corpus"
 )
 
 // hexBytes reads test bytes written as annotated hex.
@@ -1122,10 +1123,7 @@ func readCorpusFile(t *testing.T, path string) corpusResult {
 // Every capture of the shared corpus is read or refused, without a panic or
 // a hang, and the files we know give exactly what they hold.
 func TestCorpus(t *testing.T) {
-	root := filepath.Join("..", "..", "shared", "corpus")
-	if _, err := os.Stat(root); err != nil {
-		t.Skipf("no corpus at %s (a checkout without ../shared): %v", root, err)
-	}
+	root := corpus.Dir(t, "corpus")
 	results := map[string]corpusResult{}
 	var read, refused, truncated, failed int
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {

@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/echowatch/echowatch/internal/corpus"
 )
 
 // The tunnel cases carry ipv4UDP or ipv6UDP (40000 -> 7, "ping") inside
@@ -801,10 +802,7 @@ func TestTunnelNames(t *testing.T) {
 // TestCorpusTunnels decodes real captures of encapsulated traffic, made
 // by others (../../shared/corpus/robust): the packets inside are found.
 func TestCorpusTunnels(t *testing.T) {
-	root := filepath.Join("..", "..", "shared", "corpus", "robust")
-	if _, err := os.Stat(root); err != nil {
-		t.Skipf("no corpus at %s (a checkout without ../shared)", root)
-	}
+	root := corpus.Dir(t, "corpus", "robust")
 	a := netip.MustParseAddr
 	cases := []struct {
 		file            string
@@ -869,9 +867,9 @@ func TestCorpusTunnels(t *testing.T) {
 // without the peek that spares plain packets and tunnel carriers
 // gopacket's decoding: both give the same verdicts, packets and counters.
 func TestCorpusPeek(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join("..", "..", "shared", "corpus", "*", "*"))
+	files, _ := filepath.Glob(filepath.Join(corpus.Dir(t, "corpus"), "*", "*"))
 	if len(files) == 0 {
-		t.Skip("no corpus at ../../shared/corpus (a checkout without ../shared)")
+		t.Fatal("the corpus holds no captures")
 	}
 	for _, file := range files {
 		src, err := OpenFiles([]string{file}, nil)

@@ -1,12 +1,13 @@
 package main
 
 import (
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/echowatch/echowatch/internal/corpus"
 )
 
 func regexpMust(re string) *regexp.Regexp { return regexp.MustCompile(re) }
@@ -19,14 +20,14 @@ func regexpMust(re string) *regexp.Regexp { return regexp.MustCompile(re) }
 // that says the file was not read whole; and any of these with warnings
 // of frames it could not look into.
 func TestCorpus(t *testing.T) {
-	root := filepath.Join("..", "..", "..", "shared", "corpus")
+	root := corpus.Dir(t, "corpus")
 	var files []string
 	for _, sub := range []string{"echo", "robust"} {
 		m, _ := filepath.Glob(filepath.Join(root, sub, "*"))
 		files = append(files, m...)
 	}
 	if len(files) == 0 {
-		t.Skipf("no corpus at %s (a checkout without ../shared)", root)
+		t.Fatalf("no captures in %s/{echo,robust}", root)
 	}
 	var ok, warned, refused, lost, blind int
 	for _, f := range files {
@@ -77,10 +78,7 @@ var blindSpotLine = regexp.MustCompile(`(?m)^echowatch: warning: [\d,]+ [^\n]* \
 // TestCorpusEchoFindings checks what the corpus's echo captures must give:
 // findings of exposure, never floods.
 func TestCorpusEchoFindings(t *testing.T) {
-	root := filepath.Join("..", "..", "..", "shared", "corpus", "echo")
-	if _, err := os.Stat(root); err != nil {
-		t.Skipf("no corpus at %s", root)
-	}
+	root := corpus.Dir(t, "corpus", "echo")
 	_, out, _ := runMain(t, nil, "-r", filepath.Join(root, "spicy-wireshark__echo.pcap"), "--format", "eve")
 	if !strings.Contains(out, `"kind":"exposed"`) {
 		t.Errorf("an echo request and its reply should show the host exposed:\n%s", out)

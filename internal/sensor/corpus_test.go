@@ -6,17 +6,19 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/echowatch/echowatch/internal/corpus"
 )
 
-// TestCorpusEcho runs the real captures of ../../../shared/corpus/echo
+// TestCorpusEcho runs the real captures of ../shared/corpus/echo
 // (echo and chargen exchanges, nmap and other scans touching the small
 // services) through the sensor: they hold exposures and scans, never a
 // flood, a loop or a reflection.
 func TestCorpusEcho(t *testing.T) {
-	dir := filepath.Join("..", "..", "..", "shared", "corpus", "echo")
+	dir := corpus.Dir(t, "corpus", "echo")
 	files, _ := filepath.Glob(filepath.Join(dir, "*.pcap*"))
 	if len(files) == 0 {
-		t.Skip("no corpus at " + dir)
+		t.Fatal("no captures in " + dir)
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {

@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/echowatch/echowatch/internal/corpus"
 )
 
 // EVESchema is Suricata's JSON schema of its EVE output, from the shared
@@ -26,28 +28,11 @@ type EVESchema struct {
 }
 
 // LoadEVESchema reads the schema, or skips t with a message when the
-// shared folder is absent (a checkout without it).
+// shared folder is absent (see internal/corpus).
 func LoadEVESchema(t testing.TB) *EVESchema {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			t.Fatal("sinkstest: no go.mod above the test's directory")
-		}
-		dir = up
-	}
-	path := filepath.Join(dir, "..", "shared", "eve-schema", "schema.json")
+	path := filepath.Join(corpus.Dir(t, "eve-schema"), "schema.json")
 	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		t.Skipf("no EVE schema at %s (a checkout without ../shared)", path)
-	}
 	if err != nil {
 		t.Fatal(err)
 	}
