@@ -23,7 +23,7 @@ type reloader struct {
 	logger *slog.Logger
 
 	hangups sync.Mutex // one hangup at a time
-	// mu is held by apply while it swaps, and by hangup while it takes
+	// mu is held by Apply while it swaps, and by hangup while it takes
 	// back a config not applied yet: with no config waiting, the outputs
 	// in use cannot change while hangup opens the new ones.
 	mu    sync.Mutex
@@ -36,11 +36,6 @@ type pendingConfig struct {
 	detect  detect.Config
 	outputs *sinks.Plan
 }
-
-// Due and Apply make a reloader the sensor's hook, which calls Apply on
-// the engine's goroutine.
-func (r *reloader) Due() <-chan struct{} { return r.due() }
-func (r *reloader) Apply()               { r.apply() }
 
 var _ sensor.Reloader = (*reloader)(nil)
 
@@ -98,13 +93,13 @@ func (r *reloader) handOver(next *pendingConfig) {
 	}
 }
 
-// due is signalled when a config waits.
-func (r *reloader) due() <-chan struct{} { return r.ready }
+// Due is signalled when a config waits.
+func (r *reloader) Due() <-chan struct{} { return r.ready }
 
-// apply reconfigures the engine and swaps the outputs with the config
+// Apply reconfigures the engine and swaps the outputs with the config
 // waiting, if any; when detection refuses the config, the outputs stay as
 // they were. It must run on the engine's goroutine, between packets.
-func (r *reloader) apply() {
+func (r *reloader) Apply() {
 	if r.next.Load() == nil {
 		return
 	}

@@ -63,8 +63,8 @@ func (h *reloadHarness) hangup(edit func(*config), urls ...string) string {
 	before := len(h.log.String())
 	h.r.hangup(context.Background(), h.started)
 	select {
-	case <-h.r.due():
-		h.r.apply()
+	case <-h.r.Due():
+		h.r.Apply()
 	default:
 	}
 	for _, l := range strings.Split(h.log.String()[before:], "\n") {
@@ -182,13 +182,13 @@ func TestReloadOutputsSuperseded(t *testing.T) {
 	}
 	hup(b)
 	hup(c)
-	h.r.apply()
+	h.r.Apply()
 	if got := metricOutputs(t, h.outs); !slices.Equal(got, []string{c}) {
 		t.Errorf("two good files: outputs %q, want the later one's", got)
 	}
 	hup(a)
 	hup(a, "file:///nonexistent-dir/x.json")
-	h.r.apply()
+	h.r.Apply()
 	if got := metricOutputs(t, h.outs); !slices.Equal(got, []string{a}) {
 		t.Errorf("a good file, then a bad one: outputs %q, want the good one's", got)
 	}

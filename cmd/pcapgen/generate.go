@@ -142,11 +142,13 @@ cmd/pcapgen, not here).
 
 ## Layout
 
-- ` + "`<case>/capture.pcap`" + `: one detection case (issue 3). ` + "`<case>/alerts.json`" + ` holds
-  its golden alerts (empty for the benign cases, but for the one exposed finding
-  of benign-echo-monitor) and is written by the detection
-  tests' ` + "`-update`" + ` flag, not by pcapgen. ` + "`<case>/config.yaml`" + `, where present, is
-  written by pcapgen and sets what the case needs (its ` + "`home_net`" + `, a VXLAN
+- ` + "`<case>/capture.pcap`" + `: one detection case. ` + "`<case>/alerts.json`" + ` holds its
+  golden alerts, the exact EVE lines expected (empty for the benign cases but
+  benign-echo-monitor, whose one exposed finding it holds). The golden test in
+  internal/sensor runs the sensor on every case with one worker and with three
+  and compares; ` + "`go test ./internal/sensor -run Golden -update`" + ` rewrites
+  alerts.json, which pcapgen does not write. ` + "`<case>/config.yaml`" + `, where present,
+  is written by pcapgen and sets what the case needs (its ` + "`home_net`" + `, a VXLAN
   port, a dedup window).
 - ` + "`demo.pcap`" + `: the README's quick start.
 - ` + "`formats/`" + `: one small echo exchange in every link type and file format the

@@ -19,7 +19,7 @@ const usage = `Usage:
 
 The first form writes every committed capture under DIR (default pcaps):
 one folder per detection case (capture.pcap, and config.yaml where the case
-needs home_net), demo.pcap, formats/ and the READMEs. The output is the same,
+needs settings), demo.pcap, formats/ and the READMEs. The output is the same,
 byte for byte, on every run; files whose content is unchanged are left alone.
 
 The second form writes a benchmark capture to FILE (- for standard output):

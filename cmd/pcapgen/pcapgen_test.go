@@ -427,6 +427,32 @@ func TestCasesCrossThresholds(t *testing.T) {
 				}
 			}
 		},
+		"benign-echo-monitor": func(t *testing.T, p []decoded) {
+			server, monitor := netip.MustParseAddrPort("198.51.100.7:7"), addr("192.0.2.10")
+			probe := func(p decoded) bool { return p.src == monitor && netip.AddrPortFrom(p.dst, p.dport) == server }
+			below(t, "echo replies to the monitor in 5 s", most(p, from(7, monitor.String()), count), 50*pps/10)
+			if n := distinct(p, probe, dst); n != 1 {
+				t.Errorf("the monitor probes %d hosts, want 1", n)
+			}
+			// The exposed finding needs each probe answered with its own bytes.
+			var probes, echoed int
+			for i, q := range p {
+				if !probe(q) {
+					continue
+				}
+				probes++
+				for _, r := range p[i+1:] {
+					if netip.AddrPortFrom(r.src, r.sport) == server && r.dst == monitor && r.dport == q.sport && bytes.Equal(r.payload, q.payload) {
+						echoed++
+						break
+					}
+				}
+			}
+			atLeast(t, "probes", probes, 90)
+			if echoed != probes {
+				t.Errorf("%d of %d probes echoed back, want all", echoed, probes)
+			}
+		},
 		"benign-slow-reflection": func(t *testing.T, p []decoded) {
 			below(t, "replies in 5 s", most(p, from(7, "198.51.100.40"), count), 50*pps/2)
 		},
@@ -436,7 +462,13 @@ func TestCasesCrossThresholds(t *testing.T) {
 
 	// The tunnel cases have their own test (TestTunnelCases): gopacket
 	// does not decode all of them.
-	for _, s := range plainScenarios() {
+	plain := plainScenarios()
+	for name := range checks {
+		if !slices.ContainsFunc(plain, func(s scenario) bool { return s.name == name }) {
+			t.Errorf("check for %s, which is no plain scenario", name)
+		}
+	}
+	for _, s := range plain {
 		t.Run(s.name, func(t *testing.T) {
 			data, _, _, err := s.generate()
 			if err != nil {
@@ -445,7 +477,7 @@ func TestCasesCrossThresholds(t *testing.T) {
 			p := decodeAll(t, data)
 			check, ok := checks[s.name]
 			if !ok {
-				t.Skip("no threshold to check")
+				t.Fatalf("no check for %s: add what its README text promises to checks", s.name)
 			}
 			check(t, p)
 			if slices.Contains(lifecycle, s.name) {

@@ -53,6 +53,7 @@ type record struct {
 
 const recordPayload = 256
 
+// reset empties c for its next use, keeping its buffers.
 func (c *chunk) reset() {
 	c.src, c.region, c.recs, c.pays, c.err = nil, nil, c.recs[:0], c.pays[:0], nil
 	c.last, c.nextSec = math.MinInt64, math.MinInt64

@@ -25,6 +25,8 @@ type dealer struct {
 	queueDrops []atomic.Uint64 // frames dropped, per worker
 }
 
+// newDealer returns a dealer to workers workers, each with chunksPerWorker+1
+// chunks of its own: up to chunksPerWorker queued to it, one being filled.
 func newDealer(workers int, live bool) *dealer {
 	d := &dealer{live: live, in: make([]chan *chunk, workers), free: make([]chan *chunk, workers),
 		tickets: make(chan int, workers*chunksPerWorker), queueDrops: make([]atomic.Uint64, workers)}
@@ -71,6 +73,7 @@ func (d *dealer) deal(c *chunk, frames int) bool {
 	}
 }
 
+// close tells the workers and the stage that no chunk follows.
 func (d *dealer) close() {
 	for _, c := range d.in {
 		close(c)
@@ -203,6 +206,8 @@ func (b *copied) add(f *capture.Frame) bool {
 	return true
 }
 
+// ReadFrame gives the next copy; its Data is b's, valid until the chunk's
+// next use empties b.
 func (b *copied) ReadFrame(f *capture.Frame) error {
 	if b.i == len(b.frames) {
 		return io.EOF

@@ -15,8 +15,8 @@ type stage struct {
 	quiet quietClock // live: moves the clock on while no frame comes
 }
 
-// take runs detection on the packets of c, in order, each at the clock as
-// of its frame.
+// take hands the packets of c to flows and detection in capture order,
+// moving detection's clock to each record's before its packet.
 func (st *stage) take(c *chunk) {
 	s := st.s
 	for i := range c.recs {

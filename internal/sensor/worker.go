@@ -32,7 +32,7 @@ type worker struct {
 	rawBytes int
 
 	// dedup, with Config.Dedup, drops the second copy of a packet after
-	// decoding, before flows and detection (see copied): a lone worker's.
+	// decoding, before flows and detection (see isCopy): a lone worker's.
 	// One of several only sums the packets it keeps (sums), and the
 	// stage's table, which sees them all in capture order, judges them.
 	dedup *capture.Dedup
@@ -183,7 +183,7 @@ func (w *worker) runOne(eng *detect.Engine, live bool) (warnings []error, err er
 		if w.frame.Timestamp.After(w.last) {
 			w.last = w.frame.Timestamp
 		}
-		if w.dec.Decode(&w.frame, &w.pkt) != capture.DropNone || w.copied(&w.pkt) {
+		if w.dec.Decode(&w.frame, &w.pkt) != capture.DropNone || w.isCopy(&w.pkt) {
 			// Every frame moves packet time, decoded or not, kept or
 			// not, as it does when several workers decode the frames.
 			eng.Tick(w.frame.Timestamp)
@@ -207,11 +207,11 @@ func (w *worker) runHooks() {
 	}
 }
 
-// copied reports whether Config.Dedup drops p as a copy. Only the packets
+// isCopy reports whether Config.Dedup drops p as a copy. Only the packets
 // that go on to flows and detection are looked at (IP fragments, and what
 // detection wants: about 1% of ordinary traffic); the others are counted
 // and forgotten, copy or not, and would only pay for the look-up.
-func (w *worker) copied(p *capture.Packet) bool {
+func (w *worker) isCopy(p *capture.Packet) bool {
 	return w.dedup != nil && (p.Fragment || w.wants(p)) && w.dedup.Seen(p)
 }
 
@@ -233,7 +233,7 @@ func (w *worker) keep(c *chunk) {
 	if w.frame.Timestamp.After(w.last) {
 		w.last = w.frame.Timestamp
 	}
-	if w.dec.Decode(&w.frame, &w.pkt) != capture.DropNone || w.copied(&w.pkt) {
+	if w.dec.Decode(&w.frame, &w.pkt) != capture.DropNone || w.isCopy(&w.pkt) {
 		return
 	}
 	if w.pkt.Fragment || w.wants(&w.pkt) {
