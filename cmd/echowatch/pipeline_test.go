@@ -55,7 +55,10 @@ func TestWorkersSameAlerts(t *testing.T) {
 		stdin []byte
 	}
 	var inputs []input
-	goldens, _ := filepath.Glob(pcap("*/capture.pcap"))
+	goldens, err := filepath.Glob(pcap("*/capture.pcap"))
+	if err != nil || len(goldens) == 0 {
+		t.Fatalf("no golden captures under pcaps/ (%v): nothing to compare", err)
+	}
 	for _, c := range append(goldens, pcap("demo.pcap")) {
 		var args []string
 		if cfg := filepath.Join(filepath.Dir(c), "config.yaml"); c != pcap("demo.pcap") {
