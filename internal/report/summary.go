@@ -41,8 +41,8 @@ const (
 )
 
 // LogTable is a Log's claim on max_memory: *n incidents, which
-// detect.FitMemory sets when it is 0. NewLog(*n) then stays within it
-// (TestIncidentLogCost measures what an incident costs).
+// detect.FitMemory sets when it is 0; a Log made by NewLog(*n) stays
+// within the bytes it claims.
 func LogTable(n *int) detect.TableSize {
 	return detect.TableSize{Setting: "the incident log", Size: n, Bytes: incidentBytes, Share: logShare}
 }
@@ -80,7 +80,7 @@ type incidentRecord struct {
 }
 
 // NewLog returns a Log that keeps at most maxIncidents incidents (0 means
-// defaultMaxIncidents); later ones are counted (Dropped), not kept.
+// 10000); later ones are counted (Dropped), not kept.
 func NewLog(maxIncidents int) *Log {
 	if maxIncidents <= 0 {
 		maxIncidents = defaultMaxIncidents
