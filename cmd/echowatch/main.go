@@ -19,6 +19,7 @@ import (
 	"github.com/echowatch/echowatch/capture"
 	"github.com/echowatch/echowatch/capture/live"
 	"github.com/echowatch/echowatch/detect"
+	"github.com/echowatch/echowatch/internal/report"
 	"github.com/echowatch/echowatch/internal/sensor"
 	"github.com/echowatch/echowatch/sinks"
 )
@@ -179,20 +180,20 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 			}
 		}
 	}()
+	scfg, err := cfg.sensorConfig()
+	if err != nil {
+		return err
+	}
 	// The incidents are kept for the summary and the report at the end.
 	stderrTTY := isTerminal(stderr)
-	var incidents *incidentLog
-	var alerts detect.AlertWriter = out
+	var incidents *report.Log
 	if cfg.Summary != "" || cfg.Report != "" || stderrTTY {
-		incidents = newIncidentLog(cfg.logIncidents, 0)
-		alerts = alertTee{out, incidents}
+		incidents = report.NewLog(cfg.logIncidents)
+		scfg.Observer = incidents
 	}
-	engine, err := detect.New(cfg.Config, alerts)
+	engine, err := detect.New(cfg.Config, scfg.Alerts(out))
 	if err != nil {
 		return usagef("%v", err)
-	}
-	if incidents != nil {
-		engine.ObserveRates(incidents)
 	}
 	if reload != nil {
 		reload.eng = engine
@@ -231,10 +232,6 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 
 	stats := &statsTicker{cfg: cfg, every: statsEvery(cfg), out: out, mets: mets, evidence: evidence,
 		blind: newBlindSpots(stderr), written: time.Now()}
-	scfg, err := cfg.sensorConfig()
-	if err != nil {
-		return err
-	}
 	if stats.every > 0 {
 		scfg.Ticker, scfg.TickEvery = stats, stats.every
 	}
@@ -250,7 +247,7 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 	stopProgress := func() {}
 	if !live && stderrTTY && !isTerminal(stdout) {
 		if stats, ok := fileStatsOf(srcs[0]); ok {
-			prog := newProgress(stderr, fileProgress(stats), incidents.count)
+			prog := newProgress(stderr, fileProgress(stats), incidents.Count)
 			prog.start()
 			defer prog.stop()
 			stopProgress = prog.stop
@@ -291,12 +288,12 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 		}
 	}
 	if incidents != nil {
-		meta := reportMeta{Captures: cfg.Read, Start: captureStart(srcs[0]), End: final.Timestamp,
+		meta := report.Meta{Captures: cfg.Read, Start: captureStart(srcs[0]), End: final.Timestamp,
 			Sensor: cfg.SensorName, Version: version, Generated: time.Now()}
 		if live {
 			meta.Captures = []string{cfg.Interface}
 		}
-		if n := incidents.droppedIncidents(); n > 0 {
+		if n := incidents.Dropped(); n > 0 {
 			logger.Warn("summary incomplete: incidents over its bound were not kept", "dropped", n)
 		}
 		var table io.Writer

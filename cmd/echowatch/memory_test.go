@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/echowatch/echowatch/detect"
+	"github.com/echowatch/echowatch/internal/report"
 )
 
 // TestMaxMemoryErrors: a budget too small to be useful, and sizes that do
@@ -69,7 +70,7 @@ func TestMaxMemorySizesTables(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v: %v", c.args, err)
 		}
-		tables := append(cfg.Config.Tables(&cfg.MaxFlows), incidentLogTable(&cfg.logIncidents))
+		tables := append(cfg.Config.Tables(&cfg.MaxFlows), report.LogTable(&cfg.logIncidents))
 		var sum int64
 		for _, tb := range tables {
 			if *tb.Size < 64 {
@@ -136,7 +137,7 @@ func TestREADMEMemoryTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tables := append(cfg.Config.Tables(&cfg.MaxFlows), incidentLogTable(&cfg.logIncidents))
+	tables := append(cfg.Config.Tables(&cfg.MaxFlows), report.LogTable(&cfg.logIncidents))
 	number := regexp.MustCompile(`[0-9][0-9,]*`)
 	rows := 0
 	for _, line := range strings.Split(string(readme), "\n") {

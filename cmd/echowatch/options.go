@@ -19,6 +19,7 @@ import (
 
 	"github.com/echowatch/echowatch/capture"
 	"github.com/echowatch/echowatch/detect"
+	"github.com/echowatch/echowatch/internal/report"
 	"github.com/echowatch/echowatch/sinks"
 )
 
@@ -589,7 +590,7 @@ func (c *config) fitMemory() error {
 	if c.MaxMemory > maxMemoryBound {
 		return usagef("--max-memory: %s is too large (at most %s)", detect.FormatBytes(int64(c.MaxMemory)), detect.FormatBytes(maxMemoryBound))
 	}
-	tables := append(c.Config.Tables(&c.MaxFlows), incidentLogTable(&c.logIncidents))
+	tables := append(c.Config.Tables(&c.MaxFlows), report.LogTable(&c.logIncidents))
 	if err := detect.FitMemory(b, tables); err != nil {
 		return usagef("%s", strings.TrimPrefix(err.Error(), "detect: "))
 	}

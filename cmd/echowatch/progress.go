@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/echowatch/echowatch/capture"
+	"github.com/echowatch/echowatch/internal/report"
 )
 
 // progress redraws one status line of an offline run on a terminal: how
@@ -127,10 +128,10 @@ func (p *progress) measure(now time.Time) (cur, old progressSample, total uint64
 func (p *progress) line(now time.Time) []byte {
 	cur, old, total := p.measure(now)
 	b := []byte("echowatch: ")
-	b = append(b, formatBytes(cur.bytes)...)
+	b = append(b, report.FormatBytes(cur.bytes)...)
 	if total > 0 {
 		b = append(b, " of "...)
-		b = append(b, formatBytes(total)...)
+		b = append(b, report.FormatBytes(total)...)
 		b = append(b, ", "...)
 		b = strconv.AppendUint(b, min(cur.bytes, total)*100/total, 10)
 		b = append(b, "%, "...)
@@ -141,12 +142,12 @@ func (p *progress) line(now time.Time) []byte {
 	b = append(b, " packets, "...)
 	dt := cur.t.Sub(old.t).Seconds()
 	if dt > 0 && cur.packets >= old.packets {
-		b = append(b, formatCount(float64(cur.packets-old.packets)/dt)...)
+		b = append(b, report.FormatCount(float64(cur.packets-old.packets)/dt)...)
 	} else {
 		b = append(b, '?')
 	}
 	b = append(b, " pkt/s, "...)
-	b = append(b, plural(p.incidents(), "incident")...)
+	b = append(b, report.Plural(p.incidents(), "incident")...)
 	b = append(b, ", "...)
 	if total > 0 && dt > 0 && cur.bytes > old.bytes {
 		rate := float64(cur.bytes-old.bytes) / dt

@@ -35,7 +35,8 @@
 //
 // The engine is touched on one goroutine only, the engine's: the lone
 // worker's, or the stage's. The hooks (Ticker, Reloader) run there too,
-// between two packets, so they may read or change the engine.
+// between two packets, so they may read or change the engine, and so does
+// the Observer, which is how a report follows the run's incidents.
 package sensor
 
 import (
@@ -75,6 +76,44 @@ type Config struct {
 	TickEvery time.Duration
 	// Reloader, if not nil, changes the engine when it is due.
 	Reloader Reloader
+
+	// Observer, if not nil, follows the run's incidents: New has the
+	// engine report their rates to it, and an engine made to write to
+	// Alerts gives it every alert.
+	Observer Observer
+}
+
+// An Observer follows the incidents of a run, for a report: it is given
+// every alert the engine writes (the *Alert is borrowed for the call) and,
+// once per second of packet time, the rates of the open incidents. Both
+// are called on the engine's goroutine.
+type Observer interface {
+	detect.AlertWriter
+	detect.RateObserver
+}
+
+// Alerts returns what the engine should write its alerts to (detect.New):
+// out, then the Observer, if there is one. The engine takes its writer
+// when it is made, before New sees it, so the Observer's share of the
+// alerts is wired here, and New wires its rates.
+func (c *Config) Alerts(out detect.AlertWriter) detect.AlertWriter {
+	if c.Observer == nil {
+		return out
+	}
+	return observed{out, c.Observer}
+}
+
+// observed writes each alert to the outputs, then to the Observer.
+type observed struct {
+	out detect.AlertWriter
+	obs Observer
+}
+
+var _ detect.AlertWriter = observed{}
+
+func (o observed) WriteAlert(a *detect.Alert) {
+	o.out.WriteAlert(a)
+	o.obs.WriteAlert(a)
 }
 
 // A Ticker is told, every Config.TickEvery, that the period has passed. It
@@ -117,8 +156,10 @@ type Sensor struct {
 	warnings []error
 }
 
-// New returns a Sensor that reads srcs (one, or one per worker) into eng.
-// It checks cfg, does no I/O and starts no goroutine.
+// New returns a Sensor that reads srcs (one, or one per worker) into eng,
+// which should write to cfg.Alerts when cfg has an Observer. It checks
+// cfg, has eng report its incidents' rates to cfg.Observer, does no I/O
+// and starts no goroutine.
 func New(cfg Config, srcs []capture.Source, eng *detect.Engine) (*Sensor, error) {
 	n := cfg.Workers
 	switch {
@@ -137,6 +178,9 @@ func New(cfg Config, srcs []capture.Source, eng *detect.Engine) (*Sensor, error)
 			cfg.Dedup, cfg.EvidenceSnaplen, cfg.MaxFlows)
 	}
 	s := &Sensor{cfg: cfg, eng: eng, srcs: srcs}
+	if cfg.Observer != nil {
+		eng.ObserveRates(cfg.Observer)
+	}
 	flows, err := detect.NewFlows(detect.FlowConfig{MaxFlows: cfg.MaxFlows, Ports: eng.FlowPorts()})
 	if err != nil {
 		return nil, fmt.Errorf("sensor: %w", err)

@@ -1,22 +1,25 @@
-package main
+// Package report keeps what a run's incidents were, from the alerts and
+// rates a sensor reports to its Observer, and writes them at the end: the
+// summary as JSON (WriteJSON), a table for a terminal (WriteTable) and a
+// self-contained HTML page with a plot of their rates (WriteHTML).
+//
+// A Log is bounded: it keeps a fixed number of incidents and of rate
+// samples per incident, its claim on max_memory (LogTable); what it does
+// is per alert and per second of packet time, never per packet.
+package report
 
 import (
-	"bytes"
 	_ "embed"
-	"errors"
-	"fmt"
 	"html/template"
 	"io"
 	"math"
 	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/echowatch/echowatch/capture"
 	"github.com/echowatch/echowatch/detect"
 )
 
@@ -29,14 +32,14 @@ var reportTemplate string
 
 var reportPage = template.Must(template.New("report").Parse(reportTemplate))
 
-// reportMeta is what the report says about the run besides its incidents.
-type reportMeta struct {
+// Meta is what the page says about the run besides its incidents.
+type Meta struct {
 	Captures []string // the inputs, as given
 	// Start and End are the first and last packet times of the capture,
 	// the plot's time axis; zero values take the incidents' span.
 	Start, End time.Time
-	Sensor     string
-	Version    string
+	Sensor     string    // the sensor's name
+	Version    string    // echowatch's version
 	Generated  time.Time // wall-clock time of writing; zero leaves it out
 	// Dir is the directory the page is written to, which links to the
 	// evidence files are relative to; empty makes them absolute.
@@ -69,18 +72,15 @@ const (
 	maxLabelled           = 60       // numbered on the plot, beyond it only in the table
 )
 
-// writeReport writes a self-contained HTML page: the run, counts by kind,
+// WriteHTML writes a self-contained HTML page: the run, counts by kind,
 // a plot of every incident's packet rate over the capture and the table
 // of incidents. It uses no script, style sheet, font or image from
 // elsewhere, so it reads offline and in a mail attachment.
-func (l *incidentLog) writeReport(w io.Writer, meta reportMeta) error {
+func (l *Log) WriteHTML(w io.Writer, meta Meta) error {
 	incs := l.incidents()
 	v := reportView{
 		Captures: meta.Captures, Sensor: meta.Sensor, Version: meta.Version,
-		Total: len(incs), Dropped: l.droppedIncidents(), MaxIncidents: l.maxIncidents,
-	}
-	if v.Version == "" {
-		v.Version = version
+		Total: len(incs), Dropped: l.Dropped(), MaxIncidents: l.maxIncidents,
 	}
 	if !meta.Generated.IsZero() {
 		v.Generated = meta.Generated.UTC().Format(tableTimeLayout) + " UTC"
@@ -117,8 +117,8 @@ func (l *incidentLog) writeReport(w io.Writer, meta reportMeta) error {
 		v.Rows = append(v.Rows, reportRow{
 			N: i + 1, Kind: s.Kind.String(), Color: kindColor(s.Kind), Key: s.Key,
 			FirstSeen: first.Format(firstLayout), LastSeen: lastText,
-			Duration: formatDuration(s.Duration()), PeakPPS: formatCount(s.PeakPPS), PeakBPS: formatBits(s.PeakBPS),
-			Packets: strconv.FormatUint(s.Packets, 10), Bytes: formatBytes(s.Bytes), Detail: s.detail(),
+			Duration: formatDuration(s.Duration()), PeakPPS: FormatCount(s.PeakPPS), PeakBPS: formatBits(s.PeakBPS),
+			Packets: strconv.FormatUint(s.Packets, 10), Bytes: FormatBytes(s.Bytes), Detail: s.detail(),
 			Direction: s.Direction, Severity: s.Severity, SID: s.SID, Phase: s.Phase.String(), ID: s.ID,
 			Capture: evidenceLink(s.CaptureFile, meta.Dir),
 		})
@@ -130,7 +130,7 @@ func (l *incidentLog) writeReport(w io.Writer, meta reportMeta) error {
 // reportSpan is the plot's time axis: the capture's, widened to every
 // incident (files given out of time order can put one before the first
 // packet of the first file), or the incidents' span alone.
-func reportSpan(incs []incidentSummary, meta reportMeta) (start, end time.Time) {
+func reportSpan(incs []incidentSummary, meta Meta) (start, end time.Time) {
 	start, end = meta.Start, meta.End
 	for i := range incs {
 		s := &incs[i]
@@ -347,7 +347,7 @@ func newPlot(incs []incidentSummary, start, end time.Time) plotView {
 				x1, x2 = (x1+x2)/2-4, (x1+x2)/2+4
 			}
 			line.PeakX1, line.PeakX2, line.PeakY = coord(x1), coord(x2), coord(y(s.PeakPPS))
-			line.PeakTitle = line.Title + ": peak " + formatCount(s.PeakPPS) + " pps"
+			line.PeakTitle = line.Title + ": peak " + FormatCount(s.PeakPPS) + " pps"
 			labelX, labelY = (x1+x2)/2, y(s.PeakPPS)
 		}
 		if p.LabelsShown && len(pts) > 0 {
@@ -442,79 +442,4 @@ func timeTicks(start, end time.Time, x func(time.Time) float64) []plotTick {
 		ticks = append(ticks, plotTick{Pos: coord(x(t)), Label: t.UTC().Format(layout)})
 	}
 	return ticks
-}
-
-// captureStart returns the time of the first frame the run read from its
-// capture files, the start of the report's time axis; zero for a live
-// capture, or when no file had a frame.
-func captureStart(src capture.Source) time.Time {
-	var start time.Time
-	if stats, ok := fileStatsOf(src); ok {
-		for _, st := range stats() {
-			if !st.First.IsZero() && (start.IsZero() || st.First.Before(start)) {
-				start = st.First
-			}
-		}
-	}
-	return start
-}
-
-// writeForensics writes, at the end of a run, what its flags ask for: the
-// --summary JSON document (summaryPath), the --report page (reportPath)
-// and the summary table on table, unless table is nil (stderr is not a
-// terminal). Empty paths are skipped.
-func writeForensics(log *incidentLog, summaryPath, reportPath string, meta reportMeta, table io.Writer) error {
-	var errs []error
-	if summaryPath != "" {
-		var b bytes.Buffer
-		log.writeSummaryJSON(&b)
-		if err := os.WriteFile(summaryPath, b.Bytes(), 0o644); err != nil {
-			errs = append(errs, fmt.Errorf("--summary: %w", err))
-		}
-	}
-	if reportPath != "" {
-		if abs, err := filepath.Abs(reportPath); err == nil {
-			meta.Dir = filepath.Dir(abs)
-		}
-		var b bytes.Buffer
-		if err := log.writeReport(&b, meta); err != nil {
-			errs = append(errs, fmt.Errorf("--report: %w", err))
-		} else if err := os.WriteFile(reportPath, b.Bytes(), 0o644); err != nil {
-			errs = append(errs, fmt.Errorf("--report: %w", err))
-		}
-	}
-	if table != nil {
-		log.writeSummaryTable(table)
-	}
-	return errors.Join(errs...)
-}
-
-// checkCreatable checks at start-up that the --summary and --report files,
-// written at the end of the run, can be written then: a mistake is said
-// before the capture is read rather than after. A file it had to create
-// to find out is removed again.
-func checkCreatable(summaryPath, reportPath string) error {
-	for _, c := range []struct{ flag, path string }{{"--summary", summaryPath}, {"--report", reportPath}} {
-		if c.path == "" {
-			continue
-		}
-		flags := os.O_WRONLY
-		st, err := os.Stat(c.path)
-		switch {
-		case err == nil && !st.Mode().IsRegular():
-			continue // /dev/stdout or a FIFO: opening could block
-		case err != nil && errors.Is(err, os.ErrNotExist):
-			flags |= os.O_CREATE | os.O_EXCL
-		}
-		f, err := os.OpenFile(c.path, flags, 0o644)
-		created := err == nil && flags&os.O_CREATE != 0
-		if err != nil {
-			return fmt.Errorf("%s: %w", c.flag, err)
-		}
-		f.Close()
-		if created {
-			os.Remove(c.path)
-		}
-	}
-	return nil
 }

@@ -1,4 +1,4 @@
-package main
+package report
 
 import (
 	"bytes"
@@ -18,7 +18,7 @@ import (
 	"github.com/echowatch/echowatch/detect"
 )
 
-// Bounds of an incidentLog, whose keys come from packets: a spoofed flood
+// Bounds of a Log, whose keys come from packets: a spoofed flood
 // can open incidents as fast as it can forge them.
 const (
 	// defaultMaxIncidents is the most incidents a log keeps unless
@@ -40,19 +40,22 @@ const (
 	logShare = 4
 )
 
-// incidentLogTable is the log's claim on max_memory: n incidents.
-func incidentLogTable(n *int) detect.TableSize {
+// LogTable is a Log's claim on max_memory: *n incidents, which
+// detect.FitMemory sets when it is 0; a Log made by NewLog(*n) stays
+// within the bytes it claims.
+func LogTable(n *int) detect.TableSize {
 	return detect.TableSize{Setting: "the incident log", Size: n, Bytes: incidentBytes, Share: logShare}
 }
 
-// incidentLog keeps what the end-of-run summary and the HTML report need
-// about every incident of a run: the facts of its latest alert, its peaks
-// and a downsampled timeline of its rates. It is a detect.AlertWriter.
+// Log keeps what the end-of-run summary and the HTML report need about
+// every incident of a run: the facts of its latest alert, its peaks and a
+// downsampled timeline of its rates. It is fed as a sensor.Observer: the
+// engine's alerts (WriteAlert) and its incidents' rates (IncidentRate).
 //
 // Its methods may be called from any goroutine: the engine writes alerts
-// and rate samples on its own, the progress line reads the count on
+// and rate samples on its own, a progress line reads the count on
 // another. Nothing it does is per packet.
-type incidentLog struct {
+type Log struct {
 	maxIncidents int
 	maxPoints    int
 	points       int // samples kept of all incidents together, at most
@@ -63,19 +66,10 @@ type incidentLog struct {
 	dropped uint64            // incidents not kept because of maxIncidents
 }
 
-var _ detect.AlertWriter = (*incidentLog)(nil)
-
-// alertTee hands each alert to several writers in turn: the outputs and
-// an incidentLog.
-type alertTee []detect.AlertWriter
-
-var _ detect.AlertWriter = alertTee(nil)
-
-func (t alertTee) WriteAlert(a *detect.Alert) {
-	for _, w := range t {
-		w.WriteAlert(a)
-	}
-}
+var (
+	_ detect.AlertWriter  = (*Log)(nil)
+	_ detect.RateObserver = (*Log)(nil)
+)
 
 // incidentRecord is what the log keeps about one incident: the facts a
 // summary gives (Rates aside) and the timeline they are taken from. It
@@ -85,21 +79,19 @@ type incidentRecord struct {
 	rates rateSeries
 }
 
-// newIncidentLog returns a log that keeps at most maxIncidents incidents
-// and maxPoints rate samples for each; zero means the default.
-func newIncidentLog(maxIncidents, maxPoints int) *incidentLog {
+// NewLog returns a Log that keeps at most maxIncidents incidents (0 means
+// 10000); later ones are counted (Dropped), not kept.
+func NewLog(maxIncidents int) *Log {
 	if maxIncidents <= 0 {
 		maxIncidents = defaultMaxIncidents
 	}
-	if maxPoints <= 0 {
-		maxPoints = defaultMaxPoints
-	}
-	return &incidentLog{maxIncidents: maxIncidents, maxPoints: max(maxPoints, 2), points: maxIncidents * pointsPerIncident,
+	return &Log{maxIncidents: maxIncidents, maxPoints: defaultMaxPoints, points: maxIncidents * pointsPerIncident,
 		byID: make(map[string]*incidentRecord)}
 }
 
-// WriteAlert records the alert's facts under its incident id.
-func (l *incidentLog) WriteAlert(a *detect.Alert) {
+// WriteAlert implements detect.AlertWriter: it records the alert's facts
+// under its incident id. It copies what it keeps; a is not retained.
+func (l *Log) WriteAlert(a *detect.Alert) {
 	in := &a.Incident
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -147,11 +139,9 @@ func (l *incidentLog) WriteAlert(a *detect.Alert) {
 	l.addPoint(r, ratePoint{t: a.Time, pps: in.PPS, bps: in.BPS})
 }
 
-var _ detect.RateObserver = (*incidentLog)(nil)
-
 // IncidentRate implements detect.RateObserver: the engine's per-second
 // rates of open incidents make the report's timeline.
-func (l *incidentLog) IncidentRate(id string, _ detect.Kind, t time.Time, pps, bps float64) {
+func (l *Log) IncidentRate(id string, _ detect.Kind, t time.Time, pps, bps float64) {
 	l.sample(id, t, pps, bps)
 }
 
@@ -159,7 +149,7 @@ func (l *incidentLog) IncidentRate(id string, _ detect.Kind, t time.Time, pps, b
 // known from its start alert, which comes before its samples; samples of
 // others (not kept, or whose start the alert rate limit holds back) are
 // ignored, so that only alerts make records.
-func (l *incidentLog) sample(id string, t time.Time, pps, bps float64) {
+func (l *Log) sample(id string, t time.Time, pps, bps float64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if r := l.byID[id]; r != nil {
@@ -171,7 +161,7 @@ func (l *incidentLog) sample(id string, t time.Time, pps, bps float64) {
 
 // record returns the incident's record, making it if there is room. It
 // returns nil once the log is full.
-func (l *incidentLog) record(id string, kind detect.Kind) *incidentRecord {
+func (l *Log) record(id string, kind detect.Kind) *incidentRecord {
 	if r := l.byID[id]; r != nil {
 		return r
 	}
@@ -196,25 +186,25 @@ func (l *incidentLog) record(id string, kind detect.Kind) *incidentRecord {
 }
 
 // limit returns the samples an incident may keep now.
-func (l *incidentLog) limit() int {
+func (l *Log) limit() int {
 	return min(l.maxPoints, max(minPoints, l.points/len(l.order)))
 }
 
 // addPoint adds p to r's timeline within the per-incident share of the
 // point budget.
-func (l *incidentLog) addPoint(r *incidentRecord, p ratePoint) {
+func (l *Log) addPoint(r *incidentRecord, p ratePoint) {
 	r.rates.add(p, l.limit())
 }
 
-// count returns the incidents reported so far, kept or not.
-func (l *incidentLog) count() int {
+// Count returns the incidents reported so far, kept or not.
+func (l *Log) Count() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.order) + int(l.dropped)
 }
 
-// droppedIncidents returns how many incidents the bound kept out.
-func (l *incidentLog) droppedIncidents() uint64 {
+// Dropped returns how many incidents the bound kept out.
+func (l *Log) Dropped() uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.dropped
@@ -253,7 +243,7 @@ func (s *incidentSummary) Duration() time.Duration { return s.LastSeen.Sub(s.Fir
 
 // incidents returns a copy of every incident kept, ordered by first seen,
 // then id, so that a replay gives the same output.
-func (l *incidentLog) incidents() []incidentSummary {
+func (l *Log) incidents() []incidentSummary {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := make([]incidentSummary, 0, len(l.order))
@@ -349,17 +339,17 @@ func (s *rateSeries) points() []ratePoint {
 func (s *incidentSummary) detail() string {
 	switch s.Kind {
 	case detect.KindReflection:
-		d := plural(s.Reflectors, "reflector")
+		d := Plural(s.Reflectors, "reflector")
 		if s.Hosts > 0 {
-			d += ", " + plural(s.Hosts, "host") + " hit"
+			d += ", " + Plural(s.Hosts, "host") + " hit"
 		}
 		return d
 	case detect.KindLoop:
 		return "ports " + strconv.Itoa(int(s.Endpoints[0].Port())) + " <-> " + strconv.Itoa(int(s.Endpoints[1].Port()))
 	case detect.KindSpoofedFlood:
-		return "~" + plural(s.Sources, "source")
+		return "~" + Plural(s.Sources, "source")
 	case detect.KindScan:
-		d := plural(s.Targets, "target")
+		d := Plural(s.Targets, "target")
 		if s.Tool != "" {
 			d += ", " + s.Tool
 		}
@@ -370,7 +360,9 @@ func (s *incidentSummary) detail() string {
 	return ""
 }
 
-func plural(n int, word string) string {
+// Plural is "1 incident", "2 incidents": n and word, in the plural
+// unless n is 1.
+func Plural(n int, word string) string {
 	if n == 1 {
 		return "1 " + word
 	}
@@ -384,11 +376,11 @@ const (
 	tableTimeOfDay  = "15:04:05.000"
 )
 
-// writeSummaryTable writes the incidents as an aligned table for a
-// terminal, then a line of counts by kind.
-func (l *incidentLog) writeSummaryTable(w io.Writer) error {
+// WriteTable writes the incidents as an aligned table for a terminal, then
+// a line of counts by kind, and one that says how many were not kept.
+func (l *Log) WriteTable(w io.Writer) error {
 	incs := l.incidents()
-	dropped := l.droppedIncidents()
+	dropped := l.Dropped()
 	var b bytes.Buffer
 	if len(incs) > 0 {
 		rows := [][]string{{"KIND", "KEY", "FIRST SEEN (UTC)", "LAST SEEN", "DURATION",
@@ -403,8 +395,8 @@ func (l *incidentLog) writeSummaryTable(w io.Writer) error {
 			}
 			rows = append(rows, []string{
 				s.Kind.String(), printable(s.Key), first.Format(tableTimeLayout), lastText,
-				formatDuration(s.Duration()), formatCount(s.PeakPPS), formatBits(s.PeakBPS),
-				strconv.FormatUint(s.Packets, 10), formatBytes(s.Bytes), printable(s.detail()),
+				formatDuration(s.Duration()), FormatCount(s.PeakPPS), formatBits(s.PeakBPS),
+				strconv.FormatUint(s.Packets, 10), FormatBytes(s.Bytes), printable(s.detail()),
 			})
 		}
 		// Numbers align right, text left.
@@ -427,7 +419,7 @@ func countLine(incs []incidentSummary) string {
 			n[incs[i].Kind]++
 		}
 	}
-	line := plural(len(incs), "incident")
+	line := Plural(len(incs), "incident")
 	sep := ": "
 	for k, c := range n {
 		if c > 0 {
@@ -515,6 +507,9 @@ type summaryEntry struct {
 // eveTime marshals as EVE writes times: microseconds, UTC, "+0000".
 type eveTime time.Time
 
+// eveTimeLayout is Suricata's timestamp layout; times are written in UTC.
+const eveTimeLayout = "2006-01-02T15:04:05.000000-0700"
+
 func (t eveTime) MarshalJSON() ([]byte, error) {
 	b := append([]byte{'"'}, time.Time(t).UTC().Format(eveTimeLayout)...)
 	return append(b, '"'), nil
@@ -536,9 +531,9 @@ func (d jsonSeconds) MarshalJSON() ([]byte, error) {
 	return strconv.AppendFloat(nil, s, 'f', -1, 64), nil
 }
 
-// writeSummaryJSON writes the incidents as one JSON array, ordered as the
-// table, for --summary FILE.
-func (l *incidentLog) writeSummaryJSON(w io.Writer) error {
+// WriteJSON writes the incidents as one JSON array, ordered as the table:
+// the --summary document.
+func (l *Log) WriteJSON(w io.Writer) error {
 	incs := l.incidents()
 	entries := make([]summaryEntry, len(incs))
 	for i := range incs {
@@ -576,9 +571,9 @@ func (l *incidentLog) writeSummaryJSON(w io.Writer) error {
 	return err
 }
 
-// formatCount writes a rate with one decimal, and an SI prefix from ten
+// FormatCount writes a rate with one decimal, and an SI prefix from ten
 // thousand up: "150.2", "9999.9", "12.3k", "4.1M".
-func formatCount(v float64) string {
+func FormatCount(v float64) string {
 	v = finite(v)
 	if v < 9999.95 {
 		return strconv.FormatFloat(v, 'f', 1, 64)
@@ -593,8 +588,8 @@ func formatBits(v float64) string {
 	return strconv.FormatFloat(v, 'f', 1, 64) + " " + prefix + "bit/s"
 }
 
-// formatBytes writes a byte count: "812 B", "166.5 kB".
-func formatBytes(n uint64) string {
+// FormatBytes writes a byte count: "812 B", "166.5 kB".
+func FormatBytes(n uint64) string {
 	if n < 1000 {
 		return strconv.FormatUint(n, 10) + " B"
 	}

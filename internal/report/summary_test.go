@@ -1,10 +1,11 @@
-package main
+package report
 
 import (
 	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"reflect"
 	"runtime"
 	"slices"
@@ -34,7 +35,7 @@ func mustSig(t *testing.T, sid uint32) *detect.Signature {
 // writeSynthetic feeds log the alerts of two incidents, a reflection
 // (start, update, end, with rate samples between) and a loop (start, end),
 // then a scan. Like the engine, it reuses one Alert for every call.
-func writeSynthetic(t *testing.T, log *incidentLog) {
+func writeSynthetic(t *testing.T, log *Log) {
 	t.Helper()
 	var a detect.Alert
 	refl := func(phase detect.Phase, when time.Duration, last time.Duration, packets uint64, pps, peak float64, reflectors int) {
@@ -78,7 +79,7 @@ func writeSynthetic(t *testing.T, log *incidentLog) {
 }
 
 func TestSummaryCollector(t *testing.T) {
-	log := newIncidentLog(2, 0)
+	log := NewLog(2)
 	writeSynthetic(t, log)
 	// A third incident finds the log full: it is counted, not kept, and
 	// so are its later alerts, once.
@@ -91,10 +92,10 @@ func TestSummaryCollector(t *testing.T) {
 	log.WriteAlert(&scan)
 	log.IncidentRate("c7f2a4e54a64ced0", detect.KindScan, at(91*time.Second), 1, 1)
 
-	if got := log.droppedIncidents(); got != 1 {
+	if got := log.Dropped(); got != 1 {
 		t.Errorf("dropped %d incidents, want 1", got)
 	}
-	if got := log.count(); got != 3 {
+	if got := log.Count(); got != 3 {
 		t.Errorf("count() = %d, want 3 (two kept, one dropped)", got)
 	}
 	incs := log.incidents()
@@ -162,7 +163,7 @@ func TestSummaryRateSeries(t *testing.T) {
 
 // TestSummaryPointBudget checks that many incidents share the point budget.
 func TestSummaryPointBudget(t *testing.T) {
-	log := newIncidentLog(defaultMaxIncidents, 0)
+	log := NewLog(defaultMaxIncidents)
 	var a detect.Alert
 	a.Signature = mustSig(t, detect.SIDSpoofedFlood)
 	for i := range defaultMaxIncidents {
@@ -188,7 +189,7 @@ func TestSummaryPointBudget(t *testing.T) {
 }
 
 func TestSummaryTable(t *testing.T) {
-	log := newIncidentLog(2, 0)
+	log := NewLog(2)
 	writeSynthetic(t, log)
 	var a detect.Alert
 	a.Signature = mustSig(t, detect.SIDScanUDP)
@@ -196,7 +197,7 @@ func TestSummaryTable(t *testing.T) {
 	log.WriteAlert(&a) // dropped: the log keeps two
 
 	var b bytes.Buffer
-	if err := log.writeSummaryTable(&b); err != nil {
+	if err := log.WriteTable(&b); err != nil {
 		t.Fatal(err)
 	}
 	want := "" +
@@ -210,14 +211,14 @@ func TestSummaryTable(t *testing.T) {
 	}
 
 	b.Reset()
-	newIncidentLog(0, 0).writeSummaryTable(&b)
+	NewLog(0).WriteTable(&b)
 	if got := b.String(); got != "0 incidents\n" {
 		t.Errorf("empty table %q", got)
 	}
 }
 
 func TestSummaryJSON(t *testing.T) {
-	log := newIncidentLog(0, 0)
+	log := NewLog(0)
 	writeSynthetic(t, log)
 	a := detect.Alert{Time: at(90 * time.Second), Src: netip.MustParseAddrPort("203.0.113.200:47295"),
 		Proto: capture.ProtoUDP, Signature: mustSig(t, detect.SIDScanUDP), Severity: 3,
@@ -234,7 +235,7 @@ func TestSummaryJSON(t *testing.T) {
 	log.WriteAlert(&a)
 
 	var b bytes.Buffer
-	if err := log.writeSummaryJSON(&b); err != nil {
+	if err := log.WriteJSON(&b); err != nil {
 		t.Fatal(err)
 	}
 	want := `[
@@ -325,7 +326,7 @@ func TestSummaryJSON(t *testing.T) {
 	}
 
 	b.Reset()
-	newIncidentLog(0, 0).writeSummaryJSON(&b)
+	NewLog(0).WriteJSON(&b)
 	if got := b.String(); got != "[]\n" {
 		t.Errorf("empty summary %q, want an empty array", got)
 	}
@@ -335,17 +336,17 @@ func TestSummaryFormats(t *testing.T) {
 	for _, c := range []struct {
 		got, want string
 	}{
-		{formatCount(0), "0.0"},
-		{formatCount(150.24), "150.2"},
-		{formatCount(9999.9), "9999.9"},
-		{formatCount(12345), "12.3k"},
-		{formatCount(999960), "1.0M"},
+		{FormatCount(0), "0.0"},
+		{FormatCount(150.24), "150.2"},
+		{FormatCount(9999.9), "9999.9"},
+		{FormatCount(12345), "12.3k"},
+		{FormatCount(999960), "1.0M"},
 		{formatBits(0), "0.0 bit/s"},
 		{formatBits(88918.4), "88.9 kbit/s"},
 		{formatBits(1e10), "10.0 Gbit/s"},
-		{formatBytes(812), "812 B"},
-		{formatBytes(166500), "166.5 kB"},
-		{formatBytes(1 << 30), "1.1 GB"},
+		{FormatBytes(812), "812 B"},
+		{FormatBytes(166500), "166.5 kB"},
+		{FormatBytes(1 << 30), "1.1 GB"},
 		{formatDuration(479 * time.Millisecond), "0.4s"},
 		{formatDuration(15425 * time.Millisecond), "15.4s"},
 		{formatDuration(123 * time.Second), "2m03s"},
@@ -359,44 +360,53 @@ func TestSummaryFormats(t *testing.T) {
 	}
 }
 
-// demoLog runs the demo capture through the sensor, with an incidentLog
-// as the engine's AlertWriter and rate observer, as main does for --summary
-// and --report; first and last are the run's first and latest frame times.
-func demoLog(t *testing.T) (log *incidentLog, first, last time.Time) {
+// demoLog runs the demo capture through the sensor with a Log as its
+// Observer, as main does for --summary and --report; first and last are
+// the capture's first and latest frame times.
+func demoLog(t *testing.T) (log *Log, first, last time.Time) {
 	t.Helper()
-	cfg := defaultConfig()
-	cfg.Read = []string{pcap("demo.pcap")}
-	log = newIncidentLog(0, 0)
-	engine, err := detect.New(cfg.Config, log)
+	path := filepath.Join("..", "..", "pcaps", "demo.pcap")
+	src, err := capture.OpenFiles([]string{path}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine.ObserveRates(log)
-	srcs, err := openSources(cfg, nil)
+	defer src.Close()
+	var f capture.Frame
+	if err := src.ReadFrame(&f); err != nil {
+		t.Fatal(err)
+	}
+	first = f.Timestamp
+	src.Close()
+
+	log = NewLog(0)
+	sc := sensor.Config{Workers: 1, Observer: log}
+	engine, err := detect.New(detect.DefaultConfig(), sc.Alerts(discard{}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeAll(srcs)
-	sc, err := cfg.sensorConfig()
-	if err != nil {
+	if src, err = capture.OpenFiles([]string{path}, nil); err != nil {
 		t.Fatal(err)
 	}
-	s, err := sensor.New(sc, srcs, engine)
+	s, err := sensor.New(sc, []capture.Source{src}, engine)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return log, captureStart(srcs[0]), s.Stats().Last
+	return log, first, s.Stats().Last
 }
+
+type discard struct{}
+
+func (discard) WriteAlert(*detect.Alert) {}
 
 // TestSummaryDemo checks the summary of a real run against the alerts
 // echowatch prints for the same capture.
 func TestSummaryDemo(t *testing.T) {
 	log, _, _ := demoLog(t)
 	var b bytes.Buffer
-	log.writeSummaryTable(&b)
+	log.WriteTable(&b)
 	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
 	if len(lines) != 6 || lines[5] != "4 incidents: 1 reflection, 1 loop, 1 scan, 1 exposed" {
 		t.Fatalf("demo summary:\n%s", b.String())
@@ -410,16 +420,6 @@ func TestSummaryDemo(t *testing.T) {
 		if !strings.Contains(b.String(), s) {
 			t.Errorf("demo summary lacks %q:\n%s", s, b.String())
 		}
-	}
-}
-
-func TestSummaryTee(t *testing.T) {
-	a, b := newIncidentLog(0, 0), newIncidentLog(0, 0)
-	al := detect.Alert{Signature: mustSig(t, detect.SIDScanTCP),
-		Incident: detect.Incident{ID: "c7f2a4e54a64ced0", Kind: detect.KindScan, Phase: detect.PhaseStart}}
-	alertTee{a, b}.WriteAlert(&al)
-	if na, nb := a.count(), b.count(); na != 1 || nb != 1 {
-		t.Errorf("tee gave %d and %d incidents, want 1 each", na, nb)
 	}
 }
 
@@ -438,7 +438,7 @@ func TestIncidentLogCost(t *testing.T) {
 		return int64(m.HeapAlloc)
 	}
 	before := heap()
-	log := newIncidentLog(n, 0)
+	log := NewLog(n)
 	var a detect.Alert
 	a.Signature = mustSig(t, detect.SIDLoop)
 	for i := range n {
