@@ -38,7 +38,18 @@ func generate() ([]outFile, error) {
 		if err != nil {
 			return err
 		}
-		files = append(files, outFile{path: p, data: data, packets: n})
+		if len(s.tap) > 0 {
+			a, b, na, nb, err := tapOutputs(data, s.tap)
+			if err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+			dir := path.Dir(p)
+			files = append(files, outFile{path: dir + "/capture-a.pcap", data: a, packets: na},
+				outFile{path: dir + "/capture-b.pcap", data: b, packets: nb})
+			p = dir + "/capture-{a,b}.pcap"
+		} else {
+			files = append(files, outFile{path: p, data: data, packets: n})
+		}
 		if c := s.config(); c != nil {
 			files = append(files, outFile{path: path.Join(path.Dir(p), "config.yaml"), data: c})
 		}
@@ -142,8 +153,9 @@ cmd/pcapgen, not here).
 
 ## Layout
 
-- ` + "`<case>/capture.pcap`" + `: one detection case (issue 3). ` + "`<case>/alerts.json`" + ` holds
-  its golden alerts (empty for the benign cases, but for the one exposed finding
+- ` + "`<case>/capture.pcap`" + `: one detection case (issue 3); a case in several files
+  (` + "`capture-a.pcap`" + `, ` + "`capture-b.pcap`" + `) is read as one timeline merged by
+  time. ` + "`<case>/alerts.json`" + ` holds its golden alerts (empty for the benign cases, but for the one exposed finding
   of benign-echo-monitor) and is written by the detection
   tests' ` + "`-update`" + ` flag, not by pcapgen. ` + "`<case>/config.yaml`" + `, where present, is
   written by pcapgen and sets what the case needs (its ` + "`home_net`" + `, a VXLAN
