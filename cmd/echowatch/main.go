@@ -83,7 +83,7 @@ func isTerminal(w io.Writer) bool {
 // interface (one source per worker).
 func openSources(cfg config, stdin io.Reader) ([]capture.Source, error) {
 	if len(cfg.Read) > 0 {
-		src, err := capture.OpenFiles(cfg.Read, stdin)
+		src, err := openFiles(cfg.Read, stdin)
 		if err != nil {
 			return nil, err
 		}
@@ -114,6 +114,22 @@ func openSources(cfg config, stdin io.Reader) ([]capture.Source, error) {
 		return nil, err
 	}
 	return []capture.Source{h}, nil
+}
+
+// openFiles opens the capture files to read: one as a FileSource, which
+// several workers can split; several as one timeline merged in time order.
+func openFiles(paths []string, stdin io.Reader) (capture.Source, error) {
+	var src capture.Source
+	var err error
+	if len(paths) == 1 {
+		src, err = capture.OpenFiles(paths, stdin)
+	} else {
+		src, err = capture.MergeFiles(paths, stdin)
+	}
+	if err != nil {
+		return nil, err // not src: a nil pointer in an interface
+	}
+	return src, nil
 }
 
 // sense wires the sensor (sources → workers → detection → outputs) and

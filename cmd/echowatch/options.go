@@ -235,8 +235,8 @@ Alerts are Suricata-compatible EVE JSON, one per line.
 
 Input:
   -r FILE                  read a pcap or pcapng capture (gzip-compressed is
-                           fine); repeat for several files read as one
-                           timeline; - reads standard input
+                           fine); repeat for several files merged into one
+                           timeline by time; - reads standard input
   -i IFACE                 capture live on IFACE
       --capture MODE       live capture method: pcap (libpcap, default) or
                            afpacket (Linux TPACKET_V3 ring with fanout)

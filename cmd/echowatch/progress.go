@@ -178,38 +178,28 @@ func formatClock(d time.Duration) string {
 
 // fileProgress returns the counters of the progress line for an offline
 // run, from the FileStats of its source: how far into each file the frames
-// read reach, against the sizes on disk. A gzip-compressed input is read
-// in bytes that its size on disk does not measure, and a pipe has no size:
-// with any such input the total is unknown (0) and the bytes are those of
-// the packets read.
+// read reach, against the sizes on disk; several files are read side by
+// side, merged by time, so each counts its own position. A gzip-compressed
+// input is read in bytes that its size on disk does not measure, and a
+// pipe has no size: with any such input the total is unknown (0) and the
+// bytes are those of the packets read.
 func fileProgress(stats func() []capture.FileStats) func() (bytesRead, bytesTotal, packets uint64) {
 	return func() (bytesRead, bytesTotal, packets uint64) {
-		st := stats()
 		var captured uint64
 		sized := true
-		cur := -1 // the input being read: the last one reached
-		for i, s := range st {
+		for _, s := range stats() {
 			packets += s.Frames
 			captured += s.Bytes
 			bytesTotal += s.Size
 			sized = sized && s.Size > 0
-			if s.Frames > 0 || s.Err != nil {
-				cur = i
+			pos := s.Offset
+			if s.Err != nil {
+				pos = s.Size // given up on
 			}
+			bytesRead += min(pos, s.Size)
 		}
 		if !sized {
 			return captured, 0, packets
-		}
-		for i := 0; i < cur; i++ {
-			bytesRead += st[i].Size // read to its end, or given up on
-		}
-		if cur >= 0 {
-			s := st[cur]
-			pos := s.Size
-			if s.Err == nil {
-				pos = s.Offset
-			}
-			bytesRead += min(pos, s.Size)
 		}
 		return bytesRead, bytesTotal, packets
 	}

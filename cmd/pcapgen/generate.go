@@ -38,7 +38,18 @@ func generate() ([]outFile, error) {
 		if err != nil {
 			return err
 		}
-		files = append(files, outFile{path: p, data: data, packets: n})
+		if len(s.tap) > 0 {
+			a, b, na, nb, err := tapOutputs(data, s.tap)
+			if err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+			dir := path.Dir(p)
+			files = append(files, outFile{path: dir + "/capture-a.pcap", data: a, packets: na},
+				outFile{path: dir + "/capture-b.pcap", data: b, packets: nb})
+			p = dir + "/capture-{a,b}.pcap"
+		} else {
+			files = append(files, outFile{path: p, data: data, packets: n})
+		}
 		if c := s.config(); c != nil {
 			files = append(files, outFile{path: path.Join(path.Dir(p), "config.yaml"), data: c})
 		}
@@ -142,7 +153,9 @@ cmd/pcapgen, not here).
 
 ## Layout
 
-- ` + "`<case>/capture.pcap`" + `: one detection case. ` + "`<case>/alerts.json`" + ` holds its
+- ` + "`<case>/capture.pcap`" + `: one detection case; a case in several files
+  (` + "`capture-a.pcap`" + `, ` + "`capture-b.pcap`" + `) is read as one timeline merged by
+  time. ` + "`<case>/alerts.json`" + ` holds its
   golden alerts, the exact EVE lines expected (empty for the benign cases but
   benign-echo-monitor, whose one exposed finding it holds). The golden test in
   internal/sensor runs the sensor on every case with one worker and with three

@@ -35,6 +35,11 @@ func loopEchoChargenVLAN(t *trace) {
 	lookups(t, localClient, localResolver, vlan, 0, tailTo)
 }
 
+func loopTap(t *trace) {
+	echoChargenLoop(t, v4(198, 51, 100, 7), v4(198, 51, 100, 19), 0, 200, attackFrom, attackTo)
+	lookups(t, localClient, localResolver, 0, 0, tailTo)
+}
+
 func loopEchoEchoIPv6(t *trace) {
 	echoEchoLoop(t, ap(v6("2001:db8:100::", 7), 7), ap(v6("2001:db8:200::", 7), 7), attackFrom, attackTo)
 	lookups(t, v6("2001:db8:100::", 0x100), v6("2001:db8:100::", 0x53), 0, 0, tailTo)

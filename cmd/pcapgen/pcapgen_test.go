@@ -346,6 +346,11 @@ func TestCasesCrossThresholds(t *testing.T) {
 				below(t, "replies to one host in 5 s", most(p, from(7, v4(198, 51, 100, byte(h+1)).String()), count), 50*pps/10)
 			}
 		},
+		"tap-two-outputs": func(t *testing.T, p []decoded) {
+			e, c := netip.MustParseAddrPort("198.51.100.7:7"), netip.MustParseAddrPort("198.51.100.19:19")
+			atLeast(t, "echo to chargen in 5 s", most(p, between(e, c), count), 5*199)
+			atLeast(t, "chargen to echo in 5 s", most(p, between(c, e), count), 5*199)
+		},
 		"loop-echo-chargen-vlan": func(t *testing.T, p []decoded) {
 			e, c := netip.MustParseAddrPort("198.51.100.7:7"), netip.MustParseAddrPort("198.51.100.19:19")
 			atLeast(t, "echo to chargen in 5 s", most(p, between(e, c), count), 5*10)

@@ -21,7 +21,11 @@ type scenario struct {
 	settings string
 	// snaplen cuts frames like tcpdump -s; 0 keeps them whole.
 	snaplen uint32
-	build   func(t *trace)
+	// tap, when set, makes the case a passive tap's two outputs, read
+	// together: capture-a.pcap holds the frames these hosts send,
+	// capture-b.pcap the others.
+	tap   []netip.Addr
+	build func(t *trace)
 }
 
 // The timeline of the cases with a lifecycle: the attack runs from
@@ -106,6 +110,18 @@ return the same 40 bytes to each other, 20 packets/s each way, until 22 s. IPv6
 DNS lookups go on. Expect one loop incident between the two endpoints: start,
 update, end.`,
 			build: loopEchoEchoIPv6,
+		},
+		{
+			name:    "tap-two-outputs",
+			snaplen: 96,
+			tap:     []netip.Addr{v4(198, 51, 100, 7), localClient},
+			about: `The two outputs of a passive tap, one file per direction, read together: an
+echo-chargen loop between 198.51.100.7:7 and 198.51.100.19:19 at 200
+packets/s each way from 2 s to 22 s, and DNS lookups from 198.51.100.100.
+capture-a.pcap holds what 198.51.100.7 and 198.51.100.100 send, capture-b.pcap
+the rest; frames are cut at 96 bytes. Expect one loop incident with 200 / 200
+pps each way: start, update, end, as from one capture of both directions.`,
+			build: loopTap,
 		},
 		{
 			name: "random-source-flood",

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +25,8 @@ var update = flag.Bool("update", false, "rewrite the golden alerts of pcaps/*/al
 // its goroutine; three decode in parallel and one stage detects.
 var goldenWorkers = []int{1, 3}
 
-// TestGolden runs every case of pcaps/ (a folder with capture.pcap, an
+// TestGolden runs every case of pcaps/ (a folder with capture.pcap, or
+// capture-a.pcap, capture-b.pcap... read merged by time, an
 // optional config.yaml over the default config, and alerts.json) through
 // the sensor with one worker and with three, and compares the EVE lines
 // with alerts.json byte for byte. Benign cases have an empty alerts.json,
@@ -60,13 +62,15 @@ func TestGolden(t *testing.T) {
 // failure: a harness that finds nothing tests nothing.
 func goldenCases(t *testing.T) []string {
 	t.Helper()
-	captures, err := filepath.Glob(filepath.Join("..", "..", "pcaps", "*", "capture.pcap"))
+	captures, err := filepath.Glob(filepath.Join("..", "..", "pcaps", "*", "capture*.pcap"))
 	if err != nil || len(captures) == 0 {
-		t.Fatalf("no case under ../../pcaps/*/capture.pcap (%v): run go run ./cmd/pcapgen", err)
+		t.Fatalf("no case under ../../pcaps/*/capture*.pcap (%v): run go run ./cmd/pcapgen", err)
 	}
-	dirs := make([]string, len(captures))
-	for i, c := range captures {
-		dirs[i] = filepath.Dir(c)
+	var dirs []string
+	for _, c := range captures {
+		if d := filepath.Dir(c); !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
 	}
 	return dirs
 }
@@ -139,14 +143,10 @@ func (r replay) run(t *testing.T) []byte {
 	if r.evidence != nil {
 		eng.KeepEvidence(r.evidence)
 	}
-	file, err := capture.OpenFiles([]string{filepath.Join(r.dir, "capture.pcap")}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer file.Close()
-	var src capture.Source = file
+	src := r.open(t)
+	defer src.Close()
 	if r.wrap != nil {
-		src = &wrapped{Source: file, wrap: r.wrap}
+		src = &wrapped{Source: src, wrap: r.wrap}
 	}
 	s, err := New(sc, []capture.Source{src}, eng)
 	if err != nil {
@@ -159,6 +159,29 @@ func (r replay) run(t *testing.T) []byte {
 		t.Fatalf("warnings: %v", ws)
 	}
 	return lines.Bytes()
+}
+
+// open opens the case's capture: capture.pcap, or the files of a case in
+// several (capture-a.pcap, capture-b.pcap, ...) merged by time, as
+// echowatch reads several -r files.
+func (r replay) open(t *testing.T) capture.Source {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(r.dir, "capture*.pcap"))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no capture in %s (%v)", r.dir, err)
+	}
+	if len(paths) == 1 {
+		file, err := capture.OpenFiles(paths, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return file
+	}
+	merged, err := capture.MergeFiles(paths, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return merged
 }
 
 // wrapped is a Source whose frames pass through wrap.
