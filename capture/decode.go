@@ -7,6 +7,7 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"golang.org/x/sys/cpu"
 )
 
 // Decoder fills Packet values from frames. Link layers and
@@ -15,7 +16,10 @@ import (
 // DecodingLayerParser. It allocates nothing per frame. A Decoder belongs
 // to one goroutine.
 type Decoder struct {
-	_    cacheLinePad
+	// The pads keep a Decoder, written for every frame, off the cache
+	// lines of its neighbour on the heap: the Decoders of two workers,
+	// made one after the other, would otherwise make each other miss.
+	_    cpu.CacheLinePad
 	sll  sllLayer
 	sll2 sll2Layer
 	loop loopLayer
@@ -54,14 +58,8 @@ type Decoder struct {
 	noPeek bool // tests: every packet takes peek's slow way
 
 	stats DecodeStats
-	_     cacheLinePad
+	_     cpu.CacheLinePad
 }
-
-// cacheLinePad pads a struct that its goroutine writes for every packet,
-// so that it shares no cache line with a neighbour on the heap that
-// another core writes: the Decoders of two workers, made one after the
-// other, would otherwise sit side by side and make each other miss.
-type cacheLinePad [64]byte
 
 // NewDecoder returns a Decoder ready for frames of any supported link
 // type, with the zero DecoderConfig.
