@@ -85,6 +85,30 @@ type TunnelStats struct {
 	OtherPort uint64
 }
 
+// Add adds o's counters to s, as for the decoders of several workers.
+func (s *DecodeStats) Add(o DecodeStats) {
+	s.Frames += o.Frames
+	s.Decoded += o.Decoded
+	for i, n := range o.Dropped {
+		s.Dropped[i] += n
+	}
+	s.Truncated += o.Truncated
+	s.Fragments += o.Fragments
+	s.FragmentsMatched += o.FragmentsMatched
+	s.FragmentsEvicted += o.FragmentsEvicted
+	for i, t := range o.Tunnels {
+		s.Tunnels[i].add(t)
+	}
+}
+
+func (s *TunnelStats) add(o TunnelStats) {
+	s.Decoded += o.Decoded
+	s.Malformed += o.Malformed
+	s.UnknownPayload += o.UnknownPayload
+	s.NotTunnel += o.NotTunnel
+	s.OtherPort += o.OtherPort
+}
+
 // DropReasons lists the reasons in the order of DecodeStats.Dropped.
 func DropReasons() []DropReason {
 	rs := make([]DropReason, 0, numDropReasons-1)
