@@ -17,64 +17,12 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/echowatch/echowatch/capture"
+	"github.com/echowatch/echowatch/internal/pcaptest"
 )
 
-// ngBuilder writes pcapng blocks by hand, little-endian, so that a test can
-// damage any field and know every block's offset.
-type ngBuilder struct {
-	t      testing.TB
-	b      []byte
-	blocks []int // the offset of each block written
-}
-
-// block appends a block of type typ around body (padded to 4 bytes), with
-// its length at both ends.
-func (w *ngBuilder) block(typ uint32, body []byte) *ngBuilder {
-	le := binary.LittleEndian
-	body = append(slices.Clone(body), make([]byte, (4-len(body)%4)%4)...)
-	w.blocks = append(w.blocks, len(w.b))
-	w.b = le.AppendUint32(w.b, typ)
-	w.b = le.AppendUint32(w.b, uint32(12+len(body)))
-	w.b = append(w.b, body...)
-	w.b = le.AppendUint32(w.b, uint32(12+len(body)))
-	return w
-}
-
-// shb appends a section header block (28 bytes): version 1.0, no options.
-func (w *ngBuilder) shb() *ngBuilder {
-	return w.block(0x0a0d0d0a, hexBytes(w.t, `
-		4d 3c 2b 1a              // byte-order magic
-		01 00 00 00              // version 1.0
-		ff ff ff ff ff ff ff ff  // section length: unknown`))
-}
-
-// idb appends an interface description block (20 bytes): microsecond
-// timestamps (the default), snap length 262144.
-func (w *ngBuilder) idb(lt layers.LinkType) *ngBuilder {
-	b := binary.LittleEndian.AppendUint16(nil, uint16(lt))
-	return w.block(1, append(b, hexBytes(w.t, `
-		00 00        // reserved
-		00 00 04 00  // snap length 262144`)...))
-}
-
-// epb appends an enhanced packet block (32 bytes and the data, padded) on
-// interface iface, at us microseconds past the epoch of ngTime.
-func (w *ngBuilder) epb(iface uint32, us uint64, data []byte) *ngBuilder {
-	le := binary.LittleEndian
-	us += uint64(ngTime.UnixMicro())
-	b := le.AppendUint32(nil, iface)
-	b = le.AppendUint32(b, uint32(us>>32))
-	b = le.AppendUint32(b, uint32(us))
-	b = le.AppendUint32(b, uint32(len(data))) // captured length
-	b = le.AppendUint32(b, uint32(len(data))) // wire length
-	return w.block(6, append(b, data...))
-}
-
-var ngTime = time.Date(2024, 5, 6, 12, 53, 20, 0, time.UTC)
-
-// ngFrame renders the frame an epb of ngBuilder gives.
+// ngFrame renders the frame that NgBlocks.EPB writes.
 func ngFrame(iface int, lt layers.LinkType, us int64, data []byte) string {
-	f := capture.Frame{Data: data, Timestamp: ngTime.Add(time.Duration(us) * time.Microsecond),
+	f := capture.Frame{Data: data, Timestamp: pcaptest.NgTime.Add(time.Duration(us) * time.Microsecond),
 		CaptureLength: len(data), Length: len(data), LinkType: lt, Interface: iface}
 	return render(&f)
 }
@@ -93,18 +41,18 @@ func put(b []byte, off int, v uint32) []byte {
 func TestNgDamagedBlock(t *testing.T) {
 	eth := layers.LinkTypeEthernet
 	data := func(i int) []byte { return bytes.Repeat([]byte{0xe0 + byte(i)}, 4+i) }
-	w := ngBuilder{t: t}
-	w.shb().idb(eth) // blocks 0, 1
+	w := pcaptest.NgBlocks{T: t}
+	w.SHB().IDB(eth) // blocks 0, 1
 	for i := range 6 {
-		w.epb(0, uint64(i)*1000, data(i)) // blocks 2..7
+		w.EPB(0, uint64(i)*1000, data(i)) // blocks 2..7
 	}
-	good := w.b
-	at := func(blk int) int { return w.blocks[blk] }
+	good := w.B
+	at := func(blk int) int { return w.Blocks[blk] }
 	size := func(blk int) int {
-		if blk+1 < len(w.blocks) {
-			return w.blocks[blk+1] - w.blocks[blk]
+		if blk+1 < len(w.Blocks) {
+			return w.Blocks[blk+1] - w.Blocks[blk]
 		}
-		return len(good) - w.blocks[blk]
+		return len(good) - w.Blocks[blk]
 	}
 	frame := func(i int) string { return ngFrame(0, eth, int64(i)*1000, data(i)) }
 	frames := func(is ...int) []string {
@@ -180,9 +128,9 @@ func TestNgDamagedBlock(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			bad := writeFile(t, dir, "bad.pcapng", tc.data)
-			gz := writeFile(t, dir, "bad.pcapng.gz", gzipBytes(t, tc.data))
-			next := writeFile(t, dir, "next.pcapng", good)
+			bad := pcaptest.WriteFile(t, dir, "bad.pcapng", tc.data)
+			gz := pcaptest.WriteFile(t, dir, "bad.pcapng.gz", pcaptest.Gzip(t, tc.data))
+			next := pcaptest.WriteFile(t, dir, "next.pcapng", good)
 			for _, in := range []struct {
 				path, name string
 				stdin      io.Reader
@@ -216,10 +164,10 @@ func TestNgLinkTypes(t *testing.T) {
 	user := layers.LinkType(147)
 	eth := layers.LinkTypeEthernet
 	dir := t.TempDir()
-	one, two, mixed := ngBuilder{t: t}, ngBuilder{t: t}, ngBuilder{t: t}
-	one.shb().idb(user).epb(0, 0, []byte{1, 2, 3, 4}).epb(0, 1, []byte{5, 6, 7, 8})
-	two.shb().idb(user).idb(radio).epb(0, 0, []byte{1}).epb(1, 1, []byte{2})
-	mixed.shb().idb(radio).idb(eth).epb(0, 0, []byte{1}).epb(1, 1, []byte{2}).epb(0, 2, []byte{3})
+	one, two, mixed := pcaptest.NgBlocks{T: t}, pcaptest.NgBlocks{T: t}, pcaptest.NgBlocks{T: t}
+	one.SHB().IDB(user).EPB(0, 0, []byte{1, 2, 3, 4}).EPB(0, 1, []byte{5, 6, 7, 8})
+	two.SHB().IDB(user).IDB(radio).EPB(0, 0, []byte{1}).EPB(1, 1, []byte{2})
+	mixed.SHB().IDB(radio).IDB(eth).EPB(0, 0, []byte{1}).EPB(1, 1, []byte{2}).EPB(0, 2, []byte{3})
 	const decodes = ": echowatch decodes Ethernet, Linux cooked (SLL, SLL2), raw IP and BSD loopback"
 	for _, tc := range []struct {
 		name     string
@@ -229,15 +177,15 @@ func TestNgLinkTypes(t *testing.T) {
 		undec    uint64
 		undecLTs []layers.LinkType
 	}{
-		{"one interface, link type 147", one.b, []string{
+		{"one interface, link type 147", one.B, []string{
 			ngFrame(0, user, 0, []byte{1, 2, 3, 4}), ngFrame(0, user, 1, []byte{5, 6, 7, 8}),
 			"error: capture: read DIR/one.pcapng: unsupported link type 147" + decodes,
 		}, "capture: read DIR/one.pcapng: unsupported link type 147" + decodes, 2, []layers.LinkType{user}},
-		{"two interfaces, neither decoded", two.b, []string{
+		{"two interfaces, neither decoded", two.B, []string{
 			ngFrame(0, user, 0, []byte{1}), ngFrame(1, radio, 1, []byte{2}),
 			"error: capture: read DIR/two.pcapng: unsupported link types 147, 127 (RadioTap)" + decodes,
 		}, "capture: read DIR/two.pcapng: unsupported link types 147, 127 (RadioTap)" + decodes, 2, []layers.LinkType{user, radio}},
-		{"radiotap and Ethernet", mixed.b, []string{
+		{"radiotap and Ethernet", mixed.B, []string{
 			ngFrame(0, radio, 0, []byte{1}), ngFrame(1, eth, 1, []byte{2}), ngFrame(0, radio, 2, []byte{3}),
 		}, "", 2, []layers.LinkType{radio}},
 	} {
@@ -246,7 +194,7 @@ func TestNgLinkTypes(t *testing.T) {
 			if tc.err == "" {
 				name = "mixed"
 			}
-			path := writeFile(t, dir, name+".pcapng", tc.data)
+			path := pcaptest.WriteFile(t, dir, name+".pcapng", tc.data)
 			src, err := capture.OpenFiles([]string{path}, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -278,10 +226,10 @@ func TestNgLinkTypes(t *testing.T) {
 func TestPcapDamagedRecord(t *testing.T) {
 	eth := layers.LinkTypeEthernet
 	recs := manyRecs(20)
-	good := pcapLE(t, false, eth, recs)
+	good := pcaptest.Pcap(t, false, eth, recs)
 	offs := []int{24}
 	for _, r := range recs {
-		offs = append(offs, offs[len(offs)-1]+16+len(r.data))
+		offs = append(offs, offs[len(offs)-1]+16+len(r.Data))
 	}
 	frames := func(from, to int) []string { return wantFrames(recs[from:to], time.Microsecond, eth) }
 	for _, tc := range []struct {
@@ -312,8 +260,8 @@ func TestPcapDamagedRecord(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			bad := writeFile(t, dir, "bad.pcap", tc.data)
-			next := writeFile(t, dir, "next.pcap", pcapLE(t, false, eth, recs[:2]))
+			bad := pcaptest.WriteFile(t, dir, "bad.pcap", tc.data)
+			next := pcaptest.WriteFile(t, dir, "next.pcap", pcaptest.Pcap(t, false, eth, recs[:2]))
 			for _, in := range []struct {
 				path, name string
 				stdin      io.Reader
@@ -336,13 +284,13 @@ func TestPcapDamagedRecord(t *testing.T) {
 // the warnings a run collects stay few.
 func TestDamageReportsBounded(t *testing.T) {
 	eth := layers.LinkTypeEthernet
-	w := ngBuilder{t: t}
-	w.shb().idb(eth)
+	w := pcaptest.NgBlocks{T: t}
+	w.SHB().IDB(eth)
 	for i := range 100 {
-		w.epb(0, uint64(i), []byte{byte(i)})
-		w.epb(7, uint64(i), []byte{byte(i)}) // an undeclared interface
+		w.EPB(0, uint64(i), []byte{byte(i)})
+		w.EPB(7, uint64(i), []byte{byte(i)}) // an undeclared interface
 	}
-	path := writeFile(t, t.TempDir(), "bad.pcapng", w.b)
+	path := pcaptest.WriteFile(t, t.TempDir(), "bad.pcapng", w.B)
 	src, err := capture.OpenFiles([]string{path}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -490,7 +438,7 @@ func TestStdinReadAllocatesNothing(t *testing.T) {
 func TestNamedPipeLateWriter(t *testing.T) {
 	fifo := mkfifo(t)
 	recs := testRecs()
-	data := pcapLE(t, true, layers.LinkTypeEthernet, recs)
+	data := pcaptest.Pcap(t, true, layers.LinkTypeEthernet, recs)
 	go func() {
 		time.Sleep(300 * time.Millisecond)
 		w, err := os.OpenFile(fifo, os.O_WRONLY, 0)

@@ -15,15 +15,16 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/echowatch/echowatch/capture"
+	"github.com/echowatch/echowatch/internal/pcaptest"
 )
 
 // mergeRecs are n one-byte-tagged packets, ms apart from base, the byte
 // saying which file wrote them, so that the merged order shows.
-func mergeRecs(base time.Time, tag byte, ms ...int) []rec {
-	recs := make([]rec, len(ms))
+func mergeRecs(base time.Time, tag byte, ms ...int) []pcaptest.Record {
+	recs := make([]pcaptest.Record, len(ms))
 	for i, m := range ms {
 		data := []byte{tag, byte(i)}
-		recs[i] = rec{ts: base.Add(time.Duration(m) * time.Millisecond), data: data, wire: len(data)}
+		recs[i] = pcaptest.Record{TS: base.Add(time.Duration(m) * time.Millisecond), Data: data, Wire: len(data)}
 	}
 	return recs
 }
@@ -49,9 +50,9 @@ func TestMergeOrder(t *testing.T) {
 	a := mergeRecs(mergeBase, 0xa, 0, 30, 40, 90)
 	b := mergeRecs(mergeBase, 0xb, 10, 20, 50, 60)
 	c := mergeRecs(mergeBase, 0xc, 5, 70, 80)
-	aPath := writeFile(t, dir, "a.pcap", pcapLE(t, false, eth, a))
-	bPath := writeFile(t, dir, "b.pcap.gz", gzipBytes(t, pcapBE(true, sll, b)))
-	stdin := bytes.NewReader(pcapng(t, c, layers.LinkTypeRaw))
+	aPath := pcaptest.WriteFile(t, dir, "a.pcap", pcaptest.Pcap(t, false, eth, a))
+	bPath := pcaptest.WriteFile(t, dir, "b.pcap.gz", pcaptest.Gzip(t, pcaptest.PcapBigEndian(true, sll, b)))
+	stdin := bytes.NewReader(pcaptest.Pcapng(t, c, layers.LinkTypeRaw))
 
 	m := openMerged(t, []string{aPath, bPath, "-"}, stdin)
 	fa, fb := wantFrames(a, time.Microsecond, eth), wantFrames(b, 1, sll)
@@ -61,9 +62,9 @@ func TestMergeOrder(t *testing.T) {
 
 	// Each file counted on its own, in the order given.
 	wantStats := []capture.FileStats{
-		{Name: aPath, Frames: 4, Bytes: 8, First: a[0].ts, Size: 24 + 4*(16+2), Offset: 24 + 4*(16+2)},
-		{Name: bPath, Frames: 4, Bytes: 8, First: b[0].ts},
-		{Name: "-", Frames: 3, Bytes: 6, First: c[0].ts},
+		{Name: aPath, Frames: 4, Bytes: 8, First: a[0].TS, Size: 24 + 4*(16+2), Offset: 24 + 4*(16+2)},
+		{Name: bPath, Frames: 4, Bytes: 8, First: b[0].TS},
+		{Name: "-", Frames: 3, Bytes: 6, First: c[0].TS},
 	}
 	if got := m.FileStats(); !reflect.DeepEqual(got, wantStats) {
 		t.Errorf("FileStats() = %+v\nwant %+v", got, wantStats)
@@ -83,9 +84,9 @@ func TestMergeTiesAndOrder(t *testing.T) {
 	a := mergeRecs(mergeBase, 0xa, 0, 10, 10, 20)
 	b := mergeRecs(mergeBase, 0xb, 10, 20)
 	later := mergeRecs(mergeBase.Add(time.Hour), 0xc, 0, 1)
-	aPath := writeFile(t, dir, "a.pcap", pcapLE(t, true, eth, a))
-	bPath := writeFile(t, dir, "b.pcap", pcapLE(t, true, eth, b))
-	laterPath := writeFile(t, dir, "later.pcap", pcapLE(t, true, eth, later))
+	aPath := pcaptest.WriteFile(t, dir, "a.pcap", pcaptest.Pcap(t, true, eth, a))
+	bPath := pcaptest.WriteFile(t, dir, "b.pcap", pcaptest.Pcap(t, true, eth, b))
+	laterPath := pcaptest.WriteFile(t, dir, "later.pcap", pcaptest.Pcap(t, true, eth, later))
 	fa, fb, fl := wantFrames(a, 1, eth), wantFrames(b, 1, eth), wantFrames(later, 1, eth)
 
 	for _, tc := range []struct {
@@ -111,14 +112,14 @@ func TestMergeDamagedFile(t *testing.T) {
 	eth := layers.LinkTypeEthernet
 	a := mergeRecs(mergeBase, 0xa, 0, 20, 40, 60)
 	b := mergeRecs(mergeBase, 0xb, 10, 30, 50)
-	good := pcapLE(t, true, eth, b)
+	good := pcaptest.Pcap(t, true, eth, b)
 	// b's second record claims 4 GiB: damaged, skipped to the third.
 	damaged := bytes.Clone(good)
 	rec2 := 24 + 16 + 2
 	copy(damaged[rec2+8:], []byte{0xff, 0xff, 0xff, 0xff})
-	aPath := writeFile(t, dir, "a.pcap", pcapLE(t, true, eth, a))
-	bPath := writeFile(t, dir, "b.pcap", damaged)
-	cutPath := writeFile(t, dir, "cut.pcap", good[:rec2+16+1])
+	aPath := pcaptest.WriteFile(t, dir, "a.pcap", pcaptest.Pcap(t, true, eth, a))
+	bPath := pcaptest.WriteFile(t, dir, "b.pcap", damaged)
+	cutPath := pcaptest.WriteFile(t, dir, "cut.pcap", good[:rec2+16+1])
 	fa, fb := wantFrames(a, 1, eth), wantFrames(b, 1, eth)
 
 	m := openMerged(t, []string{aPath, bPath}, nil)
@@ -161,8 +162,8 @@ func TestMergeDamagedFile(t *testing.T) {
 // Files are checked up front as OpenFiles checks them.
 func TestMergeRefuses(t *testing.T) {
 	dir := t.TempDir()
-	a := writeFile(t, dir, "a.pcap", pcapLE(t, true, layers.LinkTypeEthernet, testRecs()))
-	text := writeFile(t, dir, "alerts.txt", []byte("not a capture\n"))
+	a := pcaptest.WriteFile(t, dir, "a.pcap", pcaptest.Pcap(t, true, layers.LinkTypeEthernet, testRecs()))
+	text := pcaptest.WriteFile(t, dir, "alerts.txt", []byte("not a capture\n"))
 	for _, tc := range []struct {
 		paths []string
 		want  string
@@ -187,7 +188,7 @@ func TestMergeOpensFilesInTurn(t *testing.T) {
 	var paths []string
 	for i := range 30 {
 		recs := mergeRecs(mergeBase.Add(time.Duration(i)*time.Second), byte(i), 0, 100, 200)
-		paths = append(paths, writeFile(t, dir, fmt.Sprintf("%02d.pcap", i), pcapLE(t, false, layers.LinkTypeEthernet, recs)))
+		paths = append(paths, pcaptest.WriteFile(t, dir, fmt.Sprintf("%02d.pcap", i), pcaptest.Pcap(t, false, layers.LinkTypeEthernet, recs)))
 	}
 	// Given in reverse: the timeline is still in time order.
 	for i, j := 0, len(paths)-1; i < j; i, j = i+1, j-1 {
@@ -227,7 +228,7 @@ func TestMergeOpensFilesInTurn(t *testing.T) {
 // standard input returns an error wrapping os.ErrClosed.
 func TestMergeClose(t *testing.T) {
 	dir := t.TempDir()
-	a := writeFile(t, dir, "a.pcap", pcapLE(t, true, layers.LinkTypeEthernet, testRecs()))
+	a := pcaptest.WriteFile(t, dir, "a.pcap", pcaptest.Pcap(t, true, layers.LinkTypeEthernet, testRecs()))
 	r, w := io.Pipe()
 	defer w.Close()
 	m := openMerged(t, []string{a, "-"}, r)
@@ -258,14 +259,14 @@ func TestMergeClose(t *testing.T) {
 func TestMergeAllocatesNothing(t *testing.T) {
 	dir := t.TempDir()
 	recs := manyRecs(6000)
-	var parts [3][]rec
+	var parts [3][]pcaptest.Record
 	for i, r := range recs {
 		parts[i*7%3] = append(parts[i*7%3], r) // interleaved, unevenly
 	}
 	paths := []string{
-		writeFile(t, dir, "a.pcap", pcapLE(t, true, layers.LinkTypeEthernet, parts[0])),
-		writeFile(t, dir, "b.pcapng", pcapng(t, parts[1], layers.LinkTypeEthernet)),
-		writeFile(t, dir, "c.pcap.gz", gzipBytes(t, pcapLE(t, true, layers.LinkTypeEthernet, parts[2]))),
+		pcaptest.WriteFile(t, dir, "a.pcap", pcaptest.Pcap(t, true, layers.LinkTypeEthernet, parts[0])),
+		pcaptest.WriteFile(t, dir, "b.pcapng", pcaptest.Pcapng(t, parts[1], layers.LinkTypeEthernet)),
+		pcaptest.WriteFile(t, dir, "c.pcap.gz", pcaptest.Gzip(t, pcaptest.Pcap(t, true, layers.LinkTypeEthernet, parts[2]))),
 	}
 	m := openMerged(t, paths, nil)
 	var f capture.Frame

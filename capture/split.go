@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/cpu"
 )
 
 // regionSize is the span of a classic pcap file that one Region reads:
@@ -146,7 +148,7 @@ type Region struct {
 	// Regions made one after the other sit side by side, and are read
 	// at the same time on different cores, each writing its own for
 	// every frame: the padding keeps them off each other's cache lines.
-	_           cacheLinePad
+	_           cpu.CacheLinePad
 	sp          *Splitter
 	file        *splitFile
 	base, limit int64 // the span
@@ -165,7 +167,7 @@ type Region struct {
 	done                     bool
 
 	*regionBuf // the file from base on, and a window to skip damage with
-	_          cacheLinePad
+	_          cpu.CacheLinePad
 }
 
 // regionBuf holds a region's bytes, and the window that skips damage,

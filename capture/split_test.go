@@ -15,6 +15,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/echowatch/echowatch/capture"
+	"github.com/echowatch/echowatch/internal/pcaptest"
 )
 
 // readSplit reads src as a pipeline does with several workers: one
@@ -131,15 +132,15 @@ func checkSplitEvents(t *testing.T, got, want []string) {
 
 // randomRecs returns n records of random sizes and bytes, a millisecond
 // apart.
-func randomRecs(rng *rand.Rand, n int) []rec {
+func randomRecs(rng *rand.Rand, n int) []pcaptest.Record {
 	base := time.Date(2024, 5, 6, 12, 53, 20, 0, time.UTC)
-	recs := make([]rec, n)
+	recs := make([]pcaptest.Record, n)
 	for i := range recs {
 		data := make([]byte, rng.IntN(300))
 		for j := range data {
 			data[j] = byte(rng.Uint32())
 		}
-		recs[i] = rec{ts: base.Add(time.Duration(i) * time.Millisecond), data: data, wire: len(data) + rng.IntN(2)*100}
+		recs[i] = pcaptest.Record{TS: base.Add(time.Duration(i) * time.Millisecond), Data: data, Wire: len(data) + rng.IntN(2)*100}
 	}
 	return recs
 }
@@ -173,14 +174,14 @@ func TestSplit(t *testing.T) {
 	lured := randomRecs(rng, 50)
 	for i := range lured {
 		if i%5 == 0 {
-			lured[i].data = append(fakeRecords(), lured[i].data...)
-			lured[i].wire = len(lured[i].data)
+			lured[i].Data = append(fakeRecords(), lured[i].Data...)
+			lured[i].Wire = len(lured[i].Data)
 		}
 	}
-	le := pcapLE(t, false, eth, many)
+	le := pcaptest.Pcap(t, false, eth, many)
 	offs := []int{24} // of each record
 	for _, r := range many {
-		offs = append(offs, offs[len(offs)-1]+16+len(r.data))
+		offs = append(offs, offs[len(offs)-1]+16+len(r.Data))
 	}
 	bad := bytes.Clone(le)
 	binary.LittleEndian.PutUint32(bad[offs[1]+8:], 1<<30) // the second record's length
@@ -202,21 +203,21 @@ func TestSplit(t *testing.T) {
 		reread bool
 	}{
 		{"little-endian µs", [][]byte{le}, false},
-		{"big-endian ns", [][]byte{pcapBE(true, eth, many)}, false},
-		{"three files", [][]byte{pcapLE(t, true, eth, many[:100]), pcapBE(false, eth, many[100:110]), pcapLE(t, false, eth, many[110:])}, false},
-		{"cut in a record's data", [][]byte{le[:len(le)-5], pcapLE(t, false, eth, many[:3])}, false},
-		{"cut in a record header", [][]byte{le[:24+16+len(many[0].data)+7]}, false},
+		{"big-endian ns", [][]byte{pcaptest.PcapBigEndian(true, eth, many)}, false},
+		{"three files", [][]byte{pcaptest.Pcap(t, true, eth, many[:100]), pcaptest.PcapBigEndian(false, eth, many[100:110]), pcaptest.Pcap(t, false, eth, many[110:])}, false},
+		{"cut in a record's data", [][]byte{le[:len(le)-5], pcaptest.Pcap(t, false, eth, many[:3])}, false},
+		{"cut in a record header", [][]byte{le[:24+16+len(many[0].Data)+7]}, false},
 		{"header only", [][]byte{le[:24]}, false},
-		{"damaged record", [][]byte{bad, pcapLE(t, false, eth, many[:3])}, false},
-		{"damaged here and there", [][]byte{damaged, pcapLE(t, false, eth, many[:3])}, true},
-		{"zeroed, and damaged at the end", [][]byte{zeroed, bad, pcapLE(t, false, eth, many[:3])}, false},
-		{"payloads that look like records", [][]byte{pcapLE(t, false, eth, lured)}, true},
+		{"damaged record", [][]byte{bad, pcaptest.Pcap(t, false, eth, many[:3])}, false},
+		{"damaged here and there", [][]byte{damaged, pcaptest.Pcap(t, false, eth, many[:3])}, true},
+		{"zeroed, and damaged at the end", [][]byte{zeroed, bad, pcaptest.Pcap(t, false, eth, many[:3])}, false},
+		{"payloads that look like records", [][]byte{pcaptest.Pcap(t, false, eth, lured)}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			var paths []string
 			for i, b := range tc.files {
-				paths = append(paths, writeFile(t, dir, string(rune('a'+i))+".pcap", b))
+				paths = append(paths, pcaptest.WriteFile(t, dir, string(rune('a'+i))+".pcap", b))
 			}
 			open := func() *capture.FileSource {
 				src, err := capture.OpenFiles(paths, nil)
@@ -250,13 +251,13 @@ func TestSplitRefuses(t *testing.T) {
 	dir := t.TempDir()
 	recs := testRecs()
 	eth := layers.LinkTypeEthernet
-	pcap := writeFile(t, dir, "a.pcap", pcapLE(t, false, eth, recs))
+	pcap := pcaptest.WriteFile(t, dir, "a.pcap", pcaptest.Pcap(t, false, eth, recs))
 	for _, tc := range []struct {
 		name  string
 		paths []string
 	}{
-		{"pcapng", []string{writeFile(t, dir, "b.pcapng", pcapng(t, recs, eth, eth))}},
-		{"gzip", []string{pcap, writeFile(t, dir, "c.pcap.gz", gzipBytes(t, pcapLE(t, false, eth, recs)))}},
+		{"pcapng", []string{pcaptest.WriteFile(t, dir, "b.pcapng", pcaptest.Pcapng(t, recs, eth, eth))}},
+		{"gzip", []string{pcap, pcaptest.WriteFile(t, dir, "c.pcap.gz", pcaptest.Gzip(t, pcaptest.Pcap(t, false, eth, recs)))}},
 		{"stdin", []string{pcap, "-"}},
 	} {
 		src, err := capture.OpenFiles(tc.paths, strings.NewReader(""))
@@ -283,7 +284,7 @@ func TestSplitRefuses(t *testing.T) {
 func TestSplitClose(t *testing.T) {
 	defer capture.SetRegionSize(97)()
 	dir := t.TempDir()
-	path := writeFile(t, dir, "a.pcap", pcapLE(t, false, layers.LinkTypeEthernet, randomRecs(rand.New(rand.NewPCG(3, 4)), 100)))
+	path := pcaptest.WriteFile(t, dir, "a.pcap", pcaptest.Pcap(t, false, layers.LinkTypeEthernet, randomRecs(rand.New(rand.NewPCG(3, 4)), 100)))
 	src, _ := capture.OpenFiles([]string{path}, nil)
 	sp, _ := src.Split()
 	reg, err := sp.Next()
@@ -308,11 +309,11 @@ func TestSplitClose(t *testing.T) {
 // Check counts them all.
 func TestSplitDamageBounded(t *testing.T) {
 	base := time.Date(2024, 5, 6, 12, 53, 20, 0, time.UTC)
-	var recs []rec
+	var recs []pcaptest.Record
 	for i := range 8 {
-		recs = append(recs, rec{ts: base.Add(time.Duration(i) * time.Millisecond), data: []byte{byte(i)}, wire: 1})
+		recs = append(recs, pcaptest.Record{TS: base.Add(time.Duration(i) * time.Millisecond), Data: []byte{byte(i)}, Wire: 1})
 	}
-	good := pcapLE(t, false, layers.LinkTypeEthernet, recs)
+	good := pcaptest.Pcap(t, false, layers.LinkTypeEthernet, recs)
 	data := slices.Clone(good[:24])
 	const stretches = 1700
 	for range stretches {
@@ -321,7 +322,7 @@ func TestSplitDamageBounded(t *testing.T) {
 		data = binary.LittleEndian.AppendUint64(data, 0xffffffff_ffffffff)
 		data = append(data, good[24:]...)
 	}
-	path := writeFile(t, t.TempDir(), "damaged.pcap", data)
+	path := pcaptest.WriteFile(t, t.TempDir(), "damaged.pcap", data)
 	src, err := capture.OpenFiles([]string{path}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -371,16 +372,16 @@ func TestSplitDamageBounded(t *testing.T) {
 func FuzzSplit(f *testing.F) {
 	eth := layers.LinkTypeEthernet
 	rng := rand.New(rand.NewPCG(5, 6))
-	f.Add(pcapLE(f, false, eth, randomRecs(rng, 20))[24:])                     // records of random bytes
-	f.Add(pcapLE(f, false, eth, []rec{{data: fakeRecords(), wire: 200}})[24:]) // a payload that looks like records
-	f.Add([]byte{1, 2, 3})                                                     // a cut record header
-	damaged := pcapLE(f, false, eth, randomRecs(rng, 20))[24:]
+	f.Add(pcaptest.Pcap(f, false, eth, randomRecs(rng, 20))[24:])                                 // records of random bytes
+	f.Add(pcaptest.Pcap(f, false, eth, []pcaptest.Record{{Data: fakeRecords(), Wire: 200}})[24:]) // a payload that looks like records
+	f.Add([]byte{1, 2, 3})                                                                        // a cut record header
+	damaged := pcaptest.Pcap(f, false, eth, randomRecs(rng, 20))[24:]
 	binary.LittleEndian.PutUint32(damaged[8:], 0xffffffff) // the first record of 4 GiB
 	f.Add(damaged)
 	f.Add(slices.Concat(damaged[:100], make([]byte, 300), damaged[100:])) // zeros in the middle
 	f.Fuzz(func(t *testing.T, records []byte) {
 		defer capture.SetRegionSize(64)()
-		path := writeFile(t, t.TempDir(), "f.pcap", append(pcapLE(t, false, eth, nil), records...))
+		path := pcaptest.WriteFile(t, t.TempDir(), "f.pcap", append(pcaptest.Pcap(t, false, eth, nil), records...))
 		one, err := capture.OpenFiles([]string{path}, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -399,9 +400,9 @@ func BenchmarkSplit(b *testing.B) {
 	recs := manyRecs(20000)
 	var size int64
 	for _, r := range recs {
-		size += int64(len(r.data))
+		size += int64(len(r.Data))
 	}
-	path := writeFile(b, b.TempDir(), "a", pcapLE(b, true, layers.LinkTypeEthernet, recs))
+	path := pcaptest.WriteFile(b, b.TempDir(), "a", pcaptest.Pcap(b, true, layers.LinkTypeEthernet, recs))
 	var sp *capture.Splitter
 	var reg *capture.Region
 	next := func() {

@@ -9,7 +9,6 @@ import (
 	"math/bits"
 	"net"
 	"os"
-	"sync"
 
 	"github.com/gopacket/gopacket/afpacket"
 	"github.com/gopacket/gopacket/layers"
@@ -38,11 +37,8 @@ import (
 type AFPacket struct {
 	iface string
 	lease *lease
-
-	mu    sync.Mutex        // guards tp and stats
-	tp    *afpacket.TPacket // nil once released
-	stats wideStats
-	final capture.SourceStats // the counters at release
+	tp    *afpacket.TPacket // closed by the lease's release
+	stats kernelStats
 }
 
 var (
@@ -205,6 +201,10 @@ func openSocket(cfg Config, r ring, group uint16, filter []bpf.RawInstruction) (
 		}
 	}
 	a := &AFPacket{iface: cfg.Interface, tp: tp}
+	a.stats = kernelStats{iface: cfg.Interface, read: func() ([4]uint32, error) {
+		_, st, err := tp.SocketStats()
+		return [4]uint32{uint32(st.Packets()), uint32(st.Drops()), 0, uint32(st.QueueFreezes())}, err
+	}}
 	a.lease = newLease(a.release)
 	return a, nil
 }
@@ -229,7 +229,7 @@ func (a *AFPacket) ReadFrame(f *capture.Frame) error {
 	if !a.lease.begin() {
 		return io.EOF
 	}
-	tp := a.tp // stays set until the lease releases it, after end
+	tp := a.tp
 	for {
 		data, ci, err := tp.ZeroCopyReadPacketData()
 		if err == nil {
@@ -272,15 +272,7 @@ func (a *AFPacket) Close() error {
 }
 
 // release closes the socket, keeping its last counters for Stats.
-func (a *AFPacket) release() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if st, err := a.statsLocked(); err == nil {
-		a.final = st
-	}
-	a.tp.Close()
-	a.tp = nil
-}
+func (a *AFPacket) release() { a.stats.release(func() { a.tp.Close() }) }
 
 // Stats returns the socket's counters: frames that passed the filter
 // (including those dropped), frames dropped because the ring was full,
@@ -288,18 +280,5 @@ func (a *AFPacket) release() {
 // returns the last counters. The kernel's counters are 32 bits wide: read
 // them at least once per 4 billion frames.
 func (a *AFPacket) Stats() (capture.SourceStats, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.tp == nil {
-		return a.final, nil
-	}
-	return a.statsLocked()
-}
-
-func (a *AFPacket) statsLocked() (capture.SourceStats, error) {
-	_, st, err := a.tp.SocketStats()
-	if err != nil {
-		return capture.SourceStats{}, fmt.Errorf("capture/live: %s: stats: %w", a.iface, err)
-	}
-	return a.stats.update(uint32(st.Packets()), uint32(st.Drops()), 0, uint32(st.QueueFreezes())), nil
+	return a.stats.get()
 }

@@ -9,6 +9,7 @@ package live
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/echowatch/echowatch/capture"
@@ -75,17 +76,54 @@ var ErrNoDevice = errors.New("no such device")
 // open, in either capture mode.
 var ErrPermission = errors.New("permission denied (capture needs root or CAP_NET_RAW)")
 
-// wideStats extends the kernel's 32-bit capture counters to 64 bits. It
-// sees every wrap as long as it is updated at least once per wrap.
-type wideStats struct {
+// kernelStats keeps a capture's kernel counters for its Stats, which any
+// goroutine may call: widened from the kernel's 32 bits to 64 while the
+// capture is open (it sees every wrap if read at least once per wrap),
+// and the last ones read once the capture is released.
+type kernelStats struct {
+	iface string
+	// read returns the capture's counters: received, dropped, dropped by
+	// the interface, ring freezes. Called with mu held; nil once released.
+	read func() ([4]uint32, error)
+
+	mu    sync.Mutex
 	last  [4]uint32
 	total [4]uint64
 }
 
-func (w *wideStats) update(recv, drop, ifdrop, freeze uint32) capture.SourceStats {
-	for i, v := range [4]uint32{recv, drop, ifdrop, freeze} {
-		w.total[i] += uint64(v - w.last[i])
-		w.last[i] = v
+// get returns the counters.
+func (k *kernelStats) get() (capture.SourceStats, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.read == nil {
+		return k.sourceStats(), nil
 	}
-	return capture.SourceStats{Received: w.total[0], Dropped: w.total[1], IfDropped: w.total[2], Freezes: w.total[3]}
+	return k.update()
+}
+
+// release reads the counters a last time, then runs free, which closes the
+// capture, holding mu so that no get reads the capture as it closes.
+func (k *kernelStats) release(free func()) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.update() // on failure, the counters read before stand
+	k.read = nil
+	free()
+}
+
+// update reads the counters and widens them; mu is held.
+func (k *kernelStats) update() (capture.SourceStats, error) {
+	v, err := k.read()
+	if err != nil {
+		return capture.SourceStats{}, fmt.Errorf("capture/live: %s: stats: %w", k.iface, err)
+	}
+	for i := range v {
+		k.total[i] += uint64(v[i] - k.last[i])
+		k.last[i] = v[i]
+	}
+	return k.sourceStats(), nil
+}
+
+func (k *kernelStats) sourceStats() capture.SourceStats {
+	return capture.SourceStats{Received: k.total[0], Dropped: k.total[1], IfDropped: k.total[2], Freezes: k.total[3]}
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcap"
@@ -27,11 +26,8 @@ type Pcap struct {
 	iface    string
 	linkType layers.LinkType
 	lease    *lease
-
-	mu     sync.Mutex   // guards handle and stats
-	handle *pcap.Handle // nil once released
-	stats  wideStats
-	final  capture.SourceStats // the counters at release
+	handle   *pcap.Handle // closed by the lease's release
+	stats    kernelStats
 }
 
 var (
@@ -81,6 +77,13 @@ func OpenPcap(cfg Config) (*Pcap, error) {
 		return nil, fmt.Errorf("capture/live: %s: %w", cfg.Interface, err)
 	}
 	p := &Pcap{iface: cfg.Interface, linkType: lt, handle: h}
+	p.stats = kernelStats{iface: cfg.Interface, read: func() ([4]uint32, error) {
+		st, err := h.Stats()
+		if err != nil {
+			return [4]uint32{}, err
+		}
+		return [4]uint32{uint32(st.PacketsReceived), uint32(st.PacketsDropped), uint32(st.PacketsIfDropped), 0}, nil
+	}}
 	p.lease = newLease(p.release)
 	return p, nil
 }
@@ -115,7 +118,7 @@ func (p *Pcap) ReadFrame(f *capture.Frame) error {
 	if !p.lease.begin() {
 		return io.EOF
 	}
-	h := p.handle // stays set until the lease releases it, after end
+	h := p.handle
 	for {
 		data, ci, err := h.ZeroCopyReadPacketData()
 		if err == nil {
@@ -160,15 +163,7 @@ func (p *Pcap) Close() error {
 }
 
 // release closes the handle, keeping its last counters for Stats.
-func (p *Pcap) release() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if st, err := p.statsLocked(); err == nil {
-		p.final = st
-	}
-	p.handle.Close()
-	p.handle = nil
-}
+func (p *Pcap) release() { p.stats.release(p.handle.Close) }
 
 // Stats returns libpcap's counters: frames that passed the filter (Linux
 // counts those dropped too), frames dropped for want of buffer space, and
@@ -176,20 +171,7 @@ func (p *Pcap) release() {
 // libpcap's counters are 32 bits wide: read them at least once per 4
 // billion frames.
 func (p *Pcap) Stats() (capture.SourceStats, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.handle == nil {
-		return p.final, nil
-	}
-	return p.statsLocked()
-}
-
-func (p *Pcap) statsLocked() (capture.SourceStats, error) {
-	st, err := p.handle.Stats()
-	if err != nil {
-		return capture.SourceStats{}, fmt.Errorf("capture/live: %s: stats: %w", p.iface, err)
-	}
-	return p.stats.update(uint32(st.PacketsReceived), uint32(st.PacketsDropped), uint32(st.PacketsIfDropped), 0), nil
+	return p.stats.get()
 }
 
 // LinkType returns the link type of the frames, as a pcap file names it.

@@ -106,24 +106,8 @@ func (s *Sensor) Stats() Stats {
 
 // add adds a worker's counters.
 func (st *Stats) add(w workerStats) {
-	d, s := w.decode, &st.Decoder
-	s.Frames += d.Frames
-	s.Decoded += d.Decoded
-	s.Truncated += d.Truncated
-	s.Fragments += d.Fragments
-	s.FragmentsMatched += d.FragmentsMatched
-	s.FragmentsEvicted += d.FragmentsEvicted
-	for i, n := range d.Dropped {
-		s.Dropped[i] += n
-	}
-	for i, t := range d.Tunnels {
-		u := &s.Tunnels[i]
-		u.Decoded += t.Decoded
-		u.Malformed += t.Malformed
-		u.UnknownPayload += t.UnknownPayload
-		u.NotTunnel += t.NotTunnel
-		u.OtherPort += t.OtherPort
-	}
+	s := &st.Decoder
+	s.DecodeStats.Add(w.decode)
 	s.DedupDropped += w.dedupDropped
 	s.DedupEvicted += w.dedupEvicted
 	st.Flow.Add(w.flows)

@@ -1,0 +1,119 @@
+package capture
+
+// DropReason says why a frame yielded no IP packet.
+type DropReason uint8
+
+const (
+	DropNone                 DropReason = iota
+	DropUnsupportedLink                 // the link type is not one we decode
+	DropNonIP                           // a valid frame that carries no IP (ARP, LLDP, PPPoE discovery, GTP-U echo, ...)
+	DropMalformedLink                   // a link-layer header that does not parse
+	DropMalformedIPv4                   // a broken IPv4 header
+	DropMalformedIPv6                   // a broken IPv6 header or extension header
+	DropMalformedUDP                    // a UDP header that does not parse
+	DropMalformedTCP                    // a TCP header that does not parse
+	DropMalformedTunnel                 // an encapsulation header that does not parse (GRE, ERSPAN, MPLS, PPPoE, NSH)
+	DropUnknownTunnelPayload            // an encapsulation that carries a protocol we do not decode
+	DropTunnelTooDeep                   // more than maxTunnelDepth encapsulations
+	DropTunnelFragment                  // a later fragment of an encapsulating packet, which holds no header to decode
+	numDropReasons
+)
+
+var dropReasonNames = [numDropReasons]string{
+	DropNone:                 "none",
+	DropUnsupportedLink:      "unsupported_link_type",
+	DropNonIP:                "non_ip",
+	DropMalformedLink:        "malformed_link",
+	DropMalformedIPv4:        "malformed_ipv4",
+	DropMalformedIPv6:        "malformed_ipv6",
+	DropMalformedUDP:         "malformed_udp",
+	DropMalformedTCP:         "malformed_tcp",
+	DropMalformedTunnel:      "malformed_tunnel",
+	DropUnknownTunnelPayload: "unknown_tunnel_payload",
+	DropTunnelTooDeep:        "tunnel_too_deep",
+	DropTunnelFragment:       "tunnel_fragment",
+}
+
+// String returns the reason's name as the stats report it.
+func (r DropReason) String() string {
+	if r < numDropReasons {
+		return dropReasonNames[r]
+	}
+	return "unknown"
+}
+
+// DecodeStats are the decoder's counters.
+type DecodeStats struct {
+	Frames  uint64 // frames given to Decode
+	Decoded uint64 // frames that yielded an IP packet
+	// Dropped counts frames that yielded no packet, by reason.
+	Dropped [numDropReasons]uint64
+	// Truncated counts packets decoded from frames cut short by the snap
+	// length or by a lying length field: they are delivered, with what
+	// was there.
+	Truncated uint64
+	// Fragments counts IP fragments; FragmentsMatched the later fragments
+	// whose ports were found in the fragment table.
+	Fragments        uint64
+	FragmentsMatched uint64
+	FragmentsEvicted uint64 // first fragments pushed out of the table
+	// Tunnels counts frames by encapsulation, indexed by TunnelKind (see
+	// TunnelKinds; TunnelNone's entry stays zero).
+	Tunnels [numTunnelKinds]TunnelStats
+}
+
+// TunnelStats counts the frames of one kind of encapsulation: what the
+// decoder looked into, and what it saw but could not.
+type TunnelStats struct {
+	// Decoded counts frames whose IP packet was found inside a header of
+	// this kind (once per frame, however often the kind nests).
+	Decoded uint64
+	// Malformed counts headers of this kind that did not parse: the
+	// frame is dropped as malformed_tunnel.
+	Malformed uint64
+	// UnknownPayload counts headers of this kind that carry a protocol
+	// the decoder does not decode (GRE carrying PPP, MPLS carrying
+	// neither IP nor a pseudowire): dropped as unknown_tunnel_payload.
+	UnknownPayload uint64
+	// NotTunnel counts UDP datagrams to this kind's port whose payload is
+	// not such a header: they are delivered as the UDP datagrams they
+	// are, as Suricata does, so that a port is no hiding place.
+	NotTunnel uint64
+	// OtherPort counts, for VXLAN, datagrams to UDP 8472 (Linux's
+	// default VXLAN port) with a valid VXLAN header while 8472 is not one
+	// of DecoderConfig.VXLANPorts: delivered as plain UDP, unopened.
+	OtherPort uint64
+}
+
+// Add adds o's counters to s, as for the decoders of several workers.
+func (s *DecodeStats) Add(o DecodeStats) {
+	s.Frames += o.Frames
+	s.Decoded += o.Decoded
+	for i, n := range o.Dropped {
+		s.Dropped[i] += n
+	}
+	s.Truncated += o.Truncated
+	s.Fragments += o.Fragments
+	s.FragmentsMatched += o.FragmentsMatched
+	s.FragmentsEvicted += o.FragmentsEvicted
+	for i, t := range o.Tunnels {
+		s.Tunnels[i].add(t)
+	}
+}
+
+func (s *TunnelStats) add(o TunnelStats) {
+	s.Decoded += o.Decoded
+	s.Malformed += o.Malformed
+	s.UnknownPayload += o.UnknownPayload
+	s.NotTunnel += o.NotTunnel
+	s.OtherPort += o.OtherPort
+}
+
+// DropReasons lists the reasons in the order of DecodeStats.Dropped.
+func DropReasons() []DropReason {
+	rs := make([]DropReason, 0, numDropReasons-1)
+	for r := DropNone + 1; r < numDropReasons; r++ {
+		rs = append(rs, r)
+	}
+	return rs
+}
