@@ -156,7 +156,7 @@ func TestIncidentIDFromKey(t *testing.T) {
 	kinds := map[Kind]bool{}
 	for _, a := range h.out.alerts {
 		kinds[a.Kind()] = true
-		if id := incidentID(a.Kind(), a.Key(), a.Incident.FirstSeen); id != a.Incident.ID {
+		if id := incidentID(a.Kind().String(), a.Key(), a.Incident.FirstSeen); id != a.Incident.ID {
 			t.Errorf("%s %s: id %s, recomputed %s", a.Kind(), a.Key(), a.Incident.ID, id)
 		}
 	}
@@ -171,11 +171,11 @@ func TestIncidentIDFromKey(t *testing.T) {
 // same traffic give the same ids; another microsecond, another id.
 func TestIncidentIDMicroseconds(t *testing.T) {
 	us := time.Date(2024, 3, 19, 12, 0, 0, 123456000, time.UTC)
-	id := incidentID(KindReflection, "198.51.100.10", us)
-	if got := incidentID(KindReflection, "198.51.100.10", us.Add(789*time.Nanosecond)); got != id {
+	id := incidentID(KindReflection.String(), "198.51.100.10", us)
+	if got := incidentID(KindReflection.String(), "198.51.100.10", us.Add(789*time.Nanosecond)); got != id {
 		t.Errorf("nanoseconds changed the id: %s, want %s", got, id)
 	}
-	if got := incidentID(KindReflection, "198.51.100.10", us.Add(time.Microsecond)); got == id {
+	if got := incidentID(KindReflection.String(), "198.51.100.10", us.Add(time.Microsecond)); got == id {
 		t.Errorf("a microsecond later gave the same id %s", id)
 	}
 }
