@@ -49,14 +49,25 @@ type detector interface {
 	// configure puts c, compiled as s, in force; the detector may keep
 	// pointers into c. New and Reconfigure call it.
 	configure(c *Config, s *settings)
-	// ports returns the ports whose packets the detector wants, from or
-	// to them, or nil for every TCP and UDP packet. The Engine asks after
-	// each configure and routes only those packets to packet.
-	ports() *PortSet
-	// packet handles one TCP or UDP packet on one of its ports.
-	packet(v *view)
+	// wants returns the packets the detector wants, by their ports. The
+	// Engine asks after each configure and routes only those to packet.
+	wants() wanted
+	// packet handles one TCP or UDP packet that it wants.
+	packet(pv *view)
 	// tables appends the stats of the detector's bounded tables to ts.
 	tables(ts []TableStats) []TableStats
+}
+
+// wanted is the TCP and UDP packets a detector wants, by their ports:
+// those from a port of from or to a port of to (a nil set holds none);
+// with both, only those from a port of from to a port of to; with every,
+// all of them. UDP between two service ports is a loop's: only the
+// detectors that say loops get it.
+type wanted struct {
+	from, to *PortSet
+	both     bool
+	every    bool
+	loops    bool
 }
 
 // kindInfo is what an alert knows of its kind: its name and how its own

@@ -30,11 +30,11 @@ type Engine struct {
 	// byKind the same by Kind.
 	detectors []detector
 	byKind    []detector
-	// route has a bit per detector (its index in detectors) for each port
-	// it wants; every has those of the detectors that want every port.
-	// configure sets them.
-	route [1 << 16]uint8
-	every uint8
+	// from and to have a bit per detector (its index in detectors) for
+	// each source and destination port it wants; both, every and loops
+	// mark the detectors whose wanted says so. apply sets them.
+	from, to           [1 << 16]uint8
+	both, every, loops uint8
 	// watch holds every port any detector looks at, for Wants, which other
 	// goroutines call: Reconfigure replaces it whole.
 	watch atomic.Pointer[watchSet]
@@ -101,25 +101,41 @@ func (e *Engine) apply(c *Config, s *settings) {
 	e.flowPorts = *c.FlowPorts()
 	e.svc = s.loopPorts
 	e.r.host, e.r.home = c.SensorName, s.home
+	e.view.home = s.home
 	e.r.update, e.r.endAfter, e.r.maxPerSec = c.UpdateInterval, c.EndAfter, c.MaxAlertsPerSecond
-	e.route, e.every = [1 << 16]uint8{}, 0
+	e.from, e.to, e.both, e.every, e.loops = [1 << 16]uint8{}, [1 << 16]uint8{}, 0, 0, 0
 	w := &watchSet{}
 	for i, d := range e.detectors {
 		d.configure(c, s)
-		ps := d.ports()
-		if ps == nil {
-			e.every |= 1 << i
+		bit := uint8(1) << i
+		wd := d.wants()
+		if wd.every {
+			e.every |= bit
 			w.all = true
-			continue
 		}
-		for j, word := range ps {
-			w.ports[j] |= word
-			for ; word != 0; word &= word - 1 {
-				e.route[j<<6|bits.TrailingZeros64(word)] |= 1 << i
-			}
+		if wd.both {
+			e.both |= bit
 		}
+		if wd.loops {
+			e.loops |= bit
+		}
+		route(&e.from, wd.from, bit, &w.ports)
+		route(&e.to, wd.to, bit, &w.ports)
 	}
 	e.watch.Store(w)
+}
+
+// route sets bit in r for each port of ps, and adds them to all.
+func route(r *[1 << 16]uint8, ps *PortSet, bit uint8, all *PortSet) {
+	if ps == nil {
+		return
+	}
+	for i, word := range ps {
+		all[i] |= word
+		for ; word != 0; word &= word - 1 {
+			r[i<<6|bits.TrailingZeros64(word)] |= bit
+		}
+	}
 }
 
 // watchSet is what Wants looks at: the ports any detector watches, or all
@@ -180,19 +196,24 @@ func (e *Engine) packet(p *capture.Packet, f *Flow, dir Dir) {
 	if p.Proto != capture.ProtoUDP && p.Proto != capture.ProtoTCP {
 		return
 	}
-	route := e.route[p.SrcPort] | e.route[p.DstPort] | e.every
+	from, to := e.from[p.SrcPort], e.to[p.DstPort]
+	route := (from|to)&^e.both | from&to&e.both | e.every
 	if route == 0 {
 		return // ordinary traffic: nothing here can use it
 	}
-	v := &e.view
-	*v = view{p: p, f: f, dir: dir, home: e.r.home}
+	v := &e.view // its home is set by apply
+	v.p, v.f, v.dir, v.judged = p, f, dir, false
+	v.srcSvc, v.dstSvc = false, false
 	if p.Proto == capture.ProtoUDP {
 		v.srcSvc, v.dstSvc = e.svc.Has(p.SrcPort), e.svc.Has(p.DstPort)
+		if v.srcSvc && v.dstSvc {
+			route &= e.loops // two service ports talking: a loop, never reflection, scan or exposure
+		}
 	}
 	for ; route != 0; route &= route - 1 {
 		e.detectors[bits.TrailingZeros8(route)].packet(v)
 	}
-	e.view = view{} // borrowed no longer
+	v.p, v.f = nil, nil // borrowed for the call only
 }
 
 // Tick advances packet time without a packet, so that incidents update and

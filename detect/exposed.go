@@ -52,7 +52,7 @@ func (d *Exposed) configure(c *Config, s *settings) {
 	d.cfg, d.watched, d.allow = &c.Exposed, s.exposedPorts, s.allow[KindExposed]
 }
 
-func (d *Exposed) ports() *PortSet { return &d.watched }
+func (d *Exposed) wants() wanted { return wanted{from: &d.watched} }
 
 func (d *Exposed) tables(ts []TableStats) []TableStats { return append(ts, d.services.stats()) }
 

@@ -53,7 +53,9 @@ func (d *Loop) configure(c *Config, s *settings) {
 	d.cfg, d.watched, d.allow = &c.Loop, s.loopPorts, s.allow[KindLoop]
 }
 
-func (d *Loop) ports() *PortSet { return &d.watched }
+func (d *Loop) wants() wanted {
+	return wanted{from: &d.watched, to: &d.watched, both: true, loops: true}
+}
 
 func (d *Loop) tables(ts []TableStats) []TableStats { return append(ts, d.pairs.stats()) }
 

@@ -94,7 +94,7 @@ func (d *Reflection) configure(c *Config, s *settings) {
 	d.cfg, d.watched, d.allow = &c.Reflection, s.reflPorts, s.allow[KindReflection]
 }
 
-func (d *Reflection) ports() *PortSet { return &d.watched }
+func (d *Reflection) wants() wanted { return wanted{from: &d.watched, to: &d.watched} }
 
 func (d *Reflection) tables(ts []TableStats) []TableStats {
 	ts = append(ts, d.hosts.stats())

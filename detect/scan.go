@@ -61,7 +61,7 @@ func (d *Scan) configure(c *Config, s *settings) {
 	d.cfg, d.watched, d.allow = &c.Scan, s.scanPorts, s.allow[KindScan]
 }
 
-func (d *Scan) ports() *PortSet { return &d.watched }
+func (d *Scan) wants() wanted { return wanted{to: &d.watched} }
 
 func (d *Scan) tables(ts []TableStats) []TableStats { return append(ts, d.scanners.stats()) }
 

@@ -54,7 +54,7 @@ func (d *memcached) configure(c *Config, _ *settings) {
 	d.watched = *NewPortSet(11211)
 }
 
-func (d *memcached) ports() *PortSet { return &d.watched }
+func (d *memcached) wants() wanted { return wanted{from: &d.watched} }
 
 func (d *memcached) packet(pv *view) {
 	p := pv.p

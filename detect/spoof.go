@@ -58,8 +58,11 @@ func (d *SpoofedFlood) configure(c *Config, s *settings) {
 	d.cfg, d.watched, d.allow = &c.SpoofedFlood, s.spoofPorts, s.allow[KindSpoofedFlood]
 }
 
-// ports returns spoofed_flood.ports, or nil when empty: every port.
-func (d *SpoofedFlood) ports() *PortSet { return d.watched }
+// wants returns the packets from or to spoofed_flood.ports, or every
+// packet when it is empty.
+func (d *SpoofedFlood) wants() wanted {
+	return wanted{from: d.watched, to: d.watched, every: d.watched == nil, loops: true}
+}
 
 func (d *SpoofedFlood) tables(ts []TableStats) []TableStats { return append(ts, d.targets.stats()) }
 
