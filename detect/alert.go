@@ -153,7 +153,7 @@ func (a *Alert) ID() string { return a.Incident.ID }
 // or prefix for a reflection ("192.0.2.10", "198.51.100.0/24"), the
 // endpoint pair for a loop ("192.0.2.7:7-192.0.2.19:19"), the target for a
 // spoofed flood, the protocol and scanner for a scan ("UDP/203.0.113.9")
-// and the protocol and service for an exposure ("TCP/192.0.2.7:7"), then
+// and the protocol and service for an exposed service ("TCP/192.0.2.7:7"), then
 // the tenant unless it is 0 ("192.0.2.10 tenant 42"). Sinks use it as a
 // message key, so all alerts of one incident stay together; with the kind
 // and first_seen it determines the incident id.

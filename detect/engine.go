@@ -207,7 +207,7 @@ func (e *Engine) packet(p *capture.Packet, f *Flow, dir Dir) {
 	if p.Proto == capture.ProtoUDP {
 		v.srcSvc, v.dstSvc = e.svc.Has(p.SrcPort), e.svc.Has(p.DstPort)
 		if v.srcSvc && v.dstSvc {
-			route &= e.loops // two service ports talking: a loop, never reflection, scan or exposure
+			route &= e.loops // two service ports talking: a loop, never reflection, scan or exposed
 		}
 	}
 	for ; route != 0; route &= route - 1 {

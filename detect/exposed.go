@@ -1,17 +1,17 @@
 package detect
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/echowatch/echowatch/capture"
-	"net/netip"
 )
 
 // Exposed reports the hardening finding: a host seen answering on a
-// service port, an exposed service. A UDP datagram from exposed.ports answering a request seen
-// earlier on its flow, or a TCP SYN-ACK or data from exposed.ports on a
-// flow whose first packet came from the client, shows the service is
-// enabled. Once per host, service and protocol per exposed.rearm.
+// service port, an exposed service. A UDP datagram from exposed.ports
+// answering a request seen earlier on its flow, or a TCP SYN-ACK or data
+// from exposed.ports on a flow whose first packet came from the client,
+// shows the service is enabled. Once per host, service and protocol per exposed.rearm.
 //
 // Requiring the request on the same flow means forged packets alone (a
 // flood of fake SYN-ACKs from port 7) never raise findings, and the flow
@@ -120,7 +120,7 @@ func (e *exposedService) describe(a *Alert) {
 		a.Signature = sig(SIDExposedTCP)
 	}
 	in.Service = serviceName(e.k.host.Port())
-	// The request came from the client: that is the exposure's direction.
+	// The request came from the client: that is the finding's direction.
 	in.Direction = e.d.r.direction(e.client.Addr(), e.k.host.Addr())
 }
 
@@ -137,8 +137,7 @@ func (exposedKind) key(a *Alert) string {
 func (exposedKind) appendEVE(b []byte, a *Alert) []byte {
 	in := &a.Incident
 	b = append(b, `,"service":`...)
-	b = appendJSONString(b, in.Service)
-	return b
+	return appendJSONString(b, in.Service)
 }
 
 func (exposedKind) appendText(b []byte, a *Alert) []byte {
@@ -150,8 +149,7 @@ func (exposedKind) appendText(b []byte, a *Alert) []byte {
 	b = append(b, " on "...)
 	b = append(b, a.Src.String()...)
 	b = append(b, " answered "...)
-	b = append(b, a.Dst.Addr().String()...)
-	return b
+	return append(b, a.Dst.Addr().String()...)
 }
 
 func (exposedKind) headline(a *Alert) Headline {

@@ -21,7 +21,7 @@ import (
 //   - Once a second of packet time, the open incidents are measured
 //     again: one that has stayed below its threshold for end_after ends,
 //     the others report an update every update_interval.
-//   - Scans and exposures are one-shot: a start, then nothing for the
+//   - Scans and exposed services are one-shot: a start, then nothing for the
 //     kind's rearm time.
 //
 // The rate limit, max_alerts_per_second, holds back starts only: once an
@@ -207,7 +207,7 @@ func (t *track) peak(pps, bps float64) {
 	t.peakBPS = max(t.peakBPS, bps)
 }
 
-// oneShot raises a start for a scan or an exposure unless one was raised
+// oneShot raises a start for a scan or an exposed service unless one was raised
 // within rearm.
 func (r *reporter) oneShot(s subject, now time.Time, rearm time.Duration) {
 	t := s.lifecycle()

@@ -1,11 +1,11 @@
 package detect
 
 import (
+	"net/netip"
 	"strconv"
 	"time"
 
 	"github.com/echowatch/echowatch/capture"
-	"net/netip"
 )
 
 // Loop detects UDP service loops: two service ports of the loop set (echo,
@@ -202,8 +202,7 @@ func (loopKind) appendEVE(b []byte, a *Alert) []byte {
 		b = appendRateField(b, "bps", d.BPS)
 		b = append(b, '}')
 	}
-	b = append(b, ']')
-	return b
+	return append(b, ']')
 }
 
 func (loopKind) appendText(b []byte, a *Alert) []byte {

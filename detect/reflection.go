@@ -1,12 +1,12 @@
 package detect
 
 import (
+	"math/bits"
+	"net/netip"
 	"strconv"
 	"time"
 
 	"github.com/echowatch/echowatch/capture"
-	"math/bits"
-	"net/netip"
 )
 
 // Reflection detects echo/chargen reflection: UDP from a service port
@@ -372,10 +372,11 @@ func (reflectionKind) kind() Kind   { return KindReflection }
 func (reflectionKind) name() string { return "reflection" }
 
 func (reflectionKind) key(a *Alert) string {
-	if v := a.Incident.Victim; !v.IsSingleIP() {
-		return v.String()
+	v := a.Incident.Victim
+	if v.IsSingleIP() {
+		return v.Addr().String()
 	}
-	return a.Incident.Victim.Addr().String()
+	return v.String()
 }
 
 func (reflectionKind) appendEVE(b []byte, a *Alert) []byte {
@@ -409,8 +410,7 @@ func (reflectionKind) appendEVE(b []byte, a *Alert) []byte {
 		}
 		b = appendJSONString(b, s)
 	}
-	b = append(b, ']')
-	return b
+	return append(b, ']')
 }
 
 func (reflectionKind) appendText(b []byte, a *Alert) []byte {

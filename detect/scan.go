@@ -1,13 +1,13 @@
 package detect
 
 import (
+	"math/bits"
+	"net/netip"
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/echowatch/echowatch/capture"
-	"math/bits"
-	"net/netip"
 )
 
 // Scan detects one source sweeping the echo/chargen ports: UDP datagrams
@@ -218,8 +218,7 @@ func (scanKind) appendEVE(b []byte, a *Alert) []byte {
 		b = strconv.AppendUint(b, uint64(p), 10)
 	}
 	b = append(b, `],"tool":`...)
-	b = appendJSONString(b, in.Tool)
-	return b
+	return appendJSONString(b, in.Tool)
 }
 
 func (scanKind) appendText(b []byte, a *Alert) []byte {
@@ -241,8 +240,7 @@ func (scanKind) appendText(b []byte, a *Alert) []byte {
 		b = strconv.AppendUint(b, uint64(p), 10)
 	}
 	b = append(b, " tool "...)
-	b = append(b, in.Tool...)
-	return b
+	return append(b, in.Tool...)
 }
 
 func (scanKind) headline(a *Alert) Headline {

@@ -32,7 +32,7 @@ func (k Kind) info() kindInfo {
 // Phase is where an incident is in its lifecycle when an alert reports it.
 type Phase uint8
 
-// Phases. Scans and exposures only ever have a start.
+// Phases. Scans and exposed services only ever have a start.
 const (
 	PhaseStart  Phase = iota // once, when the incident begins
 	PhaseUpdate              // every update interval while it lasts

@@ -2,11 +2,11 @@ package detect
 
 import (
 	"math"
+	"net/netip"
 	"strconv"
 	"time"
 
 	"github.com/echowatch/echowatch/capture"
-	"net/netip"
 )
 
 // SpoofedFlood detects floods whose sources are evidently forged, per
@@ -262,8 +262,7 @@ func (spoofedFloodKind) appendEVE(b []byte, a *Alert) []byte {
 	b = strconv.AppendUint(b, in.Evidence.Bogon, 10)
 	b = appendUintField(b, "land", in.Evidence.Land)
 	b = appendUintField(b, "random_source", in.Evidence.RandomSource)
-	b = append(b, '}')
-	return b
+	return append(b, '}')
 }
 
 func (spoofedFloodKind) appendText(b []byte, a *Alert) []byte {
