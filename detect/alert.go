@@ -37,6 +37,10 @@ type Alert struct {
 	// 0 when the sensor does not keep tenants apart.
 	Tenant   uint32
 	Incident Incident
+
+	// info is the kind's description, from the detector that raised the
+	// alert; nil in alerts made elsewhere, which Incident.Kind describes.
+	info kindInfo
 }
 
 // Incident is the "incident" object of an alert.
@@ -84,6 +88,30 @@ type Incident struct {
 	Service string
 }
 
+// Headline is an incident's facts that a summary of incidents shows, as
+// its kind has them: a kind sets only its own members, and the JSON leaves
+// the others out.
+type Headline struct {
+	// Detail says them in a few words: "3 reflectors, 2 hosts hit".
+	Detail          string   `json:"-"`
+	ReflectorCount  *int     `json:"reflector_count,omitempty"`
+	Hosts           *int     `json:"hosts,omitempty"`
+	DistinctSources *int     `json:"distinct_sources,omitempty"`
+	Targets         *int     `json:"targets,omitempty"`
+	Ports           []uint16 `json:"ports,omitempty"`
+	Tool            string   `json:"tool,omitempty"`
+	Endpoints       []string `json:"endpoints,omitempty"`
+	Service         string   `json:"service,omitempty"`
+}
+
+// plural writes a count of things: "1 host", "3 hosts".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return strconv.Itoa(n) + " " + word + "s"
+}
+
 // Reflector is one reflector of a reflection incident.
 type Reflector struct {
 	Addr    netip.Addr
@@ -125,31 +153,23 @@ func (a *Alert) ID() string { return a.Incident.ID }
 // or prefix for a reflection ("192.0.2.10", "198.51.100.0/24"), the
 // endpoint pair for a loop ("192.0.2.7:7-192.0.2.19:19"), the target for a
 // spoofed flood, the protocol and scanner for a scan ("UDP/203.0.113.9")
-// and the protocol and service for an exposure ("TCP/192.0.2.7:7"), then
+// and the protocol and service for an exposed service ("TCP/192.0.2.7:7"), then
 // the tenant unless it is 0 ("192.0.2.10 tenant 42"). Sinks use it as a
 // message key, so all alerts of one incident stay together; with the kind
 // and first_seen it determines the incident id.
-func (a *Alert) Key() string {
-	in := &a.Incident
-	var k string
-	switch in.Kind {
-	case KindReflection:
-		if in.Victim.IsSingleIP() {
-			k = in.Victim.Addr().String()
-		} else {
-			k = in.Victim.String()
-		}
-	case KindLoop:
-		k = in.Endpoints[0].String() + "-" + in.Endpoints[1].String()
-	case KindSpoofedFlood:
-		k = in.Target.String()
-	case KindScan:
-		k = protoName(a.Proto) + "/" + a.Src.Addr().String()
-	default:
-		k = protoName(a.Proto) + "/" + a.Src.String()
+func (a *Alert) Key() string { return withTenant(a.kindInfo().key(a), a.Tenant) }
+
+// kindInfo returns the description of the alert's kind.
+func (a *Alert) kindInfo() kindInfo {
+	if a.info != nil {
+		return a.info
 	}
-	return withTenant(k, a.Tenant)
+	return a.Incident.Kind.info()
 }
+
+// Headline returns the incident's facts that its kind's summary shows,
+// the caller's own copy.
+func (a *Alert) Headline() Headline { return a.kindInfo().headline(a) }
 
 // Clone returns a deep copy of the alert, for writers that keep it.
 func (a *Alert) Clone() *Alert {
@@ -231,7 +251,7 @@ func (a *Alert) AppendEVE(b []byte) []byte {
 	b = append(b, `,"incident":{"id":`...)
 	b = appendJSONString(b, in.ID)
 	b = append(b, `,"kind":`...)
-	b = appendJSONString(b, in.Kind.String())
+	b = appendJSONString(b, a.kindInfo().name())
 	b = append(b, `,"phase":`...)
 	b = appendJSONString(b, in.Phase.String())
 	b = append(b, `,"first_seen":`...)
@@ -248,83 +268,7 @@ func (a *Alert) AppendEVE(b []byte) []byte {
 	b = appendJSONString(b, in.Direction)
 	b = appendIncidentTunnel(b, a.Tenant, &a.Tunnel)
 
-	switch in.Kind {
-	case KindReflection:
-		b = append(b, `,"victim":`...)
-		if in.Victim.IsSingleIP() {
-			b = appendJSONString(b, in.Victim.Addr().String())
-		} else {
-			b = appendJSONString(b, in.Victim.String())
-			b = appendUintField(b, "hosts", uint64(in.Hosts))
-		}
-		b = append(b, `,"reflectors":[`...)
-		for i, r := range in.Reflectors {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, `{"ip":`...)
-			b = appendJSONString(b, r.Addr.String())
-			b = append(b, `,"port":`...)
-			b = strconv.AppendUint(b, uint64(r.Port), 10)
-			b = appendUintField(b, "packets", r.Packets)
-			b = appendUintField(b, "bytes", r.Bytes)
-			b = append(b, '}')
-		}
-		b = append(b, ']')
-		b = appendUintField(b, "reflector_count", uint64(in.ReflectorCount))
-		b = append(b, `,"services":[`...)
-		for i, s := range in.Services {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSONString(b, s)
-		}
-		b = append(b, ']')
-	case KindLoop:
-		b = append(b, `,"endpoints":[`...)
-		b = appendJSONString(b, in.Endpoints[0].String())
-		b = append(b, ',')
-		b = appendJSONString(b, in.Endpoints[1].String())
-		b = append(b, `],"directions":[`...)
-		for i, d := range in.Directions {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, `{"from":`...)
-			b = appendJSONString(b, in.Endpoints[i].String())
-			b = append(b, `,"to":`...)
-			b = appendJSONString(b, in.Endpoints[1-i].String())
-			b = appendUintField(b, "packets", d.Packets)
-			b = appendUintField(b, "bytes", d.Bytes)
-			b = appendRateField(b, "pps", d.PPS)
-			b = appendRateField(b, "bps", d.BPS)
-			b = append(b, '}')
-		}
-		b = append(b, ']')
-	case KindSpoofedFlood:
-		b = append(b, `,"target":`...)
-		b = appendJSONString(b, in.Target.String())
-		b = appendUintField(b, "distinct_sources", uint64(in.DistinctSources))
-		b = append(b, `,"evidence":{"bogon":`...)
-		b = strconv.AppendUint(b, in.Evidence.Bogon, 10)
-		b = appendUintField(b, "land", in.Evidence.Land)
-		b = appendUintField(b, "random_source", in.Evidence.RandomSource)
-		b = append(b, '}')
-	case KindScan:
-		b = appendUintField(b, "targets", uint64(in.Targets))
-		b = append(b, `,"ports":[`...)
-		for i, p := range in.Ports {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = strconv.AppendUint(b, uint64(p), 10)
-		}
-		b = append(b, `],"tool":`...)
-		b = appendJSONString(b, in.Tool)
-	case KindExposed:
-		b = append(b, `,"service":`...)
-		b = appendJSONString(b, in.Service)
-	}
+	b = a.kindInfo().appendEVE(b, a)
 	b = append(b, `,"advice":`...)
 	b = appendJSONString(b, in.Advice)
 	return append(b, "}}"...)
@@ -341,104 +285,7 @@ func (a *Alert) AppendText(b []byte) []byte {
 	b = append(b, ':')
 	b = strconv.AppendUint(b, uint64(a.Signature.Rev), 10)
 	b = append(b, "] "...)
-	switch in.Kind {
-	case KindReflection:
-		b = append(b, "echo reflection "...)
-		b = append(b, in.Phase.String()...)
-		if in.Victim.IsSingleIP() {
-			b = append(b, " victim "...)
-			b = append(b, in.Victim.Addr().String()...)
-		} else {
-			b = append(b, " prefix "...)
-			b = append(b, in.Victim.String()...)
-			b = append(b, " ("...)
-			b = strconv.AppendInt(b, int64(in.Hosts), 10)
-			b = append(b, " hosts)"...)
-		}
-		b = append(b, " from "...)
-		b = strconv.AppendInt(b, int64(in.ReflectorCount), 10)
-		b = append(b, " reflector"...)
-		if in.ReflectorCount != 1 {
-			b = append(b, 's')
-		}
-		b = append(b, " ("...)
-		for i, s := range in.Services {
-			if i > 0 {
-				b = append(b, ", "...)
-			}
-			b = append(b, s...)
-		}
-		b = append(b, ")"...)
-		if len(in.Reflectors) > 0 {
-			b = append(b, " busiest "...)
-			b = append(b, a.Src.String()...)
-		}
-	case KindLoop:
-		b = append(b, "service loop "...)
-		b = append(b, in.Phase.String()...)
-		b = append(b, ' ')
-		b = append(b, in.Endpoints[0].String()...)
-		b = append(b, " <-> "...)
-		b = append(b, in.Endpoints[1].String()...)
-		b = append(b, " ("...)
-		b = appendRate(b, in.Directions[0].PPS)
-		b = append(b, " / "...)
-		b = appendRate(b, in.Directions[1].PPS)
-		b = append(b, " pps each way)"...)
-	case KindSpoofedFlood:
-		b = append(b, "spoofed flood "...)
-		b = append(b, in.Phase.String()...)
-		b = append(b, " target "...)
-		b = append(b, in.Target.String()...)
-		b = append(b, " from ~"...)
-		b = strconv.AppendInt(b, int64(in.DistinctSources), 10)
-		b = append(b, " sources (bogon "...)
-		b = strconv.AppendUint(b, in.Evidence.Bogon, 10)
-		b = append(b, ", land "...)
-		b = strconv.AppendUint(b, in.Evidence.Land, 10)
-		b = append(b, ", random_source "...)
-		b = strconv.AppendUint(b, in.Evidence.RandomSource, 10)
-		b = append(b, " packets)"...)
-	case KindScan:
-		b = append(b, protoName(a.Proto)...)
-		b = append(b, " scan by "...)
-		b = append(b, a.Src.Addr().String()...)
-		b = append(b, " of "...)
-		b = strconv.AppendInt(b, int64(in.Targets), 10)
-		b = append(b, " hosts on port"...)
-		if len(in.Ports) != 1 {
-			b = append(b, 's')
-		}
-		for i, p := range in.Ports {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, ' ')
-			b = strconv.AppendUint(b, uint64(p), 10)
-		}
-		b = append(b, " tool "...)
-		b = append(b, in.Tool...)
-	case KindExposed:
-		b = append(b, "exposed "...)
-		b = append(b, protoName(a.Proto)...)
-		b = append(b, ' ')
-		b = append(b, in.Service...)
-		b = append(b, " on "...)
-		b = append(b, a.Src.String()...)
-		b = append(b, " answered "...)
-		b = append(b, a.Dst.Addr().String()...)
-	}
-	if in.Kind != KindScan && in.Kind != KindExposed {
-		b = append(b, ' ')
-		b = appendRate(b, in.PPS)
-		b = append(b, " pps "...)
-		b = appendBits(b, in.BPS)
-		b = append(b, " (peak "...)
-		b = appendRate(b, in.PeakPPS)
-		b = append(b, " pps "...)
-		b = appendBits(b, in.PeakBPS)
-		b = append(b, ')')
-	}
+	b = a.kindInfo().appendText(b, a)
 	b = append(b, ' ')
 	b = append(b, in.Direction...)
 	if a.Tunnel.Depth > 0 {
@@ -457,6 +304,31 @@ func (a *Alert) AppendText(b []byte) []byte {
 	}
 	return b
 }
+
+// appendRatesText appends the current and peak rates of an incident
+// that has them, for the text line.
+func appendRatesText(b []byte, in *Incident) []byte {
+	b = append(b, ' ')
+	b = appendRate(b, in.PPS)
+	b = append(b, " pps "...)
+	b = appendBits(b, in.BPS)
+	b = append(b, " (peak "...)
+	b = appendRate(b, in.PeakPPS)
+	b = append(b, " pps "...)
+	b = appendBits(b, in.PeakBPS)
+	return append(b, ')')
+}
+
+// unknownKind describes a Kind that names no kind: its alerts have only
+// the members every kind has.
+type unknownKind struct{}
+
+func (unknownKind) kind() Kind                           { return NumKinds }
+func (unknownKind) name() string                         { return "unknown" }
+func (unknownKind) key(a *Alert) string                  { return protoName(a.Proto) + "/" + a.Src.String() }
+func (unknownKind) appendEVE(b []byte, _ *Alert) []byte  { return b }
+func (unknownKind) appendText(b []byte, a *Alert) []byte { return appendRatesText(b, &a.Incident) }
+func (unknownKind) headline(*Alert) Headline             { return Headline{} }
 
 // protoName names an IP protocol by its IANA keyword, as Suricata's EVE
 // does: the alerts' UDP and TCP, and the protocols that carry tunnels.

@@ -3,6 +3,7 @@ package detect
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -156,7 +157,7 @@ func TestIncidentIDFromKey(t *testing.T) {
 	kinds := map[Kind]bool{}
 	for _, a := range h.out.alerts {
 		kinds[a.Kind()] = true
-		if id := incidentID(a.Kind(), a.Key(), a.Incident.FirstSeen); id != a.Incident.ID {
+		if id := incidentID(a.Kind().String(), a.Key(), a.Incident.FirstSeen); id != a.Incident.ID {
 			t.Errorf("%s %s: id %s, recomputed %s", a.Kind(), a.Key(), a.Incident.ID, id)
 		}
 	}
@@ -171,11 +172,47 @@ func TestIncidentIDFromKey(t *testing.T) {
 // same traffic give the same ids; another microsecond, another id.
 func TestIncidentIDMicroseconds(t *testing.T) {
 	us := time.Date(2024, 3, 19, 12, 0, 0, 123456000, time.UTC)
-	id := incidentID(KindReflection, "198.51.100.10", us)
-	if got := incidentID(KindReflection, "198.51.100.10", us.Add(789*time.Nanosecond)); got != id {
+	id := incidentID(KindReflection.String(), "198.51.100.10", us)
+	if got := incidentID(KindReflection.String(), "198.51.100.10", us.Add(789*time.Nanosecond)); got != id {
 		t.Errorf("nanoseconds changed the id: %s, want %s", got, id)
 	}
-	if got := incidentID(KindReflection, "198.51.100.10", us.Add(time.Microsecond)); got == id {
+	if got := incidentID(KindReflection.String(), "198.51.100.10", us.Add(time.Microsecond)); got == id {
 		t.Errorf("a microsecond later gave the same id %s", id)
+	}
+}
+
+// TestHeadline checks each kind's facts for a summary of incidents: the
+// detail words and the JSON members, only the kind's own.
+func TestHeadline(t *testing.T) {
+	ep := [2]netip.AddrPort{netip.MustParseAddrPort("192.0.2.7:7"), netip.MustParseAddrPort("192.0.2.19:19")}
+	for _, tc := range []struct {
+		in           Incident
+		detail, json string
+	}{
+		{Incident{Kind: KindReflection, ReflectorCount: 1}, "1 reflector", `{"reflector_count":1}`},
+		{Incident{Kind: KindReflection, ReflectorCount: 3, Hosts: 2}, "3 reflectors, 2 hosts hit",
+			`{"reflector_count":3,"hosts":2}`},
+		{Incident{Kind: KindLoop, Endpoints: ep}, "ports 7 <-> 19", `{"endpoints":["192.0.2.7:7","192.0.2.19:19"]}`},
+		{Incident{Kind: KindSpoofedFlood, DistinctSources: 1}, "~1 source", `{"distinct_sources":1}`},
+		{Incident{Kind: KindScan, Targets: 20, Ports: []uint16{7, 19}, Tool: "nmap"}, "20 targets, nmap",
+			`{"targets":20,"ports":[7,19],"tool":"nmap"}`},
+		{Incident{Kind: KindExposed, Service: "echo"}, "echo", `{"service":"echo"}`},
+		{Incident{Kind: NumKinds}, "", `{}`},
+	} {
+		a := &Alert{Incident: tc.in}
+		l := a.Headline()
+		b, err := json.Marshal(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Detail != tc.detail || string(b) != tc.json {
+			t.Errorf("%v: %q %s, want %q %s", tc.in.Kind, l.Detail, b, tc.detail, tc.json)
+		}
+		if len(tc.in.Ports) > 0 {
+			a.Incident.Ports[0] = 0
+			if l.Ports[0] == 0 {
+				t.Errorf("%v: the headline shares the alert's ports", tc.in.Kind)
+			}
+		}
 	}
 }

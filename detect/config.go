@@ -93,8 +93,8 @@ type ScanConfig struct {
 	Allow       []string      `yaml:"allow"`
 }
 
-// ExposedConfig configures the exposure finding: a host answering on one of
-// Ports.
+// ExposedConfig configures the exposed-service finding: a host answering
+// on one of Ports.
 type ExposedConfig struct {
 	Ports       []uint16      `yaml:"ports"`
 	Rearm       time.Duration `yaml:"rearm"`
@@ -108,8 +108,9 @@ var (
 	reflectingPorts = []uint16{7, 19}
 )
 
-// DefaultConfig returns the settings of issue 3, with every table sized
-// from max_memory (the size settings 0).
+// DefaultConfig returns the settings a sensor runs with where its
+// configuration file sets none, with every table sized from max_memory
+// (the size settings 0).
 func DefaultConfig() Config {
 	return Config{
 		UpdateInterval:     60 * time.Second,
@@ -159,13 +160,13 @@ func (c *Config) Validate() error {
 
 // settings is a Config checked and turned into the forms the detectors use.
 type settings struct {
-	home       prefixSet
-	allow      [NumKinds]prefixSet
-	reflPorts  PortSet
-	loopPorts  PortSet
-	spoofPorts *PortSet // nil: every port
-	scanPorts  PortSet
-	exposPorts PortSet
+	home         prefixSet
+	allow        [NumKinds]prefixSet
+	reflPorts    PortSet
+	loopPorts    PortSet
+	spoofPorts   *PortSet // nil: every port
+	scanPorts    PortSet
+	exposedPorts PortSet
 }
 
 func (c *Config) compile() (*settings, error) {
@@ -204,7 +205,7 @@ func (c *Config) compile() (*settings, error) {
 		positiveDur("scan.rearm", c.Scan.Rearm),
 		atLeast("scan.max_scanners", c.Scan.MaxScanners, 0),
 
-		ports("exposed.ports", c.Exposed.Ports, &s.exposPorts),
+		ports("exposed.ports", c.Exposed.Ports, &s.exposedPorts),
 		positiveDur("exposed.rearm", c.Exposed.Rearm),
 		atLeast("exposed.max_findings", c.Exposed.MaxFindings, 0),
 	}

@@ -2,6 +2,8 @@ package detect
 
 import (
 	"encoding/json"
+	"math/bits"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -21,14 +23,18 @@ import (
 // not be called concurrently. Alerts are written synchronously from those
 // calls.
 type Engine struct {
-	cfg   *Config // the settings in force, which the detectors point into
-	r     reporter
-	svc   PortSet // the loop set: service-to-service traffic is a loop's
-	refl  reflection
-	loop  loop
-	spoof spoof
-	scan  scan
-	expo  exposure
+	cfg *Config // the settings in force, which the detectors point into
+	r   reporter
+	svc PortSet // the loop set: service-to-service traffic is a loop's
+	// detectors are the Engine's, in the order they see a packet, and
+	// byKind the same by Kind.
+	detectors []detector
+	byKind    []detector
+	// from and to have a bit per detector (its index in detectors) for
+	// each source and destination port it wants; both, every and loops
+	// mark the detectors whose wanted says so. apply sets them.
+	from, to           [1 << 16]uint8
+	both, every, loops uint8
 	// watch holds every port any detector looks at, for Wants, which other
 	// goroutines call: Reconfigure replaces it whole.
 	watch atomic.Pointer[watchSet]
@@ -36,6 +42,7 @@ type Engine struct {
 	// flow table tracks (see FlowPorts).
 	flowPorts PortSet
 
+	view    view // the packet being examined
 	packets uint64
 	wol     uint64
 }
@@ -44,7 +51,11 @@ var _ Detector = (*Engine)(nil)
 
 // New returns an Engine that writes its alerts to out. It validates cfg and
 // does no I/O.
-func New(cfg Config, out AlertWriter) (*Engine, error) {
+func New(cfg Config, out AlertWriter) (*Engine, error) { return newEngine(cfg, out) }
+
+// newEngine is New with extra detectors, for tests: their kinds must
+// follow the built-in ones, in their order.
+func newEngine(cfg Config, out AlertWriter, extra ...detector) (*Engine, error) {
 	if out == nil {
 		return nil, errorf("new engine: nil AlertWriter")
 	}
@@ -59,20 +70,25 @@ func New(cfg Config, out AlertWriter) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{r: reporter{out: out}}
-	if err := e.refl.init(&z.Reflection, &e.r); err != nil {
-		return nil, err
+	// The spoofed-flood detector sees a packet first, as it always has:
+	// the order of the alerts one packet raises depends on it.
+	e.detectors = append([]detector{new(SpoofedFlood), new(Loop), new(Reflection), new(Scan), new(Exposed)}, extra...)
+	if len(e.detectors) > 8 {
+		return nil, errorf("new engine: %d detectors, more than a route holds", len(e.detectors))
 	}
-	if err := e.loop.init(&z.Loop, &e.r); err != nil {
-		return nil, err
+	e.byKind = make([]detector, len(e.detectors))
+	for _, d := range e.detectors {
+		k := d.info().kind()
+		if int(k) >= len(e.byKind) || e.byKind[k] != nil {
+			return nil, errorf("new engine: detector %s: kind %d taken or out of order", d.info().name(), k)
+		}
+		e.byKind[k] = d
 	}
-	if err := e.spoof.init(&z.SpoofedFlood, &e.r); err != nil {
-		return nil, err
-	}
-	if err := e.scan.init(&z.Scan, &e.r); err != nil {
-		return nil, err
-	}
-	if err := e.expo.init(&z.Exposed, &e.r); err != nil {
-		return nil, err
+	e.r.init(e.byKind)
+	for _, d := range e.byKind {
+		if err := d.setup(&z, &e.r); err != nil {
+			return nil, err
+		}
 	}
 	e.apply(&cfg, s)
 	return e, nil
@@ -83,36 +99,50 @@ func New(cfg Config, out AlertWriter) (*Engine, error) {
 func (e *Engine) apply(c *Config, s *settings) {
 	e.cfg = c
 	e.flowPorts = *c.FlowPorts()
-	e.watch.Store(s.watchSet())
 	e.svc = s.loopPorts
 	e.r.host, e.r.home = c.SensorName, s.home
+	e.view.home = s.home
 	e.r.update, e.r.endAfter, e.r.maxPerSec = c.UpdateInterval, c.EndAfter, c.MaxAlertsPerSecond
-	e.refl.cfg, e.refl.ports, e.refl.allow = &c.Reflection, s.reflPorts, s.allow[KindReflection]
-	e.loop.cfg, e.loop.allow = &c.Loop, s.allow[KindLoop]
-	e.spoof.cfg, e.spoof.ports, e.spoof.allow = &c.SpoofedFlood, s.spoofPorts, s.allow[KindSpoofedFlood]
-	e.scan.cfg, e.scan.ports, e.scan.allow = &c.Scan, s.scanPorts, s.allow[KindScan]
-	e.expo.cfg, e.expo.ports, e.expo.allow = &c.Exposed, s.exposPorts, s.allow[KindExposed]
+	e.from, e.to, e.both, e.every, e.loops = [1 << 16]uint8{}, [1 << 16]uint8{}, 0, 0, 0
+	w := &watchSet{}
+	for i, d := range e.detectors {
+		d.configure(c, s)
+		bit := uint8(1) << i
+		wd := d.wants()
+		if wd.every {
+			e.every |= bit
+			w.all = true
+		}
+		if wd.both {
+			e.both |= bit
+		}
+		if wd.loops {
+			e.loops |= bit
+		}
+		route(&e.from, wd.from, bit, &w.ports)
+		route(&e.to, wd.to, bit, &w.ports)
+	}
+	e.watch.Store(w)
+}
+
+// route sets bit in r for each port of ps, and adds them to all.
+func route(r *[1 << 16]uint8, ps *PortSet, bit uint8, all *PortSet) {
+	if ps == nil {
+		return
+	}
+	for i, word := range ps {
+		all[i] |= word
+		for ; word != 0; word &= word - 1 {
+			r[i<<6|bits.TrailingZeros64(word)] |= bit
+		}
+	}
 }
 
 // watchSet is what Wants looks at: the ports any detector watches, or all
 // of them.
 type watchSet struct {
 	ports PortSet
-	all   bool // the spoofed-flood detector looks at every port
-}
-
-func (s *settings) watchSet() *watchSet {
-	w := &watchSet{}
-	for _, ps := range []*PortSet{&s.loopPorts, &s.reflPorts, &s.scanPorts, &s.exposPorts, s.spoofPorts} {
-		if ps == nil {
-			w.all = true
-			continue
-		}
-		for i := range w.ports {
-			w.ports[i] |= ps[i]
-		}
-	}
-	return w
+	all   bool // a detector looks at every port
 }
 
 // FlowPorts returns the ports whose flows the detectors need, for the
@@ -163,34 +193,27 @@ func (e *Engine) packet(p *capture.Packet, f *Flow, dir Dir) {
 		e.wol++
 		return
 	}
-	srcSvc, dstSvc := e.svc.Has(p.SrcPort), e.svc.Has(p.DstPort)
-	examined := e.spoof.examines(p)
-	if !examined && !srcSvc && !dstSvc && !e.refl.ports.Has(p.SrcPort) && !e.refl.ports.Has(p.DstPort) &&
-		!e.scan.ports.Has(p.DstPort) && !e.expo.ports.Has(p.SrcPort) {
+	if p.Proto != capture.ProtoUDP && p.Proto != capture.ProtoTCP {
+		return
+	}
+	from, to := e.from[p.SrcPort], e.to[p.DstPort]
+	route := (from|to)&^e.both | from&to&e.both | e.every
+	if route == 0 {
 		return // ordinary traffic: nothing here can use it
 	}
-	why := forgedNot
-	if examined || p.Proto == capture.ProtoUDP {
-		why = forged(p, e.r.home)
-	}
-	if examined {
-		e.spoof.packet(p, why)
-	}
-	switch p.Proto {
-	case capture.ProtoUDP:
-		if srcSvc && dstSvc {
-			// Two service ports talking: a loop, never reflection, scan or
-			// exposure.
-			e.loop.packet(p, f, dir)
-			return
+	v := &e.view // its home is set by apply
+	v.p, v.f, v.dir, v.judged = p, f, dir, false
+	v.srcSvc, v.dstSvc = false, false
+	if p.Proto == capture.ProtoUDP {
+		v.srcSvc, v.dstSvc = e.svc.Has(p.SrcPort), e.svc.Has(p.DstPort)
+		if v.srcSvc && v.dstSvc {
+			route &= e.loops // two service ports talking: a loop, never reflection, scan or exposed
 		}
-		e.refl.packet(p, srcSvc, dstSvc, why)
-		e.scan.packet(p, srcSvc)
-		e.expo.packet(p, f, dir, dstSvc)
-	case capture.ProtoTCP:
-		e.scan.packet(p, false)
-		e.expo.packet(p, f, dir, false)
 	}
+	for ; route != 0; route &= route - 1 {
+		e.detectors[bits.TrailingZeros8(route)].packet(v)
+	}
+	v.p, v.f = nil, nil // borrowed for the call only
 }
 
 // Tick advances packet time without a packet, so that incidents update and
@@ -205,18 +228,26 @@ func (e *Engine) Flush(now time.Time) { e.r.flush(now) }
 type Stats struct {
 	Packets   uint64 // packets examined: those Wants
 	WakeOnLAN uint64 // Wake-on-LAN magic packets examined, never evidence
-	// Incidents counts the incidents opened (and, for scans and exposures,
-	// the findings raised), by kind.
-	Incidents [NumKinds]uint64
-	// Phases counts the alerts written, by kind and phase.
-	Phases [NumKinds][NumPhases]uint64
+	// Kinds counts by kind of incident, indexed by Kind.
+	Kinds  []KindStats
 	Alerts uint64 // alerts written
 	// Suppressed counts the alerts max_alerts_per_second held back (a start
-	// retried later counts once), in total and by kind.
-	Suppressed       uint64
-	SuppressedByKind [NumKinds]uint64
-	Open             int          // incidents open now
-	Tables           []TableStats // one per bounded table
+	// retried later counts once), in all kinds.
+	Suppressed uint64
+	Open       int          // incidents open now
+	Tables     []TableStats // one per bounded table
+}
+
+// KindStats are the counters of one kind of incident.
+type KindStats struct {
+	Name string // the kind, as alerts spell it
+	// Incidents counts the incidents opened (and, for scans and exposed
+	// services, the findings raised).
+	Incidents uint64
+	// Phases counts the alerts written, by phase.
+	Phases [NumPhases]uint64
+	// Suppressed counts the alerts max_alerts_per_second held back.
+	Suppressed uint64
 }
 
 // TableStats describes one bounded table.
@@ -260,12 +291,12 @@ func (s Stats) MarshalJSON() ([]byte, error) {
 		Tables     []tableStats         `json:"tables"`
 	}{
 		Packets: s.Packets, WakeOnLAN: s.WakeOnLAN, Alerts: s.Alerts, Suppressed: s.Suppressed, Open: s.Open,
-		Kinds: make(map[string]kindStats, NumKinds), Tables: []tableStats{},
+		Kinds: make(map[string]kindStats, len(s.Kinds)), Tables: []tableStats{},
 	}
-	for k := range Kind(NumKinds) {
-		ph := s.Phases[k]
-		out.Kinds[k.String()] = kindStats{Incidents: s.Incidents[k], Start: ph[PhaseStart],
-			Update: ph[PhaseUpdate], End: ph[PhaseEnd], Suppressed: s.SuppressedByKind[k]}
+	for _, k := range s.Kinds {
+		ph := k.Phases
+		out.Kinds[k.Name] = kindStats{Incidents: k.Incidents, Start: ph[PhaseStart],
+			Update: ph[PhaseUpdate], End: ph[PhaseEnd], Suppressed: k.Suppressed}
 	}
 	for _, t := range s.Tables {
 		out.Tables = append(out.Tables, tableStats(t))
@@ -273,22 +304,19 @@ func (s Stats) MarshalJSON() ([]byte, error) {
 	return json.Marshal(out)
 }
 
-// Stats returns the Engine's counters.
+// Stats returns the Engine's counters, the caller's copy.
 func (e *Engine) Stats() Stats {
 	s := e.r.stats
+	s.Kinds = slices.Clone(s.Kinds)
 	s.Packets, s.WakeOnLAN = e.packets, e.wol
 	for _, a := range e.r.active {
 		if !a.lifecycle().gone {
 			s.Open++
 		}
 	}
-	s.Tables = []TableStats{e.refl.hosts.stats()}
-	if e.refl.prefixes != nil {
-		s.Tables = append(s.Tables, e.refl.prefixes.stats())
+	for _, d := range e.byKind {
+		s.Tables = d.tables(s.Tables)
 	}
-	s.Tables = append(s.Tables, e.refl.slotStats())
-	s.Tables = append(s.Tables, e.loop.pairs.stats(), e.spoof.targets.stats(),
-		e.scan.scanners.stats(), e.expo.found.stats())
 	return s
 }
 

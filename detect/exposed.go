@@ -7,21 +7,21 @@ import (
 	"github.com/echowatch/echowatch/capture"
 )
 
-// exposure reports the hardening finding: a host seen answering on a
-// service port. A UDP datagram from exposed.ports answering a request seen
-// earlier on its flow, or a TCP SYN-ACK or data from exposed.ports on a
-// flow whose first packet came from the client, shows the service is
-// enabled. Once per host, service and protocol per exposed.rearm.
+// Exposed reports the hardening finding: a host seen answering on a
+// service port, an exposed service. A UDP datagram from exposed.ports
+// answering a request seen earlier on its flow, or a TCP SYN-ACK or data
+// from exposed.ports on a flow whose first packet came from the client,
+// shows the service is enabled. Once per host, service and protocol per exposed.rearm.
 //
 // Requiring the request on the same flow means forged packets alone (a
 // flood of fake SYN-ACKs from port 7) never raise findings, and the flow
 // table bounds the work.
-type exposure struct {
-	cfg   *ExposedConfig
-	r     *reporter
-	ports PortSet
-	allow prefixSet
-	found *table[exposedKey, finding]
+type Exposed struct {
+	cfg      *ExposedConfig
+	r        *reporter
+	watched  PortSet // the services, as source ports
+	allow    prefixSet
+	services *table[exposedKey, exposedService]
 }
 
 // exposedKey is a service, its protocol and its tenant.
@@ -32,22 +32,35 @@ type exposedKey struct {
 }
 
 func (k exposedKey) hash() uint64 {
-	return hashAddr(k.host.Addr(), seedFinding^uint64(k.host.Port())<<8^uint64(k.proto)^tenantSeed(k.tenant))
+	return hashAddr(k.host.Addr(), seedExposed^uint64(k.host.Port())<<8^uint64(k.proto)^tenantSeed(k.tenant))
 }
 
-func (d *exposure) init(cfg *ExposedConfig, r *reporter) error {
+var _ detector = (*Exposed)(nil)
+
+func (d *Exposed) info() kindInfo { return exposedKind{} }
+
+func (d *Exposed) setup(sizes *Config, r *reporter) error {
+	cfg := &sizes.Exposed
 	d.r = r
 	var err error
-	d.found, err = newTable("exposed.findings", cfg.MaxFindings, exposedKey.hash, 0,
-		func(e *finding) bool { return r.evicted(e) })
+	d.services, err = newTable("exposed.findings", cfg.MaxFindings, exposedKey.hash, 0,
+		func(e *exposedService) bool { return r.evicted(e) })
 	return err
 }
 
-// packet takes a UDP packet that is not service-to-service (dstSvc says
-// whether its destination port is a service port) or a TCP packet, with
-// its flow.
-func (d *exposure) packet(p *capture.Packet, f *Flow, dir Dir, dstSvc bool) {
-	if !d.ports.Has(p.SrcPort) || dstSvc || f == nil || dir != FromResp || f.Packets[FromOrig] == 0 {
+func (d *Exposed) configure(c *Config, s *settings) {
+	d.cfg, d.watched, d.allow = &c.Exposed, s.exposedPorts, s.allow[KindExposed]
+}
+
+func (d *Exposed) wants() wanted { return wanted{from: &d.watched} }
+
+func (d *Exposed) tables(ts []TableStats) []TableStats { return append(ts, d.services.stats()) }
+
+// packet takes the TCP packets and the UDP packets not to a service port
+// from one of its ports, with their flow.
+func (d *Exposed) packet(pv *view) {
+	p, f, dir := pv.p, pv.f, pv.dir
+	if !d.watched.Has(p.SrcPort) || pv.dstSvc || f == nil || dir != FromResp || f.Packets[FromOrig] == 0 {
 		return
 	}
 	if p.Proto == capture.ProtoTCP {
@@ -62,9 +75,9 @@ func (d *exposure) packet(p *capture.Packet, f *Flow, dir Dir, dstSvc bool) {
 	}
 	now := p.Timestamp
 	k := exposedKey{p.SrcAddrPort(), p.Proto, p.Tenant}
-	e, made := d.found.getOrAdd(k, now)
+	e, made := d.services.getOrAdd(k, now)
 	if made {
-		*e = finding{d: d, k: k}
+		*e = exposedService{d: d, k: k}
 	}
 	if e.t.rearmed(now, d.cfg.Rearm) {
 		d.r.follow(&e.t)
@@ -79,26 +92,26 @@ func (d *exposure) packet(p *capture.Packet, f *Flow, dir Dir, dstSvc bool) {
 	d.r.oneShot(e, now, d.cfg.Rearm)
 }
 
-// finding is one service seen answering.
-type finding struct {
-	d      *exposure
+// exposedService is one service seen answering.
+type exposedService struct {
+	d      *Exposed
 	k      exposedKey
 	t      track
 	client netip.AddrPort // who it answered
 }
 
-var _ subject = (*finding)(nil)
+var _ subject = (*exposedService)(nil)
 
-func (e *finding) lifecycle() *track { return &e.t }
-func (e *finding) kind() Kind        { return KindExposed }
-func (e *finding) key() string {
+func (e *exposedService) lifecycle() *track { return &e.t }
+func (e *exposedService) kind() Kind        { return KindExposed }
+func (e *exposedService) key() string {
 	return withTenant(protoName(e.k.proto)+"/"+e.k.host.String(), e.k.tenant)
 }
 
-func (e *finding) measure(time.Time) (bool, float64, float64) { return false, 0, 0 }
-func (e *finding) reset()                                     {}
+func (e *exposedService) measure(time.Time) (bool, float64, float64) { return false, 0, 0 }
+func (e *exposedService) reset()                                     {}
 
-func (e *finding) describe(a *Alert) {
+func (e *exposedService) describe(a *Alert) {
 	in := &a.Incident
 	a.Src, a.Dst, a.Proto, a.Tenant = e.k.host, e.client, e.k.proto, e.k.tenant
 	a.CommunityID = CommunityID(e.k.host, e.client, e.k.proto)
@@ -107,6 +120,38 @@ func (e *finding) describe(a *Alert) {
 		a.Signature = sig(SIDExposedTCP)
 	}
 	in.Service = serviceName(e.k.host.Port())
-	// The request came from the client: that is the exposure's direction.
+	// The request came from the client: that is the finding's direction.
 	in.Direction = e.d.r.direction(e.client.Addr(), e.k.host.Addr())
+}
+
+// exposedKind describes exposed services to the renderers.
+type exposedKind struct{}
+
+func (exposedKind) kind() Kind   { return KindExposed }
+func (exposedKind) name() string { return "exposed" }
+
+func (exposedKind) key(a *Alert) string {
+	return protoName(a.Proto) + "/" + a.Src.String()
+}
+
+func (exposedKind) appendEVE(b []byte, a *Alert) []byte {
+	in := &a.Incident
+	b = append(b, `,"service":`...)
+	return appendJSONString(b, in.Service)
+}
+
+func (exposedKind) appendText(b []byte, a *Alert) []byte {
+	in := &a.Incident
+	b = append(b, "exposed "...)
+	b = append(b, protoName(a.Proto)...)
+	b = append(b, ' ')
+	b = append(b, in.Service...)
+	b = append(b, " on "...)
+	b = append(b, a.Src.String()...)
+	b = append(b, " answered "...)
+	return append(b, a.Dst.Addr().String()...)
+}
+
+func (exposedKind) headline(a *Alert) Headline {
+	return Headline{Detail: a.Incident.Service, Service: a.Incident.Service}
 }

@@ -101,14 +101,14 @@ type FlowTable interface {
 //     cache line or two each, and push out only other one-way flows.
 //   - A flow's first packet in the other direction promotes it, with its
 //     counts, to an LRU bounded by MaxFlows: the conversations that the
-//     loop and exposure detectors look at. A flow there is FlowEntryBytes
+//     loop and exposed detectors look at. A flow there is FlowEntryBytes
 //     bytes without a pointer (its addresses as 16 bytes, its times as
 //     Unix nanoseconds), so a table of a million costs about 100 MiB and
 //     nothing for the garbage collector to scan.
 //
-// Detection needs no more: a loop is traffic both ways, and an exposure is
-// a reply on a flow whose request was seen. Both tiers expire flows idle
-// for longer than their protocol's timeout.
+// Detection needs no more: a loop is traffic both ways, and an exposed
+// service is a reply on a flow whose request was seen. Both tiers expire
+// flows idle for longer than their protocol's timeout.
 type Flows struct {
 	// The padding keeps the flows of two workers, written for every
 	// packet and side by side on the heap, off each other's cache lines.

@@ -159,3 +159,23 @@ func every(start time.Time, rate float64, count int, mk func(i int, ts time.Time
 
 // v4 returns 10.a.b.c-style test addresses: ip("198.18.0.", i).
 func ip(prefix string, i int) string { return fmt.Sprintf("%s%d", prefix, i) }
+
+// builtin returns the Engine's detector of type D.
+func builtin[D detector](e *Engine) D {
+	for _, d := range e.detectors {
+		if x, ok := d.(D); ok {
+			return x
+		}
+	}
+	panic(fmt.Sprintf("no %T in the engine", *new(D)))
+}
+
+// suppressedByKind returns the alerts held back by kind, of the built-in
+// kinds.
+func suppressedByKind(s Stats) [NumKinds]uint64 {
+	var n [NumKinds]uint64
+	for k := range n {
+		n[k] = s.Kinds[k].Suppressed
+	}
+	return n
+}

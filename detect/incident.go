@@ -21,7 +21,7 @@ import (
 //   - Once a second of packet time, the open incidents are measured
 //     again: one that has stayed below its threshold for end_after ends,
 //     the others report an update every update_interval.
-//   - Scans and exposures are one-shot: a start, then nothing for the
+//   - Scans and exposed services are one-shot: a start, then nothing for the
 //     kind's rearm time.
 //
 // The rate limit, max_alerts_per_second, holds back starts only: once an
@@ -125,16 +125,18 @@ type reporter struct {
 
 	now    time.Time // the latest packet time
 	second int64     // the second of packet time swept last
+	// kinds describes the kinds of the Engine's detectors, by Kind.
+	kinds []kindInfo
 	// sent counts the starts written in that second, in all and by kind;
 	// waiting the open incidents whose start is held back, by kind.
 	sent    int
-	sentBy  [NumKinds]int
-	waiting [NumKinds]int
+	sentBy  []int
+	waiting []int
 	// heldAt is the last second a one-shot finding of the kind was held
 	// back (when held says one was): it waits for its key's next packet,
 	// not in active.
-	heldAt [NumKinds]int64
-	held   [NumKinds]bool
+	heldAt []int64
+	held   []bool
 	active []subject // open incidents, in opening order
 	// evidence, if not nil, keeps the first packets of each incident; pkt
 	// is the packet being examined, during Engine.Packet. keeping lists
@@ -149,6 +151,18 @@ type reporter struct {
 	stats Stats
 }
 
+// init sizes the per-kind counters for the detectors, by Kind.
+func (r *reporter) init(byKind []detector) {
+	n := len(byKind)
+	r.kinds = make([]kindInfo, n)
+	r.stats.Kinds = make([]KindStats, n)
+	for k, d := range byKind {
+		r.kinds[k] = d.info()
+		r.stats.Kinds[k].Name = r.kinds[k].name()
+	}
+	r.sentBy, r.waiting, r.heldAt, r.held = make([]int, n), make([]int, n), make([]int64, n), make([]bool, n)
+}
+
 // clock advances packet time and, on a new second, sweeps the open
 // incidents. Time never goes backwards here.
 func (r *reporter) clock(now time.Time) {
@@ -156,7 +170,8 @@ func (r *reporter) clock(now time.Time) {
 		r.now = now
 	}
 	if s := r.now.Unix(); s != r.second {
-		r.second, r.sent, r.sentBy = s, 0, [NumKinds]int{}
+		r.second, r.sent = s, 0
+		clear(r.sentBy)
 		r.sweep(r.now)
 	}
 }
@@ -183,7 +198,7 @@ func (r *reporter) check(s subject, now time.Time) {
 	t.peak(pps, bps)
 	r.active = append(r.active, s)
 	r.startEvidence(s, time.Time{})
-	r.stats.Incidents[s.kind()]++
+	r.stats.Kinds[s.kind()].Incidents++
 	r.emit(s, PhaseStart, now, pps, bps)
 }
 
@@ -192,7 +207,7 @@ func (t *track) peak(pps, bps float64) {
 	t.peakBPS = max(t.peakBPS, bps)
 }
 
-// oneShot raises a start for a scan or an exposure unless one was raised
+// oneShot raises a start for a scan or an exposed service unless one was raised
 // within rearm.
 func (r *reporter) oneShot(s subject, now time.Time, rearm time.Duration) {
 	t := s.lifecycle()
@@ -212,7 +227,7 @@ func (r *reporter) oneShot(s subject, now time.Time, rearm time.Duration) {
 		}
 		t.id, t.idSeed = "", seed.UnixMicro()
 		t.counted, t.announced = false, false // a new finding, held to the limit
-		r.stats.Incidents[s.kind()]++
+		r.stats.Kinds[s.kind()].Incidents++
 		// A finding has no end: its evidence takes the key's packets for
 		// end_after, as long as an incident's would at least.
 		r.startEvidence(s, now.Add(r.endAfter))
@@ -245,7 +260,7 @@ func (r *reporter) sweep(now time.Time) {
 			t.peak(pps, bps)
 		}
 		if r.rates != nil && t.announced {
-			r.rates.IncidentRate(idOf(s), s.kind(), now, pps, bps)
+			r.rates.IncidentRate(r.idOf(s), s.kind(), now, pps, bps)
 		}
 		switch {
 		case ns-t.lastAbove >= int64(r.endAfter):
@@ -323,7 +338,7 @@ func (r *reporter) emit(s subject, ph Phase, now time.Time, pps, bps float64) {
 	if !t.announced && (ph != PhaseStart || !r.admit(k)) {
 		if ph != PhaseStart || !t.counted {
 			r.stats.Suppressed++
-			r.stats.SuppressedByKind[k]++
+			r.stats.Kinds[k].Suppressed++
 			if ph == PhaseStart && t.open {
 				r.waiting[k]++ // retried by sweep until it goes out
 			}
@@ -341,7 +356,7 @@ func (r *reporter) emit(s subject, ph Phase, now time.Time, pps, bps float64) {
 	*a = Alert{
 		Time: now, Host: r.host, VLANs: a.VLANs[:0],
 		Incident: Incident{
-			Kind: k, Phase: ph, ID: idOf(s), FirstSeen: t.first, LastSeen: t.last,
+			Kind: k, Phase: ph, ID: r.idOf(s), FirstSeen: t.first, LastSeen: t.last,
 			Packets: t.packets, Bytes: t.bytes,
 			PPS: pps, BPS: bps, PeakPPS: t.peakPPS, PeakBPS: t.peakBPS,
 			Reflectors: a.Incident.Reflectors[:0], Services: a.Incident.Services[:0],
@@ -349,6 +364,7 @@ func (r *reporter) emit(s subject, ph Phase, now time.Time, pps, bps float64) {
 		},
 		CaptureFile: t.captureFile(),
 		Tunnel:      t.tun.tunnel(),
+		info:        r.kinds[k],
 	}
 	a.VLANs = append(a.VLANs, t.vlans[:t.nvlan]...)
 	s.describe(a)
@@ -360,17 +376,17 @@ func (r *reporter) emit(s subject, ph Phase, now time.Time, pps, bps float64) {
 	}
 	r.out.WriteAlert(a)
 	r.stats.Alerts++
-	r.stats.Phases[k][ph]++
+	r.stats.Kinds[k].Phases[ph]++
 }
 
 // admit reports whether a start of kind k may go out in this second of
 // packet time, and counts it if so. Each kind may write its share of
-// max_alerts_per_second (a fifth of it, rounded up); past its share, it
-// takes only what the other kinds with starts waiting (an incident held
-// back, or a finding held back in this second or the last) leave of
-// theirs. A
-// kind alone uses the whole limit, and a noisy kind's starts never stand
-// in the way of another kind's for longer than the second they came in.
+// max_alerts_per_second (split evenly among the Engine's kinds, rounded
+// up: a fifth of it); past its share, it takes only what the other kinds
+// with starts waiting (an incident held back, or a finding held back in
+// this second or the last) leave of theirs. A kind alone uses the whole
+// limit, and a noisy kind's starts never stand in the way of another
+// kind's for longer than the second they came in.
 func (r *reporter) admit(k Kind) bool {
 	if r.maxPerSec <= 0 {
 		return true
@@ -378,10 +394,11 @@ func (r *reporter) admit(k Kind) bool {
 	if r.sent >= r.maxPerSec {
 		return false
 	}
-	share := (r.maxPerSec + NumKinds - 1) / NumKinds
+	n := len(r.kinds)
+	share := (r.maxPerSec + n - 1) / n
 	if r.sentBy[k] >= share {
 		free := r.maxPerSec - r.sent
-		for j := range Kind(NumKinds) {
+		for j := range Kind(n) {
 			if j != k && (r.waiting[j] > 0 || r.held[j] && r.heldAt[j] >= r.second-1) {
 				free -= max(0, share-r.sentBy[j])
 			}
@@ -428,7 +445,7 @@ func (r *reporter) startEvidence(s subject, until time.Time) {
 	if r.evidence == nil || r.pkt == nil {
 		return
 	}
-	f := r.evidence.Create(idOf(s), r.pkt.LinkType)
+	f := r.evidence.Create(r.idOf(s), r.pkt.LinkType)
 	if f == nil {
 		return
 	}
@@ -500,22 +517,22 @@ func (r *reporter) direction(src, dst netip.Addr) string {
 }
 
 // idOf returns the id of s's incident, made once.
-func idOf(s subject) string {
+func (r *reporter) idOf(s subject) string {
 	t := s.lifecycle()
 	if t.id == "" {
-		t.id = incidentID(s.kind(), s.key(), time.UnixMicro(t.idSeed))
+		t.id = incidentID(r.kinds[s.kind()].name(), s.key(), time.UnixMicro(t.idSeed))
 	}
 	return t.id
 }
 
-// incidentID derives an incident's id from its kind, key and the time of
+// incidentID derives an incident's id from its kind's name, key and the time of
 // its first packet, so the same input always gives the same ids. The time
 // counts to the microsecond, as EVE prints it: a live sensor (nanosecond
 // timestamps) and a replay of tcpdump's recording of the same traffic
 // (microseconds) name an incident alike.
-func incidentID(k Kind, key string, first time.Time) string {
+func incidentID(kind, key string, first time.Time) string {
 	h := fnv.New64a()
-	h.Write([]byte(k.String()))
+	h.Write([]byte(kind))
 	h.Write([]byte{0})
 	h.Write([]byte(key))
 	var ts [8]byte

@@ -2,12 +2,13 @@ package detect
 
 import (
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/echowatch/echowatch/capture"
 )
 
-// loop detects UDP service loops: two service ports of the loop set (echo,
+// Loop detects UDP service loops: two service ports of the loop set (echo,
 // chargen, daytime, ...) answering each other in both directions, started
 // by one forged packet and lasting until a packet is lost. It counts each
 // direction over its window; the incident starts when both carry at least
@@ -17,11 +18,12 @@ import (
 // sources never fills the table: the flow table bounds it. A flood of
 // forged conversations (a packet each way, on new addresses) would; the
 // admission sketch keeps it out, and the loops that last in.
-type loop struct {
-	cfg   *LoopConfig
-	r     *reporter
-	allow prefixSet
-	pairs *table[pairKey, pair]
+type Loop struct {
+	cfg     *LoopConfig
+	r       *reporter
+	watched PortSet // the loop set
+	allow   prefixSet
+	pairs   *table[pairKey, pair]
 }
 
 // pairKey is a loop's two endpoints, the smaller first, in their tenant.
@@ -35,15 +37,34 @@ func (k pairKey) hash() uint64 {
 	return mix(hashAddr(k.a.Addr(), seed^uint64(k.a.Port())) + hashAddr(k.b.Addr(), seed^uint64(k.b.Port())<<16))
 }
 
-func (d *loop) init(cfg *LoopConfig, r *reporter) error {
+var _ detector = (*Loop)(nil)
+
+func (d *Loop) info() kindInfo { return loopKind{} }
+
+func (d *Loop) setup(sizes *Config, r *reporter) error {
+	cfg := &sizes.Loop
 	d.r = r
 	var err error
 	d.pairs, err = newTable("loop.pairs", cfg.MaxPairs, pairKey.hash, cfg.Window, func(p *pair) bool { return r.evicted(p) })
 	return err
 }
 
-// packet takes a UDP packet between two ports of the loop set.
-func (d *loop) packet(p *capture.Packet, f *Flow, dir Dir) {
+func (d *Loop) configure(c *Config, s *settings) {
+	d.cfg, d.watched, d.allow = &c.Loop, s.loopPorts, s.allow[KindLoop]
+}
+
+func (d *Loop) wants() wanted {
+	return wanted{from: &d.watched, to: &d.watched, both: true, loops: true}
+}
+
+func (d *Loop) tables(ts []TableStats) []TableStats { return append(ts, d.pairs.stats()) }
+
+// packet takes the UDP packets between two ports of the loop set.
+func (d *Loop) packet(pv *view) {
+	if !pv.srcSvc || !pv.dstSvc {
+		return
+	}
+	p, f, dir := pv.p, pv.f, pv.dir
 	if d.allow.contains(p.Src) || d.allow.contains(p.Dst) {
 		return
 	}
@@ -70,7 +91,7 @@ func (d *loop) packet(p *capture.Packet, f *Flow, dir Dir) {
 
 // pair is the state of one endpoint pair.
 type pair struct {
-	d  *loop
+	d  *Loop
 	k  pairKey
 	t  track
 	m  [2]meter // m[0] counts k.a → k.b
@@ -148,4 +169,62 @@ func (e *pair) describe(a *Alert) {
 		in.Directions[i] = DirectionRate{Packets: e.np[i], Bytes: e.nb[i], PPS: pps, BPS: bps}
 	}
 	in.Direction = e.d.r.direction(e.k.a.Addr(), e.k.b.Addr())
+}
+
+// loopKind describes service loops to the renderers.
+type loopKind struct{}
+
+func (loopKind) kind() Kind   { return KindLoop }
+func (loopKind) name() string { return "loop" }
+
+func (loopKind) key(a *Alert) string {
+	return a.Incident.Endpoints[0].String() + "-" + a.Incident.Endpoints[1].String()
+}
+
+func (loopKind) appendEVE(b []byte, a *Alert) []byte {
+	in := &a.Incident
+	b = append(b, `,"endpoints":[`...)
+	b = appendJSONString(b, in.Endpoints[0].String())
+	b = append(b, ',')
+	b = appendJSONString(b, in.Endpoints[1].String())
+	b = append(b, `],"directions":[`...)
+	for i, d := range in.Directions {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"from":`...)
+		b = appendJSONString(b, in.Endpoints[i].String())
+		b = append(b, `,"to":`...)
+		b = appendJSONString(b, in.Endpoints[1-i].String())
+		b = appendUintField(b, "packets", d.Packets)
+		b = appendUintField(b, "bytes", d.Bytes)
+		b = appendRateField(b, "pps", d.PPS)
+		b = appendRateField(b, "bps", d.BPS)
+		b = append(b, '}')
+	}
+	return append(b, ']')
+}
+
+func (loopKind) appendText(b []byte, a *Alert) []byte {
+	in := &a.Incident
+	b = append(b, "service loop "...)
+	b = append(b, in.Phase.String()...)
+	b = append(b, ' ')
+	b = append(b, in.Endpoints[0].String()...)
+	b = append(b, " <-> "...)
+	b = append(b, in.Endpoints[1].String()...)
+	b = append(b, " ("...)
+	b = appendRate(b, in.Directions[0].PPS)
+	b = append(b, " / "...)
+	b = appendRate(b, in.Directions[1].PPS)
+	b = append(b, " pps each way)"...)
+	return appendRatesText(b, in)
+}
+
+func (loopKind) headline(a *Alert) Headline {
+	ep := a.Incident.Endpoints
+	return Headline{
+		Detail:    "ports " + strconv.Itoa(int(ep[0].Port())) + " <-> " + strconv.Itoa(int(ep[1].Port())),
+		Endpoints: []string{ep[0].String(), ep[1].String()},
+	}
 }

@@ -32,7 +32,7 @@ func addrN(n int) netip.Addr {
 // open gives t what an open incident holds on the heap: its id and its
 // evidence record.
 func open(t *track, i int) {
-	t.id = incidentID(KindReflection, addrN(i).String(), base)
+	t.id = incidentID(KindReflection.String(), addrN(i).String(), base)
 	t.evid = &evidence{}
 }
 
@@ -61,7 +61,7 @@ func TestEntryCosts(t *testing.T) {
 			}
 		}},
 		{"reflection.max_victims", VictimEntryBytes, func(e *Engine) {
-			d := &e.refl
+			d := builtin[*Reflection](e)
 			d.hosts.adm, d.prefixes.adm = nil, nil
 			for i := range n {
 				a := addrN(i)
@@ -90,38 +90,42 @@ func TestEntryCosts(t *testing.T) {
 			}
 		}},
 		{"loop.max_pairs", PairEntryBytes, func(e *Engine) {
-			e.loop.pairs.adm = nil
+			d := builtin[*Loop](e)
+			d.pairs.adm = nil
 			for i := range n {
 				k := pairKey{a: netip.AddrPortFrom(addrN(i), 7), b: netip.AddrPortFrom(addrN(n+i), 19)}
-				p, _ := e.loop.pairs.getOrAdd(k, now)
-				*p = pair{d: &e.loop, k: k}
+				p, _ := d.pairs.getOrAdd(k, now)
+				*p = pair{d: d, k: k}
 				open(&p.t, i)
 			}
 		}},
 		{"spoofed_flood.max_targets", TargetEntryBytes, func(e *Engine) {
-			e.spoof.targets.adm = nil
+			d := builtin[*SpoofedFlood](e)
+			d.targets.adm = nil
 			for i := range n {
 				k := targetKey{addr: addrN(i)}
-				tg, _ := e.spoof.targets.getOrAdd(k, now)
-				*tg = target{d: &e.spoof, k: k}
+				tg, _ := d.targets.getOrAdd(k, now)
+				*tg = target{d: d, k: k}
 				tg.reset()
 				open(&tg.t, i)
 			}
 		}},
 		{"scan.max_scanners", ScannerEntryBytes, func(e *Engine) {
-			e.scan.scanners.adm = nil
+			d := builtin[*Scan](e)
+			d.scanners.adm = nil
 			for i := range n {
 				k := scanKey{src: addrN(i), proto: 17}
-				s, _ := e.scan.scanners.getOrAdd(k, now)
-				*s = scanner{d: &e.scan, k: k}
+				s, _ := d.scanners.getOrAdd(k, now)
+				*s = scanner{d: d, k: k}
 				open(&s.t, i)
 			}
 		}},
 		{"exposed.max_findings", FindingEntryBytes, func(e *Engine) {
+			d := builtin[*Exposed](e)
 			for i := range n {
 				k := exposedKey{host: netip.AddrPortFrom(addrN(i), 7), proto: 17}
-				f, _ := e.expo.found.getOrAdd(k, now)
-				*f = finding{d: &e.expo, k: k}
+				f, _ := d.services.getOrAdd(k, now)
+				*f = exposedService{d: d, k: k}
 				open(&f.t, i)
 			}
 		}},

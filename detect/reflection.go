@@ -3,12 +3,13 @@ package detect
 import (
 	"math/bits"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/echowatch/echowatch/capture"
 )
 
-// reflection detects echo/chargen reflection: UDP from a service port
+// Reflection detects echo/chargen reflection: UDP from a service port
 // toward a victim, seen as the replies reaching the victim and/or as the
 // forged requests (source = victim) entering reflectors we can see. One
 // incident per victim, whatever mix of services and reflectors hits it.
@@ -26,10 +27,10 @@ import (
 // probes to each of many hosts, which answer once each. Reflection reuses
 // its reflectors, so an incident needs, besides the rate, at least
 // minPacketsPerReflector packets per distinct reflector.
-type reflection struct {
+type Reflection struct {
 	cfg      *ReflectionConfig
 	r        *reporter
-	ports    PortSet
+	watched  PortSet // the reflecting services
 	allow    prefixSet
 	hosts    *table[victimKey, victim]
 	prefixes *table[victimKey, victim] // nil when both prefix lengths are 0
@@ -62,9 +63,12 @@ func hashPrefix(k victimKey) uint64 {
 	return hashAddr(k.addr, (seedPrefix+uint64(k.bits))^tenantSeed(k.tenant))
 }
 
-// init makes the detector's tables, which its settings size (see
-// Engine.apply for the rest).
-func (d *reflection) init(cfg *ReflectionConfig, r *reporter) error {
+var _ detector = (*Reflection)(nil)
+
+func (d *Reflection) info() kindInfo { return reflectionKind{} }
+
+func (d *Reflection) setup(sizes *Config, r *reporter) error {
+	cfg := &sizes.Reflection
 	d.r = r
 	d.slotsTotal = cfg.MaxVictims * reflectorSlotsPerVictim
 	d.slots = slotPool{left: d.slotsTotal}
@@ -86,24 +90,40 @@ func (d *reflection) init(cfg *ReflectionConfig, r *reporter) error {
 	return err
 }
 
+func (d *Reflection) configure(c *Config, s *settings) {
+	d.cfg, d.watched, d.allow = &c.Reflection, s.reflPorts, s.allow[KindReflection]
+}
+
+func (d *Reflection) wants() wanted { return wanted{from: &d.watched, to: &d.watched} }
+
+func (d *Reflection) tables(ts []TableStats) []TableStats {
+	ts = append(ts, d.hosts.stats())
+	if d.prefixes != nil {
+		ts = append(ts, d.prefixes.stats())
+	}
+	return append(ts, d.slotStats())
+}
+
 // slotStats describes the reflector slots as a table: the slots taken, the
 // pool, and the growths refused for want of slots.
-func (d *reflection) slotStats() TableStats {
+func (d *Reflection) slotStats() TableStats {
 	return TableStats{Name: "reflection.reflectors", Len: d.slotsTotal - d.slots.left, Cap: d.slotsTotal,
 		Rejected: d.slots.refused}
 }
 
-// packet takes a UDP packet that is not service-to-service; srcSvc and
-// dstSvc say whether its ports are in the loop set, why whether its source
-// is evidently forged.
-func (d *reflection) packet(p *capture.Packet, srcSvc, dstSvc bool, why forgery) {
+// packet takes the UDP packets that are not service-to-service.
+func (d *Reflection) packet(pv *view) {
+	p := pv.p
+	if p.Proto != capture.ProtoUDP {
+		return
+	}
 	var vic netip.Addr
 	var refl netip.AddrPort
 	var request bool
 	switch {
-	case d.ports.Has(p.SrcPort) && !dstSvc: // a reply toward the victim
+	case d.watched.Has(p.SrcPort) && !pv.dstSvc: // a reply toward the victim
 		vic, refl = p.Dst, p.SrcAddrPort()
-	case d.ports.Has(p.DstPort) && !srcSvc: // a request from the victim
+	case d.watched.Has(p.DstPort) && !pv.srcSvc: // a request from the victim
 		if isNmapProbe(p) {
 			return
 		}
@@ -114,7 +134,7 @@ func (d *reflection) packet(p *capture.Packet, srcSvc, dstSvc bool, why forgery)
 	// A forged "victim" (the bogon source of a request, a land packet, a
 	// reply toward an address that is never a source) is the spoofed-flood
 	// detector's evidence, not a victim.
-	if (request && why != forgedNot) || p.Src == p.Dst || classify(vic) == srcBogon {
+	if (request && pv.forged() != forgedNot) || p.Src == p.Dst || classify(vic) == srcBogon {
 		return
 	}
 	if d.allow.contains(p.Src) || d.allow.contains(p.Dst) {
@@ -154,7 +174,7 @@ func (d *reflection) packet(p *capture.Packet, srcSvc, dstSvc bool, why forgery)
 
 // prefixOf returns the carpet-bombing prefix of a victim address, or false
 // when prefixes are off for its family.
-func (d *reflection) prefixOf(a netip.Addr) (netip.Prefix, bool) {
+func (d *Reflection) prefixOf(a netip.Addr) (netip.Prefix, bool) {
 	n := d.cfg.PrefixV4
 	if a.Is6() {
 		n = d.cfg.PrefixV6
@@ -168,7 +188,7 @@ func (d *reflection) prefixOf(a netip.Addr) (netip.Prefix, bool) {
 
 // discount takes a host that just opened its own incident out of its
 // prefix.
-func (d *reflection) discount(h *victim, now time.Time) {
+func (d *Reflection) discount(h *victim, now time.Time) {
 	pfx, ok := d.prefixOf(h.pfx.Addr())
 	if !ok {
 		return
@@ -198,7 +218,7 @@ func (d *reflection) discount(h *victim, now time.Time) {
 
 // victim is the state of one victim address or prefix.
 type victim struct {
-	d        *reflection
+	d        *Reflection
 	pfx      netip.Prefix
 	tenant   uint32
 	isPrefix bool
@@ -219,7 +239,7 @@ var _ subject = (*victim)(nil)
 
 // init makes v a fresh entry, keeping the buffers of a reused one: its
 // tallies' tables and HyperLogLogs, which hold slots of the pool.
-func (v *victim) init(d *reflection, k victimKey, isPrefix bool) {
+func (v *victim) init(d *Reflection, k victimKey, isPrefix bool) {
 	refl, hosts := v.refl, v.hosts
 	*v = victim{d: d, pfx: netip.PrefixFrom(k.addr, int(k.bits)), tenant: k.tenant, isPrefix: isPrefix}
 	v.refl.tab, v.refl.extra = refl.tab, refl.extra
@@ -343,4 +363,98 @@ func (v *victim) describe(a *Alert) {
 	default:
 		a.Signature = sig(SIDReflection)
 	}
+}
+
+// reflectionKind describes reflection incidents to the renderers.
+type reflectionKind struct{}
+
+func (reflectionKind) kind() Kind   { return KindReflection }
+func (reflectionKind) name() string { return "reflection" }
+
+func (reflectionKind) key(a *Alert) string {
+	v := a.Incident.Victim
+	if v.IsSingleIP() {
+		return v.Addr().String()
+	}
+	return v.String()
+}
+
+func (reflectionKind) appendEVE(b []byte, a *Alert) []byte {
+	in := &a.Incident
+	b = append(b, `,"victim":`...)
+	if in.Victim.IsSingleIP() {
+		b = appendJSONString(b, in.Victim.Addr().String())
+	} else {
+		b = appendJSONString(b, in.Victim.String())
+		b = appendUintField(b, "hosts", uint64(in.Hosts))
+	}
+	b = append(b, `,"reflectors":[`...)
+	for i, r := range in.Reflectors {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"ip":`...)
+		b = appendJSONString(b, r.Addr.String())
+		b = append(b, `,"port":`...)
+		b = strconv.AppendUint(b, uint64(r.Port), 10)
+		b = appendUintField(b, "packets", r.Packets)
+		b = appendUintField(b, "bytes", r.Bytes)
+		b = append(b, '}')
+	}
+	b = append(b, ']')
+	b = appendUintField(b, "reflector_count", uint64(in.ReflectorCount))
+	b = append(b, `,"services":[`...)
+	for i, s := range in.Services {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, s)
+	}
+	return append(b, ']')
+}
+
+func (reflectionKind) appendText(b []byte, a *Alert) []byte {
+	in := &a.Incident
+	b = append(b, "echo reflection "...)
+	b = append(b, in.Phase.String()...)
+	if in.Victim.IsSingleIP() {
+		b = append(b, " victim "...)
+		b = append(b, in.Victim.Addr().String()...)
+	} else {
+		b = append(b, " prefix "...)
+		b = append(b, in.Victim.String()...)
+		b = append(b, " ("...)
+		b = strconv.AppendInt(b, int64(in.Hosts), 10)
+		b = append(b, " hosts)"...)
+	}
+	b = append(b, " from "...)
+	b = strconv.AppendInt(b, int64(in.ReflectorCount), 10)
+	b = append(b, " reflector"...)
+	if in.ReflectorCount != 1 {
+		b = append(b, 's')
+	}
+	b = append(b, " ("...)
+	for i, s := range in.Services {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, s...)
+	}
+	b = append(b, ")"...)
+	if len(in.Reflectors) > 0 {
+		b = append(b, " busiest "...)
+		b = append(b, a.Src.String()...)
+	}
+	return appendRatesText(b, in)
+}
+
+func (reflectionKind) headline(a *Alert) Headline {
+	in := &a.Incident
+	n, h := in.ReflectorCount, in.Hosts
+	l := Headline{Detail: plural(n, "reflector"), ReflectorCount: &n}
+	if h > 0 {
+		l.Detail += ", " + plural(h, "host") + " hit"
+		l.Hosts = &h
+	}
+	return l
 }

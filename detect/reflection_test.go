@@ -260,7 +260,7 @@ func TestReflectorSlotsBounded(t *testing.T) {
 	h.feed(reflected(at(4*time.Second), 800, 800, 12, "10.1.0.12")...)
 	held := 0
 	for _, v := range []string{"10.1.0.11", "10.1.0.12"} {
-		held += h.eng.refl.hosts.get(victimOf(netip.MustParsePrefix(v+"/32"), 0)).refl.held()
+		held += builtin[*Reflection](h.eng).hosts.get(victimOf(netip.MustParsePrefix(v+"/32"), 0)).refl.held()
 	}
 	if s := slots(); s.Len != held || s.Len > s.Cap {
 		t.Errorf("after the eviction: %+v, the victims hold %d", s, held)
@@ -281,7 +281,7 @@ func TestReflectorSlotsComeBack(t *testing.T) {
 	cfg.Reflection.MaxVictims, cfg.Reflection.PrefixV4 = 20, 0
 	cfg.EndAfter = time.Second
 	h := newHarness(t, cfg)
-	d := &h.eng.refl
+	d := builtin[*Reflection](h.eng)
 	for i := range 60 {
 		// 200 reflectors, under the threshold: no incident holds the entry.
 		start := at(time.Duration(i) * 10 * time.Second)

@@ -3,12 +3,14 @@ package detect
 import (
 	"math/bits"
 	"net/netip"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/echowatch/echowatch/capture"
 )
 
-// scan detects one source sweeping the echo/chargen ports: UDP datagrams
+// Scan detects one source sweeping the echo/chargen ports: UDP datagrams
 // or TCP SYNs to scan.ports on scan.hosts distinct hosts within
 // scan.window. UDP and TCP sweeps are separate findings with their own
 // signatures. A scan is one-shot: one start, then nothing from the same
@@ -18,10 +20,10 @@ import (
 // (linear counting over their union), so the count covers the last three
 // quarters to the whole window and a scanner of millions of hosts costs a
 // fixed kilobyte.
-type scan struct {
+type Scan struct {
 	cfg      *ScanConfig
 	r        *reporter
-	ports    PortSet
+	watched  PortSet // probed, as destination ports
 	allow    prefixSet
 	scanners *table[scanKey, scanner]
 }
@@ -42,7 +44,12 @@ const (
 	scanBits  = 2048
 )
 
-func (d *scan) init(cfg *ScanConfig, r *reporter) error {
+var _ detector = (*Scan)(nil)
+
+func (d *Scan) info() kindInfo { return scanKind{} }
+
+func (d *Scan) setup(sizes *Config, r *reporter) error {
+	cfg := &sizes.Scan
 	d.r = r
 	var err error
 	d.scanners, err = newTable("scan.scanners", cfg.MaxScanners, scanKey.hash, cfg.Window,
@@ -50,10 +57,19 @@ func (d *scan) init(cfg *ScanConfig, r *reporter) error {
 	return err
 }
 
-// packet takes a UDP packet that is not service-to-service (srcSvc says
-// whether its source port is a service port) or a TCP packet.
-func (d *scan) packet(p *capture.Packet, srcSvc bool) {
-	if !d.ports.Has(p.DstPort) || srcSvc {
+func (d *Scan) configure(c *Config, s *settings) {
+	d.cfg, d.watched, d.allow = &c.Scan, s.scanPorts, s.allow[KindScan]
+}
+
+func (d *Scan) wants() wanted { return wanted{to: &d.watched} }
+
+func (d *Scan) tables(ts []TableStats) []TableStats { return append(ts, d.scanners.stats()) }
+
+// packet takes the TCP packets and the UDP packets not from a service port
+// to one of its ports.
+func (d *Scan) packet(pv *view) {
+	p := pv.p
+	if !d.watched.Has(p.DstPort) || pv.srcSvc {
 		return
 	}
 	if p.Proto == capture.ProtoTCP && p.TCPFlags&(capture.TCPSyn|capture.TCPAck) != capture.TCPSyn {
@@ -84,7 +100,7 @@ func (d *scan) packet(p *capture.Packet, srcSvc bool) {
 
 // scanner is the state of one source and protocol.
 type scanner struct {
-	d       *scan
+	d       *Scan
 	k       scanKey
 	t       track
 	slot    int64 // index of the newest quarter window
@@ -179,4 +195,60 @@ func (s *scanner) describe(a *Alert) {
 		in.Tool = "nmap"
 	}
 	in.Direction = s.d.r.direction(s.k.src, s.last.Addr())
+}
+
+// scanKind describes scans to the renderers.
+type scanKind struct{}
+
+func (scanKind) kind() Kind   { return KindScan }
+func (scanKind) name() string { return "scan" }
+
+func (scanKind) key(a *Alert) string {
+	return protoName(a.Proto) + "/" + a.Src.Addr().String()
+}
+
+func (scanKind) appendEVE(b []byte, a *Alert) []byte {
+	in := &a.Incident
+	b = appendUintField(b, "targets", uint64(in.Targets))
+	b = append(b, `,"ports":[`...)
+	for i, p := range in.Ports {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendUint(b, uint64(p), 10)
+	}
+	b = append(b, `],"tool":`...)
+	return appendJSONString(b, in.Tool)
+}
+
+func (scanKind) appendText(b []byte, a *Alert) []byte {
+	in := &a.Incident
+	b = append(b, protoName(a.Proto)...)
+	b = append(b, " scan by "...)
+	b = append(b, a.Src.Addr().String()...)
+	b = append(b, " of "...)
+	b = strconv.AppendInt(b, int64(in.Targets), 10)
+	b = append(b, " hosts on port"...)
+	if len(in.Ports) != 1 {
+		b = append(b, 's')
+	}
+	for i, p := range in.Ports {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, ' ')
+		b = strconv.AppendUint(b, uint64(p), 10)
+	}
+	b = append(b, " tool "...)
+	return append(b, in.Tool...)
+}
+
+func (scanKind) headline(a *Alert) Headline {
+	in := &a.Incident
+	n := in.Targets
+	l := Headline{Detail: plural(n, "target"), Targets: &n, Ports: slices.Clone(in.Ports), Tool: in.Tool}
+	if in.Tool != "" {
+		l.Detail += ", " + in.Tool
+	}
+	return l
 }

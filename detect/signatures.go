@@ -10,23 +10,29 @@ const (
 	KindSpoofedFlood             // traffic whose sources are evidently forged
 	KindScan                     // one host sweeping for echo/chargen
 	KindExposed                  // a host that answers on a service port
-	NumKinds         = 5
+	// NumKinds counts the kinds above: an Engine's detectors, one per kind.
+	NumKinds = iota
 )
 
-var kindNames = [NumKinds]string{"reflection", "loop", "spoofed_flood", "scan", "exposed"}
+// kinds describes the kinds above, by Kind, for the alerts made outside an
+// Engine (an Engine's alerts carry their own, see Alert.info).
+var kinds = [NumKinds]kindInfo{reflectionKind{}, loopKind{}, spoofedFloodKind{}, scanKind{}, exposedKind{}}
 
 // String returns the kind's name as alerts spell it ("spoofed_flood").
-func (k Kind) String() string {
-	if int(k) < len(kindNames) {
-		return kindNames[k]
+func (k Kind) String() string { return k.info().name() }
+
+// info returns the kind's description, or unknownKind's.
+func (k Kind) info() kindInfo {
+	if int(k) < len(kinds) {
+		return kinds[k]
 	}
-	return "unknown"
+	return unknownKind{}
 }
 
 // Phase is where an incident is in its lifecycle when an alert reports it.
 type Phase uint8
 
-// Phases. Scans and exposures only ever have a start.
+// Phases. Scans and exposed services only ever have a start.
 const (
 	PhaseStart  Phase = iota // once, when the incident begins
 	PhaseUpdate              // every update interval while it lasts

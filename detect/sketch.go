@@ -28,7 +28,7 @@ const (
 	seedHost
 	seedReflector
 	seedPair
-	seedFinding
+	seedExposed
 )
 
 // mix is the splitmix64 finaliser: a fast, well-spread 64-bit hash step.

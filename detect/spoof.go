@@ -3,12 +3,14 @@ package detect
 import (
 	"math"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/echowatch/echowatch/capture"
 )
 
-// spoof detects floods whose sources are evidently forged, per target:
+// SpoofedFlood detects floods whose sources are evidently forged, per
+// target:
 //
 //   - bogon sources: addresses the RFC 6890 registries say are never a
 //     source (loopback, multicast, reserved, IPv4-mapped), and private
@@ -26,10 +28,10 @@ import (
 // The incident starts at spoofed_flood.pps evidently forged packets per
 // second, or at a window of spoofed_flood.distinct_sources sources of
 // which spoofed_flood.random_share sent at most two packets.
-type spoof struct {
+type SpoofedFlood struct {
 	cfg     *SpoofedFloodConfig
 	r       *reporter
-	ports   *PortSet // nil: every TCP and UDP packet
+	watched *PortSet // nil: every TCP and UDP packet
 	allow   prefixSet
 	targets *table[targetKey, target]
 }
@@ -40,12 +42,29 @@ type targetKey struct {
 	tenant uint32
 }
 
-func (d *spoof) init(cfg *SpoofedFloodConfig, r *reporter) error {
+var _ detector = (*SpoofedFlood)(nil)
+
+func (d *SpoofedFlood) info() kindInfo { return spoofedFloodKind{} }
+
+func (d *SpoofedFlood) setup(sizes *Config, r *reporter) error {
+	cfg := &sizes.SpoofedFlood
 	d.r = r
 	var err error
 	d.targets, err = newTable("spoofed_flood.targets", cfg.MaxTargets, hashTarget, cfg.Window, func(t *target) bool { return r.evicted(t) })
 	return err
 }
+
+func (d *SpoofedFlood) configure(c *Config, s *settings) {
+	d.cfg, d.watched, d.allow = &c.SpoofedFlood, s.spoofPorts, s.allow[KindSpoofedFlood]
+}
+
+// wants returns the packets from or to spoofed_flood.ports, or every
+// packet when it is empty.
+func (d *SpoofedFlood) wants() wanted {
+	return wanted{from: d.watched, to: d.watched, every: d.watched == nil, loops: true}
+}
+
+func (d *SpoofedFlood) tables(ts []TableStats) []TableStats { return append(ts, d.targets.stats()) }
 
 func hashTarget(k targetKey) uint64 { return hashAddr(k.addr, seedTarget^tenantSeed(k.tenant)) }
 
@@ -80,16 +99,9 @@ func forged(p *capture.Packet, home prefixSet) forgery {
 	return forgedNot
 }
 
-// examines reports whether the detector looks at p: TCP or UDP from or to
-// one of its ports.
-func (d *spoof) examines(p *capture.Packet) bool {
-	return (p.Proto == capture.ProtoUDP || p.Proto == capture.ProtoTCP) &&
-		(d.ports == nil || d.ports.Has(p.SrcPort) || d.ports.Has(p.DstPort))
-}
-
-// packet takes a packet the detector examines and whether it is evidently
-// forged.
-func (d *spoof) packet(p *capture.Packet, why forgery) {
+// packet takes every TCP and UDP packet from or to one of its ports.
+func (d *SpoofedFlood) packet(pv *view) {
+	p := pv.p
 	if d.allow.contains(p.Src) || d.allow.contains(p.Dst) {
 		return
 	}
@@ -103,13 +115,13 @@ func (d *spoof) packet(p *capture.Packet, why forgery) {
 		*t = target{d: d, k: k}
 		t.reset()
 	}
-	t.count(p, why)
+	t.count(p, pv.forged())
 	d.r.check(t, now)
 }
 
 // target is the state of one flood target.
 type target struct {
-	d      *spoof
+	d      *SpoofedFlood
 	k      targetKey
 	t      track
 	all    meter // every examined packet to the target
@@ -229,4 +241,49 @@ func (t *target) describe(a *Alert) {
 	default:
 		in.Direction = "outbound"
 	}
+}
+
+// spoofedFloodKind describes spoofed floods to the renderers.
+type spoofedFloodKind struct{}
+
+func (spoofedFloodKind) kind() Kind   { return KindSpoofedFlood }
+func (spoofedFloodKind) name() string { return "spoofed_flood" }
+
+func (spoofedFloodKind) key(a *Alert) string {
+	return a.Incident.Target.String()
+}
+
+func (spoofedFloodKind) appendEVE(b []byte, a *Alert) []byte {
+	in := &a.Incident
+	b = append(b, `,"target":`...)
+	b = appendJSONString(b, in.Target.String())
+	b = appendUintField(b, "distinct_sources", uint64(in.DistinctSources))
+	b = append(b, `,"evidence":{"bogon":`...)
+	b = strconv.AppendUint(b, in.Evidence.Bogon, 10)
+	b = appendUintField(b, "land", in.Evidence.Land)
+	b = appendUintField(b, "random_source", in.Evidence.RandomSource)
+	return append(b, '}')
+}
+
+func (spoofedFloodKind) appendText(b []byte, a *Alert) []byte {
+	in := &a.Incident
+	b = append(b, "spoofed flood "...)
+	b = append(b, in.Phase.String()...)
+	b = append(b, " target "...)
+	b = append(b, in.Target.String()...)
+	b = append(b, " from ~"...)
+	b = strconv.AppendInt(b, int64(in.DistinctSources), 10)
+	b = append(b, " sources (bogon "...)
+	b = strconv.AppendUint(b, in.Evidence.Bogon, 10)
+	b = append(b, ", land "...)
+	b = strconv.AppendUint(b, in.Evidence.Land, 10)
+	b = append(b, ", random_source "...)
+	b = strconv.AppendUint(b, in.Evidence.RandomSource, 10)
+	b = append(b, " packets)"...)
+	return appendRatesText(b, in)
+}
+
+func (spoofedFloodKind) headline(a *Alert) Headline {
+	n := a.Incident.DistinctSources
+	return Headline{Detail: "~" + plural(n, "source"), DistinctSources: &n}
 }

@@ -225,7 +225,7 @@ func TestTenantsStayApart(t *testing.T) {
 				if !strings.HasSuffix(a.Key(), suffix) {
 					t.Errorf("key %q lacks %q", a.Key(), suffix)
 				}
-				if id := incidentID(a.Kind(), a.Key(), a.Incident.FirstSeen); id != a.Incident.ID {
+				if id := incidentID(a.Kind().String(), a.Key(), a.Incident.FirstSeen); id != a.Incident.ID {
 					t.Errorf("id %s, recomputed from %q %s", a.Incident.ID, a.Key(), id)
 				}
 				if want := fmt.Sprintf(`"tenant":%d,"tunnel":{"kind":"vxlan"`, a.Tenant); !strings.Contains(h.out.lines[i], want) {

@@ -341,9 +341,9 @@ func heldBack(s detect.Stats) string {
 		return ""
 	}
 	var by []string
-	for k, n := range s.SuppressedByKind {
-		if n > 0 {
-			by = append(by, fmt.Sprintf("%s %d", detect.Kind(k), n))
+	for _, k := range s.Kinds {
+		if k.Suppressed > 0 {
+			by = append(by, fmt.Sprintf("%s %d", k.Name, k.Suppressed))
 		}
 	}
 	alerts := "alerts"

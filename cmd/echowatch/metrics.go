@@ -228,15 +228,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.keys, float64(t.Len), t.Name)
 		counter(c.keyEvictions, t.Evicted, t.Name)
 	}
-	for k := range detect.NumKinds {
-		for p := range detect.NumPhases {
-			counter(c.incidents, s.Detect.Phases[k][p], detect.Kind(k).String(), detect.Phase(p).String())
+	for _, k := range s.Detect.Kinds {
+		for p, n := range k.Phases {
+			counter(c.incidents, n, k.Name, detect.Phase(p).String())
 		}
 	}
 	gauge(c.open, float64(s.Detect.Open))
 	counter(c.emitted, s.Detect.Alerts)
-	for k := range detect.NumKinds {
-		counter(c.suppressed, s.Detect.SuppressedByKind[k], detect.Kind(k).String())
+	for _, k := range s.Detect.Kinds {
+		counter(c.suppressed, k.Suppressed, k.Name)
 	}
 	if e := s.Evidence; e != nil {
 		counter(c.evFiles, e.Files)
