@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -116,12 +115,7 @@ func (l *Log) WriteAlert(a *detect.Alert) {
 		r.Severity = a.Severity
 		r.Direction = in.Direction
 		r.Proto = a.Proto
-		r.Reflectors, r.Hosts = in.ReflectorCount, in.Hosts
-		r.Sources = in.DistinctSources
-		r.Targets, r.Tool = in.Targets, in.Tool
-		r.Ports = append(r.Ports[:0], in.Ports...)
-		r.Endpoints = in.Endpoints
-		r.Service = in.Service
+		r.Headline = a.Headline()
 	}
 	if a.CaptureFile != "" {
 		r.CaptureFile = a.CaptureFile
@@ -228,12 +222,8 @@ type incidentSummary struct {
 	Packets, Bytes      uint64
 	PeakPPS, PeakBPS    float64
 
-	Reflectors, Hosts, Sources, Targets int
-	Tool                                string
-	Ports                               []uint16
-	Endpoints                           [2]netip.AddrPort
-	Service                             string
-	CaptureFile                         string // the evidence file
+	Headline    detect.Headline // the kind's facts, from the latest alert
+	CaptureFile string          // the evidence file
 
 	Rates []ratePoint // in time order
 }
@@ -249,7 +239,6 @@ func (l *Log) incidents() []incidentSummary {
 	out := make([]incidentSummary, 0, len(l.order))
 	for _, r := range l.order {
 		c := r.incidentSummary
-		c.Ports = slices.Clone(c.Ports)
 		c.Rates = r.rates.points()
 		out = append(out, c)
 	}
@@ -336,29 +325,7 @@ func (s *rateSeries) points() []ratePoint {
 }
 
 // detail is the kind's headline facts in a few words.
-func (s *incidentSummary) detail() string {
-	switch s.Kind {
-	case detect.KindReflection:
-		d := Plural(s.Reflectors, "reflector")
-		if s.Hosts > 0 {
-			d += ", " + Plural(s.Hosts, "host") + " hit"
-		}
-		return d
-	case detect.KindLoop:
-		return "ports " + strconv.Itoa(int(s.Endpoints[0].Port())) + " <-> " + strconv.Itoa(int(s.Endpoints[1].Port()))
-	case detect.KindSpoofedFlood:
-		return "~" + Plural(s.Sources, "source")
-	case detect.KindScan:
-		d := Plural(s.Targets, "target")
-		if s.Tool != "" {
-			d += ", " + s.Tool
-		}
-		return d
-	case detect.KindExposed:
-		return s.Service
-	}
-	return ""
-}
+func (s *incidentSummary) detail() string { return s.Headline.Detail }
 
 // Plural is "1 incident", "2 incidents": n and word, in the plural
 // unless n is 1.
@@ -492,14 +459,7 @@ type summaryEntry struct {
 	Alerts      int         `json:"alerts"`
 
 	// The kind's headline facts, present for their kind only.
-	ReflectorCount  *int     `json:"reflector_count,omitempty"`
-	Hosts           *int     `json:"hosts,omitempty"`
-	DistinctSources *int     `json:"distinct_sources,omitempty"`
-	Targets         *int     `json:"targets,omitempty"`
-	Ports           []uint16 `json:"ports,omitempty"`
-	Tool            string   `json:"tool,omitempty"`
-	Endpoints       []string `json:"endpoints,omitempty"`
-	Service         string   `json:"service,omitempty"`
+	detect.Headline
 
 	CaptureFile string `json:"capture_file,omitempty"` // with --evidence-dir
 }
@@ -546,21 +506,7 @@ func (l *Log) WriteJSON(w io.Writer) error {
 			PeakPPS:  jsonRate(s.PeakPPS), PeakBPS: jsonRate(s.PeakBPS),
 			Packets: s.Packets, Bytes: s.Bytes, Alerts: s.Alerts, CaptureFile: s.CaptureFile,
 		}
-		switch s.Kind {
-		case detect.KindReflection:
-			e.ReflectorCount = &s.Reflectors
-			if s.Hosts > 0 {
-				e.Hosts = &s.Hosts
-			}
-		case detect.KindLoop:
-			e.Endpoints = []string{s.Endpoints[0].String(), s.Endpoints[1].String()}
-		case detect.KindSpoofedFlood:
-			e.DistinctSources = &s.Sources
-		case detect.KindScan:
-			e.Targets, e.Ports, e.Tool = &s.Targets, s.Ports, s.Tool
-		case detect.KindExposed:
-			e.Service = s.Service
-		}
+		e.Headline = s.Headline
 		entries[i] = e
 	}
 	b, err := json.MarshalIndent(entries, "", "  ")

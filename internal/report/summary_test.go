@@ -110,7 +110,8 @@ func TestSummaryCollector(t *testing.T) {
 		ID: "1400651e2c7ca222", Kind: detect.KindReflection, Key: "198.51.100.10", SID: detect.SIDReflection,
 		Severity: 2, Direction: "inbound", Phase: detect.PhaseEnd, Proto: capture.ProtoUDP, Alerts: 3,
 		LastAlert: at(122 * time.Second), FirstSeen: at(1002454 * time.Microsecond), LastSeen: at(121500 * time.Millisecond),
-		Packets: 9000, Bytes: 9000 * 74, PeakPPS: 150.2, PeakBPS: 150.2 * 74 * 8, Reflectors: 32,
+		Packets: 9000, Bytes: 9000 * 74, PeakPPS: 150.2, PeakBPS: 150.2 * 74 * 8,
+		Headline: detect.Headline{Detail: "32 reflectors", ReflectorCount: new(32)},
 	}
 	wantRates := []ratePoint{
 		{at(2496123 * time.Microsecond), 50, 50 * 74 * 8},
