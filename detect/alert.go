@@ -167,6 +167,10 @@ func (a *Alert) kindInfo() kindInfo {
 	return a.Incident.Kind.info()
 }
 
+// KindName returns the name of the alert's kind as EVE and the text line
+// write it ("reflection"), also for a kind the built-in table does not know.
+func (a *Alert) KindName() string { return a.kindInfo().name() }
+
 // Headline returns the incident's facts that its kind's summary shows,
 // the caller's own copy.
 func (a *Alert) Headline() Headline { return a.kindInfo().headline(a) }

@@ -164,6 +164,9 @@ func TestExtraDetector(t *testing.T) {
 		t.Fatalf("alerts:\n%s", strings.Join(out.lines, "\n"))
 	}
 	a := starts[0]
+	if a.KindName() != "memcached" { // what syslog and CEF print
+		t.Errorf("KindName() = %q, want memcached", a.KindName())
+	}
 	wantEVE := `{"timestamp":"2024-01-01T00:00:02.000000+0000","event_type":"alert",` +
 		`"src_ip":"203.0.113.5","src_port":11211,"dest_ip":"10.1.0.7","proto":"UDP",` +
 		`"alert":{"action":"allowed","gid":1,"signature_id":9000100,"rev":1,` +

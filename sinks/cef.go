@@ -51,7 +51,7 @@ func (s *Syslog) appendCEF(b []byte, r *Record) []byte {
 	b = appendCEFExt(b, "act", "allowed")
 	b = appendCEFExt(b, "externalId", a.ID())
 	b = appendCEFExt(b, "cs1Label", "kind")
-	b = appendCEFExt(b, "cs1", a.Kind().String())
+	b = appendCEFExt(b, "cs1", a.KindName())
 	b = appendCEFExt(b, "cs2Label", "phase")
 	b = appendCEFExt(b, "cs2", a.Phase().String())
 	b = appendCEFExt(b, "cs3Label", "key")

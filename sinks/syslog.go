@@ -238,9 +238,9 @@ func (s *Syslog) appendMessage(b []byte, r *Record) []byte {
 		b = append(b, " - "...)
 		return append(b, r.EVE...)
 	}
-	b = append(b, headerField(a.Kind().String(), 32)...)
+	b = append(b, headerField(a.KindName(), 32)...)
 	b = append(b, " [echowatch@32473 kind=\""...)
-	b = appendSDValue(b, a.Kind().String())
+	b = appendSDValue(b, a.KindName())
 	b = append(b, "\" phase=\""...)
 	b = appendSDValue(b, a.Phase().String())
 	b = append(b, "\" id=\""...)
