@@ -176,6 +176,11 @@ func (e *Engine) KeepEvidence(w EvidenceWriter) { e.r.evidence = w }
 // o once per second of packet time. Call it before the first packet.
 func (e *Engine) ObserveRates(o RateObserver) { e.r.rates = o }
 
+// ObserveAlerts makes the Engine give every alert to w too, after its
+// writer has had it (a report following the run). Call it before the
+// first packet.
+func (e *Engine) ObserveAlerts(w AlertWriter) { e.r.watch = w }
+
 // Packet implements Detector: it hands p to every detector that can use it.
 func (e *Engine) Packet(p *capture.Packet, f *Flow, dir Dir) {
 	e.r.clock(p.Timestamp)

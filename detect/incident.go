@@ -117,6 +117,7 @@ type subject interface {
 type reporter struct {
 	out       AlertWriter
 	rates     RateObserver // nil: nobody plots
+	watch     AlertWriter  // nil: nobody follows the alerts but out
 	host      string
 	home      prefixSet
 	update    time.Duration
@@ -375,6 +376,9 @@ func (r *reporter) emit(s subject, ph Phase, now time.Time, pps, bps float64) {
 		a.Incident.Advice = a.Signature.Advice
 	}
 	r.out.WriteAlert(a)
+	if r.watch != nil {
+		r.watch.WriteAlert(a)
+	}
 	r.stats.Alerts++
 	r.stats.Kinds[k].Phases[ph]++
 }

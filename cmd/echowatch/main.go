@@ -207,7 +207,7 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 		incidents = report.NewLog(cfg.logIncidents)
 		scfg.Observer = incidents
 	}
-	engine, err := detect.New(cfg.Config, scfg.Alerts(out))
+	engine, err := detect.New(cfg.Config, out)
 	if err != nil {
 		return usagef("%v", err)
 	}

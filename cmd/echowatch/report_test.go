@@ -60,7 +60,7 @@ func demoLog(t *testing.T, args ...string) (log *report.Log, cfg config, first, 
 	}
 	log = report.NewLog(cfg.logIncidents)
 	sc.Observer = log
-	engine, err := detect.New(cfg.Config, sc.Alerts(discardAlerts{}))
+	engine, err := detect.New(cfg.Config, discardAlerts{})
 	if err != nil {
 		t.Fatal(err)
 	}

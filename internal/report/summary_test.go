@@ -381,7 +381,7 @@ func demoLog(t *testing.T) (log *Log, first, last time.Time) {
 
 	log = NewLog(0)
 	sc := sensor.Config{Workers: 1, Observer: log}
-	engine, err := detect.New(detect.DefaultConfig(), sc.Alerts(discard{}))
+	engine, err := detect.New(detect.DefaultConfig(), discard{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,7 @@ func TestObserver(t *testing.T) {
 		var seen observation
 		out := &countAlerts{}
 		cfg := Config{Workers: workers, Observer: &seen}
-		eng, err := detect.New(detect.DefaultConfig(), cfg.Alerts(out))
+		eng, err := detect.New(detect.DefaultConfig(), out)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,10 +69,4 @@ func TestObserver(t *testing.T) {
 		t.Errorf("3 workers told the observer\n%v\none told it\n%v", runs[1], runs[0])
 	}
 
-	// Without an Observer, the engine writes to the outputs alone.
-	out := &countAlerts{}
-	var none Config
-	if w := none.Alerts(out); w != detect.AlertWriter(out) {
-		t.Errorf("Alerts without an Observer is %T, want the outputs themselves", w)
-	}
 }

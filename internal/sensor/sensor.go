@@ -78,8 +78,7 @@ type Config struct {
 	Reloader Reloader
 
 	// Observer, if not nil, follows the run's incidents: New has the
-	// engine report their rates to it, and an engine made to write to
-	// Alerts gives it every alert.
+	// engine give it every alert and report the incidents' rates to it.
 	Observer Observer
 }
 
@@ -90,30 +89,6 @@ type Config struct {
 type Observer interface {
 	detect.AlertWriter
 	detect.RateObserver
-}
-
-// Alerts returns what the engine should write its alerts to (detect.New):
-// out, then the Observer, if there is one. The engine takes its writer
-// when it is made, before New sees it, so the Observer's share of the
-// alerts is wired here, and New wires its rates.
-func (c *Config) Alerts(out detect.AlertWriter) detect.AlertWriter {
-	if c.Observer == nil {
-		return out
-	}
-	return observed{out, c.Observer}
-}
-
-// observed writes each alert to the outputs, then to the Observer.
-type observed struct {
-	out detect.AlertWriter
-	obs Observer
-}
-
-var _ detect.AlertWriter = observed{}
-
-func (o observed) WriteAlert(a *detect.Alert) {
-	o.out.WriteAlert(a)
-	o.obs.WriteAlert(a)
 }
 
 // A Ticker is told, every Config.TickEvery, that the period has passed. It
@@ -179,6 +154,7 @@ func New(cfg Config, srcs []capture.Source, eng *detect.Engine) (*Sensor, error)
 	}
 	s := &Sensor{cfg: cfg, eng: eng, srcs: srcs}
 	if cfg.Observer != nil {
+		eng.ObserveAlerts(cfg.Observer)
 		eng.ObserveRates(cfg.Observer)
 	}
 	flows, err := detect.NewFlows(detect.FlowConfig{MaxFlows: cfg.MaxFlows, Ports: eng.FlowPorts()})
