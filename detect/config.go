@@ -103,10 +103,10 @@ type ExposedConfig struct {
 }
 
 // Ports of the small services: echo, systat, daytime, qotd, chargen and
-// time (the loop set); of them, those that answer any datagram from anyone
-// with one of their own (echo, daytime, qotd, chargen, time), the
-// reflection set; and echo and chargen, which sweeps look for and whose
-// answers the exposed finding recognises.
+// time, the loop set; of them, those that answer any datagram from anyone
+// with one of their own, the reflection set (systat, rarely run, is left
+// to the loop set); and echo and chargen, which scans and exposed
+// findings watch by default.
 var (
 	servicePorts     = []uint16{7, 11, 13, 17, 19, 37}
 	reflectingPorts  = []uint16{7, 13, 17, 19, 37}
