@@ -30,14 +30,18 @@ import (
 //     the incident's when the window ends.
 //
 // A target's memory judges a source only once it has listened to the
-// target for half a window (from the target's first packet, or after it
-// was silent for two memory periods): a server that comes into view has
-// all its clients unseen, but half a window on, of a crowd of clients that
-// each come back within a window or two, a good share has come back, far
-// more than the tenth that random_share 0.9 allows. A window that looks
-// random before its sources can be judged (enough sources, nearly all of
-// one or two packets) is suspect: its packets count as random-source
-// evidence if the window after it proves random.
+// target for warmUp(window), 4/5 of a window (from the target's first
+// packet, or after it was silent for two memory periods): a server that
+// comes into view has all its clients unseen, and a source's first packet
+// in view is new whether or not it will come back. Past the warm-up, a
+// client that comes back within it is known; one that comes back more
+// slowly still looks new until it has come back once, the limit of a
+// sensor that has just started. A window that looks random before its
+// sources can be judged (enough sources, nearly all of one or two packets)
+// is suspect: its packets count as random-source evidence if the window
+// after it proves random. 4/5 rather than a whole window, so that a flood
+// that comes as bursts within a few seconds of a target coming into view
+// is still judged.
 //
 // The incident starts at spoofed_flood.pps evidently forged packets per
 // second, or at a window of spoofed_flood.distinct_sources sources of
@@ -222,6 +226,9 @@ func (t *target) judge() {
 	}
 }
 
+// warmUp is how long a target's memory listens before it judges sources.
+func warmUp(window time.Duration) time.Duration { return window / 5 * 4 }
+
 // remember looks the source hashed h up in the target's memory and returns
 // what the memory knew of it. It adds the source to the memory unless the
 // target is under a random-source flood: forged sources would only push
@@ -233,7 +240,7 @@ func (t *target) remember(h uint64, now time.Time) novelty {
 	m := &t.mem
 	m.advance(now, t.d.cfg.SourceMemory)
 	nov := noveltyUnknown
-	if m.warm(now, t.d.cfg.Window/2) {
+	if m.warm(now, warmUp(t.d.cfg.Window)) {
 		nov = noveltyNew
 		if m.has(h) {
 			nov = noveltyKnown
