@@ -209,3 +209,65 @@ func TestSpoofedFloodDistinctSources(t *testing.T) {
 		}
 	}
 }
+
+// everyPort is DefaultConfig with every port watched for spoofed floods.
+func everyPort() Config {
+	cfg := DefaultConfig()
+	cfg.SpoofedFlood.Ports = nil
+	return cfg
+}
+
+// TestReturningClientsAreNoFlood: a server whose 3000 clients each send
+// one packet every 3 s, within any 5 s window a random-source flood by
+// its sources' counts, is none: they come back, from the first seconds
+// on. A flood of new sources on the same server afterwards is one, found
+// within its first window, with the flood's sources as its evidence.
+func TestReturningClientsAreNoFlood(t *testing.T) {
+	h := newHarness(t, everyPort())
+	rng := rand.New(rand.NewPCG(5, 6))
+	clients := make([]*capture.Packet, 3000)
+	for i := range clients {
+		clients[i] = randomSource(rng, base, "198.51.100.53:53")
+	}
+	var ps []*capture.Packet
+	for i := range 10 * len(clients) { // 30 s
+		c := *clients[i%len(clients)]
+		c.Timestamp = at(time.Duration(i) * 30 * time.Second / time.Duration(10*len(clients)))
+		ps = append(ps, &c)
+	}
+	h.feed(ps...)
+	h.expectKind(KindSpoofedFlood)
+
+	for i := range 5000 { // 5 s at 1000 pps from never-seen sources
+		h.feed(randomSource(rng, at(30*time.Second+time.Duration(i)*time.Millisecond), "198.51.100.53:53"))
+	}
+	h.flush()
+	h.expectKind(KindSpoofedFlood, "spoofed_flood/start/9000005 198.51.100.53", "spoofed_flood/end/9000005 198.51.100.53")
+	for _, a := range h.out.alerts {
+		if a.Kind() == KindSpoofedFlood && a.Phase() == PhaseStart {
+			if in := a.Incident; in.LastSeen.After(at(35*time.Second)) || in.Evidence.RandomSource > 5000 {
+				t.Errorf("start at %v, evidence %+v", in.LastSeen, in.Evidence)
+			}
+		}
+	}
+}
+
+// TestRandomSYNFloodRate: a SYN flood to TCP 25565 from never-repeating
+// random sources, 1,600 packets/s for 8 s, on a target never heard from
+// before, with every port watched, as in the public StopDDoS capture: a
+// spoofed_flood whose peak rate is the flood's, within 5%.
+func TestRandomSYNFloodRate(t *testing.T) {
+	h := newHarness(t, everyPort())
+	rng := rand.New(rand.NewPCG(7, 8))
+	for i := range 8 * 1600 {
+		p := randomSource(rng, at(time.Duration(i)*time.Second/1600), "198.51.100.65:25565")
+		syn := tcp(p.Timestamp, p.SrcAddrPort().String(), "198.51.100.65:25565", capture.TCPSyn, nil)
+		h.feed(syn)
+	}
+	h.flush()
+	h.expectKind(KindSpoofedFlood, "spoofed_flood/start/9000005 198.51.100.65", "spoofed_flood/end/9000005 198.51.100.65")
+	end := h.out.alerts[len(h.out.alerts)-1].Incident
+	if math.Abs(end.PeakPPS-1600)/1600 > 0.05 || end.Evidence.RandomSource < 8*1600*9/10 {
+		t.Errorf("peak %.1f pps, evidence %+v", end.PeakPPS, end.Evidence)
+	}
+}
