@@ -76,8 +76,11 @@ type SpoofedFloodConfig struct {
 	DistinctSources int           `yaml:"distinct_sources"`
 	RandomShare     float64       `yaml:"random_share"`
 	Window          time.Duration `yaml:"window"`
-	MaxTargets      int           `yaml:"max_targets"`
-	Allow           []string      `yaml:"allow"`
+	// SourceMemory is how long a target remembers a source at least: one
+	// heard from within it is a returning client, never a random source.
+	SourceMemory time.Duration `yaml:"source_memory"`
+	MaxTargets   int           `yaml:"max_targets"`
+	Allow        []string      `yaml:"allow"`
 }
 
 // ScanConfig configures the scan detector: one source probing Ports (UDP,
@@ -130,7 +133,7 @@ func DefaultConfig() Config {
 		},
 		SpoofedFlood: SpoofedFloodConfig{
 			Ports: clone(servicePorts), PPS: 100, DistinctSources: 1000, RandomShare: 0.9,
-			Window: 5 * time.Second,
+			Window: 5 * time.Second, SourceMemory: 5 * time.Minute,
 		},
 		Scan: ScanConfig{
 			Ports: clone(echoChargenPorts), Hosts: 20, Window: 60 * time.Second,
@@ -202,6 +205,7 @@ func (c *Config) compile() (*settings, error) {
 		between("spoofed_flood.distinct_sources", c.SpoofedFlood.DistinctSources, 2, 10_000_000),
 		share("spoofed_flood.random_share", c.SpoofedFlood.RandomShare),
 		window("spoofed_flood.window", c.SpoofedFlood.Window),
+		window("spoofed_flood.source_memory", c.SpoofedFlood.SourceMemory),
 		atLeast("spoofed_flood.max_targets", c.SpoofedFlood.MaxTargets, 0),
 
 		ports("scan.ports", c.Scan.Ports, &s.scanPorts),
@@ -213,6 +217,10 @@ func (c *Config) compile() (*settings, error) {
 		ports("exposed.ports", c.Exposed.Ports, &s.exposedPorts),
 		positiveDur("exposed.rearm", c.Exposed.Rearm),
 		atLeast("exposed.max_findings", c.Exposed.MaxFindings, 0),
+	}
+	if c.SpoofedFlood.SourceMemory < c.SpoofedFlood.Window {
+		checks = append(checks, errorf("spoofed_flood.source_memory: must be at least spoofed_flood.window (%v), not %v",
+			c.SpoofedFlood.Window, c.SpoofedFlood.SourceMemory))
 	}
 	if len(c.SpoofedFlood.Ports) > 0 {
 		s.spoofPorts = &PortSet{}

@@ -100,8 +100,8 @@ const (
 	// PairEntryBytes: one pair of endpoints of loop.pairs.
 	PairEntryBytes = 1024
 	// TargetEntryBytes: one target of spoofed_flood.targets, with its
-	// distinct-source sketches.
-	TargetEntryBytes = 3776
+	// distinct-source sketches and its memory of sources (4 KiB).
+	TargetEntryBytes = 8512
 	// ScannerEntryBytes: one scanner of scan.scanners, with its bitmaps.
 	ScannerEntryBytes = 1728
 	// FindingEntryBytes: one service of exposed.findings.

@@ -29,6 +29,7 @@ const (
 	seedReflector
 	seedPair
 	seedExposed
+	seedMemory
 )
 
 // mix is the splitmix64 finaliser: a fast, well-spread 64-bit hash step.
@@ -249,22 +250,35 @@ func (h *hll) unionEstimate(o *hll) float64 {
 
 // sample is a bottom-k sample of the distinct sources of a window: the k
 // sources with the smallest hashes, a uniform sample of the distinct
-// sources whatever their rates, each with its exact packet count (a source
-// enters the sample at its first packet or never, because the k-th
-// smallest hash only falls). It tells what share of the sources sent at
-// most two packets.
+// sources whatever their rates, each with its exact packet count and
+// whether the target's memory knew it (a source enters the sample at its
+// first packet of the window or never, because the k-th smallest hash only
+// falls, so that is what the memory says at its first packet). It tells
+// what share of the sources are new ones that sent at most two packets.
 type sample struct {
 	h   [sampleK]uint64
 	n   [sampleK]uint32
+	nov [sampleK]novelty
 	len int
 	max int // index of the largest hash, once full
 }
 
 const sampleK = 64
 
+// novelty is what a target's memory says of a source.
+type novelty uint8
+
+const (
+	noveltyUnknown novelty = iota // the memory cannot tell: warming up, or a hash it does not keep
+	noveltyNew
+	noveltyKnown
+)
+
 func (s *sample) reset() { s.len = 0 }
 
-func (s *sample) add(h uint64) {
+// add counts a packet of the source hashed h; nov is what the memory says
+// of it, used if this is its first packet.
+func (s *sample) add(h uint64, nov novelty) {
 	if s.len == sampleK && h > s.h[s.max] {
 		return
 	}
@@ -275,14 +289,14 @@ func (s *sample) add(h uint64) {
 		}
 	}
 	if s.len < sampleK {
-		s.h[s.len], s.n[s.len] = h, 1
+		s.h[s.len], s.n[s.len], s.nov[s.len] = h, 1, nov
 		s.len++
 		if s.len == sampleK {
 			s.findMax()
 		}
 		return
 	}
-	s.h[s.max], s.n[s.max] = h, 1
+	s.h[s.max], s.n[s.max], s.nov[s.max] = h, 1, nov
 	s.findMax()
 }
 
@@ -308,6 +322,26 @@ func (s *sample) lowShare() float64 {
 		}
 	}
 	return float64(low) / float64(s.len)
+}
+
+// randomShare returns the share of the sampled sources that the memory
+// could judge which were new to it and sent at most two packets; judged
+// is false when it could judge fewer than a quarter of the sample.
+func (s *sample) randomShare() (share float64, judged bool) {
+	n, random := 0, 0
+	for i := 0; i < s.len; i++ {
+		if s.nov[i] == noveltyUnknown {
+			continue
+		}
+		n++
+		if s.nov[i] == noveltyNew && s.n[i] <= 2 {
+			random++
+		}
+	}
+	if n < sampleK/4 {
+		return 0, false
+	}
+	return float64(random) / float64(n), true
 }
 
 // tally counts packets and bytes per address (the reflectors of a victim,

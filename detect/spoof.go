@@ -18,22 +18,41 @@ import (
 //     or protected address;
 //   - land: source equal to destination;
 //   - random sources: many distinct sources in one window, nearly all of
-//     which sent one or two packets. A HyperLogLog counts the sources and a
-//     bottom-k sample of them, with exact per-source counts, measures the
-//     share that sent at most two packets; both are fixed-size, so a flood
-//     of ten million forged sources costs the same memory as one of ten.
-//     The alert reports the distinct sources of the whole incident: each
-//     window's sketch is merged into the incident's when the window ends.
+//     which sent one or two packets and are new to the target. A
+//     HyperLogLog counts the sources and a bottom-k sample of them, with
+//     exact per-source counts, measures the share that sent at most two
+//     packets and that the target's sourceMemory had not heard from in
+//     spoofed_flood.source_memory: a busy server's clients, one query each
+//     per window, come back and are known; forged sources never repeat.
+//     All are fixed-size, so a flood of ten million forged sources costs
+//     the same memory as one of ten. The alert reports the distinct
+//     sources of the whole incident: each window's sketch is merged into
+//     the incident's when the window ends.
+//
+// A target's memory judges a source only once it has listened to the
+// target for warmUp(window), 4/5 of a window (from the target's first
+// packet, or after it was silent for two memory periods): a server that
+// comes into view has all its clients unseen, and a source's first packet
+// in view is new whether or not it will come back. Past the warm-up, a
+// client that comes back within it is known; one that comes back more
+// slowly still looks new until it has come back once, the limit of a
+// sensor that has just started. A window that looks random before its
+// sources can be judged (enough sources, nearly all of one or two packets)
+// is suspect: its packets count as random-source evidence if the window
+// after it proves random. 4/5 rather than a whole window, so that a flood
+// that comes as bursts within a few seconds of a target coming into view
+// is still judged.
 //
 // The incident starts at spoofed_flood.pps evidently forged packets per
 // second, or at a window of spoofed_flood.distinct_sources sources of
-// which spoofed_flood.random_share sent at most two packets.
+// which spoofed_flood.random_share sent at most two packets and were new.
 type SpoofedFlood struct {
 	cfg     *SpoofedFloodConfig
 	r       *reporter
 	watched *PortSet // nil: every TCP and UDP packet
 	allow   prefixSet
 	targets *table[targetKey, target]
+	cut     uint64 // the highest source hash a target's memory keeps
 }
 
 // targetKey is a flood's target in its tenant.
@@ -56,6 +75,7 @@ func (d *SpoofedFlood) setup(sizes *Config, r *reporter) error {
 
 func (d *SpoofedFlood) configure(c *Config, s *settings) {
 	d.cfg, d.watched, d.allow = &c.SpoofedFlood, s.spoofPorts, s.allow[KindSpoofedFlood]
+	d.cut = memoryCut(c.SpoofedFlood.DistinctSources)
 }
 
 // wants returns the packets from or to spoofed_flood.ports, or every
@@ -114,6 +134,7 @@ func (d *SpoofedFlood) packet(pv *view) {
 	if made {
 		*t = target{d: d, k: k}
 		t.reset()
+		t.mem.reset(now)
 	}
 	t.count(p, pv.forged())
 	d.r.check(t, now)
@@ -134,8 +155,12 @@ type target struct {
 	sources    hll // this window's sources
 	seen       hll // the sources of the windows before it in this activity
 	smp        sample
-	random     bool // this window is a random-source flood
-	prevRandom bool // so was the previous one
+	random     bool   // this window is a random-source flood
+	prevRandom bool   // so was the previous one
+	suspect    bool   // this window looks random while the memory warms up
+	pending    uint64 // packets of the suspect windows just before this one
+	// mem outlives activities: it is the target's, kept while its entry is.
+	mem sourceMemory
 
 	lastSrc  netip.AddrPort // the latest source, forged ones first
 	lastDst  uint16
@@ -157,18 +182,14 @@ func (t *target) count(p *capture.Packet, why forgery) {
 
 	h := hashAddr(p.Src, seedSource)
 	changed := t.sources.add(h)
-	t.smp.add(h)
+	t.smp.add(h, t.remember(h, now))
 	t.winPackets++
 	if t.random {
 		t.ev.RandomSource++
 	} else if changed {
 		// The estimate moves only when a register does: most packets of
 		// a flood from few sources skip this.
-		est := t.sources.estimate()
-		if est >= float64(t.d.cfg.DistinctSources) && t.smp.lowShare() >= t.d.cfg.RandomShare {
-			t.random = true
-			t.ev.RandomSource += t.winPackets
-		}
+		t.judge()
 	}
 
 	switch why {
@@ -186,6 +207,51 @@ func (t *target) count(p *capture.Packet, why forgery) {
 	t.lastDst, t.proto = p.DstPort, p.Proto
 }
 
+// judge decides whether this window is a random-source flood: enough
+// sources, nearly all new to the target and of one or two packets each; or,
+// after suspect windows, sources that prove new.
+func (t *target) judge() {
+	cfg := t.d.cfg
+	enough := t.sources.estimate() >= float64(cfg.DistinctSources)
+	share, judged := t.smp.randomShare()
+	switch {
+	case !judged:
+		if enough && t.smp.lowShare() >= cfg.RandomShare {
+			t.suspect = true
+		}
+	case share >= cfg.RandomShare && (enough || t.pending > 0):
+		t.random, t.suspect = true, false
+		t.ev.RandomSource += t.pending + t.winPackets
+		t.pending = 0
+	}
+}
+
+// warmUp is how long a target's memory listens before it judges sources.
+func warmUp(window time.Duration) time.Duration { return window / 5 * 4 }
+
+// remember looks the source hashed h up in the target's memory and returns
+// what the memory knew of it. It adds the source to the memory unless the
+// target is under a random-source flood: forged sources would only push
+// its clients out, and one sent from twice would become known.
+func (t *target) remember(h uint64, now time.Time) novelty {
+	if h > t.d.cut {
+		return noveltyUnknown
+	}
+	m := &t.mem
+	m.advance(now, t.d.cfg.SourceMemory)
+	nov := noveltyUnknown
+	if m.warm(now, warmUp(t.d.cfg.Window)) {
+		nov = noveltyNew
+		if m.has(h) {
+			nov = noveltyKnown
+		}
+	}
+	if !t.random && !t.prevRandom {
+		m.add(h, now)
+	}
+	return nov
+}
+
 // roll starts a new random-source window when now has left the current one.
 func (t *target) roll(now time.Time) {
 	if now.Before(t.winEnd) {
@@ -195,8 +261,14 @@ func (t *target) roll(now time.Time) {
 	if !t.winEnd.IsZero() {
 		t.seen.merge(&t.sources)
 	}
-	t.prevRandom = t.random && now.Before(t.winEnd.Add(w))
-	t.random = false
+	next := now.Before(t.winEnd.Add(w)) // the new window follows this one
+	t.prevRandom = t.random && next
+	if t.suspect && next {
+		t.pending += t.winPackets
+	} else {
+		t.pending = 0
+	}
+	t.random, t.suspect = false, false
 	t.winPackets = 0
 	t.sources.reset()
 	t.smp.reset()
@@ -223,6 +295,7 @@ func (t *target) reset() {
 	t.lastBogo = false
 	t.winEnd = time.Time{}
 	t.random, t.prevRandom = false, false
+	t.suspect, t.pending = false, 0
 }
 
 func (t *target) describe(a *Alert) {

@@ -67,16 +67,7 @@ func randomIn(rng *rand.Rand, p netip.Prefix) netip.Addr {
 func randomSourceFlood(t *trace) {
 	const sources = 300 * attackSeconds
 	target := ap(v4(198, 51, 100, 77), 7)
-	special := newIPv4Set(specialIPv4)
-	seen := make(map[uint32]bool, sources) // only to keep sources distinct
-	addrs := make([]netip.Addr, 0, sources)
-	for len(addrs) < sources {
-		a := t.rng.Uint32()
-		if !special.contains(a) && !seen[a] {
-			seen[a] = true
-			addrs = append(addrs, netip.AddrFrom4([4]byte(binary.BigEndian.AppendUint32(nil, a))))
-		}
-	}
+	addrs := routableAddrs(t.rng, sources)
 	counts := make([]int, sources)
 	ports := make([]uint16, sources)
 	for i := range counts {
