@@ -232,11 +232,11 @@ func (s *Sensor) run() (warnings []error, err error) {
 		w := s.workers[0]
 		defer s.startHooks(w)()
 		warnings, err = w.runOne(s.eng, s.cfg.Live)
-		s.eng.Flush(w.last)
+		s.eng.Flush(s.eng.Now())
 		return warnings, err
 	}
 
-	st := &stage{s: s, now: -1 << 63}
+	st := &stage{s: s}
 	var wg sync.WaitGroup
 	if s.dealer == nil {
 		// AF_PACKET: each worker reads its socket.

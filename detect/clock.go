@@ -1,0 +1,190 @@
+package detect
+
+import (
+	"math"
+	"time"
+)
+
+// Clock is detection's clock: the frames' own times, mapped so that it
+// never runs backward. A frame counts at its time plus an offset, whole
+// seconds that change only at a step of the capture's clock:
+//
+//   - A frame behind the clock within the clock's second or the one before
+//     (reordering under a second) counts at the clock's time, silently.
+//   - A frame two or more seconds behind is a step back (an NTP step, a
+//     reordered capture queue): it is counted, and the offset grows so that
+//     the frame lands in the clock's second and the frames after it go on
+//     from there at their own pace. Should the next frames return to the
+//     timeline before the step, within a minute, the step was one stray
+//     frame, and the offset returns too.
+//   - An impossible time is counted and counts at the clock's time, never
+//     moving it: before 1995 (zero, and the like), or more than a day
+//     past the clock. Frames that keep coming past that day, second after
+//     second for aheadConfirm, are the capture's clock stepping forward:
+//     the clock takes the step, as any gap in the traffic.
+//
+// Its rules look at whole seconds only, so that frames of the same second
+// as the frame before them always fare the same way: a caller may show it
+// only the first frame of each second and the frames that matter to it (the
+// sensor's workers do, see internal/sensor), and get what every frame
+// would give.
+//
+// A Clock belongs to the Engine's goroutine. Its zero value is ready: it
+// starts at the first valid time.
+type Clock struct {
+	now     int64 // detection time, Unix ns, once started
+	started bool
+	offset  int64 // detection time of a frame = its time + offset; whole seconds
+	// undo is the offset before the latest step back, which the frames may
+	// return to while the clock's second is at most undoUntil.
+	undo      int64
+	undoUntil int64
+	canUndo   bool
+	// ahead and aheadLast are the seconds (of the frames' own time) of the
+	// first and the latest of the frames in a row that lay more than a day
+	// past the clock, while aheadOn.
+	ahead, aheadLast int64
+	aheadOn          bool
+	stats            ClockStats
+}
+
+// ClockStats are a Clock's counters.
+type ClockStats struct {
+	// StepsBack counts the steps back of two seconds or more.
+	StepsBack uint64
+	// Invalid counts the packets whose time was impossible (see Clock), of
+	// those the Engine wants.
+	Invalid uint64
+	// FirstStepBack and FirstInvalid say when the first of each came, for
+	// a warning; zero until then.
+	FirstStepBack, FirstInvalid ClockEvent
+}
+
+// ClockEvent is a frame's own time and detection's clock when it came (zero
+// when there was none yet).
+type ClockEvent struct {
+	Frame, Clock time.Time
+}
+
+const (
+	// clockEpoch is 1995-01-01T00:00:00Z in Unix seconds: no capture is
+	// older, and a frame that says so carries no time.
+	clockEpoch = 788918400
+	// maxAhead is how far past the clock a frame may lie, in seconds.
+	maxAhead = 86400
+	// aheadConfirm is how long, in seconds of their own time, frames must
+	// keep coming past maxAhead for the clock to take them; aheadGap the
+	// largest gap between two of them.
+	aheadConfirm = 10
+	aheadGap     = 60
+	// undoFor is how long after a step back, in seconds of detection time,
+	// the frames may return to the timeline before it.
+	undoFor = 60
+)
+
+// FrameNanos returns a frame's time in Unix nanoseconds, for a Clock: times
+// before 1970 (the zero time.Time among them) as 0, and times past what
+// an int64 holds as its largest value. A Clock judges both impossible.
+func FrameNanos(t time.Time) int64 {
+	switch s := t.Unix(); {
+	case s < 0:
+		return 0
+	case s >= math.MaxInt64/int64(time.Second):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+// seconds is the second that ns falls in.
+func seconds(ns int64) int64 {
+	s := ns / 1e9
+	if ns%1e9 < 0 {
+		s--
+	}
+	return s
+}
+
+// Started reports whether the clock has had a valid time.
+func (c *Clock) Started() bool { return c.started }
+
+// Now returns detection time: the zero time before the clock started.
+func (c *Clock) Now() time.Time {
+	if !c.started {
+		return time.Time{}
+	}
+	return time.Unix(0, c.now).UTC()
+}
+
+// Stats returns the clock's counters.
+func (c *Clock) Stats() ClockStats { return c.stats }
+
+// Frame puts a frame of time ns (FrameNanos) on the clock, and returns the
+// detection time it counts at; ok is false for an impossible time before
+// the clock started, which has no time to count at. invalid says the time
+// was impossible: the caller counts it (CountInvalid) if it is a packet
+// that matters.
+func (c *Clock) Frame(ns int64) (at int64, ok, invalid bool) {
+	s := seconds(ns)
+	if s < clockEpoch {
+		return c.now, c.started, true
+	}
+	if !c.started {
+		c.now, c.started = ns, true
+		return ns, true, false
+	}
+	now := seconds(c.now)
+	m := ns + c.offset
+	ms := seconds(m)
+	if (ms >= now+2 || ms <= now-2) && c.canUndo && now <= c.undoUntil {
+		if u := seconds(ns + c.undo); u >= now-1 && u <= now+1 {
+			c.offset, c.canUndo = c.undo, false // the step was a stray frame
+			m, ms = ns+c.offset, u
+		}
+	}
+	switch {
+	case ms > now+maxAhead:
+		switch {
+		case !c.aheadOn || s < c.aheadLast || s > c.aheadLast+aheadGap:
+			c.ahead, c.aheadLast, c.aheadOn = s, s, true
+		case s-c.ahead < aheadConfirm:
+			c.aheadLast = s
+		default: // the capture's clock stepped forward
+			c.aheadOn = false
+			c.now = m
+			return m, true, false
+		}
+		return c.now, true, true
+	case ms <= now-2:
+		c.stats.StepsBack++
+		if c.stats.StepsBack == 1 {
+			c.stats.FirstStepBack = ClockEvent{time.Unix(0, ns).UTC(), c.Now()}
+		}
+		c.undo, c.undoUntil, c.canUndo = c.offset, now+undoFor, true
+		c.offset += (now - ms) * 1e9
+		m = ns + c.offset
+	}
+	c.aheadOn = false
+	c.now = max(c.now, m)
+	return c.now, true, false
+}
+
+// CountInvalid counts a packet whose time ns Frame found impossible.
+func (c *Clock) CountInvalid(ns int64) {
+	c.stats.Invalid++
+	if c.stats.Invalid == 1 {
+		c.stats.FirstInvalid = ClockEvent{time.Unix(0, ns).UTC(), c.Now()}
+	}
+}
+
+// Advance moves the clock on to t, detection time, without a frame (a
+// quiet capture): never back.
+func (c *Clock) Advance(t time.Time) {
+	ns := FrameNanos(t)
+	if !c.started {
+		if seconds(ns) >= clockEpoch {
+			c.now, c.started = ns, true
+		}
+		return
+	}
+	c.now = max(c.now, ns)
+}
