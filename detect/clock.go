@@ -6,14 +6,14 @@ import (
 )
 
 // Clock is detection's clock: the frames' own times, mapped so that it
-// never runs backward. A frame counts at its time plus an offset, whole
-// seconds that change only at a step of the capture's clock:
+// never runs backward. A frame counts at its time plus an offset that
+// changes only at a step of the capture's clock:
 //
 //   - A frame behind the clock within the clock's second or the one before
 //     (reordering under a second) counts at the clock's time, silently.
 //   - A frame two or more seconds behind is a step back (an NTP step, a
 //     reordered capture queue): it is counted, and the offset grows so that
-//     the frame lands in the clock's second and the frames after it go on
+//     the frame counts at the clock's time and the frames after it go on
 //     from there at their own pace. Should the next frames return to the
 //     timeline before the step, within a minute, the step was one stray
 //     frame, and the offset returns too.
@@ -23,8 +23,9 @@ import (
 //     second for aheadConfirm, are the capture's clock stepping forward:
 //     the clock takes the step, as any gap in the traffic.
 //
-// Its rules look at whole seconds only, so that frames of the same second
-// as the frame before them always fare the same way: a caller may show it
+// Its rules look at whole seconds only (a frame's own second plus the
+// offset's), so that frames of the same second as the frame before them
+// always fare the same way: a caller may show it
 // only the first frame of each second and the frames that matter to it (the
 // sensor's workers do, see internal/sensor), and get what every frame
 // would give.
@@ -34,7 +35,7 @@ import (
 type Clock struct {
 	now     int64 // detection time, Unix ns, once started
 	started bool
-	offset  int64 // detection time of a frame = its time + offset; whole seconds
+	offset  int64 // detection time of a frame = its time + offset
 	// undo is the offset before the latest step back, which the frames may
 	// return to while the clock's second is at most undoUntil.
 	undo      int64
@@ -133,14 +134,14 @@ func (c *Clock) Frame(ns int64) (at int64, ok, invalid bool) {
 		return ns, true, false
 	}
 	now := seconds(c.now)
-	m := ns + c.offset
-	ms := seconds(m)
+	ms := s + seconds(c.offset) // the frame's second on the clock, as its own second maps
 	if (ms >= now+2 || ms <= now-2) && c.canUndo && now <= c.undoUntil {
-		if u := seconds(ns + c.undo); u >= now-1 && u <= now+1 {
+		if u := s + seconds(c.undo); u >= now-1 && u <= now+1 {
 			c.offset, c.canUndo = c.undo, false // the step was a stray frame
-			m, ms = ns+c.offset, u
+			ms = u
 		}
 	}
+	m := ns + c.offset
 	switch {
 	case ms > now+maxAhead:
 		switch {
@@ -160,8 +161,8 @@ func (c *Clock) Frame(ns int64) (at int64, ok, invalid bool) {
 			c.stats.FirstStepBack = ClockEvent{time.Unix(0, ns).UTC(), c.Now()}
 		}
 		c.undo, c.undoUntil, c.canUndo = c.offset, now+undoFor, true
-		c.offset += (now - ms) * 1e9
-		m = ns + c.offset
+		c.offset += c.now - m
+		m = c.now
 	}
 	c.aheadOn = false
 	c.now = max(c.now, m)

@@ -40,9 +40,10 @@ const (
 )
 
 // scenarios returns every detection case, in the order pcaps/README.md
-// lists them: the plain ones, then those inside encapsulations.
+// lists them: the plain ones, those whose clock misbehaves, then those
+// inside encapsulations.
 func scenarios() []scenario {
-	return append(plainScenarios(), tunnelScenarios()...)
+	return append(append(plainScenarios(), clockScenarios()...), tunnelScenarios()...)
 }
 
 func plainScenarios() []scenario {
