@@ -7,16 +7,18 @@ import (
 
 // Clock is detection's clock: the frames' own times, mapped so that it
 // never runs backward. A frame counts at its time plus an offset that
-// changes only at a step of the capture's clock:
+// changes only at a step back of the capture's clock:
 //
 //   - A frame behind the clock within the clock's second or the one before
 //     (reordering under a second) counts at the clock's time, silently.
-//   - A frame two or more seconds behind is a step back (an NTP step, a
-//     reordered capture queue): it is counted, and the offset grows so that
-//     the frame counts at the clock's time and the frames after it go on
-//     from there at their own pace. Should the next frames return to the
-//     timeline before the step, within a minute, the step was one stray
-//     frame, and the offset returns too.
+//   - A frame two or more seconds behind is counted, and counts at the
+//     clock's time: a step back (an NTP step, a reordered capture queue)
+//     or a stray late frame. The frames of its second go on from there at
+//     their own pace; the first frame of another second tells which it
+//     was. If that frame too is behind, where the step would put it, the
+//     capture's clock stepped: the offset takes the step, and the frames
+//     after it go on from the clock at their own pace. Otherwise the late
+//     frame was a stray, and nothing changes.
 //   - An impossible time is counted and counts at the clock's time, never
 //     moving it: before 1995 (zero, and the like), or more than a day
 //     past the clock. Frames that keep coming past that day, second after
@@ -25,9 +27,9 @@ import (
 //
 // Its rules look at whole seconds only (a frame's own second plus the
 // offset's), so that frames of the same second as the frame before them
-// always fare the same way: a caller may show it
-// only the first frame of each second and the frames that matter to it (the
-// sensor's workers do, see internal/sensor), and get what every frame
+// always fare the same way: a caller may show it only the first frame of
+// each second, the largest time of each, and the frames that matter to it
+// (the sensor's workers do, see internal/sensor), and get what every frame
 // would give.
 //
 // A Clock belongs to the Engine's goroutine. Its zero value is ready: it
@@ -36,11 +38,12 @@ type Clock struct {
 	now     int64 // detection time, Unix ns, once started
 	started bool
 	offset  int64 // detection time of a frame = its time + offset
-	// undo is the offset before the latest step back, which the frames may
-	// return to while the clock's second is at most undoUntil.
-	undo      int64
-	undoUntil int64
-	canUndo   bool
+	// step is the offset a late frame would have the clock take, when
+	// stepping: the frames of stepSec, the late frame's own second, count
+	// with it until a frame of another second confirms or drops it.
+	step     int64
+	stepSec  int64
+	stepping bool
 	// ahead and aheadLast are the seconds (of the frames' own time) of the
 	// first and the latest of the frames in a row that lay more than a day
 	// past the clock, while aheadOn.
@@ -51,7 +54,9 @@ type Clock struct {
 
 // ClockStats are a Clock's counters.
 type ClockStats struct {
-	// StepsBack counts the steps back of two seconds or more.
+	// StepsBack counts the frames that came two seconds or more behind
+	// the clock, not in a step it took: once per step back of the
+	// capture's clock, and once per stray late frame.
 	StepsBack uint64
 	// Invalid counts the packets whose time was impossible (see Clock), of
 	// those the Engine wants.
@@ -78,9 +83,6 @@ const (
 	// largest gap between two of them.
 	aheadConfirm = 10
 	aheadGap     = 60
-	// undoFor is how long after a step back, in seconds of detection time,
-	// the frames may return to the timeline before it.
-	undoFor = 60
 )
 
 // FrameNanos returns a frame's time in Unix nanoseconds, for a Clock: times
@@ -134,14 +136,21 @@ func (c *Clock) Frame(ns int64) (at int64, ok, invalid bool) {
 		return ns, true, false
 	}
 	now := seconds(c.now)
-	ms := s + seconds(c.offset) // the frame's second on the clock, as its own second maps
-	if (ms >= now+2 || ms <= now-2) && c.canUndo && now <= c.undoUntil {
-		if u := s + seconds(c.undo); u >= now-1 && u <= now+1 {
-			c.offset, c.canUndo = c.undo, false // the step was a stray frame
-			ms = u
+	if c.stepping && s != c.stepSec {
+		// The first frame of another second than the late frame's: if it
+		// is where the step would put it, and as far behind without it,
+		// the capture's clock stepped back.
+		c.stepping = false
+		if p := s + seconds(c.step); p >= now-1 && p <= now+1 && s+seconds(c.offset) <= now-2 {
+			c.offset = c.step
 		}
 	}
-	m := ns + c.offset
+	off := c.offset
+	if c.stepping {
+		off = c.step // a frame of the late frame's second
+	}
+	ms := s + seconds(off) // the frame's second on the clock, as its own second maps
+	m := ns + off
 	switch {
 	case ms > now+maxAhead:
 		switch {
@@ -160,8 +169,7 @@ func (c *Clock) Frame(ns int64) (at int64, ok, invalid bool) {
 		if c.stats.StepsBack == 1 {
 			c.stats.FirstStepBack = ClockEvent{time.Unix(0, ns).UTC(), c.Now()}
 		}
-		c.undo, c.undoUntil, c.canUndo = c.offset, now+undoFor, true
-		c.offset += c.now - m
+		c.step, c.stepSec, c.stepping = off+c.now-m, s, true
 		m = c.now
 	}
 	c.aheadOn = false
