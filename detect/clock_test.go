@@ -91,3 +91,51 @@ func TestClockAdvance(t *testing.T) {
 		t.Fatalf("late frame at %v", time.Unix(0, at).UTC())
 	}
 }
+
+// TestStampKeepsFrameTimeForEvidence: a packet counts at detection's clock,
+// which never runs back, but its evidence keeps the time its frame says:
+// it is evidence of what the capture held.
+func TestStampKeepsFrameTimeForEvidence(t *testing.T) {
+	ev := &memEvidence{max: 1000}
+	h := newHarness(t, DefaultConfig())
+	h.eng.KeepEvidence(ev)
+	t0 := time.Date(2024, 3, 19, 12, 0, 0, 0, time.UTC)
+	var sent []time.Time
+	// 400 pps from 4 reflectors for 3 s; the capture's clock steps back an
+	// hour after 1.5 s.
+	for i := range 1200 {
+		ts := t0.Add(time.Duration(i) * 2500 * time.Microsecond)
+		if i >= 600 {
+			ts = ts.Add(-time.Hour)
+		}
+		refl := []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"}[i%4]
+		p := udp(ts, refl+":7", "198.51.100.9:40000", make([]byte, 64))
+		if !h.eng.Stamp(p) {
+			t.Fatalf("packet %d has no time", i)
+		}
+		if p.Timestamp.Before(h.last) {
+			t.Fatalf("packet %d stamped %v, before %v", i, p.Timestamp, h.last)
+		}
+		sent = append(sent, ts)
+		h.feed(p)
+	}
+	h.flush()
+	if len(ev.files) != 1 || len(h.out.alerts) == 0 {
+		t.Fatalf("%d evidence files, %d alerts; want 1 and some", len(ev.files), len(h.out.alerts))
+	}
+	pkts := ev.files[0].pkts
+	first := len(sent) - len(pkts)
+	for i, p := range pkts {
+		if !p.Timestamp.Equal(sent[first+i]) {
+			t.Fatalf("evidence packet %d stamped %v, want the frame's %v", i, p.Timestamp, sent[first+i])
+		}
+	}
+	if st := h.eng.Stats(); st.TimeStepsBack != 1 {
+		t.Errorf("%d steps back, want 1", st.TimeStepsBack)
+	}
+	for _, a := range h.out.alerts {
+		if a.Time.Before(t0) {
+			t.Errorf("%s alert at %v, before the capture began", a.Phase(), a.Time)
+		}
+	}
+}
