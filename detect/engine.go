@@ -45,6 +45,13 @@ type Engine struct {
 	view    view // the packet being examined
 	packets uint64
 	wol     uint64
+
+	// clock is detection's clock, which Stamp and Frame put the frames'
+	// times on. stamped is the packet Stamp stamped last, and raw its own
+	// time, which its evidence keeps.
+	clock   Clock
+	stamped *capture.Packet
+	raw     time.Time
 }
 
 var _ Detector = (*Engine)(nil)
@@ -182,15 +189,55 @@ func (e *Engine) ObserveRates(o RateObserver) { e.r.rates = o }
 func (e *Engine) ObserveAlerts(w AlertWriter) { e.r.watch = w }
 
 // Packet implements Detector: it hands p to every detector that can use it.
+// p.Timestamp is detection time: a caller that reads frames puts each
+// packet on the clock with Stamp first.
 func (e *Engine) Packet(p *capture.Packet, f *Flow, dir Dir) {
 	e.r.clock(p.Timestamp)
 	if !e.Wants(p) {
 		return
 	}
-	e.r.pkt = p // for the evidence of the incidents it counts for
+	e.r.pkt, e.r.raw = p, p.Timestamp // for the evidence of the incidents it counts for
+	if p == e.stamped {
+		e.r.raw = e.raw
+	}
 	e.packet(p, f, dir)
-	e.r.pkt = nil
+	e.r.pkt, e.stamped = nil, nil
 }
+
+// Stamp puts p, just decoded, on detection's clock (see Clock), before the
+// flow table and Packet see it: p.Timestamp becomes the time detection
+// counts p at, which never runs backward, and the frame's own time is kept
+// for p's evidence file. It counts an impossible time if the Engine wants
+// p, and returns false for a packet that has no time to count at (an
+// impossible time before the first valid one): the caller drops it.
+func (e *Engine) Stamp(p *capture.Packet) bool {
+	ns := FrameNanos(p.Timestamp)
+	at, ok, invalid := e.clock.Frame(ns)
+	if invalid && e.Wants(p) {
+		e.clock.CountInvalid(ns)
+	}
+	if !ok {
+		return false
+	}
+	e.stamped, e.raw = p, p.Timestamp
+	if at != ns {
+		p.Timestamp = time.Unix(0, at).UTC()
+	}
+	return true
+}
+
+// Frame puts the time of a frame that no Packet call follows (nothing
+// detection wants, or a packet it dropped) on detection's clock, which
+// moves packet time on as Tick does. ns is the frame's time (FrameNanos).
+func (e *Engine) Frame(ns int64) {
+	if _, ok, _ := e.clock.Frame(ns); ok {
+		e.r.clock(e.clock.Now())
+	}
+}
+
+// Now returns detection's clock: the zero time before the first frame
+// with a valid time.
+func (e *Engine) Now() time.Time { return e.clock.Now() }
 
 func (e *Engine) packet(p *capture.Packet, f *Flow, dir Dir) {
 	e.packets++
@@ -221,10 +268,17 @@ func (e *Engine) packet(p *capture.Packet, f *Flow, dir Dir) {
 	v.p, v.f = nil, nil // borrowed for the call only
 }
 
-// Tick advances packet time without a packet, so that incidents update and
-// end during quiet periods of a live capture. now must be packet time (the
-// capture's clock), never the wall clock of a replay.
-func (e *Engine) Tick(now time.Time) { e.r.clock(now) }
+// Tick advances detection's clock to now without a frame, so that
+// incidents update and end during quiet periods of a live capture; a now
+// behind the clock does nothing. now must be detection time (Now, moved on
+// by the time the capture has been quiet), never the wall clock of a
+// replay.
+func (e *Engine) Tick(now time.Time) {
+	e.clock.Advance(now)
+	if e.clock.Started() {
+		e.r.clock(e.clock.Now())
+	}
+}
 
 // Flush implements Detector: it ends every open incident at now.
 func (e *Engine) Flush(now time.Time) { e.r.flush(now) }
@@ -241,6 +295,11 @@ type Stats struct {
 	Suppressed uint64
 	Open       int          // incidents open now
 	Tables     []TableStats // one per bounded table
+	// TimeStepsBack counts the steps back of the capture's clock, and
+	// TimeInvalid the packets with an impossible time (see Clock);
+	// FirstStepBack and FirstInvalid say when the first of each came.
+	TimeStepsBack, TimeInvalid  uint64
+	FirstStepBack, FirstInvalid ClockEvent
 }
 
 // KindStats are the counters of one kind of incident.
@@ -269,6 +328,7 @@ type TableStats struct {
 // phase name:
 //
 //	{"packets":..,"wake_on_lan":..,"alerts":..,"suppressed":..,"open":..,
+//	 "time_steps_back":..,"time_invalid":..,
 //	 "kinds":{"reflection":{"incidents":..,"start":..,"update":..,"end":..,"suppressed":..},...},
 //	 "tables":[{"name":"reflection.victims","len":..,"cap":..,"evicted":..,"rejected":..},...]}
 func (s Stats) MarshalJSON() ([]byte, error) {
@@ -292,10 +352,13 @@ func (s Stats) MarshalJSON() ([]byte, error) {
 		Alerts     uint64               `json:"alerts"`
 		Suppressed uint64               `json:"suppressed"`
 		Open       int                  `json:"open"`
+		StepsBack  uint64               `json:"time_steps_back"`
+		Invalid    uint64               `json:"time_invalid"`
 		Kinds      map[string]kindStats `json:"kinds"`
 		Tables     []tableStats         `json:"tables"`
 	}{
 		Packets: s.Packets, WakeOnLAN: s.WakeOnLAN, Alerts: s.Alerts, Suppressed: s.Suppressed, Open: s.Open,
+		StepsBack: s.TimeStepsBack, Invalid: s.TimeInvalid,
 		Kinds: make(map[string]kindStats, len(s.Kinds)), Tables: []tableStats{},
 	}
 	for _, k := range s.Kinds {
@@ -314,6 +377,8 @@ func (e *Engine) Stats() Stats {
 	s := e.r.stats
 	s.Kinds = slices.Clone(s.Kinds)
 	s.Packets, s.WakeOnLAN = e.packets, e.wol
+	c := e.clock.Stats()
+	s.TimeStepsBack, s.TimeInvalid, s.FirstStepBack, s.FirstInvalid = c.StepsBack, c.Invalid, c.FirstStepBack, c.FirstInvalid
 	for _, a := range e.r.active {
 		if !a.lifecycle().gone {
 			s.Open++

@@ -145,6 +145,7 @@ type reporter struct {
 	// keeps open.
 	evidence EvidenceWriter
 	pkt      *capture.Packet
+	raw      time.Time // pkt's own time, which its evidence keeps
 	keeping  []*track
 	alert    Alert       // reused for every alert
 	refl     []reflector // scratch for describing reflectors
@@ -462,9 +463,18 @@ func (r *reporter) startEvidence(s subject, until time.Time) {
 }
 
 // follow adds the packet being examined to t's evidence, while its file
-// takes more.
+// takes more. The file keeps the frame's own time: it is evidence of what
+// the capture said, whatever detection's clock made of it.
 func (r *reporter) follow(t *track) {
-	if e := t.evid; e != nil && e.open && r.pkt != nil && !e.file.WritePacket(r.pkt) {
+	e := t.evid
+	if e == nil || !e.open || r.pkt == nil {
+		return
+	}
+	at := r.pkt.Timestamp
+	r.pkt.Timestamp = r.raw
+	ok := e.file.WritePacket(r.pkt)
+	r.pkt.Timestamp = at
+	if !ok {
 		e.open = false // full, or failed: the file closed itself
 		r.unlist(t)
 	}

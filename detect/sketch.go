@@ -116,10 +116,16 @@ func (m *meter) subtract(o *meter) {
 
 // rate returns packets and bits per second over the time the window covers
 // at now: its full buckets and the elapsed part of the newest, so that a
-// steady rate reads the same at any moment. Call advance first.
+// steady rate reads the same at any moment. Call advance first. A now
+// before the newest bucket (which detection's clock never gives) counts
+// that bucket whole: a rate is never over less time than its packets span.
 func (m *meter) rate(now time.Time, window time.Duration) (pps, bps float64) {
 	width := int64(window / meterBuckets)
-	elapsed := min(max(now.UnixNano()-m.cur*width, 0), width)
+	elapsed := now.UnixNano() - m.cur*width
+	if elapsed < 0 {
+		elapsed = width
+	}
+	elapsed = min(elapsed, width)
 	sec := float64((meterBuckets-1)*width+elapsed) / 1e9
 	return float64(m.sumP) / sec, float64(m.sumB) * 8 / sec
 }

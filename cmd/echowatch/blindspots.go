@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/echowatch/echowatch/capture"
+	"github.com/echowatch/echowatch/detect"
 )
 
 // tunnelCount is one counter of capture.TunnelStats, as the stats event
@@ -88,6 +90,38 @@ func (b *blindSpots) check(d decoderStats) {
 		"later fragment of a tunnel packet was not looked into, and the packet it carried was seen cut short"+mtu,
 		"later fragments of tunnel packets were not looked into, and the packets they carried were seen cut short"+mtu)
 }
+
+// checkClock warns, once each a run, that the capture's clock stepped back
+// or that packets carried an impossible time, naming the first frame's
+// time and detection's clock then: the alerts are right (detection's clock
+// never runs back), but the capture, or the host's clock, is not.
+func (b *blindSpots) checkClock(d detect.Stats) {
+	if d.TimeStepsBack > 0 && !b.said["time_steps_back"] {
+		b.said["time_steps_back"] = true
+		e := d.FirstStepBack
+		fmt.Fprintf(b.w, "echowatch: warning: a frame stamped %s came %v behind detection's clock (%s): "+
+			"the capture's clock stepped back, or frames came late; counted at the clock's time (stats: detect.time_steps_back)\n",
+			clockTime(e.Frame), e.Clock.Sub(e.Frame).Round(time.Millisecond), clockTime(e.Clock))
+	}
+	if d.TimeInvalid > 0 && !b.said["time_invalid"] {
+		b.said["time_invalid"] = true
+		e := d.FirstInvalid
+		what := "a packet has an impossible time"
+		if d.TimeInvalid > 1 {
+			what = groupDigits(d.TimeInvalid) + " packets have impossible times"
+		}
+		first := "counted at detection's clock, " + clockTime(e.Clock)
+		if e.Clock.IsZero() {
+			first = "came before any valid time and was not looked at"
+		}
+		fmt.Fprintf(b.w, "echowatch: warning: %s (before 1995, or more than a day past detection's clock): "+
+			"the first, stamped %s, %s; after a valid time they count at the clock's (stats: detect.time_invalid)\n",
+			what, clockTime(e.Frame), first)
+	}
+}
+
+// clockTime writes t as the warnings name times, in UTC.
+func clockTime(t time.Time) string { return t.UTC().Format(eveTimeLayout) }
 
 // groupDigits writes n with a comma between groups of three digits.
 func groupDigits(n uint64) string {

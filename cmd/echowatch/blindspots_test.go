@@ -309,3 +309,46 @@ func TestLiveLooksEverySecond(t *testing.T) {
 		}
 	}
 }
+
+// TestClockTroubleWarned: a capture whose clock steps back, or whose
+// records carry impossible times, is warned of once each, naming the
+// frame's time and detection's clock; the stats event and the metrics
+// count them.
+func TestClockTroubleWarned(t *testing.T) {
+	for _, c := range []struct {
+		name, warning, metric string
+		stepsBack, invalid    uint64
+	}{
+		{"clock-step-back", "echowatch: warning: a frame stamped 2024-03-19T11:00:22.003120+0000 came 59m59.993s behind detection's clock (2024-03-19T12:00:21.996290+0000)",
+			"echowatch_time_steps_back_total 1", 1, 0},
+		{"clock-zero-timestamps", "echowatch: warning: 7 packets have impossible times (before 1995, or more than a day past detection's clock): the first, stamped 1970-01-01T00:00:00.000000+0000, came before any valid time",
+			"echowatch_time_invalid_total 7", 0, 7},
+	} {
+		code, out, errOut := runMain(t, nil, "-r", pcap(c.name+"/capture.pcap"), "--format", "eve", "--stats")
+		if code != 0 || strings.Count(errOut, "echowatch: warning:") != 1 || !strings.HasPrefix(errOut, c.warning) {
+			t.Errorf("%s: exit %d, stderr\n%s\nwant one warning, beginning\n%s", c.name, code, errOut, c.warning)
+		}
+		var ev struct {
+			Stats struct {
+				Detect struct {
+					StepsBack uint64 `json:"time_steps_back"`
+					Invalid   uint64 `json:"time_invalid"`
+				} `json:"detect"`
+			} `json:"stats"`
+		}
+		out = strings.TrimSpace(out)
+		if err := json.Unmarshal([]byte(out[strings.LastIndex(out, "\n")+1:]), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if d := ev.Stats.Detect; d.StepsBack != c.stepsBack || d.Invalid != c.invalid {
+			t.Errorf("%s: stats detect.time_steps_back %d, time_invalid %d; want %d and %d", c.name, d.StepsBack, d.Invalid, c.stepsBack, c.invalid)
+		}
+		cfg := defaultConfig()
+		cfg.Read = []string{pcap(c.name + "/capture.pcap")}
+		ev2 := runStats(t, cfg)
+		name := strings.Fields(c.metric)[0]
+		if got := gatherMetric(t, ev2, name); !strings.Contains(got, c.metric+"\n") {
+			t.Errorf("%s: the metrics lack %s:\n%s", c.name, c.metric, got)
+		}
+	}
+}

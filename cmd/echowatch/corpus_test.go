@@ -29,7 +29,7 @@ func TestCorpus(t *testing.T) {
 	if len(files) == 0 {
 		t.Fatalf("no captures in %s/{echo,robust}", root)
 	}
-	var ok, warned, refused, lost, blind int
+	var ok, warned, refused, lost, blind, clocked int
 	for _, f := range files {
 		done := make(chan struct{})
 		var code int
@@ -50,6 +50,13 @@ func TestCorpus(t *testing.T) {
 			blind++
 			errOut = blindSpotLine.ReplaceAllString(errOut, "")
 		}
+		// So is a capture clock that steps back or impossible times,
+		// which real captures have.
+		if clockLine.MatchString(errOut) {
+			clocked++
+			t.Logf("%s: %s", base, strings.TrimSpace(strings.Join(clockLine.FindAllString(errOut, -1), "")))
+			errOut = clockLine.ReplaceAllString(errOut, "")
+		}
 		notWhole := code == 1 && strings.HasPrefix(errOut, "echowatch: warning: ") &&
 			regexpMust(`\nechowatch: capture: not read whole: .*`+regexp.QuoteMeta(base)+`.*\n$`).MatchString(errOut)
 		switch {
@@ -68,12 +75,16 @@ func TestCorpus(t *testing.T) {
 			t.Errorf("%s: no stats event", base)
 		}
 	}
-	t.Logf("%d captures: %d read, %d read up to a cut, %d refused, %d not read whole; %d with frames not looked into",
-		len(files), ok, warned, refused, lost, blind)
+	t.Logf("%d captures: %d read, %d read up to a cut, %d refused, %d not read whole; %d with frames not looked into, %d with a clock that misbehaves",
+		len(files), ok, warned, refused, lost, blind, clocked)
 }
 
 // blindSpotLine is a warning of frames not looked into (see blindSpots).
 var blindSpotLine = regexp.MustCompile(`(?m)^echowatch: warning: [\d,]+ [^\n]* \(stats: decoder\.[a-z0-9_.-]+\)\n`)
+
+// clockLine is a warning of a capture's clock that stepped back, or of
+// impossible times (see blindSpots.checkClock).
+var clockLine = regexp.MustCompile(`(?m)^echowatch: warning: [^\n]* \(stats: detect\.time_(steps_back|invalid)\)\n`)
 
 // TestCorpusEchoFindings checks what the corpus's echo captures must give:
 // findings of exposure, never floods.

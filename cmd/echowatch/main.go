@@ -287,7 +287,7 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 	if cfg.Stats {
 		stats.write(final)
 	}
-	stats.blind.check(final.Decoder)
+	stats.warn(final)
 	if msg := heldBack(final.Detect); msg != "" {
 		fmt.Fprintf(stderr, "echowatch: warning: %s\n", msg)
 	}

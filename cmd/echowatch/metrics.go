@@ -129,6 +129,7 @@ type collector struct {
 	keys, keyEvictions        *prometheus.Desc
 	incidents, open           *prometheus.Desc
 	emitted, suppressed       *prometheus.Desc
+	timeStepsBack, timeBad    *prometheus.Desc
 	outQueue, outDelivered    *prometheus.Desc
 	outFailed, outDropped     *prometheus.Desc
 	evFiles, evPackets        *prometheus.Desc
@@ -161,6 +162,8 @@ func newCollector(snapshot func() *statsEvent, outputs func() []sinks.OutputStat
 		open:          d("incidents_open", "Incidents open now."),
 		emitted:       d("alerts_emitted_total", "Alerts written."),
 		suppressed:    d("alerts_suppressed_total", "Alerts held back by max_alerts_per_second, by kind.", "kind"),
+		timeStepsBack: d("time_steps_back_total", "Frames two seconds or more behind detection's clock, counted at its time: steps back of the capture's clock, and late frames."),
+		timeBad:       d("time_invalid_total", "Packets of impossible time (before 1995, or more than a day past detection's clock), counted at its time."),
 		outQueue:      d("output_queue_depth", "Events held by an output: waiting or unconfirmed.", "output"),
 		outDelivered:  d("output_delivered_total", "Events known to have reached an output's destination.", "output"),
 		outFailed:     d("output_failed_total", "Sends to an output that failed, to be sent again.", "output"),
@@ -181,7 +184,7 @@ func newCollector(snapshot func() *statsEvent, outputs func() []sinks.OutputStat
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.received, c.dropped, c.tunnelFrames, c.dedupDropped, c.dedupEvict, c.flows, c.flowEvictions, c.keys,
-		c.keyEvictions, c.incidents, c.open, c.emitted, c.suppressed, c.outQueue, c.outDelivered,
+		c.keyEvictions, c.incidents, c.open, c.emitted, c.suppressed, c.timeStepsBack, c.timeBad, c.outQueue, c.outDelivered,
 		c.outFailed, c.outDropped, c.evFiles, c.evPackets, c.evBytes, c.evRemoved, c.evRefused, c.evErrors, c.evSkipped,
 		c.buildInfo} {
 		ch <- d
@@ -238,6 +241,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, k := range s.Detect.Kinds {
 		counter(c.suppressed, k.Suppressed, k.Name)
 	}
+	counter(c.timeStepsBack, s.Detect.TimeStepsBack)
+	counter(c.timeBad, s.Detect.TimeInvalid)
 	if e := s.Evidence; e != nil {
 		counter(c.evFiles, e.Files)
 		counter(c.evPackets, e.Packets)

@@ -106,7 +106,7 @@ func (t *statsTicker) Tick() {
 	if t.cfg.Interface == "" {
 		return
 	}
-	t.blind.check(ev.Decoder)
+	t.warn(ev)
 	if !t.cfg.Stats {
 		return
 	}
@@ -117,6 +117,13 @@ func (t *statsTicker) Tick() {
 }
 
 var _ sensor.Ticker = (*statsTicker)(nil)
+
+// warn warns of the blind spots and the clock's trouble that ev shows,
+// each once a run.
+func (t *statsTicker) warn(ev *statsEvent) {
+	t.blind.check(ev.Decoder)
+	t.blind.checkClock(ev.Detect)
+}
 
 // snapshot publishes the counters for the metrics and returns them.
 func (t *statsTicker) snapshot() *statsEvent {
@@ -198,6 +205,9 @@ func (s *statsEvent) AppendText(b []byte) []byte {
 	}
 	if s.Capture.QueueDrops > 0 {
 		b = fmt.Appendf(b, " queue drops %d", s.Capture.QueueDrops)
+	}
+	if d := s.Detect; d.TimeStepsBack > 0 || d.TimeInvalid > 0 {
+		b = fmt.Appendf(b, " time steps back %d invalid %d", d.TimeStepsBack, d.TimeInvalid)
 	}
 	return b
 }

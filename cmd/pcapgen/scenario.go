@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 )
@@ -40,10 +41,10 @@ const (
 )
 
 // scenarios returns every detection case, in the order pcaps/README.md
-// lists them: the plain ones, the busy servers, then those inside
-// encapsulations.
+// lists them: the plain ones, the busy servers, those whose clock
+// misbehaves, then those inside encapsulations.
 func scenarios() []scenario {
-	return append(append(plainScenarios(), serverScenarios()...), tunnelScenarios()...)
+	return slices.Concat(plainScenarios(), serverScenarios(), clockScenarios(), tunnelScenarios())
 }
 
 func plainScenarios() []scenario {

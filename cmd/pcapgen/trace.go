@@ -40,6 +40,9 @@ type trace struct {
 	b       *builder
 	snaplen uint32
 	recs    []record
+	// stamp, when set, is the time a frame's record says it was taken at
+	// (a capture whose clock misbehaves); records stay in true time order.
+	stamp func(at time.Duration) time.Time
 }
 
 type record struct {
@@ -101,7 +104,11 @@ func (t *trace) pcap() ([]byte, error) {
 	}
 	for _, r := range t.recs {
 		n := min(len(r.data), int(t.snaplen))
-		ci := gopacket.CaptureInfo{Timestamp: epoch.Add(r.at), CaptureLength: n, Length: len(r.data)}
+		ts := epoch.Add(r.at)
+		if t.stamp != nil {
+			ts = t.stamp(r.at)
+		}
+		ci := gopacket.CaptureInfo{Timestamp: ts, CaptureLength: n, Length: len(r.data)}
 		if err := w.WritePacket(ci, r.data[:n]); err != nil {
 			return nil, err
 		}

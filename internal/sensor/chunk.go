@@ -21,22 +21,25 @@ type chunk struct {
 	region *capture.Region  // src, when it is a region: the stage checks it
 	recs   []record
 	pays   []byte // the records' payloads
-	// last is the latest frame time of the chunk, Unix ns (math.MinInt64
-	// for none): it moves the engine's clock past frames nobody wanted.
-	last    int64
-	nextSec int64 // when last enters a new second
-	err     error // what ended the input in this chunk, after its frames
-	first   time.Time
-	home    chan *chunk // where the chunk goes back when the engine is done
-	spare   *copied     // a dealer's copies, kept for the chunk's next use
-	_       cpu.CacheLinePad
+	// last is the largest frame time (detect.FrameNanos) of the chunk's
+	// latest second, math.MinInt64 for none: the frames of a second the
+	// frame before them was in, which no record carries, move detection's
+	// clock no further (see detect.Clock). sec is that second, and fed
+	// the value of last when a record last carried it.
+	last, sec, fed int64
+	err            error // what ended the input in this chunk, after its frames
+	first          time.Time
+	home           chan *chunk // where the chunk goes back when the engine is done
+	spare          *copied     // a dealer's copies, kept for the chunk's next use
+	_              cpu.CacheLinePad
 }
 
 // record is a packet for the engine, or only the passing of time (tick).
 type record struct {
-	// clock is the latest frame time of the chunk up to this frame, Unix
-	// ns; the engine's clock is the larger of it and the clock at the
-	// start of the chunk.
+	// clock is a frame time (detect.FrameNanos) for detection's clock
+	// before the record's packet: the first frame of a second, the
+	// largest of a second before the next, or a packet's, as the largest
+	// of its second so far.
 	clock int64
 	tick  bool
 	pkt   capture.Packet
@@ -56,7 +59,25 @@ const recordPayload = 256
 // reset empties c for its next use, keeping its buffers.
 func (c *chunk) reset() {
 	c.src, c.region, c.recs, c.pays, c.err = nil, nil, c.recs[:0], c.pays[:0], nil
-	c.last, c.nextSec = math.MinInt64, math.MinInt64
+	c.last = math.MinInt64
+}
+
+// see notes a frame of time ts (detect.FrameNanos) in c. The first frame
+// of the chunk, and each frame of another second than the frame before
+// it, gets a tick record, after one for the largest time of the second
+// before, unless a record carried it: what detect.Clock needs to fare as
+// it would with every frame.
+func (c *chunk) see(ts int64) {
+	sec := ts / int64(time.Second) // FrameNanos is never negative
+	if c.last != math.MinInt64 && sec == c.sec {
+		c.last = max(c.last, ts)
+		return
+	}
+	if c.last != math.MinInt64 && c.last != c.fed {
+		c.add(c.last).tick = true
+	}
+	c.add(ts).tick = true
+	c.last, c.sec, c.fed = ts, sec, ts
 }
 
 // add appends a record, reusing the chunk's records from before.
@@ -71,10 +92,11 @@ func (c *chunk) add(clock int64) *record {
 	return rec
 }
 
-// addPacket keeps p for the engine, with the start of its payload and
-// rawBytes of its frame.
-func (c *chunk) addPacket(p *capture.Packet, clock int64, rawBytes int) {
-	rec := c.add(clock)
+// addPacket keeps p, the latest frame's, for the engine, with the start of
+// its payload and rawBytes of its frame.
+func (c *chunk) addPacket(p *capture.Packet, rawBytes int) {
+	rec := c.add(c.last)
+	c.fed = c.last
 	rec.pkt = *p
 	rec.pay = len(c.pays)
 	c.pays = append(c.pays, p.Payload[:min(len(p.Payload), recordPayload)]...)

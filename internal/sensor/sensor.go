@@ -26,10 +26,13 @@
 // Offline, detection sees what one worker would show it: the same packets
 // in the same order, at the same packet times, with the same flow and
 // fragment tables, so 1, 2 or N workers give byte-identical alerts.
-// Detection's clock is the latest frame time read: each worker notes, in
-// its chunk, the latest frame time as of every packet it keeps and
-// wherever it enters a new second, and the stage adds the clock at the
-// start of the chunk. Live, a dealer drops a chunk rather than wait for a
+// Detection's clock (detect.Clock) is the frames' time, never running
+// backward; the engine puts each frame on it before flows and detection
+// see the frame's packet. Its rules look at whole seconds, so each worker
+// notes in its chunk only the first frame of each second, the largest
+// time of each, and the time of every packet it keeps, and the stage gets
+// from the clock what every frame would give. Fragments and dedup keep the
+// frames' own times. Live, a dealer drops a chunk rather than wait for a
 // worker that has fallen behind (counted as the worker's queue drops), and
 // the kernel counts what it dropped.
 //
@@ -232,11 +235,11 @@ func (s *Sensor) run() (warnings []error, err error) {
 		w := s.workers[0]
 		defer s.startHooks(w)()
 		warnings, err = w.runOne(s.eng, s.cfg.Live)
-		s.eng.Flush(w.last)
+		s.eng.Flush(s.eng.Now())
 		return warnings, err
 	}
 
-	st := &stage{s: s, now: -1 << 63}
+	st := &stage{s: s}
 	var wg sync.WaitGroup
 	if s.dealer == nil {
 		// AF_PACKET: each worker reads its socket.

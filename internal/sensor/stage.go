@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"math"
 	"time"
 
 	"github.com/echowatch/echowatch/capture"
@@ -9,22 +10,18 @@ import (
 // stage tracks flows and runs detection on what several workers keep, on
 // the engine's goroutine.
 type stage struct {
-	s   *Sensor
-	now int64 // detection's clock: the latest frame time so far, Unix ns
-
+	s     *Sensor
 	quiet quietClock // live: moves the clock on while no frame comes
 }
 
 // take hands the packets of c to flows and detection in capture order,
-// moving detection's clock to each record's before its packet.
+// putting each record's frame time on detection's clock before its packet
+// (see chunk.see).
 func (st *stage) take(c *chunk) {
 	s := st.s
 	for i := range c.recs {
 		rec := &c.recs[i]
-		// The chunk's clock only grows: the engine's is the larger of it
-		// and where it stood when the chunk began.
-		st.now = max(st.now, rec.clock)
-		s.eng.Tick(time.Unix(0, st.now).UTC())
+		s.eng.Frame(rec.clock)
 		if rec.tick {
 			continue
 		}
@@ -35,11 +32,14 @@ func (st *stage) take(c *chunk) {
 		if rec.hasSum && s.dedup.SeenSum(rec.sum, pkt.Timestamp) {
 			continue
 		}
+		if !s.eng.Stamp(pkt) {
+			continue // no time to count it at
+		}
 		f, dir := s.flows.Update(pkt)
 		s.eng.Packet(pkt, f, dir)
 	}
-	if c.last > st.now {
-		st.now = c.last
+	if c.last != math.MinInt64 {
+		s.eng.Frame(c.last)
 	}
 }
 
@@ -62,14 +62,8 @@ func (st *stage) check(c *chunk) {
 	c.err = err
 }
 
-// flush ends every open incident at the latest frame time.
-func (st *stage) flush() {
-	var last time.Time
-	if st.now != -1<<63 {
-		last = time.Unix(0, st.now).UTC()
-	}
-	st.s.eng.Flush(last)
-}
+// flush ends every open incident at detection's clock.
+func (st *stage) flush() { st.s.eng.Flush(st.s.eng.Now()) }
 
 // inOrder takes the workers' chunks in the order the dealer dealt them. A
 // capture file's error is a warning; any other error ends the sensor's
@@ -165,30 +159,42 @@ func (st *stage) tickers() (tick, quiet <-chan time.Time, stop func()) {
 }
 
 // idle moves detection's clock on by wall time while no frame comes (see
-// quietClock).
+// quietClock); now is the wall time of the quiet ticker.
 func (st *stage) idle(now time.Time) {
-	var last time.Time
-	if st.now != -1<<63 {
-		last = time.Unix(0, st.now)
-	}
-	if at, ok := st.quiet.at(last, now); ok {
+	if at, ok := st.quiet.at(st.s.eng.Now(), now); ok {
 		st.s.eng.Tick(at)
 	}
 }
 
-// quietClock moves detection's clock on from the last packet's time by the
-// wall time that has passed since the capture went quiet, so that live
-// incidents end when an attack stops rather than at the next packet.
-type quietClock struct{ seen, since time.Time }
+// quietClock moves detection's clock on from where the last frame left it
+// by the wall time that has passed since the capture went quiet, so that
+// live incidents end when an attack stops rather than at the next packet.
+// It adds the wall time up reading by reading, each step at most
+// maxQuietStep and never back: a step of the host's clock (in readings
+// without Go's monotonic clock) neither stops detection's clock nor throws
+// it forward, and updates and ends keep coming.
+type quietClock struct {
+	clock time.Time // detection's clock, as the last reading left it
+	wall  time.Time // the wall time of the last reading
+}
 
-// at returns detection's clock at wall time now, given the time of the last
-// packet; ok is false before the first packet.
-func (q *quietClock) at(last, now time.Time) (clock time.Time, ok bool) {
-	if !last.Equal(q.seen) {
-		q.seen, q.since = last, now
-	}
-	if q.seen.IsZero() {
+// maxQuietStep is the most that detection's clock moves on between two
+// readings, which come every quarter second or so.
+const maxQuietStep = 2 * time.Second
+
+// at returns detection's clock at wall time now, given where it stands
+// (clock, as the frames and the last reading left it); ok is false before
+// the first frame.
+func (q *quietClock) at(clock, now time.Time) (at time.Time, ok bool) {
+	step := min(max(now.Sub(q.wall), 0), maxQuietStep)
+	q.wall = now
+	if clock.IsZero() {
 		return time.Time{}, false
 	}
-	return q.seen.Add(now.Sub(q.since)), true
+	if !clock.Equal(q.clock) { // a frame moved it: the quiet starts now
+		q.clock = clock
+		return clock, true
+	}
+	q.clock = q.clock.Add(step)
+	return q.clock, true
 }

@@ -162,7 +162,7 @@ func (w *worker) runOne(eng *detect.Engine, live bool) (warnings []error, err er
 		if err := w.src.ReadFrame(&w.frame); err != nil {
 			if errors.Is(err, capture.ErrTimeout) {
 				if live {
-					if at, ok := w.quiet.at(w.last, time.Now()); ok {
+					if at, ok := w.quiet.at(eng.Now(), time.Now()); ok {
 						eng.Tick(at)
 					}
 				}
@@ -186,8 +186,11 @@ func (w *worker) runOne(eng *detect.Engine, live bool) (warnings []error, err er
 		if w.dec.Decode(&w.frame, &w.pkt) != capture.DropNone || w.isCopy(&w.pkt) {
 			// Every frame moves packet time, decoded or not, kept or
 			// not, as it does when several workers decode the frames.
-			eng.Tick(w.frame.Timestamp)
+			eng.Frame(detect.FrameNanos(w.frame.Timestamp))
 			continue
+		}
+		if !eng.Stamp(&w.pkt) {
+			continue // no time to count it at
 		}
 		f, dir := w.flows.Update(&w.pkt)
 		eng.Packet(&w.pkt, f, dir)
@@ -215,21 +218,15 @@ func (w *worker) isCopy(p *capture.Packet) bool {
 	return w.dedup != nil && (p.Fragment || w.wants(p)) && w.dedup.Seen(p)
 }
 
-// keep looks at w.frame, which c's source has just given: it moves c's
-// clock, noting where it enters a new second, decodes the frame and keeps
-// what the engine wants.
+// keep looks at w.frame, which c's source has just given: it notes its
+// time for detection's clock (chunk.see), decodes the frame and keeps what
+// the engine wants.
 func (w *worker) keep(c *chunk) {
 	if w.filter != nil && !w.filter.Match(&w.frame) {
 		w.rejected++
 		return
 	}
-	if ts := w.frame.Timestamp.UnixNano(); ts > c.last {
-		if ts >= c.nextSec {
-			c.add(ts).tick = true
-			c.nextSec = (w.frame.Timestamp.Unix() + 1) * 1e9
-		}
-		c.last = ts
-	}
+	c.see(detect.FrameNanos(w.frame.Timestamp))
 	if w.frame.Timestamp.After(w.last) {
 		w.last = w.frame.Timestamp
 	}
@@ -237,7 +234,7 @@ func (w *worker) keep(c *chunk) {
 		return
 	}
 	if w.pkt.Fragment || w.wants(&w.pkt) {
-		c.addPacket(&w.pkt, c.last, w.rawBytes)
+		c.addPacket(&w.pkt, w.rawBytes)
 		if w.sums {
 			rec := &c.recs[len(c.recs)-1]
 			rec.sum, rec.hasSum = capture.DedupSum(&w.pkt)
