@@ -103,7 +103,8 @@ func (d *Exposed) packet(pv *view) {
 }
 
 // request counts p, a packet to a service port, in the service's open
-// finding: a UDP datagram, a TCP SYN or data.
+// finding: a UDP datagram, a TCP SYN or data. The finding's evidence is
+// the service's answers only, as it has always been.
 func (d *Exposed) request(p *capture.Packet) {
 	if p.Proto == capture.ProtoTCP && p.TCPFlags&(capture.TCPSyn|capture.TCPAck) != capture.TCPSyn && !tcpData(p) {
 		return
@@ -114,7 +115,6 @@ func (d *Exposed) request(p *capture.Packet) {
 	}
 	e.requests++
 	e.t.see(p, 0)
-	d.r.follow(&e.t)
 }
 
 // tcpData reports whether p is a TCP segment that carries data, neither
