@@ -108,7 +108,7 @@ func TestAlertText(t *testing.T) {
 	h.flush()
 	line := string(h.out.alerts[0].AppendText(nil))
 	for _, want := range []string{
-		"2024-01-01T00:00:00.", "+0000 [1:9000001:1] echo reflection start victim 10.1.0.10 from 12 reflectors (echo, chargen)",
+		"2024-01-01T00:00:00.", "+0000 [1:9000001:2] echo+chargen reflection start victim 10.1.0.10 from 12 reflectors busiest ",
 		" pps ", "bit/s", " inbound id " + h.out.alerts[0].Incident.ID,
 	} {
 		if !strings.Contains(line, want) {

@@ -103,10 +103,15 @@ type ExposedConfig struct {
 	Allow       []string      `yaml:"allow"`
 }
 
-// Ports of the small services: echo, systat, daytime, qotd, chargen, time.
+// Ports of the small services: echo, systat, daytime, qotd, chargen and
+// time, the loop set; of them, those that answer any datagram from anyone
+// with one of their own, the reflection set (systat, rarely run, is left
+// to the loop set); and echo and chargen, which scans and exposed
+// findings watch by default.
 var (
-	servicePorts    = []uint16{7, 11, 13, 17, 19, 37}
-	reflectingPorts = []uint16{7, 19}
+	servicePorts     = []uint16{7, 11, 13, 17, 19, 37}
+	reflectingPorts  = []uint16{7, 13, 17, 19, 37}
+	echoChargenPorts = []uint16{7, 19}
 )
 
 // DefaultConfig returns the settings a sensor runs with where its
@@ -129,11 +134,11 @@ func DefaultConfig() Config {
 			Window: 5 * time.Second,
 		},
 		Scan: ScanConfig{
-			Ports: clone(reflectingPorts), Hosts: 20, Window: 60 * time.Second,
+			Ports: clone(echoChargenPorts), Hosts: 20, Window: 60 * time.Second,
 			Rearm: time.Hour,
 		},
 		Exposed: ExposedConfig{
-			Ports: clone(reflectingPorts), Rearm: 24 * time.Hour,
+			Ports: clone(echoChargenPorts), Rearm: 24 * time.Hour,
 		},
 	}
 }

@@ -4,13 +4,15 @@ import (
 	"math/bits"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/echowatch/echowatch/capture"
 )
 
-// Reflection detects echo/chargen reflection: UDP from a service port
-// toward a victim, seen as the replies reaching the victim and/or as the
+// Reflection detects reflection off the small services (echo, daytime,
+// qotd, chargen, time: those that answer any datagram): UDP from a service
+// port toward a victim, seen as the replies reaching the victim and/or as the
 // forged requests (source = victim) entering reflectors we can see. One
 // incident per victim, whatever mix of services and reflectors hits it.
 //
@@ -27,6 +29,9 @@ import (
 // probes to each of many hosts, which answer once each. Reflection reuses
 // its reflectors, so an incident needs, besides the rate, at least
 // minPacketsPerReflector packets per distinct reflector.
+//
+// An alert names the services its incident saw, in port order, in its
+// signature text, advice and text line ("qotd reflection").
 type Reflection struct {
 	cfg      *ReflectionConfig
 	r        *reporter
@@ -38,9 +43,22 @@ type Reflection struct {
 	// reflectors (and hosts, for a prefix), of slotsTotal.
 	slots      slotPool
 	slotsTotal int
+	// named holds the signatures naming each set of services seen, made
+	// on first use; never more than maxNamed, forgotten all at once.
+	named map[namedKey]*Signature
 }
 
 const minPacketsPerReflector = 3
+
+// maxNamed bounds Reflection.named: a set of services is a subset of the
+// configured ports, so a sensor watching many could see many.
+const maxNamed = 64
+
+// namedKey is a reflection signature and the services it names.
+type namedKey struct {
+	sid uint32
+	svc portList
+}
 
 // victimKey is a victim address (a /32 or /128) or prefix in its tenant:
 // a netip.Prefix taken apart, so that the tenant fits in its padding.
@@ -70,6 +88,7 @@ func (d *Reflection) info() kindInfo { return reflectionKind{} }
 func (d *Reflection) setup(sizes *Config, r *reporter) error {
 	cfg := &sizes.Reflection
 	d.r = r
+	d.named = make(map[namedKey]*Signature)
 	d.slotsTotal = cfg.MaxVictims * reflectorSlotsPerVictim
 	d.slots = slotPool{left: d.slotsTotal}
 	onEvict := func(v *victim) bool {
@@ -350,19 +369,40 @@ func (v *victim) describe(a *Alert) {
 		in.Packets, in.Bytes = v.repP, v.repB
 	}
 	in.Direction = r.direction(a.Src.Addr(), v.pfx.Addr())
+	d := v.d
 	switch {
 	case v.isPrefix:
 		in.Hosts = v.hostCount()
-		a.Signature = sig(SIDReflectionPrefix)
+		a.Signature = d.signature(SIDReflectionPrefix, &v.svc)
 		if in.Direction == "outbound" {
 			a.Severity = 1
-			in.Advice = adviceReflectionOut
+			in.Advice = d.signature(SIDReflectionOutbound, &v.svc).Advice
 		}
 	case in.Direction == "outbound":
-		a.Signature = sig(SIDReflectionOutbound)
+		a.Signature = d.signature(SIDReflectionOutbound, &v.svc)
 	default:
-		a.Signature = sig(SIDReflection)
+		a.Signature = d.signature(SIDReflection, &v.svc)
 	}
+}
+
+// signature returns reflection signature sid naming the services svc, as
+// the table's when svc is empty. The copy is shared and never changes.
+func (d *Reflection) signature(sid uint32, svc *portList) *Signature {
+	if svc.n == 0 {
+		return sig(sid)
+	}
+	k := namedKey{sid, *svc}
+	if s, ok := d.named[k]; ok {
+		return s
+	}
+	if len(d.named) >= maxNamed {
+		clear(d.named)
+	}
+	s := *sig(sid)
+	s.Msg = reflectionMsg(sid, strings.Join(serviceNames(svc.ports()), "+"))
+	s.Advice = reflectionAdvice(sid, svc.ports())
+	d.named[k] = &s
+	return &s
 }
 
 // reflectionKind describes reflection incidents to the renderers.
@@ -415,7 +455,16 @@ func (reflectionKind) appendEVE(b []byte, a *Alert) []byte {
 
 func (reflectionKind) appendText(b []byte, a *Alert) []byte {
 	in := &a.Incident
-	b = append(b, "echo reflection "...)
+	for i, s := range in.Services {
+		if i > 0 {
+			b = append(b, '+')
+		}
+		b = append(b, s...)
+	}
+	if len(in.Services) > 0 {
+		b = append(b, ' ')
+	}
+	b = append(b, "reflection "...)
 	b = append(b, in.Phase.String()...)
 	if in.Victim.IsSingleIP() {
 		b = append(b, " victim "...)
@@ -433,14 +482,6 @@ func (reflectionKind) appendText(b []byte, a *Alert) []byte {
 	if in.ReflectorCount != 1 {
 		b = append(b, 's')
 	}
-	b = append(b, " ("...)
-	for i, s := range in.Services {
-		if i > 0 {
-			b = append(b, ", "...)
-		}
-		b = append(b, s...)
-	}
-	b = append(b, ")"...)
 	if len(in.Reflectors) > 0 {
 		b = append(b, " busiest "...)
 		b = append(b, a.Src.String()...)

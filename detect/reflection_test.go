@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -303,6 +304,144 @@ func TestReflectorSlotsComeBack(t *testing.T) {
 		}
 		if d.slots.left+held != d.slotsTotal {
 			t.Fatalf("after victim %d: %d slots free and %d held, of %d", i, d.slots.left, held, d.slotsTotal)
+		}
+	}
+}
+
+// replies returns count replies from port of nrefl reflectors (45.33.1.1..)
+// toward victim at rate pps, each of size bytes of payload.
+func replies(start time.Time, pps float64, count, nrefl int, port uint16, victim string, size int) []*capture.Packet {
+	return every(start, pps, count, func(i int, ts time.Time) *capture.Packet {
+		return udp(ts, fmt.Sprintf("45.33.1.%d:%d", 1+i%nrefl, port), victim+":40000", make([]byte, size))
+	})
+}
+
+func TestReflectionDefaultPorts(t *testing.T) {
+	// Every small service that answers any datagram reflects by default;
+	// systat (11) is in the loop set only.
+	for _, tc := range []struct {
+		port uint16
+		name string
+		size int // a typical answer
+	}{
+		{7, "echo", 64}, {13, "daytime", 26}, {17, "qotd", 480}, {19, "chargen", 512}, {37, "time", 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, homeConfig())
+			h.feed(replies(base, 300, 3000, 6, tc.port, "10.1.0.10", tc.size)...)
+			h.flush()
+			h.expect("reflection/start/9000001 10.1.0.10", "reflection/end/9000001 10.1.0.10")
+			for _, a := range h.out.alerts {
+				if !slices.Equal(a.Incident.Services, []string{tc.name}) || a.Signature.Msg != "ECHOWATCH "+tc.name+" reflection toward victim" {
+					t.Errorf("%s: services %q, signature %q", a.Phase(), a.Incident.Services, a.Signature.Msg)
+				}
+			}
+			if end := h.out.alerts[1].Incident; end.PeakPPS < 285 || end.PeakPPS > 315 {
+				t.Errorf("peak %v pps, want 300 within 5%%", end.PeakPPS)
+			}
+		})
+	}
+	h := newHarness(t, homeConfig())
+	h.feed(replies(base, 300, 3000, 6, 11, "10.1.0.10", 100)...)
+	h.flush()
+	h.expect()
+}
+
+func TestReflectionNamesServices(t *testing.T) {
+	// The signature text, advice and text line name the services seen, in
+	// port order, whatever order they came in; the id stays the table's.
+	qotd := replies(base, 300, 3000, 6, 17, "10.1.0.10", 480)
+	// The same four hosts answer on time and daytime: four reflectors.
+	mixed := append(replies(base, 150, 1500, 4, 37, "10.1.0.20", 4),
+		replies(base.Add(time.Millisecond), 150, 1500, 4, 13, "10.1.0.20", 26)...)
+	slices.SortStableFunc(mixed, func(a, b *capture.Packet) int { return a.Timestamp.Compare(b.Timestamp) })
+	var out []*capture.Packet
+	for i := range 3000 {
+		ts := at(time.Duration(i) * time.Millisecond)
+		srv := fmt.Sprintf("10.1.2.%d:%d", 1+i%2, []int{19, 7}[i%2])
+		out = append(out, udp(ts, "81.2.0.9:5353", srv, []byte{'\n'}),
+			udp(ts.Add(100*time.Microsecond), srv, "81.2.0.9:5353", make([]byte, 64)))
+	}
+	for _, tc := range []struct {
+		name    string
+		ps      []*capture.Packet
+		sid     uint32
+		sig     string
+		text    string
+		advice  string
+		service []string
+	}{
+		{"qotd", qotd, SIDReflection, "ECHOWATCH qotd reflection toward victim",
+			"] qotd reflection start victim 10.1.0.10 from 6 reflectors busiest 45.33.1.1:17 ",
+			"Filter UDP from source port 17 toward the victim at the edge or ask your upstream to; " +
+				"the reflectors should disable qotd.",
+			[]string{"qotd"}},
+		{"daytime and time", mixed, SIDReflection, "ECHOWATCH daytime+time reflection toward victim",
+			"] daytime+time reflection start victim 10.1.0.20 from 4 reflectors busiest ",
+			"Filter UDP from source ports 13 and 37 toward the victim at the edge or ask your upstream to; " +
+				"the reflectors should disable daytime and time.",
+			[]string{"daytime", "time"}},
+		{"outbound echo and chargen", out, SIDReflectionOutbound, "ECHOWATCH echo+chargen reflection from our hosts",
+			"] echo+chargen reflection start victim 81.2.0.9 from 2 reflectors busiest ",
+			"Our hosts are reflecting traffic at the victim: disable echo and chargen (inetd/xinetd, " +
+				"Windows Simple TCP/IP Services) on the listed reflectors and block TCP/UDP 7 and 19 at the perimeter.",
+			[]string{"echo", "chargen"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, homeConfig())
+			h.feed(tc.ps...)
+			h.flush()
+			var got []*Alert
+			for _, a := range h.out.alerts {
+				if a.Kind() == KindReflection {
+					got = append(got, a)
+				}
+			}
+			if len(got) != 2 {
+				t.Fatalf("alerts %q", h.out.summary())
+			}
+			a := got[0]
+			table, _ := LookupSignature(tc.sid)
+			if a.Signature.ID != tc.sid || a.Signature.Rev != table.Rev || a.Signature.Msg != tc.sig ||
+				a.Incident.Advice != tc.advice || !slices.Equal(a.Incident.Services, tc.service) {
+				t.Errorf("sid %d rev %d %q\nadvice %q\nservices %q", a.Signature.ID, a.Signature.Rev, a.Signature.Msg,
+					a.Incident.Advice, a.Incident.Services)
+			}
+			if line := string(a.AppendText(nil)); !strings.Contains(line, tc.text) {
+				t.Errorf("text %q lacks %q", line, tc.text)
+			}
+			if eve := string(a.AppendEVE(nil)); !strings.Contains(eve, `"signature":"`+tc.sig+`"`) {
+				t.Errorf("EVE %s", eve)
+			}
+		})
+	}
+}
+
+func TestReflectionSignaturesBounded(t *testing.T) {
+	// The named signatures are shared per set of services, and a sensor
+	// watching many ports keeps at most maxNamed of them.
+	h := newHarness(t, homeConfig())
+	d := builtin[*Reflection](h.eng)
+	var a, b portList
+	a.add(19)
+	a.add(7)
+	b.add(7)
+	b.add(19)
+	if d.signature(SIDReflection, &a) != d.signature(SIDReflection, &b) {
+		t.Error("one set of services, two signatures")
+	}
+	if s := d.signature(SIDReflection, &portList{}); s != sig(SIDReflection) {
+		t.Errorf("no services: %q", s.Msg)
+	}
+	for p := range uint16(3 * maxNamed) {
+		var l portList
+		l.add(1000 + p)
+		s := d.signature(SIDReflectionPrefix, &l)
+		if want := fmt.Sprintf("ECHOWATCH port %d reflection toward prefix (carpet bombing)", 1000+p); s.Msg != want {
+			t.Fatalf("%q, want %q", s.Msg, want)
+		}
+		if len(d.named) > maxNamed {
+			t.Fatalf("%d named signatures", len(d.named))
 		}
 	}
 }

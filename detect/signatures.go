@@ -1,11 +1,16 @@
 package detect
 
+import (
+	"strconv"
+	"strings"
+)
+
 // Kind is the kind of abuse an incident reports.
 type Kind uint8
 
 // The kinds of incident, in the order Stats lists them.
 const (
-	KindReflection   Kind = iota // replies from echo/chargen flooding a victim
+	KindReflection   Kind = iota // replies from the small services flooding a victim
 	KindLoop                     // two services answering each other forever
 	KindSpoofedFlood             // traffic whose sources are evidently forged
 	KindScan                     // one host sweeping for echo/chargen
@@ -73,8 +78,9 @@ type Signature struct {
 // Signature ids, one per kind and variant. The README copies this table.
 //
 //	sid      kind           severity  meaning
-//	9000001  reflection     2         replies from echo/chargen (or forged requests into
-//	                                  reflectors) flood a victim we protect or an unknown one
+//	9000001  reflection     2         replies from echo, daytime, qotd, chargen or time (or
+//	                                  forged requests into reflectors) flood a victim we
+//	                                  protect or an unknown one
 //	9000002  reflection     1         outbound: our hosts are the reflectors
 //	9000003  reflection     2 (1 out) prefix-wide: traffic spread over a /24 or /64 so thin
 //	                                  that no single host crosses the threshold (carpet bombing)
@@ -100,13 +106,6 @@ const (
 	tacticImpact    = "TA0040"
 	tacticDiscovery = "TA0007"
 
-	adviceReflection = "Filter UDP from source ports 7 and 19 toward the victim at the edge " +
-		"or ask your upstream to; the reflectors should disable echo and chargen."
-	adviceReflectionOut = "Our hosts are reflecting traffic at the victim: disable echo and chargen " +
-		"(inetd/xinetd, Windows Simple TCP/IP Services) on the listed reflectors and block " +
-		"TCP/UDP 7 and 19 at the perimeter."
-	adviceCarpet = "Carpet bombing: filter UDP from source ports 7 and 19 toward the whole " +
-		"prefix upstream; no single host crosses the threshold, so per-host rules miss it."
 	adviceLoop = "Two services answer each other in a loop that one spoofed packet starts: " +
 		"disable echo, chargen and the other small services on both endpoints and block " +
 		"UDP 7, 11, 13, 17, 19 and 37 at the perimeter."
@@ -120,18 +119,21 @@ const (
 
 // Signatures lists every signature echowatch raises, by id.
 var signatures = [...]Signature{
-	{ID: SIDReflection, Rev: 1, Msg: "ECHOWATCH echo/chargen reflection toward victim",
+	{ID: SIDReflection, Rev: 2, Msg: reflectionMsg(SIDReflection, anyReflectingService),
 		Category: "Attempted Denial of Service", Severity: 2,
 		TacticID: tacticImpact, TacticName: "Impact",
-		TechniqueID: "T1498.002", TechniqueName: "Reflection Amplification", Advice: adviceReflection},
-	{ID: SIDReflectionOutbound, Rev: 1, Msg: "ECHOWATCH echo/chargen reflection from our hosts",
+		TechniqueID: "T1498.002", TechniqueName: "Reflection Amplification",
+		Advice: reflectionAdvice(SIDReflection, reflectingPorts)},
+	{ID: SIDReflectionOutbound, Rev: 2, Msg: reflectionMsg(SIDReflectionOutbound, anyReflectingService),
 		Category: "Attempted Denial of Service", Severity: 1,
 		TacticID: tacticImpact, TacticName: "Impact",
-		TechniqueID: "T1498.002", TechniqueName: "Reflection Amplification", Advice: adviceReflectionOut},
-	{ID: SIDReflectionPrefix, Rev: 1, Msg: "ECHOWATCH echo/chargen reflection toward prefix (carpet bombing)",
+		TechniqueID: "T1498.002", TechniqueName: "Reflection Amplification",
+		Advice: reflectionAdvice(SIDReflectionOutbound, reflectingPorts)},
+	{ID: SIDReflectionPrefix, Rev: 2, Msg: reflectionMsg(SIDReflectionPrefix, anyReflectingService),
 		Category: "Attempted Denial of Service", Severity: 2,
 		TacticID: tacticImpact, TacticName: "Impact",
-		TechniqueID: "T1498.002", TechniqueName: "Reflection Amplification", Advice: adviceCarpet},
+		TechniqueID: "T1498.002", TechniqueName: "Reflection Amplification",
+		Advice: reflectionAdvice(SIDReflectionPrefix, reflectingPorts)},
 	{ID: SIDLoop, Rev: 1, Msg: "ECHOWATCH UDP service loop",
 		Category: "Attempted Denial of Service", Severity: 2,
 		TacticID: tacticImpact, TacticName: "Impact",
@@ -171,6 +173,69 @@ func LookupSignature(sid uint32) (*Signature, bool) {
 // Signatures returns every signature echowatch raises, ordered by id.
 func Signatures() []Signature {
 	return append([]Signature(nil), signatures[:]...)
+}
+
+// The reflection signatures name the services an incident saw, in port
+// order: "ECHOWATCH echo+chargen reflection toward victim", with advice to
+// filter and disable those. Their table entries, which list them, name
+// none (anyReflectingService) and advise on every default reflecting
+// service; each alert carries a copy that names its own (Reflection.named).
+// The id and rev stay those of the table, so a SIEM keying on
+// signature_id sees one signature whatever the services.
+const anyReflectingService = "small-service"
+
+// reflectionMsg returns the text of reflection signature sid naming the
+// services (names joined by '+', "echo+chargen").
+func reflectionMsg(sid uint32, services string) string {
+	switch sid {
+	case SIDReflectionOutbound:
+		return "ECHOWATCH " + services + " reflection from our hosts"
+	case SIDReflectionPrefix:
+		return "ECHOWATCH " + services + " reflection toward prefix (carpet bombing)"
+	}
+	return "ECHOWATCH " + services + " reflection toward victim"
+}
+
+// reflectionAdvice returns the advice of reflection signature sid for
+// the services on ports.
+func reflectionAdvice(sid uint32, ports []uint16) string {
+	names := serviceNames(ports)
+	nums := make([]string, len(ports))
+	for i, p := range ports {
+		nums[i] = strconv.Itoa(int(p))
+	}
+	source := "source port " + andList(nums)
+	if len(ports) > 1 {
+		source = "source ports " + andList(nums)
+	}
+	switch sid {
+	case SIDReflectionOutbound:
+		return "Our hosts are reflecting traffic at the victim: disable " + andList(names) +
+			" (inetd/xinetd, Windows Simple TCP/IP Services) on the listed reflectors and block " +
+			"TCP/UDP " + andList(nums) + " at the perimeter."
+	case SIDReflectionPrefix:
+		return "Carpet bombing: filter UDP from " + source + " toward the whole prefix upstream; " +
+			"no single host crosses the threshold, so per-host rules miss it."
+	}
+	return "Filter UDP from " + source + " toward the victim at the edge or ask your upstream to; " +
+		"the reflectors should disable " + andList(names) + "."
+}
+
+// serviceNames names the services on ports, in their order.
+func serviceNames(ports []uint16) []string {
+	names := make([]string, len(ports))
+	for i, p := range ports {
+		names[i] = serviceName(p)
+	}
+	return names
+}
+
+// andList joins words as a sentence lists them: "a", "a and b", "a, b and c".
+func andList(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " and " + words[len(words)-1]
 }
 
 // sig returns the signature with a known id.

@@ -92,7 +92,7 @@ func TestSyslogParsedByRsyslog(t *testing.T) {
 		m := sendOne(t, sinks.CEF)
 		cef := m.Raw[strings.Index(m.Raw, "CEF:"):]
 		if m.PRI != "131" || m.Hostname != "sensor-1" ||
-			!strings.HasPrefix(cef, "CEF:0|echowatch|echowatch|1.2.3|9000001|ECHOWATCH echo/chargen reflection toward victim|5|rt=1714564805000 dvchost=sensor-1 ") ||
+			!strings.HasPrefix(cef, "CEF:0|echowatch|echowatch|1.2.3|9000001|ECHOWATCH small-service reflection toward victim|5|rt=1714564805000 dvchost=sensor-1 ") ||
 			!strings.Contains(cef, ` externalId=tricky"id\\with]brackets `) || !strings.Contains(cef, " cs3Label=key cs3=192.0.2.3 ") {
 			t.Errorf("rsyslog got %+v", m)
 		}

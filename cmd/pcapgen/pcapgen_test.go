@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"io"
 	"io/fs"
 	"net/netip"
@@ -324,6 +325,19 @@ func TestCasesCrossThresholds(t *testing.T) {
 	src := func(p decoded) netip.Addr { return p.src }
 	dst := func(p decoded) netip.Addr { return p.dst }
 	const pps, mbit = 5, 5_000_000 // per second, as sums over a 5 s window
+	// services checks a reflection off port at rate from n reflectors, every
+	// reply as the service writes it.
+	services := func(t *testing.T, p []decoded, port uint16, victim string, rate, n int, answer func(decoded) bool) {
+		atLeast(t, "replies in 5 s", most(p, from(port, victim), count), rate*pps)
+		if got := distinct(p, from(port, victim), src); got != n {
+			t.Errorf("%d reflectors, want %d", got, n)
+		}
+		for _, q := range p {
+			if from(port, victim)(q) && !answer(q) {
+				t.Fatalf("reply at %v: %q", q.at, q.payload)
+			}
+		}
+	}
 
 	checks := map[string]func(t *testing.T, p []decoded){
 		"reflection-in": func(t *testing.T, p []decoded) {
@@ -338,6 +352,25 @@ func TestCasesCrossThresholds(t *testing.T) {
 		},
 		"chargen-reflection": func(t *testing.T, p []decoded) {
 			atLeast(t, "bits in 5 s", most(p, from(19, "198.51.100.20"), bits), 6*mbit/5)
+		},
+		"qotd-reflection": func(t *testing.T, p []decoded) {
+			// Cut at 96 bytes: the quote's start, and its length on the wire.
+			services(t, p, 17, "198.51.100.17", 300, 30, func(q decoded) bool { return q.wire-42 <= 512 && bytes.HasPrefix(q.payload, []byte(`"`)) })
+		},
+		"daytime-reflection": func(t *testing.T, p []decoded) {
+			services(t, p, 13, "198.51.100.13", 120, 20, func(q decoded) bool {
+				_, err := time.Parse("Mon Jan _2 15:04:05 2006\r\n", string(q.payload))
+				return err == nil
+			})
+		},
+		"time-reflection": func(t *testing.T, p []decoded) {
+			services(t, p, 37, "198.51.100.37", 90, 15, func(q decoded) bool {
+				if len(q.payload) != 4 {
+					return false
+				}
+				at := time.Unix(int64(binary.BigEndian.Uint32(q.payload))-secondsFrom1900To1970, 0).Sub(epoch)
+				return at == q.at.Truncate(time.Second)
+			})
 		},
 		"carpet-bombing": func(t *testing.T, p []decoded) {
 			prefix := netip.MustParsePrefix("198.51.100.0/24")
@@ -462,7 +495,8 @@ func TestCasesCrossThresholds(t *testing.T) {
 			below(t, "replies in 5 s", most(p, from(7, "198.51.100.40"), count), 50*pps/2)
 		},
 	}
-	lifecycle := []string{"reflection-in", "reflection-out", "chargen-reflection", "carpet-bombing",
+	lifecycle := []string{"reflection-in", "reflection-out", "chargen-reflection", "qotd-reflection",
+		"daytime-reflection", "time-reflection", "carpet-bombing",
 		"loop-echo-chargen-vlan", "loop-echo-echo-ipv6", "random-source-flood", "bogon-flood", "fragmented-reflection"}
 
 	// The tunnel cases have their own test (TestTunnelCases): gopacket

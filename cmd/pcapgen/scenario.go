@@ -46,7 +46,7 @@ func scenarios() []scenario {
 }
 
 func plainScenarios() []scenario {
-	return []scenario{
+	return append([]scenario{
 		{
 			name:    "reflection-in",
 			homeNet: []string{"198.51.100.0/24"},
@@ -219,7 +219,7 @@ requests toward 198.51.100.40 at 5 packets/s in all, for 90 s. Expect no
 alert.`,
 			build: benignSlowReflection,
 		},
-	}
+	}, serviceScenarios()...)
 }
 
 // generate builds the capture and returns it with its packet count and
