@@ -84,8 +84,10 @@ type Incident struct {
 	Ports   []uint16
 	Tool    string
 
-	// exposed: the service that answered ("echo").
-	Service string
+	// exposed: the service that answered ("echo"), and the packets of the
+	// finding to it and from it.
+	Service           string
+	Requests, Replies uint64
 }
 
 // Headline is an incident's facts that a summary of incidents shows, as

@@ -89,8 +89,8 @@ type ScanConfig struct {
 	Ports  []uint16      `yaml:"ports"`
 	Hosts  int           `yaml:"hosts"` // distinct hosts within Window
 	Window time.Duration `yaml:"window"`
-	// Rearm is how long after a scan's alert the same scanner can raise
-	// another.
+	// Rearm is how long a scan is open after its start: it ends then, and
+	// the same scanner can raise another.
 	Rearm       time.Duration `yaml:"rearm"`
 	MaxScanners int           `yaml:"max_scanners"`
 	Allow       []string      `yaml:"allow"`
@@ -99,7 +99,8 @@ type ScanConfig struct {
 // ExposedConfig configures the exposed-service finding: a host answering
 // on one of Ports.
 type ExposedConfig struct {
-	Ports       []uint16      `yaml:"ports"`
+	Ports []uint16 `yaml:"ports"`
+	// Rearm is how long an exposure is open after its start, as Scan's.
 	Rearm       time.Duration `yaml:"rearm"`
 	MaxFindings int           `yaml:"max_findings"`
 	Allow       []string      `yaml:"allow"`

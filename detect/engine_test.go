@@ -90,11 +90,23 @@ func TestRateLimitFindings(t *testing.T) {
 	}
 	h.flush()
 	perSecond := map[int64]int{}
+	phases := map[string][NumPhases]int{}
 	for _, a := range h.out.alerts {
-		perSecond[a.Time.Unix()-base.Unix()]++
+		if a.Phase() == PhaseStart {
+			perSecond[a.Time.Unix()-base.Unix()]++
+		}
+		ph := phases[a.ID()]
+		ph[a.Phase()]++
+		phases[a.ID()] = ph
 	}
 	if perSecond[0] != 10 || perSecond[5] != 10 || len(perSecond) != 2 {
 		t.Errorf("findings per second: %v, want 10 in seconds 0 and 5", perSecond)
+	}
+	// The limit holds back starts only: each finding announced ends.
+	for id, ph := range phases {
+		if ph != [NumPhases]int{PhaseStart: 1, PhaseEnd: 1} {
+			t.Errorf("finding %s: phases %v, want a start and an end", id, ph)
+		}
 	}
 	// In the first second, the exposures take the limit before the scan
 	// of the 50 hosts is seen; it is held back, its share kept, and goes
@@ -102,7 +114,7 @@ func TestRateLimitFindings(t *testing.T) {
 	// tried again as their hosts answer, as long as the limit allows.
 	var scans []int64
 	for _, a := range h.out.alerts {
-		if a.Kind() == KindScan {
+		if a.Kind() == KindScan && a.Phase() == PhaseStart {
 			scans = append(scans, a.Time.Unix()-base.Unix())
 		}
 	}

@@ -204,8 +204,11 @@ func TestExposedLongFlowNewID(t *testing.T) {
 			udp(ts.Add(time.Millisecond), "10.1.0.7:7", "81.2.0.10:30000", []byte("ping")))
 	}
 	h.flush()
-	h.expect("exposed/start/9000008 UDP/10.1.0.7:7", "exposed/start/9000008 UDP/10.1.0.7:7",
-		"exposed/start/9000008 UDP/10.1.0.7:7", "exposed/start/9000008 UDP/10.1.0.7:7")
+	var want []string
+	for range 4 { // each open a minute, and a new one at the next answer
+		want = append(want, "exposed/start/9000008 UDP/10.1.0.7:7", "exposed/end/9000008 UDP/10.1.0.7:7")
+	}
+	h.expect(want...)
 	ids := map[string]bool{}
 	for _, a := range h.out.alerts {
 		ids[a.ID()] = true

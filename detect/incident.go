@@ -21,8 +21,10 @@ import (
 //   - Once a second of packet time, the open incidents are measured
 //     again: one that has stayed below its threshold for end_after ends,
 //     the others report an update every update_interval.
-//   - Scans and exposed services are one-shot: a start, then nothing for the
-//     kind's rearm time.
+//   - Scans and exposed services are findings: a start when found, no
+//     updates, and an end when the kind's rearm time has passed (or at the
+//     end of the input), with what the key sent meanwhile. The key raises
+//     no new finding while one is open.
 //
 // The rate limit, max_alerts_per_second, holds back starts only: once an
 // incident has been announced, its updates and its end always go out (their
@@ -62,15 +64,9 @@ type track struct {
 	// evid is the incident's evidence, nil while it has none: most keys
 	// of the tables never have any.
 	evid *evidence
-	// raised is when a one-shot kind last raised a finding for the key:
-	// no new start for its rearm time after it.
-	raised time.Time
-}
-
-// rearmed reports whether a finding raised for the key holds back new
-// ones at now: within rearm of it.
-func (t *track) rearmed(now time.Time, rearm time.Duration) bool {
-	return !t.raised.IsZero() && now.Before(t.raised.Add(rearm))
+	// endAt is when the key's latest finding ends (its rearm time), in
+	// Unix nanoseconds, kept after it ended; 0 for the other kinds.
+	endAt int64
 }
 
 // see records a packet of the key's activity, beginning a new activity if
@@ -209,29 +205,30 @@ func (t *track) peak(pps, bps float64) {
 	t.peakBPS = max(t.peakBPS, bps)
 }
 
-// oneShot raises a start for a scan or an exposed service unless one was raised
-// within rearm.
+// oneShot raises a finding for a scan or an exposed service, unless one is
+// open for the key. Once its start is out, the finding is open: the kind
+// counts the key's packets in it, and sweep ends it at now+rearm.
 func (r *reporter) oneShot(s subject, now time.Time, rearm time.Duration) {
 	t := s.lifecycle()
-	if t.rearmed(now, rearm) {
+	if t.open {
 		r.follow(t)
 		return
 	}
 	_, pps, bps := s.measure(now)
 	t.peakPPS, t.peakBPS = pps, bps
 	if held := t.counted && !t.announced; !held {
-		// A finding whose activity began before the previous finding (a
+		// A finding whose activity began before the previous one ended (a
 		// flow that outlived the rearm time) would get its id: its own
 		// time tells the two apart.
 		seed := t.first
-		if !t.raised.IsZero() && !t.first.After(t.raised) {
+		if t.endAt != 0 && t.first.UnixNano() <= t.endAt {
 			seed = now
 		}
 		t.id, t.idSeed = "", seed.UnixMicro()
 		t.counted, t.announced = false, false // a new finding, held to the limit
 		r.stats.Kinds[s.kind()].Incidents++
-		// A finding has no end: its evidence takes the key's packets for
-		// end_after, as long as an incident's would at least.
+		// Its evidence takes the key's packets for end_after, as an
+		// incident's would at least, not for its whole rearm time.
 		r.startEvidence(s, now.Add(r.endAfter))
 	}
 	r.emit(s, PhaseStart, now, pps, bps)
@@ -242,8 +239,8 @@ func (r *reporter) oneShot(s subject, now time.Time, rearm time.Duration) {
 		r.heldAt[s.kind()], r.held[s.kind()] = r.second, true
 		return
 	}
-	t.raised = now
-	t.first = time.Time{} // the next finding counts a new activity
+	t.open, t.gone, t.endAt = true, false, now.Add(rearm).UnixNano()
+	r.active = append(r.active, s)
 }
 
 // sweep measures the open incidents at now: it retries suppressed starts,
@@ -254,6 +251,15 @@ func (r *reporter) sweep(now time.Time) {
 	for _, s := range r.active {
 		t := s.lifecycle()
 		if t.gone {
+			continue
+		}
+		if t.endAt != 0 { // a finding: no rates, no updates, an end at endAt
+			if ns >= t.endAt {
+				_, pps, bps := s.measure(now)
+				r.close(s, now, pps, bps)
+				continue
+			}
+			keep = append(keep, s)
 			continue
 		}
 		above, pps, bps := s.measure(now)
@@ -284,9 +290,11 @@ func (r *reporter) sweep(now time.Time) {
 	r.sweepEvidence(now)
 }
 
-// close ends an open incident and clears its activity.
+// close ends an open incident and clears its activity. A finding's peak
+// is its rates' at the start and the end.
 func (r *reporter) close(s subject, now time.Time, pps, bps float64) {
 	t := s.lifecycle()
+	t.peak(pps, bps)
 	r.emit(s, PhaseEnd, now, pps, bps)
 	if !t.announced && t.counted {
 		r.waiting[s.kind()]-- // its start waits no more

@@ -118,6 +118,7 @@ func TestEntryCosts(t *testing.T) {
 				s, _ := d.scanners.getOrAdd(k, now)
 				*s = scanner{d: d, k: k}
 				open(&s.t, i)
+				e.r.active = append(e.r.active, s) // open till its rearm time
 			}
 		}},
 		{"exposed.max_findings", FindingEntryBytes, func(e *Engine) {
@@ -127,6 +128,7 @@ func TestEntryCosts(t *testing.T) {
 				f, _ := d.services.getOrAdd(k, now)
 				*f = exposedService{d: d, k: k}
 				open(&f.t, i)
+				e.r.active = append(e.r.active, f) // open till its rearm time
 			}
 		}},
 	} {

@@ -80,15 +80,24 @@ func TestReflectionOutbound(t *testing.T) {
 		"exposed/start/9000008 UDP/10.1.2.2:7",
 		"exposed/start/9000008 UDP/10.1.2.3:7",
 		"reflection/start/9000002 81.2.0.9",
+		"exposed/end/9000008 UDP/10.1.2.1:7",
+		"exposed/end/9000008 UDP/10.1.2.2:7",
+		"exposed/end/9000008 UDP/10.1.2.3:7",
 		"reflection/end/9000002 81.2.0.9",
 	)
 	a := h.out.alerts[3]
 	if a.Severity != 1 || a.Incident.Direction != "outbound" || a.Incident.ReflectorCount != 3 {
 		t.Errorf("severity %d direction %s reflectors %d", a.Severity, a.Incident.Direction, a.Incident.ReflectorCount)
 	}
-	// Both sides are seen; the incident counts the attack once.
-	if end := h.out.alerts[4].Incident; end.Packets != 3000 {
+	// Both sides are seen; the incident counts the attack once, and each
+	// server's exposure the forged requests it took and answered.
+	if end := h.out.alerts[7].Incident; end.Packets != 3000 {
 		t.Errorf("end packets %d, want 3000", end.Packets)
+	}
+	for _, a := range h.out.alerts[4:7] {
+		if in := a.Incident; in.Requests != 1000 || in.Replies != 1000 {
+			t.Errorf("%s: %d requests, %d replies", a.Key(), in.Requests, in.Replies)
+		}
 	}
 }
 
@@ -154,10 +163,12 @@ func TestNmapSweepIsNotReflection(t *testing.T) {
 	h.flush()
 	kinds := map[Kind]int{}
 	for _, a := range h.out.alerts {
-		kinds[a.Kind()]++
+		if a.Phase() == PhaseStart {
+			kinds[a.Kind()]++
+		}
 	}
-	if kinds[KindReflection] != 0 || kinds[KindScan] != 1 || kinds[KindExposed] != 100 {
-		t.Fatalf("alerts by kind %v", kinds)
+	if kinds[KindReflection] != 0 || kinds[KindScan] != 1 || kinds[KindExposed] != 100 || len(h.out.alerts) != 2*101 {
+		t.Fatalf("starts by kind %v, %d alerts (want each with its end)", kinds, len(h.out.alerts))
 	}
 }
 

@@ -13,13 +13,16 @@ import (
 // Scan detects one source sweeping the echo/chargen ports: UDP datagrams
 // or TCP SYNs to scan.ports on scan.hosts distinct hosts within
 // scan.window. UDP and TCP sweeps are separate findings with their own
-// signatures. A scan is one-shot: one start, then nothing from the same
-// scanner for scan.rearm. nmap's echo probes name the tool.
+// signatures. A scan is a finding: a start, no updates, and an end
+// scan.rearm later (or at the end of the input) with the probes the
+// scanner sent meanwhile. nmap's echo probes name the tool.
 //
 // The distinct hosts are counted in a bitmap per quarter of the window
 // (linear counting over their union), so the count covers the last three
 // quarters to the whole window and a scanner of millions of hosts costs a
-// fixed kilobyte.
+// fixed kilobyte. The scan's own count of hosts adds up what each probe
+// raised the window's count by: a host probed again after a quiet window
+// counts again.
 type Scan struct {
 	cfg      *ScanConfig
 	r        *reporter
@@ -91,10 +94,10 @@ func (d *Scan) packet(pv *view) {
 		*s = scanner{d: d, k: k}
 	}
 	s.count(p)
-	if s.targets >= d.cfg.Hosts {
+	if s.targets >= d.cfg.Hosts && !s.t.open {
 		d.r.oneShot(s, now, d.cfg.Rearm)
 	} else {
-		d.r.follow(&s.t)
+		d.r.follow(&s.t) // before its scan, or in it
 	}
 }
 
@@ -106,6 +109,7 @@ type scanner struct {
 	slot    int64 // index of the newest quarter window
 	seen    [scanSlots][scanBits / 64]uint64
 	targets int // distinct hosts in the window, an estimate
+	probed  int // distinct hosts of the activity, an estimate (see Scan)
 	ports   portList
 	nmap    bool
 	last    netip.AddrPort // the latest target
@@ -120,15 +124,16 @@ func (s *scanner) count(p *capture.Packet) {
 		s.reset()
 	}
 	s.t.see(p, w)
-	changed := s.rotate(p.Timestamp)
+	if s.rotate(p.Timestamp) {
+		s.recount() // lower: the hosts of the quarters left behind go
+	}
 	h := hashAddr(p.Dst, seedHost) & (scanBits - 1)
 	cur := &s.seen[s.slot%scanSlots]
 	if cur[h>>6]&(1<<(h&63)) == 0 {
 		cur[h>>6] |= 1 << (h & 63)
-		changed = true
-	}
-	if changed {
+		before := s.targets
 		s.recount()
+		s.probed += s.targets - before
 	}
 	s.ports.add(p.DstPort)
 	if p.Proto == capture.ProtoUDP && isNmapProbe(p) {
@@ -178,7 +183,7 @@ func (s *scanner) measure(time.Time) (bool, float64, float64) {
 
 func (s *scanner) reset() {
 	s.seen = [scanSlots][scanBits / 64]uint64{}
-	s.targets, s.ports, s.nmap = 0, portList{}, false
+	s.targets, s.probed, s.ports, s.nmap = 0, 0, portList{}, false
 }
 
 func (s *scanner) describe(a *Alert) {
@@ -188,7 +193,7 @@ func (s *scanner) describe(a *Alert) {
 	if s.k.proto == capture.ProtoTCP {
 		a.Signature = sig(SIDScanTCP)
 	}
-	in.Targets = s.targets
+	in.Targets = s.probed
 	in.Ports = append(in.Ports, s.ports.ports()...)
 	in.Tool = "unknown"
 	if s.nmap {
@@ -224,7 +229,9 @@ func (scanKind) appendEVE(b []byte, a *Alert) []byte {
 func (scanKind) appendText(b []byte, a *Alert) []byte {
 	in := &a.Incident
 	b = append(b, protoName(a.Proto)...)
-	b = append(b, " scan by "...)
+	b = append(b, " scan "...)
+	b = append(b, in.Phase.String()...)
+	b = append(b, " by "...)
 	b = append(b, a.Src.Addr().String()...)
 	b = append(b, " of "...)
 	b = strconv.AppendInt(b, int64(in.Targets), 10)

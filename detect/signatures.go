@@ -37,11 +37,12 @@ func (k Kind) info() kindInfo {
 // Phase is where an incident is in its lifecycle when an alert reports it.
 type Phase uint8
 
-// Phases. Scans and exposed services only ever have a start.
+// Phases. Scans and exposed services have no updates, and end once their
+// rearm time has passed.
 const (
 	PhaseStart  Phase = iota // once, when the incident begins
 	PhaseUpdate              // every update interval while it lasts
-	PhaseEnd                 // once it has been quiet for end_after, or at the end of input
+	PhaseEnd                 // once it has been quiet for end_after (or rearm), or at the end of input
 	NumPhases   = 3
 )
 

@@ -104,9 +104,14 @@ func TestForgedRequestFloodIntoEchoServer(t *testing.T) {
 	}
 	h.flush()
 	h.expect("exposed/start/9000008 UDP/10.1.0.77:7",
-		"spoofed_flood/start/9000005 10.1.0.77", "spoofed_flood/end/9000005 10.1.0.77")
+		"spoofed_flood/start/9000005 10.1.0.77", "exposed/end/9000008 UDP/10.1.0.77:7",
+		"spoofed_flood/end/9000005 10.1.0.77")
+	// The exposure took every forged request and answered one in four.
+	if ex := h.out.alerts[2].Incident; ex.Requests != 9000 || ex.Replies != 2250 {
+		t.Errorf("exposed: %d requests, %d replies", ex.Requests, ex.Replies)
+	}
 	// 9000 forged sources over the incident's 25 s.
-	in := h.out.alerts[2].Incident
+	in := h.out.alerts[3].Incident
 	if in.DistinctSources < 8100 || in.DistinctSources > 9900 || in.Evidence.RandomSource < 8000 || in.Direction != "inbound" {
 		t.Errorf("distinct %d evidence %+v direction %s", in.DistinctSources, in.Evidence, in.Direction)
 	}

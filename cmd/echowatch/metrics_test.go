@@ -36,15 +36,15 @@ func demoStats(t *testing.T, workers int) *statsEvent {
 	return runStats(t, cfg)
 }
 
-// The demo capture: 2959 frames; a reflection and a loop that start and
-// end, a sweep and an exposed host that start.
+// The demo capture: 2959 frames; a reflection, a loop, a sweep and an
+// exposed host that start and end (the last two at the end of the input).
 const demoMetrics = `
 # HELP echowatch_packets_received_total Frames read from the capture.
 # TYPE echowatch_packets_received_total counter
 echowatch_packets_received_total 2959
 # HELP echowatch_alerts_emitted_total Alerts written.
 # TYPE echowatch_alerts_emitted_total counter
-echowatch_alerts_emitted_total 6
+echowatch_alerts_emitted_total 8
 # HELP echowatch_alerts_suppressed_total Alerts held back by max_alerts_per_second, by kind.
 # TYPE echowatch_alerts_suppressed_total counter
 echowatch_alerts_suppressed_total{kind="exposed"} 0
@@ -54,7 +54,7 @@ echowatch_alerts_suppressed_total{kind="scan"} 0
 echowatch_alerts_suppressed_total{kind="spoofed_flood"} 0
 # HELP echowatch_incidents_total Incident alerts written, by kind and phase.
 # TYPE echowatch_incidents_total counter
-echowatch_incidents_total{kind="exposed",phase="end"} 0
+echowatch_incidents_total{kind="exposed",phase="end"} 1
 echowatch_incidents_total{kind="exposed",phase="start"} 1
 echowatch_incidents_total{kind="exposed",phase="update"} 0
 echowatch_incidents_total{kind="loop",phase="end"} 1
@@ -63,7 +63,7 @@ echowatch_incidents_total{kind="loop",phase="update"} 0
 echowatch_incidents_total{kind="reflection",phase="end"} 1
 echowatch_incidents_total{kind="reflection",phase="start"} 1
 echowatch_incidents_total{kind="reflection",phase="update"} 0
-echowatch_incidents_total{kind="scan",phase="end"} 0
+echowatch_incidents_total{kind="scan",phase="end"} 1
 echowatch_incidents_total{kind="scan",phase="start"} 1
 echowatch_incidents_total{kind="scan",phase="update"} 0
 echowatch_incidents_total{kind="spoofed_flood",phase="end"} 0
@@ -216,8 +216,10 @@ func TestMetricsServe(t *testing.T) {
 		{"echowatch_incidents_total", []string{"kind", "reflection", "phase", "end"}, 1},
 		{"echowatch_incidents_total", []string{"kind", "loop", "phase", "end"}, 1},
 		{"echowatch_incidents_total", []string{"kind", "scan", "phase", "start"}, 1},
+		{"echowatch_incidents_total", []string{"kind", "scan", "phase", "end"}, 1},
 		{"echowatch_incidents_total", []string{"kind", "exposed", "phase", "start"}, 1},
-		{"echowatch_alerts_emitted_total", nil, 6},
+		{"echowatch_incidents_total", []string{"kind", "exposed", "phase", "end"}, 1},
+		{"echowatch_alerts_emitted_total", nil, 8},
 		{"echowatch_detect_keys", []string{"table", "spoofed_flood.targets"}, 31},
 		{"echowatch_output_dropped_total", []string{"output", "stdout"}, 0},
 		{"echowatch_build_info", []string{"version", "dev"}, 1},

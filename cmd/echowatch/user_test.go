@@ -17,8 +17,9 @@ import (
 	"github.com/echowatch/echowatch/sinks/sinkstest"
 )
 
-// demoAlerts is how many alerts pcaps/demo.pcap gives.
-const demoAlerts = 6
+// demoAlerts is how many alerts pcaps/demo.pcap gives: a start and an end
+// of each of its four incidents.
+const demoAlerts = 8
 
 // TestOutputsAsUser runs echowatch as root with --user nobody, as the
 // README's hardening advice says, with each kind of output: every one is
