@@ -46,7 +46,7 @@ type Fanout struct {
 
 	// waits is the outputs' shared budget of waiting for room (see
 	// Options.WaitBudget), made for the first output that needs it;
-	// reloads keep it.
+	// reloads keep it. Guarded by mu.
 	waits *WaitBudget
 }
 
@@ -93,12 +93,28 @@ func OpenFanout(ctx context.Context, urls []string, o Options, stdout io.Writer,
 }
 
 // budget returns the outputs' shared budget of waiting for room, of per a
-// second. It is called by build, which reloads serialise.
+// second, made on first use.
 func (f *Fanout) budget(per time.Duration) *WaitBudget {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.waits == nil {
 		f.waits = NewWaitBudget(per)
 	}
 	return f.waits
+}
+
+// Drain lifts the shared budget of waiting for room (Options.WaitBudget)
+// for the next within: a live sensor calls it when its capture is over,
+// so that the ends of its incidents wait for room in the queues rather
+// than be dropped: until then, a writer waits as long as it takes. It may
+// be called from any goroutine.
+func (f *Fanout) Drain(within time.Duration) {
+	f.mu.Lock()
+	b := f.waits
+	f.mu.Unlock()
+	if b != nil {
+		b.Drain(time.Now().Add(within))
+	}
 }
 
 // build returns the set of outputs for urls and opts: the queues of base

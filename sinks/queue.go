@@ -236,12 +236,12 @@ func (q *Queue) Enqueue(r *Record) error {
 }
 
 // mayWait returns how long a writer may wait for room now: Wait, or what
-// is left of the budget in this second if less.
+// is left of the budget in this second if less (or of a drain).
 func (q *Queue) mayWait(now time.Time) time.Duration {
 	if q.cfg.Wait <= 0 || q.cfg.Budget == nil {
 		return q.cfg.Wait
 	}
-	return min(q.cfg.Wait, q.cfg.Budget.left(now))
+	return q.cfg.Budget.allow(now, q.cfg.Wait)
 }
 
 // WaitBudget is the time that writers may spend waiting for room in the
@@ -252,19 +252,34 @@ type WaitBudget struct {
 	per    time.Duration
 	from   time.Time // the second being counted began
 	waited time.Duration
+	until  time.Time // after Drain: writers may wait until then, per aside
 }
 
 // NewWaitBudget returns a budget of per in every second.
 func NewWaitBudget(per time.Duration) *WaitBudget { return &WaitBudget{per: per} }
 
-// left returns what is left of the budget in the second of now.
-func (b *WaitBudget) left(now time.Time) time.Duration {
+// allow returns how long a writer may wait now, wait at most: what is
+// left of the budget in the second of now, or, once drained, until the
+// deadline, wait aside.
+func (b *WaitBudget) allow(now time.Time, wait time.Duration) time.Duration {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if !b.until.IsZero() {
+		return max(b.until.Sub(now), 0)
+	}
 	if now.Sub(b.from) >= time.Second {
 		b.from, b.waited = now, 0
 	}
-	return b.per - b.waited
+	return min(wait, b.per-b.waited)
+}
+
+// Drain lets writers wait for room until the deadline, as long as each
+// needs, whatever they waited before: the capture the budget protected
+// is over.
+func (b *WaitBudget) Drain(deadline time.Time) {
+	b.mu.Lock()
+	b.until = deadline
+	b.mu.Unlock()
 }
 
 // spend counts d waited.

@@ -242,5 +242,12 @@ func TestQueueWaitBudget(t *testing.T) {
 	if s.Dropped == 0 || capped > paced/3 {
 		t.Fatalf("with a budget of 100ms a second: %v (%v without), %+v; want drops, and the writer held back far less", capped, paced, s)
 	}
+	// Drained (the capture is over), the budget no longer drops: the
+	// writer keeps the reader's pace until the deadline.
+	drained := sinks.NewWaitBudget(100 * time.Millisecond)
+	drained.Drain(time.Now().Add(time.Minute))
+	if took, s := run(drained); s.Dropped != 0 || took < time.Second {
+		t.Fatalf("with a drained budget: %v, %+v; want the writer held to the reader's pace, nothing dropped", took, s)
+	}
 	t.Logf("%d events to a slow reader: %v without a wait budget, %v with 100ms a second", events, paced, capped)
 }

@@ -254,6 +254,11 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 	if reload != nil {
 		scfg.Reloader = reload
 	}
+	if live {
+		// The ends of the open incidents come in one burst as the
+		// capture stops: let it wait for room, as a file's alerts do.
+		scfg.Draining = func() { out.Drain(cfg.OutputOptions.FlushTimeout) }
+	}
 	sens, err := sensor.New(scfg, srcs, engine)
 	if err != nil {
 		return err

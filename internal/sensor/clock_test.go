@@ -269,7 +269,7 @@ func TestClockChunksAsOneWorker(t *testing.T) {
 			}
 			st.take(c)
 		}
-		st.flush()
+		st.s.flush()
 		return log.alerts, s.Stats().Detect
 	}
 	want, wantStats := run(false)

@@ -83,6 +83,11 @@ type Config struct {
 	// Observer, if not nil, follows the run's incidents: New has the
 	// engine give it every alert and report the incidents' rates to it.
 	Observer Observer
+	// Draining, if not nil, is called once the input is over, on the
+	// engine's goroutine, just before the final Flush writes the end of
+	// every open incident: no capture is left to fall behind, so the
+	// outputs may wait for room rather than drop that burst.
+	Draining func()
 }
 
 // An Observer follows the incidents of a run, for a report: it is given
@@ -230,12 +235,21 @@ func (s *Sensor) Run(ctx context.Context) error {
 // that could not be read. It is valid once Run has returned.
 func (s *Sensor) Warnings() []error { return s.warnings }
 
+// flush ends every open incident at detection's clock, once the input is
+// over; it runs on the engine's goroutine.
+func (s *Sensor) flush() {
+	if s.cfg.Draining != nil {
+		s.cfg.Draining()
+	}
+	s.eng.Flush(s.eng.Now())
+}
+
 func (s *Sensor) run() (warnings []error, err error) {
 	if len(s.workers) == 1 {
 		w := s.workers[0]
 		defer s.startHooks(w)()
 		warnings, err = w.runOne(s.eng, s.cfg.Live)
-		s.eng.Flush(s.eng.Now())
+		s.flush()
 		return warnings, err
 	}
 
@@ -254,7 +268,7 @@ func (s *Sensor) run() (warnings []error, err error) {
 		}
 		go func() { wg.Wait(); close(out) }()
 		st.asTheyCome(out)
-		st.flush()
+		s.flush()
 		return nil, errors.Join(errs...)
 	}
 
@@ -283,7 +297,7 @@ func (s *Sensor) run() (warnings []error, err error) {
 	}
 	warnings, err = st.inOrder(d.tickets, outs, stop)
 	wg.Wait()
-	st.flush()
+	s.flush()
 	return warnings, err
 }
 

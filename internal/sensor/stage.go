@@ -62,9 +62,6 @@ func (st *stage) check(c *chunk) {
 	c.err = err
 }
 
-// flush ends every open incident at detection's clock.
-func (st *stage) flush() { st.s.eng.Flush(st.s.eng.Now()) }
-
 // inOrder takes the workers' chunks in the order the dealer dealt them. A
 // capture file's error is a warning; any other error ends the sensor's
 // work: stop tells the dealer, and the chunks still in flight are drained
