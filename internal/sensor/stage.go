@@ -164,20 +164,28 @@ func (st *stage) idle(now time.Time) {
 }
 
 // quietClock moves detection's clock on from where the last frame left it
-// by the wall time that has passed since the capture went quiet, so that
-// live incidents end when an attack stops rather than at the next packet.
-// It adds the wall time up reading by reading, each step at most
-// maxQuietStep and never back: a step of the host's clock (in readings
-// without Go's monotonic clock) neither stops detection's clock nor throws
-// it forward, and updates and ends keep coming.
+// by the wall time that has passed since the capture went quiet, less
+// quietGrace, so that live incidents end when an attack stops rather than
+// at the next packet. It adds the wall time up reading by reading, each
+// step at most maxQuietStep and never back: a step of the host's clock (in
+// readings without Go's monotonic clock) neither stops detection's clock
+// nor throws it forward, and updates and ends keep coming.
 type quietClock struct {
-	clock time.Time // detection's clock, as the last reading left it
-	wall  time.Time // the wall time of the last reading
+	from  time.Time     // detection's clock as the last frame left it
+	quiet time.Duration // wall time since, added up reading by reading
+	clock time.Time     // what the last reading returned
+	wall  time.Time     // the wall time of the last reading
 }
 
 // maxQuietStep is the most that detection's clock moves on between two
 // readings, which come every quarter second or so.
 const maxQuietStep = 2 * time.Second
+
+// quietGrace is how far the quiet clock stays behind the wall time that
+// passed: frames stamped before a reading may reach the sensor after it
+// (AF_PACKET hands them over a block at a time, libpcap a buffer), and a
+// clock moved past them would count them late, at its own time.
+const quietGrace = time.Second
 
 // at returns detection's clock at wall time now, given where it stands
 // (clock, as the frames and the last reading left it); ok is false before
@@ -189,9 +197,10 @@ func (q *quietClock) at(clock, now time.Time) (at time.Time, ok bool) {
 		return time.Time{}, false
 	}
 	if !clock.Equal(q.clock) { // a frame moved it: the quiet starts now
-		q.clock = clock
+		q.from, q.quiet, q.clock = clock, 0, clock
 		return clock, true
 	}
-	q.clock = q.clock.Add(step)
+	q.quiet += step
+	q.clock = q.from.Add(max(q.quiet-quietGrace, 0))
 	return q.clock, true
 }
