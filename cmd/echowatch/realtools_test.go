@@ -163,7 +163,7 @@ func TestRealTools(t *testing.T) {
 		t.Fatalf("echowatch: %v\nstderr:\n%s", err, s.errors())
 	}
 
-	var starts []realAlert
+	var starts, all []realAlert
 	var alerts strings.Builder
 	for _, line := range strings.Split(strings.TrimSpace(s.stdout.String()), "\n") {
 		var a realAlert
@@ -172,6 +172,7 @@ func TestRealTools(t *testing.T) {
 		}
 		if a.EventType == "alert" {
 			alerts.WriteString(line + "\n")
+			all = append(all, a)
 			if a.Incident.Phase == "start" {
 				starts = append(starts, a)
 			}
@@ -204,9 +205,17 @@ func TestRealTools(t *testing.T) {
 	found("the echo-chargen loop (9000004)", func(a realAlert) bool {
 		return a.Alert.SID == 9000004 && slices.Equal(a.Incident.Endpoints, []string{"198.18.0.1:19", "198.18.0.2:7"})
 	})
-	found("hping3's random-source flood (9000005)", func(a realAlert) bool {
-		return a.Alert.SID == 9000005 && a.Incident.Target == "198.18.0.2" && a.Incident.Evidence["random_source"] > 0
+	found("hping3's flood (9000005)", func(a realAlert) bool {
+		return a.Alert.SID == 9000005 && a.Incident.Target == "198.18.0.2"
 	})
+	// Its random sources count once the target's memory of its sources
+	// has judged them new: by the incident's end, if not at its start
+	// (the forged requests of the reflection, from a bogon, may start it).
+	if !slices.ContainsFunc(all, func(a realAlert) bool {
+		return a.Alert.SID == 9000005 && a.Incident.Phase == "end" && a.Incident.Evidence["random_source"] > 0
+	}) {
+		t.Errorf("no random-source evidence by the end of hping3's flood (9000005)")
+	}
 	// Nothing else: one incident of each attack kind, exposures aside.
 	kinds := map[string]int{}
 	for _, a := range starts {

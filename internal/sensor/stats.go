@@ -10,7 +10,7 @@ import (
 // Stats are the counters of a run, in the spirit of Suricata's stats
 // records: capture, decode, flows, each worker's share, and detection.
 type Stats struct {
-	Last    time.Time // the latest frame time read; zero before the first
+	Last    time.Time // detection's clock (detect.Engine.Now); zero before the first frame
 	Capture CaptureStats
 	Decoder DecoderStats
 	Flow    detect.FlowStats
@@ -62,7 +62,7 @@ type WorkerStats struct {
 // stage's tables without a lock: call it from a Ticker, or once Run has
 // returned.
 func (s *Sensor) Stats() Stats {
-	st := Stats{Detect: s.eng.Stats()}
+	st := Stats{Last: s.eng.Now(), Detect: s.eng.Stats()}
 	for i, w := range s.workers {
 		ws := w.stats()
 		st.add(ws)
@@ -113,9 +113,6 @@ func (st *Stats) add(w workerStats) {
 	st.Flow.Add(w.flows)
 	st.Flow.Untracked += w.skipped
 	st.Capture.FilterRejected += w.rejected
-	if w.last.After(st.Last) {
-		st.Last = w.last
-	}
 }
 
 // sourceStats returns a live source's kernel counters.

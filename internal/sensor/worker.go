@@ -40,7 +40,6 @@ type worker struct {
 
 	frame capture.Frame
 	pkt   capture.Packet
-	last  time.Time // the newest frame time seen
 
 	// Alone, the worker reads its source, tracks flows and runs the
 	// hooks that due marks (tickDue, reloadDue): a goroutine of
@@ -73,7 +72,6 @@ const (
 type workerStats struct {
 	decode            capture.DecodeStats
 	flows             detect.FlowStats // alone
-	last              time.Time
 	rejected, skipped uint64
 	// Packets Config.Dedup took for copies, and pushed out of its table.
 	dedupDropped, dedupEvicted uint64
@@ -99,7 +97,7 @@ func newWorker(id int, cfg Config, wants func(*capture.Packet) bool) (*worker, e
 const publishEvery = 1 << 14
 
 func (w *worker) publish() {
-	s := workerStats{decode: w.dec.Stats(), last: w.last, rejected: w.rejected, skipped: w.skipped}
+	s := workerStats{decode: w.dec.Stats(), rejected: w.rejected, skipped: w.skipped}
 	if w.flows != nil {
 		s.flows = w.flows.Stats()
 	}
@@ -180,9 +178,6 @@ func (w *worker) runOne(eng *detect.Engine, live bool) (warnings []error, err er
 		if w.due.Load() != 0 {
 			w.runHooks()
 		}
-		if w.frame.Timestamp.After(w.last) {
-			w.last = w.frame.Timestamp
-		}
 		if w.dec.Decode(&w.frame, &w.pkt) != capture.DropNone || w.isCopy(&w.pkt) {
 			// Every frame moves packet time, decoded or not, kept or
 			// not, as it does when several workers decode the frames.
@@ -227,9 +222,6 @@ func (w *worker) keep(c *chunk) {
 		return
 	}
 	c.see(detect.FrameNanos(w.frame.Timestamp))
-	if w.frame.Timestamp.After(w.last) {
-		w.last = w.frame.Timestamp
-	}
 	if w.dec.Decode(&w.frame, &w.pkt) != capture.DropNone || w.isCopy(&w.pkt) {
 		return
 	}
