@@ -111,14 +111,7 @@ func TestLiveClockSteps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{Workers: 2, Live: true}, []capture.Source{silentSource{}}, eng)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &worker{dec: capture.NewDecoder(), wants: eng.Wants}
-	w.dec.SkipFragments()
-	st := &stage{s: s}
-	c := <-newChunks(1)
+	s, w, st, c := stageOf(t, eng, true)
 	// take hands the stage the frames in [from, to) of the capture's own
 	// time, stamped shift from it (a host clock that stepped).
 	take := func(from, to, shift time.Duration) {
@@ -254,14 +247,7 @@ func TestClockChunksAsOneWorker(t *testing.T) {
 			}
 			return log.alerts, s.Stats().Detect
 		}
-		s, err := New(Config{Workers: 2}, []capture.Source{silentSource{}}, eng)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w := &worker{dec: capture.NewDecoder(), wants: eng.Wants}
-		w.dec.SkipFragments()
-		st := &stage{s: s}
-		c := <-newChunks(1)
+		s, w, st, c := stageOf(t, eng, false)
 		for i := 0; i < len(frames); {
 			c.reset()
 			for end := min(len(frames), i+1+rng.IntN(300)); i < end; i++ {
@@ -288,4 +274,17 @@ func TestClockChunksAsOneWorker(t *testing.T) {
 				stats.TimeStepsBack, stats.TimeInvalid, wantStats.TimeStepsBack, wantStats.TimeInvalid)
 		}
 	}
+}
+
+// stageOf returns a sensor of two workers on eng, with the stage, a worker
+// and a chunk to hand it frames by hand, as the dealer would.
+func stageOf(t *testing.T, eng *detect.Engine, live bool) (*Sensor, *worker, *stage, *chunk) {
+	t.Helper()
+	s, err := New(Config{Workers: 2, Live: live}, []capture.Source{silentSource{}}, eng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &worker{dec: capture.NewDecoder(), wants: eng.Wants}
+	w.dec.SkipFragments()
+	return s, w, &stage{s: s}, <-newChunks(1)
 }
