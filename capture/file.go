@@ -232,7 +232,12 @@ func (s *FileSource) ReadFrame(f *Frame) error {
 		}
 		in := &s.inputs[s.next-1]
 		fr := s.cur
-		err := fr.read(f)
+		var err error
+		if fr.rec != nil { // read's choice, without its call on every frame
+			err = fr.rec.next(f)
+		} else {
+			err = fr.ng.next(f)
+		}
 		if err == nil {
 			fr.frames++
 			fr.bytes += uint64(f.CaptureLength)
