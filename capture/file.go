@@ -206,7 +206,7 @@ func (s *FileSource) ReadFrame(f *Frame) error {
 	for {
 		if s.closed.Load() {
 			if s.cur != nil {
-				s.cur.publish(&s.inputs[s.next-1])
+				s.cur.publish()
 			}
 			return errClosed()
 		}
@@ -228,10 +228,10 @@ func (s *FileSource) ReadFrame(f *Frame) error {
 				}
 				return s.fail(in, err)
 			}
-			s.cur = fr
+			fr.in, s.cur = in, fr
 		}
-		in := &s.inputs[s.next-1]
 		fr := s.cur
+		in := fr.in
 		var err error
 		if fr.rec != nil { // read's choice, without its call on every frame
 			err = fr.rec.next(f)
@@ -245,11 +245,11 @@ func (s *FileSource) ReadFrame(f *Frame) error {
 				if fr.frames == 1 && in.frames.Load() == 0 { // First is set before Frames says there is one
 					s.setFirst(in, f.Timestamp)
 				}
-				fr.publish(in)
+				fr.publish()
 			}
 			return nil
 		}
-		fr.publish(in)
+		fr.publish()
 		if d := (*damage)(nil); errors.As(err, &d) {
 			if err := s.damaged(in, d); err != nil {
 				return err
@@ -524,9 +524,10 @@ type fileReader struct {
 	file       *os.File // nil for stdin, which is not ours to close
 	compressed bool
 
-	// frames and bytes count the frames read and their captured bytes;
-	// the input's counters have had them up to the last publish. Owned by
-	// ReadFrame's goroutine.
+	// in is the input read, for FileSource.ReadFrame: frames and bytes
+	// count the frames read and their captured bytes, and in's counters
+	// have had them up to the last publish. Owned by ReadFrame's goroutine.
+	in                              *input
 	frames, bytes                   uint64
 	publishedFrames, publishedBytes uint64
 
@@ -648,11 +649,12 @@ func (fr *fileReader) read(f *Frame) error {
 	return fr.ng.next(f)
 }
 
-// publish adds to in's counters what fr has read since it last did.
-func (fr *fileReader) publish(in *input) {
+// publish adds to its input's counters what fr has read since it last
+// did.
+func (fr *fileReader) publish() {
 	if n := fr.frames - fr.publishedFrames; n > 0 {
-		in.frames.Add(n)
-		in.bytes.Add(fr.bytes - fr.publishedBytes)
+		fr.in.frames.Add(n)
+		fr.in.bytes.Add(fr.bytes - fr.publishedBytes)
 		fr.publishedFrames, fr.publishedBytes = fr.frames, fr.bytes
 	}
 }
