@@ -476,21 +476,32 @@ func TestReadFrameAllocatesNothing(t *testing.T) {
 	}
 }
 
+// BenchmarkFileSource reads files of frames of all sizes, and of small
+// frames only (a flood's), where the work per frame weighs most against
+// the copy of the bytes.
 func BenchmarkFileSource(b *testing.B) {
 	recs := manyRecs(20000)
-	var size int64
-	for _, r := range recs {
-		size += int64(len(r.Data))
+	small := make([]pcaptest.Record, 200000)
+	for i := range small {
+		small[i] = recs[i%len(recs)]
+		small[i].Data, small[i].Wire = small[i].Data[:60], 60
 	}
 	eth := layers.LinkTypeEthernet
 	for _, bc := range []struct {
 		name string
+		recs []pcaptest.Record
 		data []byte
 	}{
-		{"pcap", pcaptest.Pcap(b, true, eth, recs)},
-		{"pcapng", pcaptest.Pcapng(b, recs, eth)},
-		{"pcap.gz", pcaptest.Gzip(b, pcaptest.Pcap(b, true, eth, recs))},
+		{"pcap", recs, pcaptest.Pcap(b, true, eth, recs)},
+		{"pcapng", recs, pcaptest.Pcapng(b, recs, eth)},
+		{"pcap.gz", recs, pcaptest.Gzip(b, pcaptest.Pcap(b, true, eth, recs))},
+		{"pcap 60B", small, pcaptest.Pcap(b, false, eth, small)},
+		{"pcapng 60B", small, pcaptest.Pcapng(b, small, eth)},
 	} {
+		var size int64
+		for _, r := range bc.recs {
+			size += int64(len(r.Data))
+		}
 		b.Run(bc.name, func(b *testing.B) {
 			path := pcaptest.WriteFile(b, b.TempDir(), "a", bc.data)
 			open := func() *capture.FileSource {
@@ -503,7 +514,7 @@ func BenchmarkFileSource(b *testing.B) {
 			src := open()
 			defer func() { src.Close() }()
 			var f capture.Frame
-			b.SetBytes(size / int64(len(recs)))
+			b.SetBytes(size / int64(len(bc.recs)))
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {

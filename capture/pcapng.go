@@ -560,15 +560,31 @@ func (r *ngReader) packet(f *Frame, typ uint32, b []byte, big bool) (why string)
 
 // time converts a timestamp of the interface to a time.
 func (ifc *ngIface) time(ts uint64) time.Time {
+	var sec, ns uint64
+	// Micro- and nanoseconds, what capture tools write, divide by
+	// constants, which compile to multiplications; the general case costs
+	// two divisions a frame.
+	switch ifc.units {
+	case 1e6:
+		sec, ns = ts/1e6, ts%1e6*1e3
+	case 1e9:
+		sec, ns = ts/1e9, ts%1e9
+	default:
+		sec, ns = ifc.split(ts)
+	}
+	return time.Unix(int64(sec)+ifc.offset, int64(ns)).UTC()
+}
+
+// split divides a timestamp of the interface into seconds and nanoseconds.
+func (ifc *ngIface) split(ts uint64) (sec, ns uint64) {
 	sec, frac := ts/ifc.units, ts%ifc.units
-	var ns uint64
 	if ifc.div != 0 {
 		ns = frac * ifc.mul / ifc.div
 	} else {
 		hi, lo := bits.Mul64(frac, 1e9)
 		ns, _ = bits.Div64(hi, lo, ifc.units) // frac < units: no overflow
 	}
-	return time.Unix(int64(sec)+ifc.offset, int64(ns)).UTC()
+	return sec, ns
 }
 
 // finish checks, at the end of the file, that the decoder reads one of

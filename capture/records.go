@@ -75,43 +75,44 @@ func u16(b []byte, big bool) uint16 {
 }
 
 // u32 reads a number in the file's byte order.
-func (h pcapHeader) u32(b []byte) uint32 { return u32(b, h.big) }
+func (h *pcapHeader) u32(b []byte) uint32 { return u32(b, h.big) }
 
 // record parses a 16-byte record header. Like pcapgo, it refuses (ok is
 // false) a record longer than the larger of the snap length and 256 KiB.
-func (h pcapHeader) record(b []byte) (ts time.Time, capLen, wireLen int, ok bool) {
+func (h *pcapHeader) record(b []byte) (ts time.Time, capLen, wireLen int, ok bool) {
 	c := h.u32(b[8:12])
 	if uint64(c) > uint64(h.maxRecord()) {
 		return time.Time{}, int(min(c, 1<<31-1)), 0, false
 	}
-	// The fraction is multiplied in 32 bits, as pcapgo does, so that a
-	// bogus fraction gives the time it always gave.
-	ts = time.Unix(int64(h.u32(b[0:4])), int64(h.u32(b[4:8])*h.nanos)).UTC()
-	return ts, int(c), int(h.u32(b[12:16])), true
+	return h.time(b), int(c), int(h.u32(b[12:16])), true
+}
+
+// time is the timestamp of the record header b. The fraction is
+// multiplied in 32 bits, as pcapgo does, so that a bogus fraction gives
+// the time it always gave.
+func (h *pcapHeader) time(b []byte) time.Time {
+	return time.Unix(int64(h.u32(b[0:4])), int64(h.u32(b[4:8])*h.nanos)).UTC()
 }
 
 // maxRecord is the most data a record may hold.
-func (h pcapHeader) maxRecord() int { return max(h.snaplen, MaxSnaplen) }
+func (h *pcapHeader) maxRecord() int { return max(h.snaplen, MaxSnaplen) }
 
 // frame fills f with the frame of the record at the start of b, and
 // returns the record's length, header included. When b holds less than
 // the whole record, it fills nothing, ok is false, and n is how many bytes
 // b must hold: the header's 16, then the whole record. A record that
 // record refuses, or an empty one, is damage: why says what is wrong.
-func (h pcapHeader) frame(f *Frame, b []byte) (n int, ok bool, why string) {
+// It is on every frame's path: its checks are record's, without building
+// a time for a record refused, and its words are refusal's.
+func (h *pcapHeader) frame(f *Frame, b []byte) (n int, ok bool, why string) {
 	if len(b) < 16 {
 		return 16, false, ""
 	}
-	ts, c, wireLen, valid := h.record(b[:16])
-	switch {
-	case !valid:
-		return 0, false, fmt.Sprintf("captured length %d is over %d", h.u32(b[8:12]), h.maxRecord())
-	case c == 0 && wireLen == 0:
-		// No capture tool writes it; zeroed bytes, a usual kind of
-		// damage, read as a run of them.
-		return 0, false, "captured length 0, wire length 0"
+	c, wireLen := h.u32(b[8:12]), h.u32(b[12:16])
+	if uint64(c) > uint64(h.maxRecord()) || c == 0 && wireLen == 0 {
+		return 0, false, h.refusal(c)
 	}
-	if n = 16 + c; len(b) < n {
+	if n = 16 + int(c); len(b) < n {
 		return n, false, ""
 	}
 	// A frame is never shorter on the wire than captured; a record that
@@ -119,9 +120,19 @@ func (h pcapHeader) frame(f *Frame, b []byte) (n int, ok bool, why string) {
 	// counts downstream never go below what was seen. Field by field: a
 	// composite literal is built on the stack and copied, which stalls on
 	// every frame.
-	f.Data, f.Timestamp, f.CaptureLength, f.Length = b[16:n:n], ts, c, max(wireLen, c)
+	f.Data, f.Timestamp, f.CaptureLength, f.Length = b[16:n:n], h.time(b), int(c), max(int(wireLen), int(c))
 	f.LinkType, f.Interface = h.link, 0
 	return n, true, ""
+}
+
+// refusal says why frame refuses a record whose captured length is c.
+func (h *pcapHeader) refusal(c uint32) string {
+	if c == 0 {
+		// No capture tool writes it; zeroed bytes, a usual kind of
+		// damage, read as a run of them.
+		return "captured length 0, wire length 0"
+	}
+	return fmt.Sprintf("captured length %d is over %d", c, h.maxRecord())
 }
 
 // resyncRecords is how many records must follow each other plausibly from
@@ -135,7 +146,7 @@ const resyncRecords = 8
 // record accepts, wire lengths within MaxSnaplen and times within a day of
 // each other. Only their headers are looked at. When b holds too little
 // to tell, need is how many bytes it must hold.
-func (h pcapHeader) plausible(b []byte, end bool) (ok bool, need int) {
+func (h *pcapHeader) plausible(b []byte, end bool) (ok bool, need int) {
 	off := 0
 	var t0 int64
 	for n := range resyncRecords {
@@ -164,7 +175,7 @@ func (h pcapHeader) plausible(b []byte, end bool) (ok bool, need int) {
 // resync moves w past a damaged record, at its first unread byte, to the
 // first offset after it from which the records read plausibly, if any
 // does. found is false, w empty, when none does to the end of the input.
-func (h pcapHeader) resync(w *window) (found bool, err error) {
+func (h *pcapHeader) resync(w *window) (found bool, err error) {
 	if err := w.want(1); err != nil {
 		return false, eofIsEnd(err)
 	}
@@ -205,7 +216,7 @@ func eofIsEnd(err error) error {
 // frame does; "" is a record of n bytes (header included) that the end of
 // the input cuts short. Such a record with nothing readable after it is a
 // cut, as a capture still being written has: io.ErrUnexpectedEOF.
-func (h pcapHeader) skip(w *window, n int, why string) (damage, error) {
+func (h *pcapHeader) skip(w *window, n int, why string) (damage, error) {
 	cut := why == ""
 	if cut {
 		why = fmt.Sprintf("captured length %d runs past the end of the file", n-16)
