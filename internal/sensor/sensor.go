@@ -170,7 +170,7 @@ func New(cfg Config, srcs []capture.Source, eng *detect.Engine) (*Sensor, error)
 		return nil, fmt.Errorf("sensor: %w", err)
 	}
 	for i := range n {
-		w, err := newWorker(i, cfg, eng.Wants)
+		w, err := newWorker(i, cfg, eng)
 		if err != nil {
 			return nil, err
 		}
@@ -184,7 +184,7 @@ func New(cfg Config, srcs []capture.Source, eng *detect.Engine) (*Sensor, error)
 		return s, nil
 	}
 	s.flows, s.frags = flows, capture.NewFragments()
-	if s.redo, err = newWorker(-1, cfg, eng.Wants); err != nil {
+	if s.redo, err = newWorker(-1, cfg, eng); err != nil {
 		return nil, err
 	}
 	if cfg.Dedup > 0 {
