@@ -242,3 +242,15 @@ func BenchmarkDecodeSkipped(b *testing.B) {
 		d.Decode(&f, &p)
 	}
 }
+
+func BenchmarkDecodeInteresting(b *testing.B) {
+	f := Frame{Data: frame(b, ethHdr+`81 00 00 64 08 00`+ipv4UDP), LinkType: layers.LinkTypeEthernet}
+	d, err := NewDecoderWith(DecoderConfig{Interest: interestIn(7)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var p Packet
+	for b.Loop() {
+		d.Decode(&f, &p)
+	}
+}

@@ -166,7 +166,9 @@ var _ capture.Interest = (*Engine)(nil)
 // goroutine may call it, as Wants, and with the same contract.
 func (e *Engine) Interesting(src, dst uint16) bool {
 	w := e.watch.Load()
-	return w.all || w.interest.Has(src) || w.interest.Has(dst)
+	// The destination first: a flood's is one port, whose word of the
+	// set stays in the cache, and its source ports are random.
+	return w.all || w.interest.Has(dst) || w.interest.Has(src)
 }
 
 // FlowPorts returns the ports whose flows the detectors need, for the

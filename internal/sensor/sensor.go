@@ -88,6 +88,10 @@ type Config struct {
 	// every open incident: no capture is left to fall behind, so the
 	// outputs may wait for room rather than drop that burst.
 	Draining func()
+
+	// fullDecode, for tests, has every frame decoded in full, without
+	// the decoder's pre-filter.
+	fullDecode bool
 }
 
 // An Observer follows the incidents of a run, for a report: it is given

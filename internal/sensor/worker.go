@@ -84,7 +84,7 @@ type workerStats struct {
 func newWorker(id int, cfg Config, eng *detect.Engine) (*worker, error) {
 	w := &worker{id: id, wants: eng.Wants}
 	dc := cfg.Decoder
-	if cfg.Dedup == 0 {
+	if cfg.Dedup == 0 && !cfg.fullDecode {
 		// Dedup judges decoded packets: it gets them all decoded.
 		dc.Interest = eng
 	}
