@@ -28,6 +28,11 @@ func (in *portInterest) Interesting(src, dst uint16) bool {
 	return in.all || in.ports[src] || in.ports[dst]
 }
 
+// noInterest finds no packet interesting.
+type noInterest struct{}
+
+func (noInterest) Interesting(uint16, uint16) bool { return false }
+
 // The interests the pre-filter is tried with: none (it skips all it
 // can), the default detectors' ports, and every port (it skips nothing).
 func testInterests() map[string]*portInterest {
