@@ -45,6 +45,7 @@ type Decoder struct {
 	vxlanPorts  [maxVXLANPorts]uint16
 	nVXLANPorts int
 	tenant      TenantKey
+	interest    Interest // nil: every frame is decoded in full
 
 	// The frame being decoded.
 	raw       []byte
@@ -75,6 +76,10 @@ func NewDecoderWith(cfg DecoderConfig) (*Decoder, error) {
 		return nil, fmt.Errorf("capture: tenant key %d out of range", cfg.Tenant)
 	}
 	d := &Decoder{tenant: cfg.Tenant}
+	if cfg.Tenant == TenantNone {
+		// A tenant comes from headers the pre-filter does not read.
+		d.interest = cfg.Interest
+	}
 	for _, port := range cfg.VXLANPorts {
 		switch port {
 		case portVXLAN:
@@ -120,6 +125,20 @@ type DecoderConfig struct {
 	VXLANPorts []uint16
 	// Tenant chooses the identifier that fills Packet.Tenant.
 	Tenant TenantKey
+	// Interest, when not nil, lets the decoder skip the commonest frames
+	// that it says are of no interest (see Packet.Skipped). It is ignored
+	// with a Tenant, which only the full decoding finds.
+	Interest Interest
+}
+
+// Interest tells a Decoder which TCP and UDP packets its caller needs
+// decoded in full: the others it may only count (Packet.Skipped).
+type Interest interface {
+	// Interesting reports whether a TCP or UDP packet from port src to
+	// port dst may matter to the caller. The Decoder's goroutine calls it
+	// for every frame the pre-filter reads, while the answer may change
+	// (a reload): it must be safe for that, and allocate nothing.
+	Interesting(src, dst uint16) bool
 }
 
 // TenantKey chooses which identifier in a frame is its packet's tenant.
@@ -229,8 +248,18 @@ func (d *Decoder) SkipFragments() { d.frags, d.skipFrags = nil, true }
 // When the packet was encapsulated, p describes the innermost packet and
 // p.Tunnel the encapsulation; the encapsulating packets are not
 // delivered. On a drop, p holds what was decoded before the failure.
+//
+// With DecoderConfig.Interest, a frame that the pre-filter reads whole
+// (see skip) and finds of no interest is counted as decoded, and returns
+// DropNone with p.Skipped set and only p.Timestamp filled.
 func (d *Decoder) Decode(f *Frame, p *Packet) DropReason {
 	d.stats.Frames++
+	if d.interest != nil && d.skip(f) {
+		d.stats.Decoded++
+		// Not cleared: the caller reads nothing else.
+		p.Timestamp, p.Skipped = f.Timestamp, true
+		return DropNone
+	}
 	// Cleared, then set field by field: a composite literal is built on
 	// the stack and copied, which stalls on every frame.
 	*p = Packet{}

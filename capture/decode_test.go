@@ -415,6 +415,8 @@ func FuzzDecode(f *testing.F) {
 		if r != slow.Decode(&fr, &q) || r == DropNone && !samePacket(&p, &q) || d.Stats() != slow.Stats() {
 			t.Fatalf("with peek %v\n %+v\nwithout\n %+v", r, p, q)
 		}
+		// Nor does the pre-filter, with no port of interest.
+		prefilterSame(t, []Frame{fr}, noInterest{})
 		if r != DropNone {
 			return
 		}

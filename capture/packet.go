@@ -45,7 +45,8 @@ const (
 )
 
 // Packet is one decoded packet. The decoder overwrites every field on each
-// call, so a Packet can be reused without clearing.
+// call, so a Packet can be reused without clearing; except for a packet it
+// Skipped, of which only Timestamp and Skipped are valid.
 //
 // Src and Dst are valid when the frame carried IPv4 or IPv6 (Src.IsValid()).
 // SrcPort, DstPort and TCPFlags are valid when HasPorts is true: for TCP and
@@ -116,6 +117,11 @@ type Packet struct {
 	// decoder was not asked for one or the frame has none (and when the
 	// identifier is 0).
 	Tenant uint32
+
+	// Skipped says the decoder found a TCP or UDP packet on no port of
+	// DecoderConfig.Interest by a look at its raw bytes, counted it as
+	// decoded, and filled Timestamp only: every other field is stale.
+	Skipped bool
 }
 
 // Tunnel describes the encapsulation a packet arrived in: the outermost

@@ -129,6 +129,9 @@ func (e *Engine) apply(c *Config, s *settings) {
 		route(&e.from, wd.from, bit, &w.ports)
 		route(&e.to, wd.to, bit, &w.ports)
 	}
+	for i, word := range e.flowPorts {
+		w.interest[i] = w.ports[i] | word
+	}
 	e.watch.Store(w)
 }
 
@@ -150,6 +153,22 @@ func route(r *[1 << 16]uint8, ps *PortSet, bit uint8, all *PortSet) {
 type watchSet struct {
 	ports PortSet
 	all   bool // a detector looks at every port
+	// interest is ports and the flow table's: see Interesting.
+	interest PortSet
+}
+
+var _ capture.Interest = (*Engine)(nil)
+
+// Interesting implements capture.Interest: it reports false for a TCP or
+// UDP packet between ports src and dst that neither a detector (Wants)
+// nor the flow table (FlowPorts) looks at, which the flow table only
+// counts as untracked and the Engine only reads the time of. Any
+// goroutine may call it, as Wants, and with the same contract.
+func (e *Engine) Interesting(src, dst uint16) bool {
+	w := e.watch.Load()
+	// The destination first: a flood's is one port, whose word of the
+	// set stays in the cache, and its source ports are random.
+	return w.all || w.interest.Has(dst) || w.interest.Has(src)
 }
 
 // FlowPorts returns the ports whose flows the detectors need, for the
@@ -229,10 +248,14 @@ func (e *Engine) Stamp(p *capture.Packet) bool {
 // Frame puts the time of a frame that no Packet call follows (nothing
 // detection wants, or a packet it dropped) on detection's clock, which
 // moves packet time on as Tick does. ns is the frame's time (FrameNanos).
-func (e *Engine) Frame(ns int64) {
-	if _, ok, _ := e.clock.Frame(ns); ok {
+// It returns false, as Stamp does, for a frame that had no time to count
+// at.
+func (e *Engine) Frame(ns int64) bool {
+	_, ok, _ := e.clock.Frame(ns)
+	if ok {
 		e.r.clock(e.clock.Now())
 	}
+	return ok
 }
 
 // Now returns detection's clock: the zero time before the first frame

@@ -185,3 +185,35 @@ func TestReconfigureNewPorts(t *testing.T) {
 		}
 	}
 }
+
+// TestInterestingFollowsReconfigure: the ports the decoder's pre-filter
+// asks about are the ones in force, from the packet after a reload on, and
+// every port once a detector watches them all.
+func TestInterestingFollowsReconfigure(t *testing.T) {
+	only := func(port uint16) Config {
+		c := homeConfig()
+		c.Reflection.Ports, c.Loop.Ports, c.Scan.Ports = []uint16{port}, []uint16{port}, []uint16{port}
+		c.Exposed.Ports, c.SpoofedFlood.Ports = []uint16{port}, []uint16{port}
+		return c
+	}
+	h := newHarness(t, only(19))
+	check := func(when string, want map[[2]uint16]bool) {
+		t.Helper()
+		for ports, w := range want {
+			if got := h.eng.Interesting(ports[0], ports[1]); got != w {
+				t.Errorf("%s: Interesting(%d, %d) = %v, want %v", when, ports[0], ports[1], got, w)
+			}
+		}
+	}
+	check("chargen only", map[[2]uint16]bool{{40000, 19}: true, {19, 40000}: true, {40000, 7}: false, {40000, 80}: false})
+	if err := h.eng.Reconfigure(only(7)); err != nil {
+		t.Fatal(err)
+	}
+	check("echo only", map[[2]uint16]bool{{40000, 19}: false, {7, 40000}: true, {40000, 7}: true, {40000, 80}: false})
+	every := only(7)
+	every.SpoofedFlood.Ports = []uint16{}
+	if err := h.eng.Reconfigure(every); err != nil {
+		t.Fatal(err)
+	}
+	check("every port", map[[2]uint16]bool{{40000, 19}: true, {40000, 7}: true, {40000, 80}: true, {1, 2}: true})
+}

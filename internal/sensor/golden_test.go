@@ -89,6 +89,10 @@ type replay struct {
 	// frames of up to evidenceSnaplen bytes.
 	evidence        detect.EvidenceWriter
 	evidenceSnaplen int
+	// fullDecode turns the decoder's pre-filter off; stats, if not nil,
+	// gets the run's counters.
+	fullDecode bool
+	stats      *Stats
 }
 
 // caseConfig is what a case's config.yaml may set: detection's settings,
@@ -123,6 +127,7 @@ func (r replay) config(t *testing.T) (detect.Config, Config) {
 		Decoder:         capture.DecoderConfig{VXLANPorts: cc.VXLANPorts, Tenant: tenant},
 		Dedup:           cc.Dedup,
 		EvidenceSnaplen: r.evidenceSnaplen,
+		fullDecode:      r.fullDecode,
 	}
 }
 
@@ -157,6 +162,9 @@ func (r replay) run(t *testing.T) []byte {
 	}
 	if ws := s.Warnings(); len(ws) > 0 {
 		t.Fatalf("warnings: %v", ws)
+	}
+	if r.stats != nil {
+		*r.stats = s.Stats()
 	}
 	return lines.Bytes()
 }

@@ -88,6 +88,10 @@ type Config struct {
 	// every open incident: no capture is left to fall behind, so the
 	// outputs may wait for room rather than drop that burst.
 	Draining func()
+
+	// fullDecode, for tests, has every frame decoded in full, without
+	// the decoder's pre-filter.
+	fullDecode bool
 }
 
 // An Observer follows the incidents of a run, for a report: it is given
@@ -170,7 +174,7 @@ func New(cfg Config, srcs []capture.Source, eng *detect.Engine) (*Sensor, error)
 		return nil, fmt.Errorf("sensor: %w", err)
 	}
 	for i := range n {
-		w, err := newWorker(i, cfg, eng.Wants)
+		w, err := newWorker(i, cfg, eng)
 		if err != nil {
 			return nil, err
 		}
@@ -184,7 +188,7 @@ func New(cfg Config, srcs []capture.Source, eng *detect.Engine) (*Sensor, error)
 		return s, nil
 	}
 	s.flows, s.frags = flows, capture.NewFragments()
-	if s.redo, err = newWorker(-1, cfg, eng.Wants); err != nil {
+	if s.redo, err = newWorker(-1, cfg, eng); err != nil {
 		return nil, err
 	}
 	if cfg.Dedup > 0 {

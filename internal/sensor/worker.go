@@ -54,6 +54,8 @@ type worker struct {
 
 	// Counted when frames come in chunks: frames the filter rejected, and
 	// decoded packets detection does not want (the flow table's untracked).
+	// Alone, skipped counts the packets the decoder Skipped, which the
+	// flow table never sees.
 	rejected, skipped uint64
 
 	// published counters, copied from the worker's own every so often so
@@ -77,12 +79,17 @@ type workerStats struct {
 	dedupDropped, dedupEvicted uint64
 }
 
-// newWorker returns worker id, with a decoder as cfg configures it; wants
-// is the engine's.
-func newWorker(id int, cfg Config, wants func(*capture.Packet) bool) (*worker, error) {
-	w := &worker{id: id, wants: wants}
+// newWorker returns worker id, with a decoder as cfg configures it that
+// skips the packets eng finds of no interest; wants is eng.Wants.
+func newWorker(id int, cfg Config, eng *detect.Engine) (*worker, error) {
+	w := &worker{id: id, wants: eng.Wants}
+	dc := cfg.Decoder
+	if cfg.Dedup == 0 && !cfg.fullDecode {
+		// Dedup judges decoded packets: it gets them all decoded.
+		dc.Interest = eng
+	}
 	var err error
-	if w.dec, err = capture.NewDecoderWith(cfg.Decoder); err != nil {
+	if w.dec, err = capture.NewDecoderWith(dc); err != nil {
 		return nil, fmt.Errorf("sensor: %w", err)
 	}
 	if cfg.Dedup > 0 {
@@ -178,7 +185,16 @@ func (w *worker) runOne(eng *detect.Engine, live bool) (warnings []error, err er
 		if w.due.Load() != 0 {
 			w.runHooks()
 		}
-		if w.dec.Decode(&w.frame, &w.pkt) != capture.DropNone || w.isCopy(&w.pkt) {
+		r := w.dec.Decode(&w.frame, &w.pkt)
+		if w.pkt.Skipped {
+			// What Stamp, Flows.Update (untracked) and Packet would
+			// have done with it.
+			if eng.Frame(detect.FrameNanos(w.frame.Timestamp)) {
+				w.skipped++
+			}
+			continue
+		}
+		if r != capture.DropNone || w.isCopy(&w.pkt) {
 			// Every frame moves packet time, decoded or not, kept or
 			// not, as it does when several workers decode the frames.
 			eng.Frame(detect.FrameNanos(w.frame.Timestamp))
@@ -222,7 +238,12 @@ func (w *worker) keep(c *chunk) {
 		return
 	}
 	c.see(detect.FrameNanos(w.frame.Timestamp))
-	if w.dec.Decode(&w.frame, &w.pkt) != capture.DropNone || w.isCopy(&w.pkt) {
+	r := w.dec.Decode(&w.frame, &w.pkt)
+	if w.pkt.Skipped {
+		w.skipped++ // as a packet not wanted, below
+		return
+	}
+	if r != capture.DropNone || w.isCopy(&w.pkt) {
 		return
 	}
 	if w.pkt.Fragment || w.wants(&w.pkt) {
