@@ -68,7 +68,11 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"-r", demo, "-i", "eth0"}, `-r and -i cannot be used together`},
 		{[]string{"-r", demo, "--format", "xml"}, `--format: unknown format "xml"`},
 		{[]string{"-r", demo, "--home-net", "10.0.0.0/99"}, `10\.0\.0\.0/99`},
-		{[]string{"-r", demo, "--bogus"}, `flag provided but not defined: -bogus`},
+		{[]string{"-r", demo, "--bogus"}, `^echowatch: unrecognized option '--bogus'$`},
+		{[]string{"-r", demo, "-bogus=1"}, `^echowatch: unrecognized option '-bogus'$`},
+		{[]string{"-r", demo, "--workers"}, `^echowatch: option '--workers' requires an argument$`},
+		{[]string{"-r", demo, "--workers=x"}, `^echowatch: invalid value "x" for option --workers: parse error$`},
+		{[]string{"-r", demo, "-stats=maybe"}, `^echowatch: invalid boolean value "maybe" for option -stats: parse error$`},
 		{[]string{"-r", demo, "--workers", "0"}, `--workers: 0 is out of range`},
 		{[]string{"-r", demo, "--capture", "dpdk"}, `--capture: unknown method "dpdk"`},
 		{[]string{"-r", demo, "--max-flows", "-1"}, `--max-flows`},
@@ -93,15 +97,15 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"-r", demo, "--output", "kafka://b1:9092,b2:70000/t"}, `broker b2:70000: port "70000"`},
 		{[]string{"-r", demo, "--config", huge}, `^echowatch: config .*huge\.yaml: larger than 16 MiB: refused$`},
 		// How frames are decoded.
-		{[]string{"-r", demo, "--vxlan-port", "0"}, `^echowatch: invalid value "0" for flag -vxlan-port: "0" is not a port \(want a number from 1 to 65535\)$`},
-		{[]string{"-r", demo, "--vxlan-port", "8472,70000"}, `invalid value "8472,70000" for flag -vxlan-port: "70000" is not a port`},
+		{[]string{"-r", demo, "--vxlan-port", "0"}, `^echowatch: invalid value "0" for option --vxlan-port: "0" is not a port \(want a number from 1 to 65535\)$`},
+		{[]string{"-r", demo, "--vxlan-port", "8472,70000"}, `invalid value "8472,70000" for option --vxlan-port: "70000" is not a port`},
 		{[]string{"-r", demo, "--vxlan-port", "6081"}, `^echowatch: --vxlan-port: VXLAN port 6081: GENEVE's port$`},
 		{[]string{"-r", demo, "--vxlan-port", "1,2,3,4,5,6,7,8,9"}, `^echowatch: --vxlan-port: more than 8 VXLAN ports$`},
 		{[]string{"-r", demo, "--config", badPort}, `^echowatch: --vxlan-port: 65536 is not a port \(want a number from 1 to 65535\)$`},
 		{[]string{"-r", demo, "--tenant", "vpc"}, `^echowatch: --tenant: "vpc": want one of none, vni, gre-key, erspan-session, vlan, mpls-label, teid$`},
 		{[]string{"-r", demo, "--dedup", "-1ms"}, `^echowatch: --dedup: -1ms is out of range \(0: off, or above 0 and at most 1s\)$`},
 		{[]string{"-r", demo, "--dedup", "2s"}, `--dedup: 2s is out of range`},
-		{[]string{"-r", demo, "--dedup", "1"}, `invalid value "1" for flag -dedup`},
+		{[]string{"-r", demo, "--dedup", "1"}, `invalid value "1" for option --dedup`},
 	}
 	for _, c := range cases {
 		code, out, errOut := runMain(t, nil, c.args...)

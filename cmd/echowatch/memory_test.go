@@ -30,7 +30,7 @@ func TestMaxMemoryErrors(t *testing.T) {
 	}{
 		{[]string{"-r", demo, "--max-memory", "32MiB"}, `^echowatch: --max-memory: 32MiB is too small \(at least 85MiB\)$`},
 		{[]string{"-r", demo, "--max-memory", "100MiB", "--workers", "2"}, `--max-memory: 100MiB is too small for 2 workers \(at least 165MiB\)$`},
-		{[]string{"-r", demo, "--max-memory", "lots"}, `invalid value "lots" for flag -max-memory: "lots" is not a size`},
+		{[]string{"-r", demo, "--max-memory", "lots"}, `invalid value "lots" for option --max-memory: "lots" is not a size`},
 		{[]string{"-r", demo, "--config", badSize}, `config .*bad\.yaml: line 1: "12 parsecs" is not a size`},
 		{[]string{"-r", demo, "--max-flows", "5000000"},
 			`^echowatch: max_flows 5000000 need 534\.1MiB, more than max_memory 256MiB leaves for tables \(170MiB\): raise max_memory to 689MiB or lower them$`},

@@ -388,7 +388,7 @@ func parseArgs(args []string, stdout io.Writer, stdoutIsTerminal bool) (cfg conf
 			fmt.Fprint(stdout, usageText)
 			return cfg, true, nil
 		}
-		return cfg, false, usagef("%v", err)
+		return cfg, false, usagef("%s", asTyped(err, args))
 	}
 	if cl.help {
 		fmt.Fprint(stdout, usageText)
@@ -435,6 +435,45 @@ func parseArgs(args []string, stdout io.Writer, stdoutIsTerminal bool) (cfg conf
 		cfg.reread = load
 	}
 	return cfg, false, err
+}
+
+// asTyped rewrites an error of package flag, which names every flag with
+// one dash ("-workers"), to say what the user typed ("--workers"), as GNU
+// tools do: "unrecognized option '--bogus'", "option '--workers' requires
+// an argument", "invalid value "x" for option --workers: ...".
+func asTyped(err error, args []string) string {
+	msg := err.Error()
+	typed := func(name string) string {
+		for _, a := range args {
+			if a == "--" {
+				break
+			}
+			dashes := len(a) - len(strings.TrimLeft(a, "-"))
+			if dashes == 0 || dashes > 2 {
+				continue
+			}
+			if n, _, _ := strings.Cut(a[dashes:], "="); n == name {
+				return a[:dashes] + name
+			}
+		}
+		return "--" + name
+	}
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		return fmt.Sprintf("unrecognized option '%s'", typed(name))
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
+		return fmt.Sprintf("option '%s' requires an argument", typed(name))
+	}
+	// invalid value "x" for flag -name: why; invalid boolean value "x" for -name: why
+	for _, sep := range []string{" for flag -", " for -"} {
+		before, after, ok := strings.Cut(msg, sep)
+		if !ok || !strings.HasPrefix(before, "invalid ") {
+			continue
+		}
+		name, why, _ := strings.Cut(after, ": ")
+		return fmt.Sprintf("%s for option %s: %s", before, typed(name), why)
+	}
+	return msg
 }
 
 // maxConfigSize bounds the configuration file.
