@@ -68,7 +68,7 @@ func TestFanoutStartupErrors(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"stdout", "kafka://" + k.Addr + "/missing"},
-			"output kafka://" + k.Addr + `/missing: sinks/kafka: topic "missing" does not exist on ` + k.Addr + " (create it, or add auto_create=true to let the broker create it)"},
+			"output kafka://" + k.Addr + `/missing: sinks/kafka: topic "missing" does not exist on ` + k.Addr + " (create it, or add auto_create=true to create it)"},
 		{[]string{"file:///nonexistent-dir/alerts.json"},
 			"output file:///nonexistent-dir/alerts.json: sinks/file: open /nonexistent-dir/alerts.json: no such file or directory"},
 		{[]string{"stdout", "file://host/x"}, "file://host/x: want file:///absolute/path"},

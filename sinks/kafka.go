@@ -32,9 +32,13 @@ type KafkaConfig struct {
 	Compression string
 	TLS         *tls.Config // nil speaks plaintext
 	SASL        SASLConfig
-	// AutoCreate lets the broker create a missing topic (if it is
-	// configured to); without it a missing topic is an error at start-up.
-	AutoCreate bool
+	// AutoCreate creates a missing topic (CreateTopics, with Partitions
+	// partitions and ReplicationFactor replicas; 0 for either is the
+	// broker's default); without it a missing topic is an error at
+	// start-up.
+	AutoCreate        bool
+	Partitions        int
+	ReplicationFactor int
 	// BatchTimeout is how long a round waits for more messages before it
 	// is sent. Default none: a round is sent at once, whatever the queue's
 	// size, since nothing more joins it (see kafkaConn); the rounds grow
@@ -246,19 +250,46 @@ func (k *Kafka) Check(ctx context.Context) error {
 	return err
 }
 
-// checkTopic tells whether the topic exists, without creating it: with
-// AutoCreate the writer asks the broker to create a missing one.
+// checkTopic tells whether the topic exists; with AutoCreate it creates
+// a missing one.
 func (k *Kafka) checkTopic(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	_, err := k.topic(ctx, false)
 	if errors.Is(err, kafka.UnknownTopicOrPartition) {
 		if k.cfg.AutoCreate {
-			return nil
+			return k.createTopic(ctx)
 		}
-		return fmt.Errorf("sinks/kafka: topic %q does not exist on %s (create it, or add auto_create=true to let the broker create it)", k.cfg.Topic, k.addr)
+		return fmt.Errorf("sinks/kafka: topic %q does not exist on %s (create it, or add auto_create=true to create it)", k.cfg.Topic, k.addr)
 	}
 	return err
+}
+
+// createTopic creates the topic with the partitions and replicas the
+// configuration gives, rather than count on the brokers' own
+// auto.create.topics.enable, which production clusters turn off. A topic
+// that another sensor created meanwhile is no error.
+func (k *Kafka) createTopic(ctx context.Context) error {
+	orDefault := func(n int) int {
+		if n <= 0 {
+			return -1 // the broker's num.partitions, default.replication.factor
+		}
+		return n
+	}
+	c := &kafka.Client{Addr: k.addr, Transport: k.transport}
+	r, err := c.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
+		Topic: k.cfg.Topic, NumPartitions: orDefault(k.cfg.Partitions), ReplicationFactor: orDefault(k.cfg.ReplicationFactor),
+	}}})
+	if err == nil {
+		err = r.Errors[k.cfg.Topic]
+	}
+	if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+		if aerr := k.authError(ctx, err); aerr != nil {
+			return aerr
+		}
+		return fmt.Errorf("sinks/kafka: creating topic %q on %s: %w", k.cfg.Topic, k.addr, err)
+	}
+	return nil
 }
 
 // topic reads the topic's partition count from the metadata the transport

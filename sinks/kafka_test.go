@@ -3,6 +3,7 @@ package sinks_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -109,18 +110,32 @@ func TestKafkaMissingTopic(t *testing.T) {
 	}
 }
 
+// TestKafkaAutoCreate has the output create a missing topic with the
+// partitions it asks for, on a broker that creates none by itself (as
+// production clusters are set up) and on one that would.
 func TestKafkaAutoCreate(t *testing.T) {
-	k := sinkstest.StartKafka(t, "", 0, sinkstest.WithAutoCreate())
-	k.Topic = "created"
-	q := startQueue(t, newKafka(t, sinks.KafkaConfig{Brokers: []string{k.Addr}, Topic: k.Topic, AutoCreate: true}))
-	for i := range 10 {
-		q.Write(sinkstest.Alert(1, i))
-	}
-	if err := q.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if recs := k.Records(10, 10*time.Second); len(recs) != 10 {
-		t.Fatalf("read %d records from the created topic", len(recs))
+	for _, brokerCreates := range []bool{false, true} {
+		t.Run(fmt.Sprintf("broker creates %v", brokerCreates), func(t *testing.T) {
+			var opts []sinkstest.KafkaOption
+			if brokerCreates {
+				opts = append(opts, sinkstest.WithAutoCreate())
+			}
+			k := sinkstest.StartKafka(t, "", 0, opts...)
+			k.Topic = "created"
+			q := startQueue(t, newKafka(t, sinks.KafkaConfig{Brokers: []string{k.Addr}, Topic: k.Topic, AutoCreate: true, Partitions: 3}))
+			for i := range 10 {
+				q.Write(sinkstest.Alert(1, i))
+			}
+			if err := q.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if recs := k.Records(10, 10*time.Second); len(recs) != 10 {
+				t.Fatalf("read %d records from the created topic", len(recs))
+			}
+			if n := k.Partitions(); n != 3 {
+				t.Errorf("the created topic has %d partitions, want the 3 asked for", n)
+			}
+		})
 	}
 }
 

@@ -24,8 +24,12 @@ type KafkaOptions struct {
 	PasswordFile string `yaml:"password_file"`
 	TLS          bool   `yaml:"tls"` // implied by ca, cert or server_name
 	TLSFiles     `yaml:",inline"`
-	AutoCreate   bool          `yaml:"auto_create"`
-	BatchTimeout time.Duration `yaml:"batch_timeout"`
+	AutoCreate   bool `yaml:"auto_create"`
+	// Partitions and ReplicationFactor size a topic that auto_create
+	// creates; 0 leaves each to the broker's default.
+	Partitions        int           `yaml:"partitions"`
+	ReplicationFactor int           `yaml:"replication_factor"`
+	BatchTimeout      time.Duration `yaml:"batch_timeout"`
 }
 
 // KafkaPasswordEnv names the environment variable that gives the SASL
@@ -52,6 +56,18 @@ func parseKafkaURL(u *url.URL, q queryValues, o Options) (*Kafka, error) {
 			}
 			*p = b
 		}
+	}
+	for key, p := range map[string]*int{"partitions": &ko.Partitions, "replication_factor": &ko.ReplicationFactor} {
+		if v := q.take(key); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1<<20 {
+				return nil, fmt.Errorf("%s=%q: want a number from 1", key, v)
+			}
+			*p = n
+		}
+	}
+	if ko.Partitions < 0 || ko.ReplicationFactor < 0 {
+		return nil, fmt.Errorf("partitions %d, replication_factor %d: neither may be negative", ko.Partitions, ko.ReplicationFactor)
 	}
 	if v := q.take("batch_timeout"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -94,8 +110,9 @@ func parseKafkaURL(u *url.URL, q queryValues, o Options) (*Kafka, error) {
 	cfg := KafkaConfig{
 		Brokers: brokers, Topic: topic, Acks: ko.Acks, Compression: ko.Compression,
 		SASL:       SASLConfig{Mechanism: ko.SASL, Username: ko.User, Password: ko.Password},
-		AutoCreate: ko.AutoCreate, BatchTimeout: ko.BatchTimeout,
-		SensorName: o.SensorName,
+		AutoCreate: ko.AutoCreate, Partitions: ko.Partitions, ReplicationFactor: ko.ReplicationFactor,
+		BatchTimeout: ko.BatchTimeout,
+		SensorName:   o.SensorName,
 	}
 	// A CA, a certificate or a server name asks for TLS; a key goes with
 	// a certificate.

@@ -30,6 +30,7 @@ func TestParseOutput(t *testing.T) {
 		{"kafka://sensor:s3cret@b1:9092/alerts?sasl=SCRAM-SHA-256&tls=true", "kafka://sensor:xxxxx@b1:9092/alerts?sasl=SCRAM-SHA-256&tls=true", &sinks.Kafka{}},
 		{"kafka://sensor@b1/alerts?password=s3cret", "kafka://sensor@b1/alerts?password=xxxxx", &sinks.Kafka{}},
 		{"kafka://b1/alerts?auto_create=true&batch_timeout=2ms", "kafka://b1/alerts?auto_create=true&batch_timeout=2ms", &sinks.Kafka{}},
+		{"kafka://b1/alerts?auto_create=true&partitions=6&replication_factor=3", "kafka://b1/alerts?auto_create=true&partitions=6&replication_factor=3", &sinks.Kafka{}},
 	} {
 		out, err := sinks.ParseOutput(c.url, sinks.DefaultOptions(), os.Stdout)
 		if err != nil || out.Name != c.name || reflect.TypeOf(out.Dialer) != reflect.TypeOf(c.dialer) {
@@ -76,6 +77,8 @@ func TestParseOutputErrors(t *testing.T) {
 		{"kafka://b1:9092/t?compression=brotli", `kafka://b1:9092/t?compression=brotli: sinks/kafka: compression "brotli": want none, gzip, snappy, lz4 or zstd`},
 		{"kafka://b1:9092/t?sasl=GSSAPI", `kafka://b1:9092/t?sasl=GSSAPI: sinks/kafka: sasl mechanism "GSSAPI": want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512`},
 		{"kafka://b1:9092/t?auto_create=maybe", `kafka://b1:9092/t?auto_create=maybe: auto_create="maybe": want true or false`},
+		{"kafka://b1:9092/t?auto_create=true&partitions=0", `kafka://b1:9092/t?auto_create=true&partitions=0: partitions="0": want a number from 1`},
+		{"kafka://b1:9092/t?replication_factor=x", `kafka://b1:9092/t?replication_factor=x: replication_factor="x": want a number from 1`},
 		{"kafka://b1:9092/t?tls=yes", `kafka://b1:9092/t?tls=yes: tls="yes": want true or false`},
 		{"kafka://b1:9092/t?batch_timeout=-1s", `kafka://b1:9092/t?batch_timeout=-1s: batch_timeout="-1s": want a duration such as 5ms`},
 		{"kafka://b1:9092/t?server_name=x&ca=/nonexistent", `kafka://b1:9092/t?server_name=x&ca=/nonexistent: ca: open /nonexistent: no such file or directory`},

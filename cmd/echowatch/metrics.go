@@ -82,6 +82,9 @@ func (m *metrics) serve(ln net.Listener) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(m.logger.Handler(), slog.LevelWarn),
+		// A scraper that asks for OpenMetrics (Prometheus does, first)
+		// gets it; others the classic text format.
+		EnableOpenMetrics: true,
 	}))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

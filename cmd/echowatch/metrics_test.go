@@ -162,6 +162,14 @@ func TestMetricsServe(t *testing.T) {
 		if err != nil {
 			t.Errorf("parse /metrics: %v", err)
 		}
+		om, kind := getAccept(t, "http://"+a+"/metrics", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
+		if !strings.HasPrefix(kind, "application/openmetrics-text") || !strings.HasSuffix(om, "# EOF\n") ||
+			!strings.Contains(om, "echowatch_") {
+			t.Errorf("asked for OpenMetrics, got %s ending %q", kind, om[max(0, len(om)-20):])
+		}
+		if _, kind := getAccept(t, "http://"+a+"/metrics", ""); !strings.HasPrefix(kind, "text/plain") {
+			t.Errorf("asked for nothing in particular, got %s", kind)
+		}
 	}
 	logger := slog.New(slog.DiscardHandler)
 	if err := sense(context.Background(), cfg, nil, io.Discard, io.Discard, logger); err != nil {
@@ -269,17 +277,32 @@ func TestMetricsListenBusy(t *testing.T) {
 
 func get(t *testing.T, url string) string {
 	t.Helper()
-	resp, err := http.Get(url)
+	body, _ := getAccept(t, url, "")
+	return body
+}
+
+// getAccept gets url, asking for the media types of accept (none when
+// empty), and returns the body and its Content-Type.
+func getAccept(t *testing.T, url, accept string) (body, contentType string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Errorf("GET %s: %v", url, err)
-		return ""
+		return "", ""
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Errorf("GET %s: %s, %v", url, resp.Status, err)
 	}
-	return string(b)
+	return string(b), resp.Header.Get("Content-Type")
 }
 
 // evidencePackets counts the records of the evidence files in dir.

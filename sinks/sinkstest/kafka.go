@@ -132,6 +132,21 @@ func (k *Kafka) All() []*kgo.Record {
 	return k.Records(int(n), 10*time.Second)
 }
 
+// Partitions returns how many partitions the topic has (0 when it does
+// not exist).
+func (k *Kafka) Partitions() int {
+	k.t.Helper()
+	cl := k.client()
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ts, err := kadm.NewClient(cl).ListTopics(ctx, k.Topic)
+	if err != nil {
+		k.t.Fatalf("sinkstest: list topics: %v", err)
+	}
+	return len(ts[k.Topic].Partitions)
+}
+
 // Records reads the topic from the start until it has n records or
 // timeout passes, and returns what it read.
 func (k *Kafka) Records(n int, timeout time.Duration) []*kgo.Record {
