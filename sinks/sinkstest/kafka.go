@@ -118,17 +118,16 @@ func (k *Kafka) Start() {
 // All reads every record the topic holds now.
 func (k *Kafka) All() []*kgo.Record {
 	k.t.Helper()
-	cl := k.client()
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, k.Topic)
+	var n int64
+	err := k.admin(func(ctx context.Context, adm *kadm.Client) error {
+		ends, err := adm.ListEndOffsets(ctx, k.Topic)
+		ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+		return err
+	})
 	if err != nil {
 		k.t.Logf("sinkstest: list end offsets: %v", err)
 		return nil
 	}
-	var n int64
-	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
 	return k.Records(int(n), 10*time.Second)
 }
 
@@ -136,15 +135,26 @@ func (k *Kafka) All() []*kgo.Record {
 // not exist).
 func (k *Kafka) Partitions() int {
 	k.t.Helper()
+	var n int
+	err := k.admin(func(ctx context.Context, adm *kadm.Client) error {
+		ts, err := adm.ListTopics(ctx, k.Topic)
+		n = len(ts[k.Topic].Partitions)
+		return err
+	})
+	if err != nil {
+		k.t.Fatalf("sinkstest: list topics: %v", err)
+	}
+	return n
+}
+
+// admin runs f with an admin client of the cluster, for 10 seconds at
+// most.
+func (k *Kafka) admin(f func(context.Context, *kadm.Client) error) error {
 	cl := k.client()
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ts, err := kadm.NewClient(cl).ListTopics(ctx, k.Topic)
-	if err != nil {
-		k.t.Fatalf("sinkstest: list topics: %v", err)
-	}
-	return len(ts[k.Topic].Partitions)
+	return f(ctx, kadm.NewClient(cl))
 }
 
 // Records reads the topic from the start until it has n records or
