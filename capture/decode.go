@@ -254,6 +254,7 @@ func (d *Decoder) SkipFragments() { d.frags, d.skipFrags = nil, true }
 // DropNone with p.Skipped set and only p.Timestamp filled.
 func (d *Decoder) Decode(f *Frame, p *Packet) DropReason {
 	d.stats.Frames++
+	d.stats.Bytes += uint64(max(f.Length, len(f.Data)))
 	if d.interest != nil && d.skip(f) {
 		d.stats.Decoded++
 		// Not cleared: the caller reads nothing else.
@@ -302,6 +303,7 @@ func (d *Decoder) Decode(f *Frame, p *Packet) DropReason {
 		p.Tenant = uint32(p.VLANs[0])
 	}
 	d.stats.Decoded++
+	d.stats.layers(p.Src.Is4(), p.Proto, int(p.NumVLANs))
 	return DropNone
 }
 

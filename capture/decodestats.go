@@ -45,7 +45,12 @@ func (r DropReason) String() string {
 // DecodeStats are the decoder's counters.
 type DecodeStats struct {
 	Frames  uint64 // frames given to Decode
+	Bytes   uint64 // their length on the wire
 	Decoded uint64 // frames that yielded an IP packet
+	// The packets decoded by layer, as Suricata's decoder counters: the
+	// delivered packet's IP version and transport, and the frames with a
+	// VLAN tag, and with two or more (QinQ).
+	IPv4, IPv6, TCP, UDP, VLAN, VLANQinQ uint64
 	// Dropped counts frames that yielded no packet, by reason.
 	Dropped [numDropReasons]uint64
 	// Truncated counts packets decoded from frames cut short by the snap
@@ -88,7 +93,14 @@ type TunnelStats struct {
 // Add adds o's counters to s, as for the decoders of several workers.
 func (s *DecodeStats) Add(o DecodeStats) {
 	s.Frames += o.Frames
+	s.Bytes += o.Bytes
 	s.Decoded += o.Decoded
+	s.IPv4 += o.IPv4
+	s.IPv6 += o.IPv6
+	s.TCP += o.TCP
+	s.UDP += o.UDP
+	s.VLAN += o.VLAN
+	s.VLANQinQ += o.VLANQinQ
 	for i, n := range o.Dropped {
 		s.Dropped[i] += n
 	}
@@ -98,6 +110,28 @@ func (s *DecodeStats) Add(o DecodeStats) {
 	s.FragmentsEvicted += o.FragmentsEvicted
 	for i, t := range o.Tunnels {
 		s.Tunnels[i].add(t)
+	}
+}
+
+// layers counts a packet decoded: IPv4 or IPv6, its transport, and the
+// VLAN tags of its frame.
+func (s *DecodeStats) layers(v4 bool, proto uint8, vlans int) {
+	if v4 {
+		s.IPv4++
+	} else {
+		s.IPv6++
+	}
+	switch proto {
+	case ProtoTCP:
+		s.TCP++
+	case ProtoUDP:
+		s.UDP++
+	}
+	if vlans > 0 {
+		s.VLAN++
+		if vlans > 1 {
+			s.VLANQinQ++
+		}
 	}
 }
 

@@ -19,8 +19,9 @@ func (d *Decoder) skip(f *Frame) bool {
 	b := f.Data
 	be := binary.BigEndian
 	var (
-		et  uint16
-		off int
+		et   uint16
+		off  int
+		tags int
 	)
 	switch {
 	case f.LinkType == layers.LinkTypeEthernet:
@@ -36,6 +37,7 @@ func (d *Decoder) skip(f *Frame) bool {
 				return false
 			}
 			et, off = be.Uint16(b[off+2:]), off+4
+			tags++
 		}
 	case isRawLinkType(f.LinkType):
 		et = etIPv4
@@ -91,5 +93,9 @@ func (d *Decoder) skip(f *Frame) bool {
 	default:
 		return false
 	}
-	return !d.interest.Interesting(be.Uint16(t), be.Uint16(t[2:]))
+	if d.interest.Interesting(be.Uint16(t), be.Uint16(t[2:])) {
+		return false
+	}
+	d.stats.layers(et == etIPv4, proto, tags)
+	return true
 }

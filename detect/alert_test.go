@@ -53,7 +53,9 @@ func TestAlertEVE(t *testing.T) {
 			t.Errorf("timestamp %q: %v", ts, err)
 		}
 	}
-	want := "timestamp event_type src_ip src_port dest_ip proto host alert incident"
+	// The victim is hit on one port, from twelve reflectors: a dest_port,
+	// but no one flow.
+	want := "timestamp event_type flow_id src_ip src_port dest_ip dest_port proto host alert incident"
 	if got := strings.Join(topKeys(t, h.out.lines[0]), " "); got != want {
 		t.Errorf("reflection keys %q\nwant %q", got, want)
 	}
@@ -64,7 +66,7 @@ func TestAlertEVE(t *testing.T) {
 			break
 		}
 	}
-	want = "timestamp event_type src_ip src_port dest_ip dest_port proto community_id host alert incident"
+	want = "timestamp event_type flow_id src_ip src_port dest_ip dest_port proto community_id host alert incident"
 	if got := strings.Join(topKeys(t, loop), " "); got != want {
 		t.Errorf("loop keys %q\nwant %q", got, want)
 	}
@@ -75,7 +77,16 @@ func TestAlertEVE(t *testing.T) {
 			SignatureID int `json:"signature_id"`
 			Severity    int
 			Metadata    map[string][]string
+			Source      struct {
+				IP   string
+				Port int
+			}
+			Target struct {
+				IP   string
+				Port int
+			}
 		}
+		FlowID   uint64 `json:"flow_id"`
 		Incident struct {
 			Kind, Phase, Victim, Direction, Advice string
 			Reflectors                             []struct {
@@ -95,10 +106,44 @@ func TestAlertEVE(t *testing.T) {
 		m.Alert.Metadata["mitre_technique_id"][0] != "T1498.002" {
 		t.Errorf("alert %+v", m.Alert)
 	}
+	// Suricata's attacker and victim: the busiest reflector, the victim.
+	if m.Alert.Source.IP != in0(h).Src.Addr().String() || m.Alert.Source.Port != int(in0(h).Src.Port()) ||
+		m.Alert.Target.IP != "10.1.0.10" || m.Alert.Target.Port != 40000 {
+		t.Errorf("source %+v, target %+v", m.Alert.Source, m.Alert.Target)
+	}
+	if m.FlowID == 0 || m.FlowID >= 1<<51 || m.FlowID != h.out.alerts[len(h.out.alerts)-1].FlowID() && h.out.alerts[len(h.out.alerts)-1].Kind() == KindReflection {
+		t.Errorf("flow_id %d", m.FlowID)
+	}
 	in := m.Incident
 	if in.Kind != "reflection" || in.Phase != "start" || in.Victim != "10.1.0.10" || in.Direction != "inbound" ||
 		len(in.Reflectors) != 10 || in.ReflectorCount != 12 || in.Advice == "" || in.PPS < 50 {
 		t.Errorf("incident %+v", in)
+	}
+}
+
+// in0 returns the first alert h received.
+func in0(h *harness) *Alert { return h.out.alerts[0] }
+
+// TestAlertOneFlow: a reflection from one reflector to one port of its
+// victim is about one flow, and says which, as a loop does; every alert of
+// an incident's key shares its flow_id, and another key has another.
+func TestAlertOneFlow(t *testing.T) {
+	h := newHarness(t, homeConfig())
+	h.feed(reflected(base, 800, 4000, 1, "10.1.0.10")...)
+	h.feed(reflected(at(20*time.Second), 800, 4000, 1, "10.1.0.11")...)
+	h.flush()
+	h.expect(
+		"reflection/start/9000001 10.1.0.10", "reflection/start/9000001 10.1.0.11",
+		"reflection/end/9000001 10.1.0.10", "reflection/end/9000001 10.1.0.11",
+	)
+	a := h.out.alerts[0]
+	want := CommunityID(netip.MustParseAddrPort("45.33.0.1:7"), netip.MustParseAddrPort("10.1.0.10:40000"), capture.ProtoUDP)
+	if a.Dst.Port() != 40000 || a.CommunityID != want {
+		t.Errorf("dest %v, community_id %q; want port 40000 and %q", a.Dst, a.CommunityID, want)
+	}
+	ids := []uint64{a.FlowID(), h.out.alerts[2].FlowID(), h.out.alerts[1].FlowID()}
+	if ids[0] != ids[1] || ids[0] == ids[2] {
+		t.Errorf("flow ids %v: want the start and end of 10.1.0.10 equal, 10.1.0.11 another", ids)
 	}
 }
 

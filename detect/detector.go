@@ -5,6 +5,7 @@
 package detect
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/echowatch/echowatch/capture"
@@ -79,6 +80,9 @@ type kindInfo interface {
 	// key returns what the incident is about, before the tenant (see
 	// Alert.Key).
 	key(a *Alert) string
+	// sides returns the attacker's and the victim's end of the alert, as
+	// Suricata's alert.source and alert.target say them.
+	sides(a *Alert) (source, target netip.AddrPort)
 	// appendEVE appends the kind's members of the EVE incident object, each
 	// after a comma.
 	appendEVE(b []byte, a *Alert) []byte

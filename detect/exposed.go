@@ -165,6 +165,10 @@ type exposedKind struct{}
 func (exposedKind) kind() Kind   { return KindExposed }
 func (exposedKind) name() string { return "exposed" }
 
+// sides: the service that answers is what the finding is about, and
+// whoever asked is the other end.
+func (exposedKind) sides(a *Alert) (source, target netip.AddrPort) { return a.Dst, a.Src }
+
 func (exposedKind) key(a *Alert) string {
 	return protoName(a.Proto) + "/" + a.Src.String()
 }

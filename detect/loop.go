@@ -177,6 +177,9 @@ type loopKind struct{}
 func (loopKind) kind() Kind   { return KindLoop }
 func (loopKind) name() string { return "loop" }
 
+// sides: both endpoints suffer a loop; the alert's first is its source.
+func (loopKind) sides(a *Alert) (source, target netip.AddrPort) { return a.Src, a.Dst }
+
 func (loopKind) key(a *Alert) string {
 	return a.Incident.Endpoints[0].String() + "-" + a.Incident.Endpoints[1].String()
 }

@@ -249,9 +249,13 @@ type victim struct {
 	reqP, repP uint64 // packets of each side in this activity
 	reqB, repB uint64
 	refl       tally
-	svc        portList  // service ports seen
-	hosts      tally     // prefix: the hosts hit
-	octets     [4]uint64 // IPv4 prefix of /24 or longer: the hosts hit, exactly
+	svc        portList // service ports seen
+	// port is the victim's port in this activity's packets (0: none yet),
+	// unless ports says it used more than one.
+	port   uint16
+	ports  bool
+	hosts  tally     // prefix: the hosts hit
+	octets [4]uint64 // IPv4 prefix of /24 or longer: the hosts hit, exactly
 }
 
 var _ subject = (*victim)(nil)
@@ -284,6 +288,15 @@ func (v *victim) count(p *capture.Packet, vic netip.Addr, refl netip.AddrPort, r
 	}
 	v.refl.add(refl, p.Length, &v.d.slots)
 	v.svc.add(refl.Port())
+	vp := p.DstPort
+	if request {
+		vp = p.SrcPort
+	}
+	if v.port == 0 {
+		v.port = vp
+	} else if vp != v.port {
+		v.ports = true
+	}
 	if v.isPrefix {
 		v.hosts.add(netip.AddrPortFrom(vic, 0), p.Length, &v.d.slots)
 		if vic.Is4() {
@@ -338,6 +351,7 @@ func (v *victim) measure(now time.Time) (bool, float64, float64) {
 
 func (v *victim) reset() {
 	v.reqP, v.repP, v.reqB, v.repB = 0, 0, 0, 0
+	v.port, v.ports = 0, false
 	v.refl.reset()
 	v.svc = portList{}
 	v.hosts.reset()
@@ -367,6 +381,14 @@ func (v *victim) describe(a *Alert) {
 		in.Packets, in.Bytes = v.reqP, v.reqB
 	} else {
 		in.Packets, in.Bytes = v.repP, v.repB
+	}
+	// A victim hit on one port has it as dest_port; when one reflector
+	// carries most of it too, the alert is about that flow.
+	if !v.isPrefix && v.port != 0 && !v.ports {
+		a.Dst = netip.AddrPortFrom(v.pfx.Addr(), v.port)
+		if len(top) > 0 && 2*top[0].packets > v.reqP+v.repP {
+			a.CommunityID = CommunityID(a.Src, a.Dst, capture.ProtoUDP)
+		}
 	}
 	in.Direction = r.direction(a.Src.Addr(), v.pfx.Addr())
 	d := v.d
@@ -410,6 +432,9 @@ type reflectionKind struct{}
 
 func (reflectionKind) kind() Kind   { return KindReflection }
 func (reflectionKind) name() string { return "reflection" }
+
+// sides: the busiest reflector, and the victim.
+func (reflectionKind) sides(a *Alert) (source, target netip.AddrPort) { return a.Src, a.Dst }
 
 func (reflectionKind) key(a *Alert) string {
 	v := a.Incident.Victim

@@ -208,6 +208,9 @@ type scanKind struct{}
 func (scanKind) kind() Kind   { return KindScan }
 func (scanKind) name() string { return "scan" }
 
+// sides: the scanner, and the latest host it probed.
+func (scanKind) sides(a *Alert) (source, target netip.AddrPort) { return a.Src, a.Dst }
+
 func (scanKind) key(a *Alert) string {
 	return protoName(a.Proto) + "/" + a.Src.Addr().String()
 }

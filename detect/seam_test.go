@@ -3,6 +3,7 @@ package detect
 import (
 	"encoding/json"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -106,9 +107,10 @@ func (v *memcachedVictim) describe(a *Alert) {
 // memcachedKind renders memcached incidents.
 type memcachedKind struct{}
 
-func (memcachedKind) kind() Kind          { return kindMemcached }
-func (memcachedKind) name() string        { return "memcached" }
-func (memcachedKind) key(a *Alert) string { return a.Incident.Victim.Addr().String() }
+func (memcachedKind) kind() Kind                                     { return kindMemcached }
+func (memcachedKind) name() string                                   { return "memcached" }
+func (memcachedKind) key(a *Alert) string                            { return a.Incident.Victim.Addr().String() }
+func (memcachedKind) sides(a *Alert) (source, target netip.AddrPort) { return a.Src, a.Dst }
 
 func (memcachedKind) appendEVE(b []byte, a *Alert) []byte {
 	b = append(b, `,"victim":`...)
@@ -168,10 +170,11 @@ func TestExtraDetector(t *testing.T) {
 		t.Errorf("KindName() = %q, want memcached", a.KindName())
 	}
 	wantEVE := `{"timestamp":"2024-01-01T00:00:02.000000+0000","event_type":"alert",` +
+		`"flow_id":` + strconv.FormatUint(a.FlowID(), 10) + `,` +
 		`"src_ip":"203.0.113.5","src_port":11211,"dest_ip":"10.1.0.7","proto":"UDP",` +
 		`"alert":{"action":"allowed","gid":1,"signature_id":9000100,"rev":1,` +
 		`"signature":"ECHOWATCH memcached amplification toward victim","category":"Attempted Denial of Service",` +
-		`"severity":2,"metadata":{"mitre_tactic_id":["TA0040"],"mitre_tactic_name":["Impact"],` +
+		`"severity":2,"source":{"ip":"203.0.113.5","port":11211},"target":{"ip":"10.1.0.7"},"metadata":{"mitre_tactic_id":["TA0040"],"mitre_tactic_name":["Impact"],` +
 		`"mitre_technique_id":["T1498.002"],"mitre_technique_name":["Reflection Amplification"]}},` +
 		`"incident":{"id":"` + a.Incident.ID + `","kind":"memcached","phase":"start",` +
 		`"first_seen":"2024-01-01T00:00:00.000000+0000","last_seen":"2024-01-01T00:00:02.000000+0000",` +

@@ -322,6 +322,9 @@ type spoofedFloodKind struct{}
 func (spoofedFloodKind) kind() Kind   { return KindSpoofedFlood }
 func (spoofedFloodKind) name() string { return "spoofed_flood" }
 
+// sides: the latest (forged) source, and the target.
+func (spoofedFloodKind) sides(a *Alert) (source, target netip.AddrPort) { return a.Src, a.Dst }
+
 func (spoofedFloodKind) key(a *Alert) string {
 	return a.Incident.Target.String()
 }

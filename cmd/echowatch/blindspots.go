@@ -63,7 +63,7 @@ func (b *blindSpots) check(d decoderStats) {
 		if n == 1 {
 			what = one
 		}
-		fmt.Fprintf(b.w, "echowatch: warning: %s %s (stats: decoder.%s)\n", groupDigits(n), what, key)
+		fmt.Fprintf(b.w, "echowatch: warning: %s %s (stats: echowatch.decoder.%s)\n", groupDigits(n), what, key)
 	}
 	for _, k := range capture.TunnelKinds() {
 		t := d.Tunnels[k.String()]
@@ -100,7 +100,7 @@ func (b *blindSpots) checkClock(d detect.Stats) {
 		b.said["time_steps_back"] = true
 		e := d.FirstStepBack
 		fmt.Fprintf(b.w, "echowatch: warning: a frame stamped %s came %v behind detection's clock (%s): "+
-			"the capture's clock stepped back, or frames came late; counted at the clock's time (stats: detect.time_steps_back)\n",
+			"the capture's clock stepped back, or frames came late; counted at the clock's time (stats: echowatch.detect.time_steps_back)\n",
 			clockTime(e.Frame), e.Clock.Sub(e.Frame).Round(time.Millisecond), clockTime(e.Clock))
 	}
 	if d.TimeInvalid > 0 && !b.said["time_invalid"] {
@@ -115,7 +115,7 @@ func (b *blindSpots) checkClock(d detect.Stats) {
 			first = "came before any valid time and was not looked at"
 		}
 		fmt.Fprintf(b.w, "echowatch: warning: %s (before 1995, or more than a day past detection's clock): "+
-			"the first, stamped %s, %s; after a valid time they count at the clock's (stats: detect.time_invalid)\n",
+			"the first, stamped %s, %s; after a valid time they count at the clock's (stats: echowatch.detect.time_invalid)\n",
 			what, clockTime(e.Frame), first)
 	}
 }

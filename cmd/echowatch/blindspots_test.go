@@ -73,14 +73,16 @@ func finalDecoderStats(t *testing.T, out string) decoderStats {
 	var ev struct {
 		EventType string `json:"event_type"`
 		Stats     struct {
-			Decoder decoderStats `json:"decoder"`
+			Echowatch struct {
+				Decoder decoderStats `json:"decoder"`
+			} `json:"echowatch"`
 		} `json:"stats"`
 	}
 	out = strings.TrimSpace(out)
 	if err := json.Unmarshal([]byte(out[strings.LastIndex(out, "\n")+1:]), &ev); err != nil || ev.EventType != "stats" {
 		t.Fatalf("the output does not end with a stats event (%v): ...%s", err, out[max(0, len(out)-300):])
 	}
-	return ev.Stats.Decoder
+	return ev.Stats.Echowatch.Decoder
 }
 
 // carrierIPv4 returns an Ethernet frame with an IPv4 packet of protocol
@@ -152,11 +154,11 @@ func blindCapture(t *testing.T) string {
 }
 
 // The warnings for blindCapture, in the order they are given.
-const blindWarnings = `echowatch: warning: 2,959 frames to UDP port 8472 look like VXLAN and were not decoded: add --vxlan-port 8472 (stats: decoder.tunnels.vxlan.other_port)
-echowatch: warning: 1 frame has a gre header that does not parse, and was not looked into (stats: decoder.tunnels.gre.malformed)
-echowatch: warning: 1 gre frame carries a protocol echowatch does not decode, and was not looked into (stats: decoder.tunnels.gre.unknown_payload)
-echowatch: warning: 1 frame nests more encapsulations than echowatch follows, and was not looked into (stats: decoder.dropped.tunnel_too_deep)
-echowatch: warning: 1 later fragment of a tunnel packet was not looked into, and the packet it carried was seen cut short: raise the MTU between the mirror and the sensor (stats: decoder.dropped.tunnel_fragment)
+const blindWarnings = `echowatch: warning: 2,959 frames to UDP port 8472 look like VXLAN and were not decoded: add --vxlan-port 8472 (stats: echowatch.decoder.tunnels.vxlan.other_port)
+echowatch: warning: 1 frame has a gre header that does not parse, and was not looked into (stats: echowatch.decoder.tunnels.gre.malformed)
+echowatch: warning: 1 gre frame carries a protocol echowatch does not decode, and was not looked into (stats: echowatch.decoder.tunnels.gre.unknown_payload)
+echowatch: warning: 1 frame nests more encapsulations than echowatch follows, and was not looked into (stats: echowatch.decoder.dropped.tunnel_too_deep)
+echowatch: warning: 1 later fragment of a tunnel packet was not looked into, and the packet it carried was seen cut short: raise the MTU between the mirror and the sensor (stats: echowatch.decoder.dropped.tunnel_fragment)
 `
 
 // TestBlindSpotsWarned: frames echowatch saw and could not look into are
@@ -274,8 +276,8 @@ func TestBlindSpotsOncePerKind(t *testing.T) {
 	d.Tunnels["geneve"]["unknown_payload"] = 3
 	b.check(d)
 	b.check(d)
-	want := "echowatch: warning: 1,234 frames to UDP port 8472 look like VXLAN and were not decoded: add --vxlan-port 8472 (stats: decoder.tunnels.vxlan.other_port)\n" +
-		"echowatch: warning: 3 geneve frames carry a protocol echowatch does not decode, and were not looked into (stats: decoder.tunnels.geneve.unknown_payload)\n"
+	want := "echowatch: warning: 1,234 frames to UDP port 8472 look like VXLAN and were not decoded: add --vxlan-port 8472 (stats: echowatch.decoder.tunnels.vxlan.other_port)\n" +
+		"echowatch: warning: 3 geneve frames carry a protocol echowatch does not decode, and were not looked into (stats: echowatch.decoder.tunnels.geneve.unknown_payload)\n"
 	if out.String() != want {
 		t.Errorf("warnings:\n%s\nwant\n%s", out.String(), want)
 	}
@@ -330,17 +332,19 @@ func TestClockTroubleWarned(t *testing.T) {
 		}
 		var ev struct {
 			Stats struct {
-				Detect struct {
-					StepsBack uint64 `json:"time_steps_back"`
-					Invalid   uint64 `json:"time_invalid"`
-				} `json:"detect"`
+				Echowatch struct {
+					Detect struct {
+						StepsBack uint64 `json:"time_steps_back"`
+						Invalid   uint64 `json:"time_invalid"`
+					} `json:"detect"`
+				} `json:"echowatch"`
 			} `json:"stats"`
 		}
 		out = strings.TrimSpace(out)
 		if err := json.Unmarshal([]byte(out[strings.LastIndex(out, "\n")+1:]), &ev); err != nil {
 			t.Fatal(err)
 		}
-		if d := ev.Stats.Detect; d.StepsBack != c.stepsBack || d.Invalid != c.invalid {
+		if d := ev.Stats.Echowatch.Detect; d.StepsBack != c.stepsBack || d.Invalid != c.invalid {
 			t.Errorf("%s: stats detect.time_steps_back %d, time_invalid %d; want %d and %d", c.name, d.StepsBack, d.Invalid, c.stepsBack, c.invalid)
 		}
 		cfg := defaultConfig()

@@ -80,11 +80,11 @@ func TestCorpus(t *testing.T) {
 }
 
 // blindSpotLine is a warning of frames not looked into (see blindSpots).
-var blindSpotLine = regexp.MustCompile(`(?m)^echowatch: warning: [\d,]+ [^\n]* \(stats: decoder\.[a-z0-9_.-]+\)\n`)
+var blindSpotLine = regexp.MustCompile(`(?m)^echowatch: warning: [\d,]+ [^\n]* \(stats: echowatch\.decoder\.[a-z0-9_.-]+\)\n`)
 
 // clockLine is a warning of a capture's clock that stepped back, or of
 // impossible times (see blindSpots.checkClock).
-var clockLine = regexp.MustCompile(`(?m)^echowatch: warning: [^\n]* \(stats: detect\.time_(steps_back|invalid)\)\n`)
+var clockLine = regexp.MustCompile(`(?m)^echowatch: warning: [^\n]* \(stats: echowatch\.detect\.time_(steps_back|invalid)\)\n`)
 
 // TestCorpusEchoFindings checks what the corpus's echo captures must give:
 // findings of exposure, never floods.

@@ -111,14 +111,16 @@ func finalOutputStats(t *testing.T, eve string) map[string]sinks.OutputStats {
 	var ev struct {
 		EventType string `json:"event_type"`
 		Stats     struct {
-			Outputs []sinks.OutputStats `json:"outputs"`
+			Echowatch struct {
+				Outputs []sinks.OutputStats `json:"outputs"`
+			} `json:"echowatch"`
 		} `json:"stats"`
 	}
 	if err := json.Unmarshal([]byte(last), &ev); err != nil || ev.EventType != "stats" {
 		t.Fatalf("the output does not end with a stats event (%v): %s", err, last)
 	}
 	m := map[string]sinks.OutputStats{}
-	for _, o := range ev.Stats.Outputs {
+	for _, o := range ev.Stats.Echowatch.Outputs {
 		m[o.Name] = o
 	}
 	return m

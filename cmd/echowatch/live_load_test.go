@@ -211,24 +211,27 @@ func liveResults(t *testing.T, out string) (liveStats, []string) {
 	}
 	var ev struct {
 		Stats struct {
-			Capture struct {
-				KernelPackets uint64 `json:"kernel_packets"`
-				KernelDrops   uint64 `json:"kernel_drops"`
-				KernelFreezes uint64 `json:"kernel_freezes"`
-				QueueDrops    uint64 `json:"queue_drops"`
-			} `json:"capture"`
-			Workers []sensor.WorkerStats `json:"workers"`
-			Decoder struct {
-				Frames uint64 `json:"frames"`
-			} `json:"decoder"`
+			Echowatch struct {
+				Capture struct {
+					KernelPackets uint64 `json:"kernel_packets"`
+					KernelDrops   uint64 `json:"kernel_drops"`
+					KernelFreezes uint64 `json:"kernel_freezes"`
+					QueueDrops    uint64 `json:"queue_drops"`
+				} `json:"capture"`
+				Workers []sensor.WorkerStats `json:"workers"`
+				Decoder struct {
+					Frames uint64 `json:"frames"`
+				} `json:"decoder"`
+			} `json:"echowatch"`
 		} `json:"stats"`
 	}
 	if err := json.Unmarshal([]byte(last), &ev); err != nil {
 		t.Fatalf("no final stats event: %v\n%s", err, out)
 	}
-	c := ev.Stats.Capture
-	st.seen, st.kernelPackets, st.kernelDrops, st.freezes, st.queueDrops = ev.Stats.Decoder.Frames, c.KernelPackets, c.KernelDrops, c.KernelFreezes, c.QueueDrops
-	for _, w := range ev.Stats.Workers {
+	ours := &ev.Stats.Echowatch
+	c := ours.Capture
+	st.seen, st.kernelPackets, st.kernelDrops, st.freezes, st.queueDrops = ours.Decoder.Frames, c.KernelPackets, c.KernelDrops, c.KernelFreezes, c.QueueDrops
+	for _, w := range ours.Workers {
 		st.workers = append(st.workers, fmt.Sprintf("worker %d: frames %d, kernel packets %d, drops %d, freezes %d, queue drops %d",
 			w.Worker, w.Frames, w.KernelPackets, w.KernelDrops, w.KernelFreezes, w.QueueDrops))
 	}

@@ -86,15 +86,17 @@ func TestLiveSmallQueue(t *testing.T) {
 	// The engine ended every exposure as the sensor stopped.
 	var final struct {
 		Stats struct {
-			Detect struct {
-				Kinds map[string]struct{ Start, End int }
+			Echowatch struct {
+				Detect struct {
+					Kinds map[string]struct{ Start, End int }
+				}
 			}
 		}
 	}
 	if err := json.Unmarshal([]byte(lastStatsEvent(t, s.stdout.String())), &final); err != nil {
 		t.Fatal(err)
 	}
-	if ex := final.Stats.Detect.Kinds["exposed"]; ex.Start != hosts || ex.End != hosts {
+	if ex := final.Stats.Echowatch.Detect.Kinds["exposed"]; ex.Start != hosts || ex.End != hosts {
 		t.Errorf("the engine wrote %d exposures' starts and %d ends, want %d each", ex.Start, ex.End, hosts)
 	}
 	t.Logf("rsyslog got %d exposures' starts and ends of %d; the output: %+v", exposures, 2*hosts, stats.QueueStats)

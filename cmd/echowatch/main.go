@@ -246,7 +246,7 @@ func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 		logger.Info("capture started", "interface", cfg.Interface, "method", cfg.Capture, "workers", len(srcs))
 	}
 
-	stats := &statsTicker{cfg: cfg, every: statsEvery(cfg), out: out, mets: mets, evidence: evidence,
+	stats := &statsTicker{cfg: cfg, started: time.Now(), every: statsEvery(cfg), out: out, mets: mets, evidence: evidence,
 		blind: newBlindSpots(stderr), written: time.Now()}
 	if stats.every > 0 {
 		scfg.Ticker, scfg.TickEvery = stats, stats.every

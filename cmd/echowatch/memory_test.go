@@ -100,10 +100,12 @@ func TestMaxMemorySizesTables(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	var ev struct {
 		Stats struct {
-			Detect struct {
-				Tables []struct {
-					Name string
-					Cap  int
+			Echowatch struct {
+				Detect struct {
+					Tables []struct {
+						Name string
+						Cap  int
+					}
 				}
 			}
 		}
@@ -114,7 +116,7 @@ func TestMaxMemorySizesTables(t *testing.T) {
 	want := map[string]int{"reflection.victims": big.Reflection.MaxVictims, "loop.pairs": big.Loop.MaxPairs,
 		"spoofed_flood.targets": big.SpoofedFlood.MaxTargets, "scan.scanners": big.Scan.MaxScanners,
 		"exposed.findings": big.Exposed.MaxFindings}
-	for _, tb := range ev.Stats.Detect.Tables {
+	for _, tb := range ev.Stats.Echowatch.Detect.Tables {
 		if n, ok := want[tb.Name]; ok && tb.Cap != n {
 			t.Errorf("%s: cap %d, want %d", tb.Name, tb.Cap, n)
 		}

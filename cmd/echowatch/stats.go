@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/echowatch/echowatch/capture"
@@ -13,10 +14,14 @@ import (
 
 // statsEvent is an EVE "stats" event: the sensor's counters for capture,
 // decode, flows and detection (sensor.Stats), and the outputs' and the
-// evidence files', in the spirit of Suricata's stats records.
+// evidence files'. Its stats object has Suricata's counters under
+// Suricata's names, where one of ours means the same (uptime,
+// capture.kernel_*, decoder.pkts, flow.active, detect.alert, ...), for the
+// dashboards built on them, and all of ours under "echowatch".
 type statsEvent struct {
 	Timestamp time.Time // the latest frame time read
 	Host      string
+	Uptime    time.Duration // since the sensor started
 	Capture   sensor.CaptureStats
 	Decoder   decoderStats
 	Flow      detect.FlowStats
@@ -45,6 +50,9 @@ type decoderStats struct {
 	// window, and packets pushed out of its table within theirs.
 	DedupDropped uint64 `json:"dedup_dropped"`
 	DedupEvicted uint64 `json:"dedup_evicted"`
+	// What Suricata's decoder counters say (see AppendEVE), not repeated
+	// in ours.
+	Bytes, IPv4, IPv6, TCP, UDP, VLAN, VLANQinQ uint64 `json:"-"`
 }
 
 // newStatsEvent returns the stats event of sensor host's counters s.
@@ -54,7 +62,8 @@ func newStatsEvent(host string, s sensor.Stats) *statsEvent {
 		Decoder: decoderStats{Frames: d.Frames, Decoded: d.Decoded, Truncated: d.Truncated, Fragments: d.Fragments,
 			FragmentsMatched: d.FragmentsMatched, FragmentsEvicted: d.FragmentsEvicted,
 			Dropped: map[string]uint64{}, Tunnels: map[string]map[string]uint64{},
-			DedupDropped: d.DedupDropped, DedupEvicted: d.DedupEvicted}}
+			DedupDropped: d.DedupDropped, DedupEvicted: d.DedupEvicted,
+			Bytes: d.Bytes, IPv4: d.IPv4, IPv6: d.IPv6, TCP: d.TCP, UDP: d.UDP, VLAN: d.VLAN, VLANQinQ: d.VLANQinQ}}
 	for _, r := range capture.DropReasons() {
 		ev.Decoder.Dropped[r.String()] = d.Dropped[r]
 	}
@@ -82,6 +91,7 @@ type statsTicker struct {
 	evidence *sinks.Evidence // with --evidence-dir
 	blind    *blindSpots
 	written  time.Time // when the last stats event was written
+	started  time.Time
 }
 
 // statsEvery is how often the sensor ticks: live, the stats period with
@@ -128,6 +138,7 @@ func (t *statsTicker) warn(ev *statsEvent) {
 // snapshot publishes the counters for the metrics and returns them.
 func (t *statsTicker) snapshot() *statsEvent {
 	ev := newStatsEvent(t.cfg.SensorName, t.sens.Stats())
+	ev.Uptime = time.Since(t.started)
 	if t.evidence != nil {
 		s := t.evidence.Stats()
 		ev.Evidence = &s
@@ -151,7 +162,7 @@ func (s *statsEvent) EventMeta() (eventType string, t time.Time) { return "stats
 // AppendEVE implements sinks.Event. Maps are encoded with sorted keys, so
 // the record is deterministic.
 func (s *statsEvent) AppendEVE(b []byte) []byte {
-	type stats struct {
+	type ours struct {
 		Capture  *sensor.CaptureStats `json:"capture,omitempty"`
 		Workers  []sensor.WorkerStats `json:"workers"`
 		Decoder  decoderStats         `json:"decoder"`
@@ -160,6 +171,42 @@ func (s *statsEvent) AppendEVE(b []byte) []byte {
 		Outputs  []sinks.OutputStats  `json:"outputs,omitempty"`
 		Evidence *sinks.EvidenceStats `json:"evidence,omitempty"`
 	}
+	// Suricata's counters, as its stats event names them.
+	type kernel struct {
+		KernelPackets uint64 `json:"kernel_packets"`
+		KernelDrops   uint64 `json:"kernel_drops"`
+		KernelIfDrops uint64 `json:"kernel_ifdrops"`
+	}
+	type decoder struct {
+		Pkts        uint64 `json:"pkts"`
+		Bytes       uint64 `json:"bytes"`
+		Invalid     uint64 `json:"invalid"`
+		IPv4        uint64 `json:"ipv4"`
+		IPv6        uint64 `json:"ipv6"`
+		TCP         uint64 `json:"tcp"`
+		UDP         uint64 `json:"udp"`
+		VLAN        uint64 `json:"vlan"`
+		VLANQinQ    uint64 `json:"vlan_qinq"`
+		AvgPktSize  uint64 `json:"avg_pkt_size"`
+		TooManyLyrs uint64 `json:"too_many_layers"`
+	}
+	type flow struct {
+		Active uint64 `json:"active"`
+		Total  uint64 `json:"total"`
+	}
+	type detection struct {
+		Alert      uint64 `json:"alert"`
+		Suppressed uint64 `json:"alerts_suppressed"`
+	}
+	type stats struct {
+		Uptime    int64     `json:"uptime"`
+		Capture   *kernel   `json:"capture,omitempty"`
+		Decoder   decoder   `json:"decoder"`
+		Flow      flow      `json:"flow"`
+		Detect    detection `json:"detect"`
+		Echowatch ours      `json:"echowatch"`
+	}
+	d := &s.Decoder
 	rec := struct {
 		Timestamp string `json:"timestamp"`
 		EventType string `json:"event_type"`
@@ -169,11 +216,29 @@ func (s *statsEvent) AppendEVE(b []byte) []byte {
 		Timestamp: s.Timestamp.UTC().Format(eveTimeLayout),
 		EventType: "stats",
 		Host:      s.Host,
-		Stats: stats{Decoder: s.Decoder, Flow: s.Flow, Workers: s.Workers, Detect: s.Detect, Outputs: s.Outputs,
-			Evidence: s.Evidence},
+		Stats: stats{
+			Uptime: int64(s.Uptime / time.Second),
+			Decoder: decoder{Pkts: d.Frames, Bytes: d.Bytes, IPv4: d.IPv4, IPv6: d.IPv6, TCP: d.TCP, UDP: d.UDP,
+				VLAN: d.VLAN, VLANQinQ: d.VLANQinQ, TooManyLyrs: d.Dropped[capture.DropTunnelTooDeep.String()]},
+			Flow:   flow{Active: uint64(s.Flow.Active), Total: s.Flow.Created},
+			Detect: detection{Alert: s.Detect.Alerts, Suppressed: s.Detect.Suppressed},
+			Echowatch: ours{Decoder: s.Decoder, Flow: s.Flow, Workers: s.Workers, Detect: s.Detect, Outputs: s.Outputs,
+				Evidence: s.Evidence},
+		},
+	}
+	for name, n := range d.Dropped {
+		if strings.HasPrefix(name, "malformed_") {
+			rec.Stats.Decoder.Invalid += n
+		}
+	}
+	if d.Frames > 0 {
+		rec.Stats.Decoder.AvgPktSize = d.Bytes / d.Frames
+	}
+	if c := s.Capture; c.KernelAvailable {
+		rec.Stats.Capture = &kernel{KernelPackets: c.KernelPackets, KernelDrops: c.KernelDrops, KernelIfDrops: c.KernelIfDrops}
 	}
 	if s.Capture.KernelAvailable || s.Capture.FilterRejected > 0 || s.Capture.QueueDrops > 0 {
-		rec.Stats.Capture = &s.Capture
+		rec.Stats.Echowatch.Capture = &s.Capture
 	}
 	out, err := json.Marshal(rec)
 	if err != nil { // only plain values: cannot happen
