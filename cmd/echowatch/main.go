@@ -98,22 +98,25 @@ func openSources(cfg config, stdin io.Reader) ([]capture.Source, error) {
 		return []capture.Source{capture.Filtered(src, flt)}, nil
 	}
 	lc := live.Config{Interface: cfg.Interface, Snaplen: cfg.Snaplen, Promisc: cfg.Promiscuous, BPF: cfg.BPF}
-	if cfg.Capture == "afpacket" {
-		socks, err := live.OpenAFPacket(lc, cfg.Workers)
-		if err != nil {
-			return nil, err
+	var srcs []capture.Source
+	err := withNetRaw(func() error {
+		if cfg.Capture == "afpacket" {
+			socks, err := live.OpenAFPacket(lc, cfg.Workers)
+			for _, s := range socks {
+				srcs = append(srcs, s)
+			}
+			return err
 		}
-		srcs := make([]capture.Source, len(socks))
-		for i, s := range socks {
-			srcs[i] = s
+		h, err := live.OpenPcap(lc)
+		if err == nil {
+			srcs = append(srcs, h)
 		}
-		return srcs, nil
-	}
-	h, err := live.OpenPcap(lc)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	return []capture.Source{h}, nil
+	return srcs, nil
 }
 
 // openFiles opens the capture files to read: one as a FileSource, which
