@@ -17,3 +17,9 @@ if [ "$(go env GOVERSION)" != "$oldest" ]; then
 	GOTOOLCHAIN=$oldest go test -count=1 -short ./capture ./detect ./internal/sensor
 fi
 go test -count=1 ./...
+# The Debian package: built, installed with dpkg -i, the demo run through
+# the installed binary, purged. It needs root: as another user it says so
+# and the rest stands.
+rc=0
+sh scripts/deb-check.sh || rc=$?
+[ "$rc" -eq 0 ] || [ "$rc" -eq 2 ] || exit "$rc"
