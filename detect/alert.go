@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"hash"
 	"hash/fnv"
 	"math"
 	"net/netip"
@@ -309,11 +310,17 @@ func appendSide(b []byte, name string, ap netip.AddrPort) []byte {
 // Suricata integration, Arkime). It fits in 51 bits, so that JSON readers
 // that hold numbers as doubles read it exactly.
 func (a *Alert) FlowID() uint64 {
+	return keyHash(a.KindName(), a.Key()).Sum64() & (1<<51 - 1)
+}
+
+// keyHash returns an FNV-1a hash that has taken an incident's kind and
+// key, which the incident id and the flow_id derive from.
+func keyHash(kind, key string) hash.Hash64 {
 	h := fnv.New64a()
-	h.Write([]byte(a.KindName()))
+	h.Write([]byte(kind))
 	h.Write([]byte{0})
-	h.Write([]byte(a.Key()))
-	return h.Sum64() & (1<<51 - 1)
+	h.Write([]byte(key))
+	return h
 }
 
 // AppendText appends the alert as one readable line with the same facts.

@@ -2,7 +2,6 @@ package detect
 
 import (
 	"encoding/binary"
-	"hash/fnv"
 	"net/netip"
 	"strconv"
 	"time"
@@ -553,10 +552,7 @@ func (r *reporter) idOf(s subject) string {
 // timestamps) and a replay of tcpdump's recording of the same traffic
 // (microseconds) name an incident alike.
 func incidentID(kind, key string, first time.Time) string {
-	h := fnv.New64a()
-	h.Write([]byte(kind))
-	h.Write([]byte{0})
-	h.Write([]byte(key))
+	h := keyHash(kind, key)
 	var ts [8]byte
 	binary.BigEndian.PutUint64(ts[:], uint64(first.Truncate(time.Microsecond).UnixNano()))
 	h.Write(ts[:])
