@@ -50,13 +50,18 @@ License: Apache-2.0
  /usr/share/common-licenses/Apache-2.0.
 COPYRIGHT
 size=$(du -sk "$root" | cut -f1)
+# The libpcap package the binary links against, as dpkg-shlibdeps would
+# name it (libpcap0.8 on bookworm, libpcap0.8t64 from trixie on).
+lib=$(ldd "$root/usr/bin/echowatch" | awk '/libpcap/ { print $3 }')
+pcap=$(dpkg -S "$(readlink -f "$lib")" 2>/dev/null | head -n 1 | cut -d: -f1)
+[ -n "$pcap" ] || { echo "deb: no Debian package owns $lib, which echowatch links" >&2; exit 1; }
 cat >"$root/DEBIAN/control" <<CONTROL
 Package: echowatch
 Version: $version
 Architecture: $arch
 Maintainer: echowatch developers <echowatch@localhost>
 Installed-Size: $size
-Depends: libpcap0.8 (>= 1.10), libc6
+Depends: $pcap (>= 1.10), libc6
 Section: net
 Priority: optional
 Description: passive sensor for abuse of echo, chargen and the small services
