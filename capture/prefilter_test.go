@@ -221,13 +221,23 @@ func TestPrefilterCaptures(t *testing.T) {
 	}
 }
 
-func TestPrefilterAllocatesNothing(t *testing.T) {
-	f := Frame{Data: frame(t, ethHdr+`81 00 00 64 08 00`+strings.Replace(ipv4UDP, "9c 40 00 07", "9c 40 9c 41", 1)),
+// skippedFrame is a UDP frame on a VLAN between two ports nobody watches.
+func skippedFrame(t testing.TB) Frame {
+	return Frame{Data: frame(t, ethHdr+`81 00 00 64 08 00`+strings.Replace(ipv4UDP, "9c 40 00 07", "9c 40 9c 41", 1)),
 		LinkType: layers.LinkTypeEthernet}
+}
+
+// decoderFor7 returns a decoder whose pre-filter lets only port 7 through.
+func decoderFor7(t testing.TB) *Decoder {
 	d, err := NewDecoderWith(DecoderConfig{Interest: interestIn(7)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return d
+}
+
+func TestPrefilterAllocatesNothing(t *testing.T) {
+	f, d := skippedFrame(t), decoderFor7(t)
 	var p Packet
 	allocs := testing.AllocsPerRun(1000, func() { d.Decode(&f, &p) })
 	if !p.Skipped || allocs != 0 {
@@ -236,12 +246,7 @@ func TestPrefilterAllocatesNothing(t *testing.T) {
 }
 
 func BenchmarkDecodeSkipped(b *testing.B) {
-	f := Frame{Data: frame(b, ethHdr+`81 00 00 64 08 00`+strings.Replace(ipv4UDP, "9c 40 00 07", "9c 40 9c 41", 1)),
-		LinkType: layers.LinkTypeEthernet}
-	d, err := NewDecoderWith(DecoderConfig{Interest: interestIn(7)})
-	if err != nil {
-		b.Fatal(err)
-	}
+	f, d := skippedFrame(b), decoderFor7(b)
 	var p Packet
 	for b.Loop() {
 		d.Decode(&f, &p)
@@ -250,10 +255,7 @@ func BenchmarkDecodeSkipped(b *testing.B) {
 
 func BenchmarkDecodeInteresting(b *testing.B) {
 	f := Frame{Data: frame(b, ethHdr+`81 00 00 64 08 00`+ipv4UDP), LinkType: layers.LinkTypeEthernet}
-	d, err := NewDecoderWith(DecoderConfig{Interest: interestIn(7)})
-	if err != nil {
-		b.Fatal(err)
-	}
+	d := decoderFor7(b)
 	var p Packet
 	for b.Loop() {
 		d.Decode(&f, &p)
