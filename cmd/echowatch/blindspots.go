@@ -11,7 +11,7 @@ import (
 )
 
 // tunnelCount is one counter of capture.TunnelStats, as the stats event
-// (decoder.tunnels.<kind>.<result>) and the metrics
+// (echowatch.decoder.tunnels.<kind>.<result>) and the metrics
 // (echowatch_tunnel_frames_total{kind,result}) name it.
 type tunnelCount struct {
 	result string

@@ -44,7 +44,7 @@ type decoderStats struct {
 	FragmentsEvicted uint64            `json:"fragments_evicted"`
 	Dropped          map[string]uint64 `json:"dropped"`
 	// Tunnels counts frames by encapsulation and result (see
-	// tunnelCounts): decoder.tunnels.vxlan.decoded, ...
+	// tunnelCounts): echowatch.decoder.tunnels.vxlan.decoded, ...
 	Tunnels map[string]map[string]uint64 `json:"tunnels"`
 	// With --dedup: packets dropped as copies of one seen within the
 	// window, and packets pushed out of its table within theirs.
