@@ -1,6 +1,8 @@
 package detect
 
 import (
+	"math"
+	"math/bits"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
@@ -22,7 +24,16 @@ type table[K comparable, V any] struct {
 	// free holds evicted entries for reuse, with their buffers, so that
 	// churn under a flood of new keys does not allocate entries.
 	free []*V
+	// present counts the keys in the table by a few bits of their hash,
+	// saturating: a key whose count is 0 is certainly not there, so the
+	// packets of new keys (a flood of forged sources: nearly every one)
+	// skip the map and go to admission. A few bytes per entry, against a
+	// lookup that misses the cache.
+	present []uint8
 }
+
+// presentPerEntry is the presence counters per entry of a table.
+const presentPerEntry = 4
 
 // newTable makes a table of at most size entries, hashed by hash for the
 // admission sketch. onEvict, if not nil, is called with each entry pushed
@@ -30,11 +41,17 @@ type table[K comparable, V any] struct {
 // while something else still refers to it).
 func newTable[K comparable, V any](name string, size int, hash func(K) uint64, admitEpoch time.Duration, onEvict func(*V) bool) (*table[K, V], error) {
 	t := &table[K, V]{name: name, size: size, hash: hash}
+	if size > 0 {
+		t.present = make([]uint8, 1<<bits.Len(uint(size*presentPerEntry-1)))
+	}
 	if admitEpoch > 0 {
 		t.adm = &admission{epoch: admitEpoch}
 	}
-	l, err := simplelru.NewLRU[K, *V](size, func(_ K, v *V) {
+	l, err := simplelru.NewLRU[K, *V](size, func(k K, v *V) {
 		t.evicted++
+		if c := &t.present[t.slot(t.hash(k))]; *c != math.MaxUint8 {
+			*c-- // a saturated count stays: it may only say "maybe"
+		}
 		if onEvict == nil || onEvict(v) {
 			t.free = append(t.free, v)
 		}
@@ -46,8 +63,15 @@ func newTable[K comparable, V any](name string, size int, hash func(K) uint64, a
 	return t, nil
 }
 
+// slot returns the presence counter of hash h: bits that neither the
+// admission sketch (the low ones) nor a shard (the high ones) uses.
+func (t *table[K, V]) slot(h uint64) uint64 { return (h >> 18) & uint64(len(t.present)-1) }
+
 // get returns k's entry, or nil.
 func (t *table[K, V]) get(k K) *V {
+	if t.present[t.slot(t.hash(k))] == 0 {
+		return nil
+	}
 	v, _ := t.lru.Get(k)
 	return v
 }
@@ -57,10 +81,14 @@ func (t *table[K, V]) get(k K) *V {
 // fill: it may be a reused one, whose old contents the caller must
 // overwrite (keeping buffers if it likes).
 func (t *table[K, V]) getOrAdd(k K, now time.Time) (v *V, made bool) {
-	if v, ok := t.lru.Get(k); ok {
-		return v, false
+	h := t.hash(k)
+	c := &t.present[t.slot(h)]
+	if *c != 0 {
+		if v, ok := t.lru.Get(k); ok {
+			return v, false
+		}
 	}
-	if t.adm != nil && !t.adm.admit(t.hash(k), now) {
+	if t.adm != nil && !t.adm.admit(h, now) {
 		return nil, false
 	}
 	if n := len(t.free); n > 0 {
@@ -69,6 +97,9 @@ func (t *table[K, V]) getOrAdd(k K, now time.Time) (v *V, made bool) {
 		v = new(V)
 	}
 	t.lru.Add(k, v)
+	if *c != math.MaxUint8 { // after the Add: its eviction may share c
+		*c++
+	}
 	// An entry evicted by this Add went to the free list; v is not it.
 	return v, true
 }
