@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/echowatch/echowatch/capture"
@@ -24,11 +23,14 @@ type statsEvent struct {
 	Uptime    time.Duration // since the sensor started
 	Capture   sensor.CaptureStats
 	Decoder   decoderStats
-	Flow      detect.FlowStats
-	Workers   []sensor.WorkerStats
-	Detect    detect.Stats
-	Outputs   []sinks.OutputStats
-	Evidence  *sinks.EvidenceStats // with --evidence-dir
+	// Suricata is what Suricata's decoder object says: the same
+	// counters as Decoder's, and those by layer.
+	Suricata suricataDecoder
+	Flow     detect.FlowStats
+	Workers  []sensor.WorkerStats
+	Detect   detect.Stats
+	Outputs  []sinks.OutputStats
+	Evidence *sinks.EvidenceStats // with --evidence-dir
 }
 
 var _ sinks.Event = (*statsEvent)(nil)
@@ -50,9 +52,35 @@ type decoderStats struct {
 	// window, and packets pushed out of its table within theirs.
 	DedupDropped uint64 `json:"dedup_dropped"`
 	DedupEvicted uint64 `json:"dedup_evicted"`
-	// What Suricata's decoder counters say (see AppendEVE), not repeated
-	// in ours.
-	Bytes, IPv4, IPv6, TCP, UDP, VLAN, VLANQinQ uint64 `json:"-"`
+}
+
+// suricataDecoder is Suricata's decoder object of a stats event: the
+// decoders' counters under the names of Suricata's that mean the same.
+type suricataDecoder struct {
+	Pkts          uint64 `json:"pkts"`
+	Bytes         uint64 `json:"bytes"`
+	Invalid       uint64 `json:"invalid"` // malformed, at any layer
+	IPv4          uint64 `json:"ipv4"`
+	IPv6          uint64 `json:"ipv6"`
+	TCP           uint64 `json:"tcp"`
+	UDP           uint64 `json:"udp"`
+	VLAN          uint64 `json:"vlan"`
+	VLANQinQ      uint64 `json:"vlan_qinq"`
+	AvgPktSize    uint64 `json:"avg_pkt_size"`
+	TooManyLayers uint64 `json:"too_many_layers"`
+}
+
+func newSuricataDecoder(d *capture.DecodeStats) suricataDecoder {
+	sd := suricataDecoder{Pkts: d.Frames, Bytes: d.Bytes, IPv4: d.IPv4, IPv6: d.IPv6, TCP: d.TCP, UDP: d.UDP,
+		VLAN: d.VLAN, VLANQinQ: d.VLANQinQ, TooManyLayers: d.Dropped[capture.DropTunnelTooDeep]}
+	for _, r := range []capture.DropReason{capture.DropMalformedLink, capture.DropMalformedIPv4, capture.DropMalformedIPv6,
+		capture.DropMalformedUDP, capture.DropMalformedTCP, capture.DropMalformedTunnel} {
+		sd.Invalid += d.Dropped[r]
+	}
+	if d.Frames > 0 {
+		sd.AvgPktSize = d.Bytes / d.Frames
+	}
+	return sd
 }
 
 // newStatsEvent returns the stats event of sensor host's counters s.
@@ -62,8 +90,8 @@ func newStatsEvent(host string, s sensor.Stats) *statsEvent {
 		Decoder: decoderStats{Frames: d.Frames, Decoded: d.Decoded, Truncated: d.Truncated, Fragments: d.Fragments,
 			FragmentsMatched: d.FragmentsMatched, FragmentsEvicted: d.FragmentsEvicted,
 			Dropped: map[string]uint64{}, Tunnels: map[string]map[string]uint64{},
-			DedupDropped: d.DedupDropped, DedupEvicted: d.DedupEvicted,
-			Bytes: d.Bytes, IPv4: d.IPv4, IPv6: d.IPv6, TCP: d.TCP, UDP: d.UDP, VLAN: d.VLAN, VLANQinQ: d.VLANQinQ}}
+			DedupDropped: d.DedupDropped, DedupEvicted: d.DedupEvicted},
+		Suricata: newSuricataDecoder(&d.DecodeStats)}
 	for _, r := range capture.DropReasons() {
 		ev.Decoder.Dropped[r.String()] = d.Dropped[r]
 	}
@@ -177,19 +205,6 @@ func (s *statsEvent) AppendEVE(b []byte) []byte {
 		KernelDrops   uint64 `json:"kernel_drops"`
 		KernelIfDrops uint64 `json:"kernel_ifdrops"`
 	}
-	type decoder struct {
-		Pkts        uint64 `json:"pkts"`
-		Bytes       uint64 `json:"bytes"`
-		Invalid     uint64 `json:"invalid"`
-		IPv4        uint64 `json:"ipv4"`
-		IPv6        uint64 `json:"ipv6"`
-		TCP         uint64 `json:"tcp"`
-		UDP         uint64 `json:"udp"`
-		VLAN        uint64 `json:"vlan"`
-		VLANQinQ    uint64 `json:"vlan_qinq"`
-		AvgPktSize  uint64 `json:"avg_pkt_size"`
-		TooManyLyrs uint64 `json:"too_many_layers"`
-	}
 	type flow struct {
 		Active uint64 `json:"active"`
 		Total  uint64 `json:"total"`
@@ -199,14 +214,13 @@ func (s *statsEvent) AppendEVE(b []byte) []byte {
 		Suppressed uint64 `json:"alerts_suppressed"`
 	}
 	type stats struct {
-		Uptime    int64     `json:"uptime"`
-		Capture   *kernel   `json:"capture,omitempty"`
-		Decoder   decoder   `json:"decoder"`
-		Flow      flow      `json:"flow"`
-		Detect    detection `json:"detect"`
-		Echowatch ours      `json:"echowatch"`
+		Uptime    int64           `json:"uptime"`
+		Capture   *kernel         `json:"capture,omitempty"`
+		Decoder   suricataDecoder `json:"decoder"`
+		Flow      flow            `json:"flow"`
+		Detect    detection       `json:"detect"`
+		Echowatch ours            `json:"echowatch"`
 	}
-	d := &s.Decoder
 	rec := struct {
 		Timestamp string `json:"timestamp"`
 		EventType string `json:"event_type"`
@@ -217,22 +231,13 @@ func (s *statsEvent) AppendEVE(b []byte) []byte {
 		EventType: "stats",
 		Host:      s.Host,
 		Stats: stats{
-			Uptime: int64(s.Uptime / time.Second),
-			Decoder: decoder{Pkts: d.Frames, Bytes: d.Bytes, IPv4: d.IPv4, IPv6: d.IPv6, TCP: d.TCP, UDP: d.UDP,
-				VLAN: d.VLAN, VLANQinQ: d.VLANQinQ, TooManyLyrs: d.Dropped[capture.DropTunnelTooDeep.String()]},
-			Flow:   flow{Active: uint64(s.Flow.Active), Total: s.Flow.Created},
-			Detect: detection{Alert: s.Detect.Alerts, Suppressed: s.Detect.Suppressed},
+			Uptime:  int64(s.Uptime / time.Second),
+			Decoder: s.Suricata,
+			Flow:    flow{Active: uint64(s.Flow.Active), Total: s.Flow.Created},
+			Detect:  detection{Alert: s.Detect.Alerts, Suppressed: s.Detect.Suppressed},
 			Echowatch: ours{Decoder: s.Decoder, Flow: s.Flow, Workers: s.Workers, Detect: s.Detect, Outputs: s.Outputs,
 				Evidence: s.Evidence},
 		},
-	}
-	for name, n := range d.Dropped {
-		if strings.HasPrefix(name, "malformed_") {
-			rec.Stats.Decoder.Invalid += n
-		}
-	}
-	if d.Frames > 0 {
-		rec.Stats.Decoder.AvgPktSize = d.Bytes / d.Frames
 	}
 	if c := s.Capture; c.KernelAvailable {
 		rec.Stats.Capture = &kernel{KernelPackets: c.KernelPackets, KernelDrops: c.KernelDrops, KernelIfDrops: c.KernelIfDrops}
