@@ -266,6 +266,9 @@ func (d *Decoder) Decode(f *Frame, p *Packet) DropReason {
 	*p = Packet{}
 	p.Timestamp, p.LinkType, p.Length = f.Timestamp, f.LinkType, f.Length
 	p.Raw = f.Data
+	if f.Sample.Packets != 0 {
+		p.Sample = f.Sample
+	}
 	if p.Length < len(f.Data) {
 		p.Length = len(f.Data)
 	}

@@ -25,6 +25,10 @@ type Frame struct {
 	// Interface is the index of the capture interface (pcapng interface
 	// id, or the worker's interface for live capture); 0 otherwise.
 	Interface int
+	// Sample is set when the frame is not a captured one but what a
+	// router's telemetry reported (see Sampled): the zero value for a
+	// captured frame.
+	Sample Sampled
 }
 
 // Protocol numbers the decoder fills into Packet.Proto.
@@ -122,6 +126,65 @@ type Packet struct {
 	// DecoderConfig.Interest by a look at its raw bytes, counted it as
 	// decoded, and filled Timestamp only: every other field is stale.
 	Skipped bool
+
+	// Sample is the frame's Sample: the zero value for a captured
+	// packet, which stands for itself; for router telemetry, what the
+	// packet stands for and where it was seen.
+	Sample Sampled
+}
+
+// Sampled describes a packet that a router's telemetry reported rather
+// than one captured here: an sFlow flow sample's packet header, which
+// stands for Rate packets of its length, or a NetFlow or IPFIX flow
+// record, which stands for its packets and bytes, spread over Span. The
+// zero value (Packets 0) is a captured packet: one packet of its Length.
+type Sampled struct {
+	// Exporter is the router (sFlow agent, NetFlow/IPFIX exporter) that
+	// sent it; Format how.
+	Exporter netip.Addr
+	Format   TelemetryFormat
+	// InIf and OutIf are the interface indexes (ifIndex) where the
+	// traffic entered and left the exporter; 0 when not known.
+	InIf, OutIf uint32
+	// Rate is the exporter's sampling: one packet in Rate was looked at
+	// (1: all of them). Counts are estimates when it is above 1.
+	Rate uint32
+	// Packets and Bytes are what the packet stands for, the sampling
+	// rate applied: at least 1 packet for telemetry.
+	Packets, Bytes uint64
+	// Span is how long those packets took: a flow record's duration;
+	// 0 for a sampled packet, which stands for one moment.
+	Span time.Duration
+	// Record says the packet was made from a flow record's fields: it has
+	// addresses, ports and lengths but none of the packet's bytes (no
+	// payload, no TTL or IP ID).
+	Record bool
+}
+
+// TelemetryFormat names the telemetry a Sampled packet came in.
+type TelemetryFormat uint8
+
+// The telemetry formats.
+const (
+	TelemetryNone TelemetryFormat = iota
+	TelemetrySFlow
+	TelemetryNetFlow5
+	TelemetryNetFlow9
+	TelemetryIPFIX
+)
+
+func (f TelemetryFormat) String() string {
+	switch f {
+	case TelemetrySFlow:
+		return "sflow"
+	case TelemetryNetFlow5:
+		return "netflow5"
+	case TelemetryNetFlow9:
+		return "netflow9"
+	case TelemetryIPFIX:
+		return "ipfix"
+	}
+	return "none"
 }
 
 // Tunnel describes the encapsulation a packet arrived in: the outermost

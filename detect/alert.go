@@ -59,6 +59,14 @@ type Incident struct {
 	PPS, BPS, PeakPPS, PeakBPS float64
 	Direction                  string // inbound, outbound, internal or unknown
 	Advice                     string
+	// Sampling and Exporters say how router telemetry reported the
+	// incident's traffic, when it came in any (capture.Sampled):
+	// Sampling.Rate is 0 for an incident seen in captured packets only.
+	// Exporters lists at most four routers that reported it, the busiest
+	// first; Packets, Bytes and the rates are then estimates, the
+	// sampling rate applied.
+	Sampling  Sampling
+	Exporters []Exporter
 
 	// reflection: the victim (an address, or a prefix for a prefix-wide
 	// incident), the busiest reflectors (at most 10), their distinct count,
@@ -124,6 +132,29 @@ type Reflector struct {
 	Bytes   uint64
 }
 
+// Sampling is how telemetry sampled an incident's traffic: the format of
+// its latest packet of telemetry, and the highest sampling rate seen (one
+// packet in Rate; 1 for flow records of every packet). Rate 0: none.
+type Sampling struct {
+	Format capture.TelemetryFormat
+	Rate   uint32
+}
+
+// Estimated reports whether the incident's counts are estimates: the
+// routers looked at only some of its packets.
+func (s Sampling) Estimated() bool { return s.Rate > 1 }
+
+// Exporter is a router whose telemetry reported an incident's traffic.
+type Exporter struct {
+	Addr netip.Addr
+	// InIf and OutIf are the ifIndex where its latest packet of the
+	// incident entered and left the router; 0 when it did not say.
+	InIf, OutIf uint32
+	// Packets is what it reported of the incident, the sampling rate
+	// applied.
+	Packets uint64
+}
+
 // DirectionRate is the traffic one way between a loop's endpoints.
 type DirectionRate struct {
 	Packets, Bytes uint64
@@ -186,6 +217,7 @@ func (a *Alert) Clone() *Alert {
 	c.Incident.Reflectors = append([]Reflector(nil), a.Incident.Reflectors...)
 	c.Incident.Services = append([]string(nil), a.Incident.Services...)
 	c.Incident.Ports = append([]uint16(nil), a.Incident.Ports...)
+	c.Incident.Exporters = append([]Exporter(nil), a.Incident.Exporters...)
 	return &c
 }
 
@@ -280,6 +312,7 @@ func (a *Alert) AppendEVE(b []byte) []byte {
 	b = append(b, `,"direction":`...)
 	b = appendJSONString(b, in.Direction)
 	b = appendIncidentTunnel(b, a.Tenant, &a.Tunnel)
+	b = appendIncidentTelemetry(b, in)
 
 	b = a.kindInfo().appendEVE(b, a)
 	b = append(b, `,"advice":`...)
@@ -350,6 +383,11 @@ func (a *Alert) AppendText(b []byte) []byte {
 	if a.CaptureFile != "" {
 		b = append(b, " packets in "...)
 		b = append(b, a.CaptureFile...)
+	}
+	if in.Sampling.Rate != 0 {
+		b = append(b, " ["...)
+		b = a.AppendTelemetry(b)
+		b = append(b, ']')
 	}
 	return b
 }

@@ -417,8 +417,22 @@ func (e *Engine) Stats() Stats {
 // 0xff bytes, then one MAC address sixteen times (possibly followed by a
 // SecureOn password). Such packets are sent to UDP 7 or 9 and are benign.
 // A payload cut by the snap length is judged on what was captured.
+//
+// A flow record has no payload to look at: one to UDP 7 or 9 whose
+// payloads average a magic packet's size (102 bytes, or 106 or 108 with a
+// SecureOn password of 4 or 6) is taken for Wake-on-LAN, as a magic packet
+// repeated is the only such traffic those ports see. It is a guess: forged
+// requests of exactly that size, seen only through flow records, pass for
+// it too.
 func isWakeOnLAN(p *capture.Packet) bool {
 	const size = 6 + 16*6
+	if p.Sample.Record {
+		switch p.PayloadLen {
+		case size, size + 4, size + 6:
+			return p.DstPort == 7 || p.DstPort == 9
+		}
+		return false
+	}
 	b := p.Payload
 	if p.PayloadLen < size || len(b) < 12 || (p.Fragment && p.FragOffset > 0) {
 		return false
@@ -438,9 +452,11 @@ func isWakeOnLAN(p *capture.Packet) bool {
 // nmap's UDP echo probes (nmap-payloads): before 7.94 and since.
 var nmapEchoProbes = [...]string{"\r\n\r\n", "help\r\n\r\n"}
 
-// isNmapProbe reports whether p is one of nmap's echo probes.
+// isNmapProbe reports whether p is one of nmap's echo probes. A flow
+// record is never one: it has no payload to recognise (an sFlow sample
+// has its packet's first bytes, and is judged on them).
 func isNmapProbe(p *capture.Packet) bool {
-	if p.Fragment || p.PayloadLen != len(p.Payload) {
+	if p.Sample.Record || p.Fragment || p.PayloadLen != len(p.Payload) {
 		return false
 	}
 	for _, s := range nmapEchoProbes {

@@ -87,18 +87,24 @@ func (d *Exposed) packet(pv *view) {
 		*e = exposedService{d: d, k: k}
 	}
 	if e.t.open {
-		e.replies++
-		e.t.see(p, 0)
+		e.replies = sat(e.replies, weigh(p).packets)
+		d.r.see(&e.t, p, 0)
 		d.r.follow(&e.t)
 		return
 	}
 	e.client = p.DstAddrPort()
 	e.t.first, e.t.last = f.FirstSeen, now
 	e.requests, e.replies = f.Packets[FromOrig], f.Packets[FromResp]
-	e.t.packets = e.requests + e.replies
-	e.t.bytes = f.Bytes[FromOrig] + f.Bytes[FromResp]
+	e.t.packets = sat(e.requests, e.replies)
+	e.t.bytes = sat(f.Bytes[FromOrig], f.Bytes[FromResp])
 	e.t.nvlan, e.t.vlans = p.NumVLANs, p.VLANs
 	e.t.tun.set(&p.Tunnel)
+	// The flow's earlier packets left no note of where they came from:
+	// the finding names this packet's exporter, with what it stands for.
+	e.t.tel = telemetry{}
+	if p.Sample.Packets != 0 {
+		d.r.noteTelemetry(&e.t, p)
+	}
 	d.r.oneShot(e, now, d.cfg.Rearm)
 }
 
@@ -113,8 +119,8 @@ func (d *Exposed) request(p *capture.Packet) {
 	if e == nil || !e.t.open || d.allow.contains(p.Src) || d.allow.contains(p.Dst) {
 		return
 	}
-	e.requests++
-	e.t.see(p, 0)
+	e.requests = sat(e.requests, weigh(p).packets)
+	d.r.see(&e.t, p, 0)
 }
 
 // tcpData reports whether p is a TCP segment that carries data, neither

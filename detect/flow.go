@@ -45,7 +45,9 @@ const (
 	FromResp Dir = 1
 )
 
-// Flow is what we know of one 5-tuple. Counters are indexed by Dir.
+// Flow is what we know of one 5-tuple. Counters are indexed by Dir; a
+// packet of router telemetry counts what it stands for (its flow record's
+// packets and bytes, or a sample's, the sampling rate applied), whole.
 type Flow struct {
 	Key       FlowKey
 	Orig      netip.AddrPort
@@ -284,10 +286,9 @@ func (s *flowState) count(p *capture.Packet, fromLo bool, now int64) Dir {
 	if fromLo == s.origHi {
 		dir = FromResp
 	}
-	if s.packets[dir] != 1<<32-1 {
-		s.packets[dir]++
-	}
-	s.bytes[dir] += uint64(p.Length)
+	w := weigh(p)
+	s.packets[dir] = count32(sat(uint64(s.packets[dir]), w.packets))
+	s.bytes[dir] = sat(s.bytes[dir], w.bytes)
 	s.last = max(s.last, now)
 	return dir
 }
@@ -319,8 +320,9 @@ func (f *Flow) count(p *capture.Packet) Dir {
 	if p.SrcAddrPort() != f.Orig {
 		dir = FromResp
 	}
-	f.Packets[dir]++
-	f.Bytes[dir] += uint64(p.Length)
+	w := weigh(p)
+	f.Packets[dir] = sat(f.Packets[dir], w.packets)
+	f.Bytes[dir] = sat(f.Bytes[dir], w.bytes)
 	if p.Timestamp.After(f.LastSeen) {
 		f.LastSeen = p.Timestamp
 	}

@@ -66,19 +66,31 @@ type track struct {
 	// endAt is when the key's latest finding ends (its rearm time), in
 	// Unix nanoseconds, kept after it ended; 0 for the other kinds.
 	endAt int64
+	// tel is the router telemetry the activity came in, if any; last, as
+	// its 8-byte alignment packs best there.
+	tel telemetry
 }
 
-// see records a packet of the key's activity, beginning a new activity if
-// the key was quiet for a window.
-func (t *track) see(p *capture.Packet, window time.Duration) {
+// see records a packet of t's activity, beginning a new activity if the
+// key was quiet for a window. A packet of router telemetry counts what it
+// stands for (see weigh), and t notes where it came from.
+func (r *reporter) see(t *track, p *capture.Packet, window time.Duration) {
 	if !t.open && (t.first.IsZero() || p.Timestamp.Sub(t.last) > window) {
 		t.first, t.packets, t.bytes = p.Timestamp, 0, 0
+		t.tel = telemetry{}
 	}
 	if p.Timestamp.After(t.last) {
 		t.last = p.Timestamp
 	}
-	t.packets++
-	t.bytes += uint64(p.Length)
+	if p.Sample.Packets == 0 { // captured: one packet, and nothing to note
+		t.packets++
+		t.bytes += uint64(p.Length)
+	} else {
+		w := weigh(p)
+		t.packets = sat(t.packets, w.packets)
+		t.bytes = sat(t.bytes, w.bytes)
+		r.noteTelemetry(t, p)
+	}
 	t.nvlan = p.NumVLANs
 	t.vlans = p.VLANs
 	if p.Tunnel.Depth|t.tun.depth != 0 { // plain traffic copies nothing
@@ -144,6 +156,8 @@ type reporter struct {
 	keeping  []*track
 	alert    Alert       // reused for every alert
 	refl     []reflector // scratch for describing reflectors
+	// exporters names the routers whose telemetry the tracks note.
+	exporters exporterNames
 
 	stats Stats
 }
@@ -369,13 +383,16 @@ func (r *reporter) emit(s subject, ph Phase, now time.Time, pps, bps float64) {
 			Packets: t.packets, Bytes: t.bytes,
 			PPS: pps, BPS: bps, PeakPPS: t.peakPPS, PeakBPS: t.peakBPS,
 			Reflectors: a.Incident.Reflectors[:0], Services: a.Incident.Services[:0],
-			Ports: a.Incident.Ports[:0],
+			Ports: a.Incident.Ports[:0], Exporters: a.Incident.Exporters[:0],
 		},
 		CaptureFile: t.captureFile(),
 		Tunnel:      t.tun.tunnel(),
 		info:        r.kinds[k],
 	}
 	a.VLANs = append(a.VLANs, t.vlans[:t.nvlan]...)
+	if t.tel.rate != 0 {
+		r.describeTelemetry(&a.Incident, &t.tel)
+	}
 	s.describe(a)
 	if a.Severity == 0 {
 		a.Severity = a.Signature.Severity

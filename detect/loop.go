@@ -12,7 +12,8 @@ import (
 // chargen, daytime, ...) answering each other in both directions, started
 // by one forged packet and lasting until a packet is lost. It counts each
 // direction over its window; the incident starts when both carry at least
-// loop.packets.
+// loop.packets. A packet of telemetry counts the share of what it stands
+// for that falls in one window (see weight.within).
 //
 // Only flows seen both ways get an entry, so a one-way flood with forged
 // sources never fills the table: the flow table bounds it. A flood of
@@ -110,20 +111,24 @@ func (e *pair) seed(p *capture.Packet, f *Flow, dir Dir, fwd int) {
 	}
 	e.t.first = f.FirstSeen
 	e.t.last = f.FirstSeen
+	cur := weigh(p)
 	for fd := FromOrig; fd <= FromResp; fd++ {
 		pk, by := f.Packets[fd], f.Bytes[fd]
 		if fd == dir { // the current packet is counted by count
-			pk, by = pk-1, by-uint64(p.Length)
+			pk, by = pk-min(pk, cur.packets), by-min(by, cur.bytes)
 		}
 		side := fwd
 		if fd != dir {
 			side = 1 - fwd
 		}
+		// The flow keeps totals, not when its packets fell: its flow
+		// records, if any, count whole here, even one longer than the
+		// window.
 		e.m[side].addN(p.Timestamp, w, pk, by)
-		e.np[side] += pk
-		e.nb[side] += by
-		e.t.packets += pk
-		e.t.bytes += by
+		e.np[side] = sat(e.np[side], pk)
+		e.nb[side] = sat(e.nb[side], by)
+		e.t.packets = sat(e.t.packets, pk)
+		e.t.bytes = sat(e.t.bytes, by)
 	}
 }
 
@@ -132,10 +137,11 @@ func (e *pair) count(p *capture.Packet, side int) {
 	if e.t.fresh(p.Timestamp, w) {
 		e.reset()
 	}
-	e.t.see(p, w)
-	e.m[side].add(p.Timestamp, w, p.Length)
-	e.np[side]++
-	e.nb[side] += uint64(p.Length)
+	e.d.r.see(&e.t, p, w)
+	wt := weigh(p)
+	e.m[side].add(p.Timestamp, w, wt)
+	e.np[side] = sat(e.np[side], wt.packets)
+	e.nb[side] = sat(e.nb[side], wt.bytes)
 }
 
 func (e *pair) lifecycle() *track { return &e.t }

@@ -96,14 +96,14 @@ const (
 	// VictimEntryBytes: per reflection.max_victims, a victim and a prefix
 	// (each table holds max_victims) and their share of the reflector
 	// slots that victims with many reflectors grow into.
-	VictimEntryBytes = 3712
+	VictimEntryBytes = 3840
 	// PairEntryBytes: one pair of endpoints of loop.pairs.
 	PairEntryBytes = 1024
 	// TargetEntryBytes: one target of spoofed_flood.targets, with its
 	// distinct-source sketches and its memory of sources (4 KiB).
 	TargetEntryBytes = 8512
 	// ScannerEntryBytes: one scanner of scan.scanners, with its bitmaps.
-	ScannerEntryBytes = 1728
+	ScannerEntryBytes = 1856
 	// FindingEntryBytes: one service of exposed.findings.
 	FindingEntryBytes = 704
 )

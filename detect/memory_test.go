@@ -74,9 +74,9 @@ func TestEntryCosts(t *testing.T) {
 					v.init(d, victimOf(pfx, 0), isPrefix)
 					open(&v.t, i)
 					for r := range 3 {
-						v.refl.add(netip.AddrPortFrom(addrN(n+r), 7), 60, &d.slots)
+						v.refl.add(netip.AddrPortFrom(addrN(n+r), 7), onePacket(60), &d.slots)
 						if isPrefix {
-							v.hosts.add(netip.AddrPortFrom(addrN(2*n+r), 0), 60, &d.slots)
+							v.hosts.add(netip.AddrPortFrom(addrN(2*n+r), 0), onePacket(60), &d.slots)
 						}
 					}
 				}
@@ -85,7 +85,7 @@ func TestEntryCosts(t *testing.T) {
 			for i := 0; d.slots.refused == 0; i++ {
 				v := d.hosts.get(victimOf(netip.PrefixFrom(addrN(i%n), 32), 0))
 				for r := range tallyMax {
-					v.refl.add(netip.AddrPortFrom(addrN(3*n+r), 7), 60, &d.slots)
+					v.refl.add(netip.AddrPortFrom(addrN(3*n+r), 7), onePacket(60), &d.slots)
 				}
 			}
 		}},

@@ -241,7 +241,12 @@ type victim struct {
 	pfx      netip.Prefix
 	tenant   uint32
 	isPrefix bool
-	t        track
+	// port is the victim's port in this activity's packets (0: none yet),
+	// unless ports says it used more than one; beside isPrefix, they take
+	// what would be padding.
+	ports bool
+	port  uint16
+	t     track
 	// The two sides of the evidence. When both are seen (forged requests
 	// into our reflectors and their replies) they are the same attack, so
 	// the measure is the larger side, never the sum.
@@ -249,13 +254,9 @@ type victim struct {
 	reqP, repP uint64 // packets of each side in this activity
 	reqB, repB uint64
 	refl       tally
-	svc        portList // service ports seen
-	// port is the victim's port in this activity's packets (0: none yet),
-	// unless ports says it used more than one.
-	port   uint16
-	ports  bool
-	hosts  tally     // prefix: the hosts hit
-	octets [4]uint64 // IPv4 prefix of /24 or longer: the hosts hit, exactly
+	svc        portList  // service ports seen
+	hosts      tally     // prefix: the hosts hit
+	octets     [4]uint64 // IPv4 prefix of /24 or longer: the hosts hit, exactly
 }
 
 var _ subject = (*victim)(nil)
@@ -276,17 +277,18 @@ func (v *victim) count(p *capture.Packet, vic netip.Addr, refl netip.AddrPort, r
 	if v.t.fresh(p.Timestamp, w) {
 		v.reset()
 	}
-	v.t.see(p, w)
+	v.d.r.see(&v.t, p, w)
+	wt := weigh(p)
 	if request {
-		v.req.add(p.Timestamp, w, p.Length)
-		v.reqP++
-		v.reqB += uint64(p.Length)
+		v.req.add(p.Timestamp, w, wt)
+		v.reqP = sat(v.reqP, wt.packets)
+		v.reqB = sat(v.reqB, wt.bytes)
 	} else {
-		v.rep.add(p.Timestamp, w, p.Length)
-		v.repP++
-		v.repB += uint64(p.Length)
+		v.rep.add(p.Timestamp, w, wt)
+		v.repP = sat(v.repP, wt.packets)
+		v.repB = sat(v.repB, wt.bytes)
 	}
-	v.refl.add(refl, p.Length, &v.d.slots)
+	v.refl.add(refl, wt, &v.d.slots)
 	v.svc.add(refl.Port())
 	vp := p.DstPort
 	if request {
@@ -298,7 +300,7 @@ func (v *victim) count(p *capture.Packet, vic netip.Addr, refl netip.AddrPort, r
 		v.ports = true
 	}
 	if v.isPrefix {
-		v.hosts.add(netip.AddrPortFrom(vic, 0), p.Length, &v.d.slots)
+		v.hosts.add(netip.AddrPortFrom(vic, 0), wt, &v.d.slots)
 		if vic.Is4() {
 			o := vic.As4()[3]
 			v.octets[o>>6] |= 1 << (o & 63)

@@ -123,7 +123,7 @@ func (s *scanner) count(p *capture.Packet) {
 	if s.t.fresh(p.Timestamp, w) {
 		s.reset()
 	}
-	s.t.see(p, w)
+	s.d.r.see(&s.t, p, w)
 	if s.rotate(p.Timestamp) {
 		s.recount() // lower: the hosts of the quarters left behind go
 	}

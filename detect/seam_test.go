@@ -69,8 +69,8 @@ func (d *memcached) packet(pv *view) {
 	if made {
 		*v = memcachedVictim{d: d, addr: p.Dst}
 	}
-	v.t.see(p, d.window)
-	v.m.add(p.Timestamp, d.window, p.Length)
+	d.r.see(&v.t, p, d.window)
+	v.m.add(p.Timestamp, d.window, weigh(p))
 	v.server = p.SrcAddrPort()
 	d.r.check(v, p.Timestamp)
 }

@@ -78,25 +78,30 @@ func (m *meter) advance(now time.Time, window time.Duration) {
 	}
 	for i := int64(1); i <= gap; i++ {
 		s := (m.cur + i) % meterBuckets
-		m.sumP -= m.pkts[s]
-		m.sumB -= m.bytes[s]
+		// A sum that saturated (see addN) holds less than its buckets.
+		m.sumP -= min(m.sumP, m.pkts[s])
+		m.sumB -= min(m.sumB, m.bytes[s])
 		m.pkts[s], m.bytes[s] = 0, 0
 	}
 	m.cur = idx
 }
 
-// add counts one packet of n bytes at now.
-func (m *meter) add(now time.Time, window time.Duration, n int) {
-	m.addN(now, window, 1, uint64(n))
+// add counts a packet of weight w (see weigh) at now: as much of it as
+// one window holds (see weight.within).
+func (m *meter) add(now time.Time, window time.Duration, w weight) {
+	pkts, n := w.within(window)
+	m.addN(now, window, pkts, n)
 }
 
+// addN counts pkts packets of n bytes in all at now. The counts saturate:
+// telemetry's packets stand for many, and a forged record for any number.
 func (m *meter) addN(now time.Time, window time.Duration, pkts, n uint64) {
 	m.advance(now, window)
 	s := m.cur % meterBuckets
-	m.pkts[s] += pkts
-	m.bytes[s] += n
-	m.sumP += pkts
-	m.sumB += n
+	m.pkts[s] = sat(m.pkts[s], pkts)
+	m.bytes[s] = sat(m.bytes[s], n)
+	m.sumP = sat(m.sumP, pkts)
+	m.sumB = sat(m.sumB, n)
 }
 
 // subtract removes o's counts from m, bucket by bucket. Both must have been
@@ -109,8 +114,8 @@ func (m *meter) subtract(o *meter) {
 		p, b := min(m.pkts[i], o.pkts[i]), min(m.bytes[i], o.bytes[i])
 		m.pkts[i] -= p
 		m.bytes[i] -= b
-		m.sumP -= p
-		m.sumB -= b
+		m.sumP -= min(m.sumP, p)
+		m.sumB -= min(m.sumB, b)
 	}
 }
 
@@ -420,8 +425,9 @@ func (t *tally) reset() {
 	t.spilled = false
 }
 
-// add counts a packet of n bytes from ap, growing into pool.
-func (t *tally) add(ap netip.AddrPort, n int, pool *slotPool) {
+// add counts a packet of weight w (its packets and bytes whole) from ap,
+// growing into pool.
+func (t *tally) add(ap netip.AddrPort, w weight, pool *slotPool) {
 	a := ap.Addr()
 	h := hashAddr(a, seedReflector) | 1
 	if t.tab == nil {
@@ -441,8 +447,8 @@ func (t *tally) add(ap netip.AddrPort, n int, pool *slotPool) {
 		r.removed = false
 		t.gone--
 	}
-	r.packets++
-	r.bytes += uint64(n)
+	r.packets = sat(r.packets, w.packets)
+	r.bytes = sat(r.bytes, w.bytes)
 	r.port = ap.Port()
 	t.top = max(t.top, r.packets)
 }

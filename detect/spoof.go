@@ -176,16 +176,19 @@ func (t *target) count(p *capture.Packet, why forgery) {
 	if t.t.fresh(now, w) {
 		t.reset()
 	}
-	t.t.see(p, w)
-	t.all.add(now, w, p.Length)
+	t.d.r.see(&t.t, p, w)
+	wt := weigh(p)
+	t.all.add(now, w, wt)
 	t.roll(now)
 
+	// The sources are counted as seen, one per packet, whatever each
+	// stands for: a sampled packet is one sighting of its source.
 	h := hashAddr(p.Src, seedSource)
 	changed := t.sources.add(h)
 	t.smp.add(h, t.remember(h, now))
-	t.winPackets++
+	t.winPackets = sat(t.winPackets, wt.packets)
 	if t.random {
-		t.ev.RandomSource++
+		t.ev.RandomSource = sat(t.ev.RandomSource, wt.packets)
 	} else if changed {
 		// The estimate moves only when a register does: most packets of
 		// a flood from few sources skip this.
@@ -194,12 +197,12 @@ func (t *target) count(p *capture.Packet, why forgery) {
 
 	switch why {
 	case forgedBogon:
-		t.ev.Bogon++
+		t.ev.Bogon = sat(t.ev.Bogon, wt.packets)
 	case forgedLand:
-		t.ev.Land++
+		t.ev.Land = sat(t.ev.Land, wt.packets)
 	}
 	if why != forgedNot {
-		t.forged.add(now, w, p.Length)
+		t.forged.add(now, w, wt)
 	}
 	if why != forgedNot || !t.lastBogo {
 		t.lastSrc, t.lastBogo = p.SrcAddrPort(), why != forgedNot
@@ -221,7 +224,7 @@ func (t *target) judge() {
 		}
 	case share >= cfg.RandomShare && (enough || t.pending > 0):
 		t.random, t.suspect = true, false
-		t.ev.RandomSource += t.pending + t.winPackets
+		t.ev.RandomSource = sat(t.ev.RandomSource, sat(t.pending, t.winPackets))
 		t.pending = 0
 	}
 }
@@ -264,7 +267,7 @@ func (t *target) roll(now time.Time) {
 	next := now.Before(t.winEnd.Add(w)) // the new window follows this one
 	t.prevRandom = t.random && next
 	if t.suspect && next {
-		t.pending += t.winPackets
+		t.pending = sat(t.pending, t.winPackets)
 	} else {
 		t.pending = 0
 	}

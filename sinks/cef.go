@@ -64,6 +64,11 @@ func (s *Syslog) appendCEF(b []byte, r *Record) []byte {
 		b = appendCEFExt(b, "cs5Label", "tunnel")
 		b = appendCEFExt(b, "cs5", string(a.AppendTunnel(nil)))
 	}
+	if a.Incident.Sampling.Rate != 0 {
+		// Nor for router telemetry: the text line's words again.
+		b = appendCEFExt(b, "cs6Label", "telemetry")
+		b = appendCEFExt(b, "cs6", string(a.AppendTelemetry(nil)))
+	}
 	if a.Tenant != 0 {
 		b = append(b, " cn1Label=tenant cn1="...)
 		b = strconv.AppendUint(b, uint64(a.Tenant), 10)

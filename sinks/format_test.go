@@ -117,6 +117,37 @@ func TestSyslogFormatsTunnel(t *testing.T) {
 	}
 }
 
+// TestSyslogFormatsTelemetry: an alert on traffic that router telemetry
+// reported says how, in RFC 5424's structured data and in CEF's
+// extension, in the text line's words; an alert on captured traffic
+// leaves the parameters out (see TestSyslogFormats).
+func TestSyslogFormatsTelemetry(t *testing.T) {
+	a := testAlert()
+	a.Incident.ID = "0123456789abcdef"
+	a.Incident.Sampling = detect.Sampling{Format: capture.TelemetrySFlow, Rate: 1000}
+	a.Incident.Exporters = []detect.Exporter{{Addr: netip.MustParseAddr("192.0.2.1"), InIf: 3, Packets: 12000}}
+	r := NewRecord(a)
+	cases := []struct {
+		format SyslogFormat
+		want   string
+	}{
+		{RFC5424, `sid="9000004" telemetry="sflow 1:1000 via 192.0.2.1 in 3"] {`},
+		{CEF, " cs4Label=direction cs4=internal cs6Label=telemetry cs6=sflow 1:1000 via 192.0.2.1 in 3 cnt=10 "},
+	}
+	for _, c := range cases {
+		s, err := NewSyslog(SyslogConfig{Network: "udp", Addr: "127.0.0.1:514", Format: c.format, Hostname: "sensor-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(s.appendMessage(nil, r)); !strings.Contains(got, c.want) {
+			t.Errorf("%v:\n got %s\nlacks %s", c.format, got, c.want)
+		}
+	}
+	if text := string(r.AppendText(nil)); !strings.HasSuffix(text, " id 0123456789abcdef [sflow 1:1000 via 192.0.2.1 in 3]") {
+		t.Errorf("text %s", text)
+	}
+}
+
 func TestSyslogSeverity(t *testing.T) {
 	a := testAlert()
 	for sev, want := range map[int]int{1: 2, 2: 3, 3: 4, 0: 5} {

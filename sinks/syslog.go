@@ -255,6 +255,10 @@ func (s *Syslog) appendMessage(b []byte, r *Record) []byte {
 		b = append(b, "\" tunnel=\""...)
 		b = appendSDValue(b, string(a.AppendTunnel(nil)))
 	}
+	if a.Incident.Sampling.Rate != 0 {
+		b = append(b, "\" telemetry=\""...)
+		b = appendSDValue(b, string(a.AppendTelemetry(nil)))
+	}
 	b = append(b, "\"] "...)
 	return append(b, r.EVE...)
 }

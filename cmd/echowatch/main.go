@@ -82,6 +82,13 @@ func isTerminal(w io.Writer) bool {
 // openSources opens what cfg says to read: capture files, or a live
 // interface (one source per worker).
 func openSources(cfg config, stdin io.Reader) ([]capture.Source, error) {
+	if cfg.Telemetry.on() {
+		t, err := openTelemetry(cfg, stdin)
+		if err != nil {
+			return nil, err
+		}
+		return []capture.Source{t}, nil
+	}
 	if len(cfg.Read) > 0 {
 		src, err := openFiles(cfg.Read, stdin)
 		if err != nil {
@@ -138,7 +145,7 @@ func openFiles(paths []string, stdin io.Reader) (capture.Source, error) {
 // sense wires the sensor (sources → workers → detection → outputs) and
 // runs it.
 func sense(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.Writer, logger *slog.Logger) error {
-	live := cfg.Interface != ""
+	live := cfg.live()
 	oo, err := outputOptionsFor(cfg, live)
 	if err != nil {
 		return err
@@ -368,11 +375,21 @@ func (c *config) sensorConfig() (sensor.Config, error) {
 	if err != nil {
 		return sensor.Config{}, err
 	}
-	sc := sensor.Config{Workers: c.Workers, Live: c.Interface != "", Decoder: dc, Dedup: c.Dedup, MaxFlows: c.MaxFlows}
+	sc := sensor.Config{Workers: c.Workers, Live: c.live(), Decoder: dc, Dedup: c.Dedup, MaxFlows: c.MaxFlows}
 	if c.Evidence.Dir != "" {
 		sc.EvidenceSnaplen = c.Evidence.Snaplen
 	}
+	if c.Telemetry.on() {
+		// Telemetry is decoded on one goroutine: a sample costs little
+		// next to a captured frame, and there are fewer.
+		sc.Workers = 1
+	}
 	return sc, nil
+}
+
+// live reports whether the input is live: an interface or a collector.
+func (c *config) live() bool {
+	return c.Interface != "" || c.Telemetry.SFlow != "" || c.Telemetry.NetFlow != ""
 }
 
 func closeAll(srcs []capture.Source) {

@@ -36,27 +36,28 @@ func usagef(format string, args ...any) error {
 // config is everything a run needs. Its YAML form is the --config file;
 // flags given on the command line win over it.
 type config struct {
-	Read          []string        `yaml:"read"`
-	Interface     string          `yaml:"interface"`
-	Capture       string          `yaml:"capture"`
-	BPF           string          `yaml:"bpf"`
-	Snaplen       int             `yaml:"snaplen"`
-	Promiscuous   bool            `yaml:"promiscuous"`
-	Outputs       []string        `yaml:"outputs"`
-	Format        string          `yaml:"format"`
-	MaxMemory     byteSize        `yaml:"max_memory"`
-	MaxFlows      int             `yaml:"max_flows"` // 0: sized from max_memory
-	Workers       int             `yaml:"workers"`
-	VXLANPorts    []int           `yaml:"vxlan_ports"`
-	Tenant        string          `yaml:"tenant"`
-	Dedup         time.Duration   `yaml:"dedup"`
-	Stats         bool            `yaml:"stats"`
-	StatsInterval time.Duration   `yaml:"stats_interval"`
-	User          string          `yaml:"user"`
-	Summary       string          `yaml:"summary"`
-	Report        string          `yaml:"report"`
-	MetricsListen string          `yaml:"metrics_listen"`
-	Evidence      evidenceOptions `yaml:"evidence"`
+	Read          []string         `yaml:"read"`
+	Interface     string           `yaml:"interface"`
+	Capture       string           `yaml:"capture"`
+	BPF           string           `yaml:"bpf"`
+	Snaplen       int              `yaml:"snaplen"`
+	Promiscuous   bool             `yaml:"promiscuous"`
+	Outputs       []string         `yaml:"outputs"`
+	Format        string           `yaml:"format"`
+	MaxMemory     byteSize         `yaml:"max_memory"`
+	MaxFlows      int              `yaml:"max_flows"` // 0: sized from max_memory
+	Workers       int              `yaml:"workers"`
+	VXLANPorts    []int            `yaml:"vxlan_ports"`
+	Tenant        string           `yaml:"tenant"`
+	Dedup         time.Duration    `yaml:"dedup"`
+	Stats         bool             `yaml:"stats"`
+	StatsInterval time.Duration    `yaml:"stats_interval"`
+	User          string           `yaml:"user"`
+	Summary       string           `yaml:"summary"`
+	Report        string           `yaml:"report"`
+	MetricsListen string           `yaml:"metrics_listen"`
+	Evidence      evidenceOptions  `yaml:"evidence"`
+	Telemetry     telemetryOptions `yaml:"telemetry"`
 
 	// logIncidents is how many incidents the end-of-run summary keeps: its
 	// share of max_memory.
@@ -227,6 +228,7 @@ func (p *portsFlag) Set(s string) error {
 
 const usageText = `Usage: echowatch -r FILE... [options]
        echowatch -i IFACE [options]
+       echowatch --sflow ADDR | --netflow ADDR --exporter ROUTER... [options]
 
 Watch traffic for abuse of the echo protocol and its siblings (chargen,
 daytime, qotd, time, discard): UDP reflection, service loops, spoofed
@@ -257,6 +259,18 @@ Input:
       --dedup WINDOW       drop a packet seen again within WINDOW (e.g. 1ms;
                            at most 1s; default 0: off): the second copy that a
                            span of both directions or of two VLANs delivers
+
+Router telemetry (one collector for a whole network):
+      --sflow ADDR         collect sFlow v5 on UDP ADDR (HOST:PORT, :PORT or
+                           PORT; the usual port is 6343)
+      --netflow ADDR       collect NetFlow v5, v9 and IPFIX on UDP ADDR (the
+                           usual ports are 2055 and 4739)
+      --telemetry          the -r files hold exported datagrams (a capture of
+                           what routers sent): replay them
+      --exporter ADDR[=IF,...]
+                           a router whose telemetry counts, and the ifIndexes
+                           whose ingress counts (default: all); repeatable.
+                           Others are ignored; --exporter any takes every one
 
 Detection:
       --home-net CIDRS     the networks you protect, comma-separated; decides
@@ -368,6 +382,10 @@ func newFlagSet(cfg *config, cl *commandLine) *flag.FlagSet {
 	fs.StringVar(&cfg.Report, "report", cfg.Report, "")
 	fs.StringVar(&cfg.Evidence.Dir, "evidence-dir", cfg.Evidence.Dir, "")
 	fs.IntVar(&cfg.Evidence.Packets, "evidence-packets", cfg.Evidence.Packets, "")
+	fs.StringVar(&cfg.Telemetry.SFlow, "sflow", cfg.Telemetry.SFlow, "")
+	fs.StringVar(&cfg.Telemetry.NetFlow, "netflow", cfg.Telemetry.NetFlow, "")
+	fs.BoolVar(&cfg.Telemetry.Files, "telemetry", cfg.Telemetry.Files, "")
+	fs.Var(&exporterFlag{t: &cfg.Telemetry}, "exporter", "")
 	fs.StringVar(&cl.config, "config", cl.config, "")
 	fs.BoolVar(&cl.version, "version", false, "")
 	fs.BoolVar(&cl.help, "h", false, "")
@@ -520,8 +538,8 @@ const (
 // validate checks the settings that are not detection's.
 func (c *config) validate() error {
 	switch {
-	case len(c.Read) == 0 && c.Interface == "":
-		return usagef("nothing to read: give -r FILE or -i IFACE")
+	case len(c.Read) == 0 && c.Interface == "" && !c.Telemetry.on():
+		return usagef("nothing to read: give -r FILE, -i IFACE, --sflow ADDR or --netflow ADDR")
 	case len(c.Read) > 0 && c.Interface != "":
 		return usagef("-r and -i cannot be used together")
 	case c.Capture != "pcap" && c.Capture != "afpacket":
@@ -538,6 +556,9 @@ func (c *config) validate() error {
 		return usagef("--metrics-listen: %q is not an address to listen on (want HOST:PORT or :PORT)", c.MetricsListen)
 	case c.Format != "eve" && c.Format != "text":
 		return usagef("--format: unknown format %q (want eve or text)", c.Format)
+	}
+	if err := c.Telemetry.validate(c); err != nil {
+		return err
 	}
 	if q := c.OutputOptions.QueueSize; q < 1 || q > maxQueueSize {
 		return usagef("--queue-size: %d is out of range (1 to %d)", q, maxQueueSize)

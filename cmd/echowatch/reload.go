@@ -55,7 +55,7 @@ func (r *reloader) hangup(ctx context.Context, started config) {
 	cfg, err := started.reread()
 	var oo sinks.Options
 	if err == nil {
-		oo, err = outputOptionsFor(cfg, started.Interface != "")
+		oo, err = outputOptionsFor(cfg, started.live())
 	}
 	if err != nil {
 		r.logger.Error("configuration refused: " + err.Error())

@@ -129,10 +129,10 @@ type statsTicker struct {
 // blindSpots).
 func statsEvery(cfg config) time.Duration {
 	var every time.Duration
-	if cfg.Stats && cfg.Interface != "" {
+	if cfg.Stats && cfg.live() {
 		every = cfg.StatsInterval
 	}
-	if (cfg.MetricsListen != "" || cfg.Interface != "") && (every == 0 || every > metricsEvery) {
+	if (cfg.MetricsListen != "" || cfg.live()) && (every == 0 || every > metricsEvery) {
 		every = metricsEvery
 	}
 	return every
@@ -141,7 +141,7 @@ func statsEvery(cfg config) time.Duration {
 // Tick implements sensor.Ticker.
 func (t *statsTicker) Tick() {
 	ev := t.snapshot()
-	if t.cfg.Interface == "" {
+	if !t.cfg.live() {
 		return
 	}
 	t.warn(ev)
