@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -179,7 +180,7 @@ func (c *Collector) read(conn *net.UDPConn, port uint16, f TelemetryFormat) {
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
 				c.mu.Lock()
-				c.err = cmpOr(c.err, fmt.Errorf("capture: telemetry: read: %w", err))
+				c.err = cmp.Or(c.err, fmt.Errorf("capture: telemetry: read: %w", err))
 				c.mu.Unlock()
 			}
 			return
@@ -191,13 +192,6 @@ func (c *Collector) read(conn *net.UDPConn, port uint16, f TelemetryFormat) {
 			return
 		}
 	}
-}
-
-func cmpOr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // ReadDatagram implements DatagramSource.

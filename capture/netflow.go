@@ -35,8 +35,6 @@ type netflowReader struct {
 	records []netflow.DataRecord
 }
 
-func (r *netflowReader) init() {}
-
 // errTemplateLimit is what the template store returns for a template past
 // its bound.
 var errTemplateLimit = errors.New("template limit")

@@ -27,12 +27,11 @@ type reorder struct {
 const heldBytes = 256
 
 type heldFrame struct {
-	f    Frame // Data nil: the bytes are in b
-	n    int
-	b    [heldBytes]byte
-	at   int64
-	seq  uint64
-	used bool
+	f   Frame // Data nil: the bytes are in b
+	n   int
+	b   [heldBytes]byte
+	at  int64
+	seq uint64
 }
 
 type frameHeap struct {
@@ -110,7 +109,7 @@ func (r *reorder) push(f *Frame) bool {
 	s.f = *f
 	s.n = copy(s.b[:], f.Data)
 	s.f.Data, s.f.CaptureLength = nil, s.n
-	s.at, s.seq, s.used = f.Timestamp.UnixNano(), r.seq, true
+	s.at, s.seq = f.Timestamp.UnixNano(), r.seq
 	r.seq++
 	r.h.push(i)
 	return true
@@ -132,7 +131,6 @@ func (r *reorder) pop(f *Frame) {
 	*f = s.f
 	n := copy(r.out[:], s.b[:s.n])
 	f.Data = r.out[:n]
-	s.used = false
 	r.free = append(r.free, i)
 }
 
