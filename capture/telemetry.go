@@ -81,10 +81,6 @@ const (
 	DefaultMaxExporters = 1024
 	DefaultMaxTemplates = 256
 	DefaultReorder      = 1 << 16
-	// maxPieces is how many pieces a flow record is cut into when it can
-	// be put back at its own time, so that rates over a window see its
-	// packets spread over its duration.
-	maxPieces = 8
 	// maxSamplingRate is the largest sampling rate believed: routers
 	// sample 1 in at most a few hundred thousand, and the estimates of a
 	// rate of 2^32-1 would overflow the counters they feed.
@@ -299,7 +295,7 @@ func NewTelemetry(cfg TelemetryConfig, in DatagramSource) (*Telemetry, error) {
 // that counts, in time order, reading datagrams as needed.
 func (t *Telemetry) ReadFrame(f *Frame) error {
 	for {
-		full := len(t.ord.free) < maxPieces
+		full := len(t.ord.free) == 0
 		if t.ord.ready(t.end != nil || full) {
 			if full && t.end == nil {
 				t.stats.Early++
@@ -343,36 +339,10 @@ func (t *Telemetry) ReadFrame(f *Frame) error {
 	}
 }
 
-// hold puts frame n in time order, cut into pieces where its record's
-// flow can be put back at its own time; what must leave first to make
-// room is delivered later, as it would have been.
+// hold puts frame n in time order: a flow record, replayed, spread over
+// its span (see pieceWidth). Room was made for it before it was read.
 func (t *Telemetry) hold(n *Frame) {
-	k := 1
-	s := n.Sample
-	if t.ord.hold < 0 && s.Record && s.Span > time.Second {
-		k = int(min(maxPieces, (s.Span+time.Second-1)/time.Second))
-	}
-	end := n.Timestamp
-	for i := range k {
-		n.Sample = s
-		if k > 1 {
-			n.Sample.Packets = s.Packets/uint64(k) + b2u(uint64(i) < s.Packets%uint64(k))
-			n.Sample.Bytes = s.Bytes/uint64(k) + b2u(uint64(i) < s.Bytes%uint64(k))
-			n.Sample.Span = s.Span / time.Duration(k)
-			n.Timestamp = end.Add(-time.Duration(k-1-i) * n.Sample.Span)
-			if n.Sample.Packets == 0 {
-				continue
-			}
-		}
-		t.ord.push(n) // ReadFrame left room for the pieces
-	}
-}
-
-func b2u(b bool) uint64 {
-	if b {
-		return 1
-	}
-	return 0
+	t.ord.push(n, t.ord.hold < 0)
 }
 
 // datagram looks at the datagram just read: whose it is and what format,

@@ -5,7 +5,9 @@
 # and its TLS driver (rsyslog-gnutls) for the syslog tests, chromium to
 # render the HTML report in a test, nmap, hping3 and xinetd for the
 # test that points real tools at a real inetd, tcpdump to capture the
-# kernel's tunnels beside the sensor. Does nothing for what is already there.
+# kernel's tunnels beside the sensor, softflowd and pmacct as real NetFlow,
+# IPFIX and sFlow exporters, and tcpreplay to pace a capture onto an
+# interface for them. Does nothing for what is already there.
 set -eu
 need=""
 for pkg in "$@"; do

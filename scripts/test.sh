@@ -5,7 +5,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 sh scripts/deps.sh gcc libc6-dev libpcap-dev iproute2 libcap2-bin rsyslog rsyslog-gnutls chromium \
-	nmap hping3 xinetd tcpdump
+	nmap hping3 xinetd tcpdump softflowd pmacct tcpreplay
 go vet ./...
 # The oldest Go that go.mod's go line (and the README) name must build
 # echowatch and pass its core tests: the module proxy hands that toolchain

@@ -64,7 +64,7 @@ func TestUsageErrors(t *testing.T) {
 		args []string
 		msg  string // a regexp the one error line must match
 	}{
-		{nil, `^echowatch: nothing to read: give -r FILE or -i IFACE$`},
+		{nil, `^echowatch: nothing to read: give -r FILE, -i IFACE, --sflow ADDR or --netflow ADDR$`},
 		{[]string{"-r", demo, "-i", "eth0"}, `-r and -i cannot be used together`},
 		{[]string{"-r", demo, "--format", "xml"}, `--format: unknown format "xml"`},
 		{[]string{"-r", demo, "--home-net", "10.0.0.0/99"}, `10\.0\.0\.0/99`},
