@@ -12,15 +12,16 @@ import (
 )
 
 // netflowReader delivers the flow records of a NetFlow v5, NetFlow v9 or
-// IPFIX datagram, which goflow2's decoders read (v9 and IPFIX with the
-// exporter's templates): each record becomes a frame built from its
-// addresses, ports and lengths that stands for its packets and bytes, the
-// sampling rate applied, spread over its duration.
+// IPFIX datagram: v5's as goflow2's decoder reads them, v9's and IPFIX's
+// as nfMessage reads them in place (goflow2 parsing the templates): each
+// record becomes a frame built from its addresses, ports and lengths that
+// stands for its packets and bytes, the sampling rate applied, spread
+// over its duration.
 type netflowReader struct {
-	v5   netflowlegacy.PacketNetFlowV5
-	v9   netflow.NFv9Packet
-	ipfx netflow.IPFIXPacket
-	buf  bytes.Buffer
+	v5  netflowlegacy.PacketNetFlowV5
+	buf bytes.Buffer
+	msg nfMessage
+	rb  recordBuilder
 
 	format TelemetryFormat
 	// The datagram's clock: the export time, and for v5 and v9 the
@@ -28,24 +29,30 @@ type netflowReader struct {
 	export time.Time
 	uptime uint32
 	dom    *domain
-	// The records left: v5's by index; v9's and IPFIX's by data set and
-	// index in it.
-	sets    []any
-	set, i  int
-	records []netflow.DataRecord
+	i      int // v5: the next record
 }
 
 // errTemplateLimit is what the template store returns for a template past
 // its bound.
 var errTemplateLimit = errors.New("template limit")
 
+// errCut refuses a datagram cut short of what its headers declare.
+var errCut = errors.New("datagram cut short of its headers' lengths")
+
 // decode reads the datagram d of format f from exporter e, checks its
 // sequence and notes the sampling rates its options records give.
 func (r *netflowReader) decode(t *Telemetry, e *exporter, d *Datagram, f TelemetryFormat) error {
-	r.buf = *bytes.NewBuffer(d.Data)
-	r.format, r.sets, r.set, r.i, r.records = f, nil, 0, 0, nil
+	r.format, r.i = f, 0
+	r.msg.dsets, r.msg.set = r.msg.dsets[:0], 0
+	if !netflowFits(d.Data, f) {
+		return errCut
+	}
+	be := binary.BigEndian
+	b := d.Data
+	var err error
 	switch f {
 	case TelemetryNetFlow5:
+		r.buf = *bytes.NewBuffer(b)
 		r.v5 = netflowlegacy.PacketNetFlowV5{}
 		if err := netflowlegacy.DecodeMessageVersion(&r.buf, &r.v5); err != nil {
 			return err
@@ -53,59 +60,50 @@ func (r *netflowReader) decode(t *Telemetry, e *exporter, d *Datagram, f Telemet
 		r.export = time.Unix(int64(r.v5.UnixSecs), int64(r.v5.UnixNSecs%1e9)).UTC()
 		r.uptime = r.v5.SysUptime
 		r.dom = e.domain(f, uint32(r.v5.EngineType)<<8|uint32(r.v5.EngineId))
-		e.sequence(r.dom, r.v5.FlowSequence, uint32(len(r.v5.Records)))
+		e.sequence(r.dom, r.v5.FlowSequence, uint32(len(r.v5.Records)), uint32(len(r.v5.Records)))
 		// The header's sampling interval: the mode in the top two bits,
 		// the interval in the other fourteen.
 		r.dom.rate = uint32(r.v5.SamplingInterval & 0x3fff)
 		return nil
 	case TelemetryNetFlow9:
-		r.v9 = netflow.NFv9Packet{}
+		// version, count, sysUptime, unix_secs, sequence, source id
+		r.uptime = be.Uint32(b[4:])
+		r.export = time.Unix(int64(be.Uint32(b[8:])), 0).UTC()
+		id := be.Uint32(b[16:])
+		r.dom = e.domain(f, id)
 		e.tmpl.misses = 0
-		err := netflow.DecodeMessageVersion(&r.buf, &e.tmpl, &r.v9, nil)
-		r.sets = r.v9.FlowSets
-		r.export = time.Unix(int64(r.v9.UnixSeconds), 0).UTC()
-		r.uptime = r.v9.SystemUptime
-		r.dom = e.domain(f, r.v9.SourceId)
+		err = r.msg.walk(e, r.dom, b[20:], 9, id, int(be.Uint16(b[2:])))
 		if err = r.setsErr(t, e, err); err != nil {
 			return err
 		}
-		e.sequence(r.dom, r.v9.SequenceNumber, 1)
+		e.sequence(r.dom, be.Uint32(b[12:]), 1, 1)
 	case TelemetryIPFIX:
-		r.ipfx = netflow.IPFIXPacket{}
+		// version, length, export time, sequence, observation domain
+		r.export = time.Unix(int64(be.Uint32(b[4:])), 0).UTC()
+		id := be.Uint32(b[12:])
+		r.dom = e.domain(f, id)
 		e.tmpl.misses = 0
-		err := netflow.DecodeMessageVersion(&r.buf, &e.tmpl, nil, &r.ipfx)
-		r.sets = r.ipfx.FlowSets
-		r.export = time.Unix(int64(r.ipfx.ExportTime), 0).UTC()
-		r.dom = e.domain(f, r.ipfx.ObservationDomainId)
+		err = r.msg.walk(e, r.dom, b[16:be.Uint16(b[2:])], 10, id, -1)
+		whole := err == nil && !r.msg.missing
 		if err = r.setsErr(t, e, err); err != nil {
 			return err
 		}
-		var n uint32
-		for _, s := range r.sets {
-			if ds, ok := s.(netflow.DataFlowSet); ok {
-				n += uint32(len(ds.Records))
-			}
-		}
-		e.sequence(r.dom, r.ipfx.SequenceNumber, n)
-	}
-	for _, s := range r.sets {
-		if os, ok := s.(netflow.OptionsDataFlowSet); ok {
-			for _, rec := range os.Records {
-				rate, init := optionsOf(rec.OptionsValues)
-				if rate > 0 {
-					r.dom.rate = rate
-				}
-				if init > 0 {
-					r.dom.init = init
-				}
-			}
+		// The sequence counts data records; options data records too in
+		// RFC 7011 (section 3.1: all Data Records), not in softflowd.
+		m := &r.msg
+		e.sequence(r.dom, be.Uint32(b[8:]), m.records, m.records+m.optionRecords)
+		if !whole {
+			// Sets whose template is unknown or was refused hold records
+			// that cannot be counted: the next sequence number is not
+			// known, and is taken as it comes rather than seen as a gap.
+			r.dom.seen = false
 		}
 	}
 	return nil
 }
 
-// setsErr sorts the decoder's error: data sets that came before their
-// template are counted and the rest of the datagram is read; a template
+// setsErr sorts the walk's error: data sets that came before their
+// template were counted by the template store and passed over; a template
 // past the bound is counted and refused, as are the sets after it; any
 // other error refuses the datagram.
 func (r *netflowReader) setsErr(t *Telemetry, e *exporter, err error) error {
@@ -113,35 +111,11 @@ func (r *netflowReader) setsErr(t *Telemetry, e *exporter, err error) error {
 		e.TemplateMisses += e.tmpl.misses
 		t.stats.Dropped[TelemetryTemplateMissing] += e.tmpl.misses
 	}
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, errTemplateLimit):
+	if errors.Is(err, errTemplateLimit) {
 		t.stats.Dropped[TelemetryTemplateLimit]++
-		return nil
-	case errors.Is(err, netflow.ErrorTemplateNotFound) && !hasOtherErr(err):
 		return nil
 	}
 	return err
-}
-
-// hasOtherErr reports whether err, the errors of a datagram's sets joined,
-// holds one that is not a missing template.
-func hasOtherErr(err error) bool {
-	var errs []error
-	for u := err; u != nil; {
-		if j, ok := u.(interface{ Unwrap() []error }); ok {
-			errs = j.Unwrap()
-			break
-		}
-		u = errors.Unwrap(u)
-	}
-	for _, e := range errs {
-		if !errors.Is(e, netflow.ErrorTemplateNotFound) {
-			return true
-		}
-	}
-	return false
 }
 
 // next fills f with the next record that counts.
@@ -155,23 +129,55 @@ func (r *netflowReader) next(t *Telemetry, f *Frame) bool {
 			rec = r.fromV5(&r.v5.Records[r.i])
 			r.i++
 		} else {
-			for r.i >= len(r.records) {
-				if r.set >= len(r.sets) {
-					return false
-				}
-				r.records, r.i = nil, 0
-				if ds, ok := r.sets[r.set].(netflow.DataFlowSet); ok {
-					r.records = ds.Records
-				}
-				r.set++
+			if !r.msg.next(&r.rb) {
+				return false
 			}
-			rec = r.fromFields(r.records[r.i].Values)
-			r.i++
+			rec = r.rb.record(r.dom.init)
 		}
 		if r.deliver(t, &rec, f) {
 			return true
 		}
 	}
+}
+
+// netflowFits reports whether a NetFlow v5 or v9 or IPFIX datagram holds
+// what its headers declare. goflow2's decoders read what is there and stop
+// quietly at a record or set cut short, which would count a truncated
+// datagram as whole; and its v5 decoder makes as many records as the
+// header counts, zero ones where the datagram holds none, which would
+// deliver 65535 flows of 0.0.0.0 from 24 bytes.
+func netflowFits(b []byte, f TelemetryFormat) bool {
+	be := binary.BigEndian
+	switch f {
+	case TelemetryNetFlow5:
+		return len(b) >= 24 && (len(b)-24)/48 >= int(be.Uint16(b[2:]))
+	case TelemetryNetFlow9:
+		// The decoder reads as many flow sets as the header's count.
+		return len(b) >= 20 && setsFit(b[20:], int(be.Uint16(b[2:])))
+	case TelemetryIPFIX:
+		n := 0
+		if len(b) >= 16 {
+			n = int(be.Uint16(b[2:]))
+		}
+		return n >= 16 && n <= len(b) && setsFit(b[16:n], -1)
+	}
+	return false
+}
+
+// setsFit reports whether the first max flow sets in b (-1: all) lie
+// within it: each has a header, and a length that covers it and ends in b.
+func setsFit(b []byte, max int) bool {
+	for i := 0; (max < 0 || i < max) && len(b) > 0; i++ {
+		if len(b) < 4 {
+			return false
+		}
+		n := int(binary.BigEndian.Uint16(b[2:]))
+		if n < 4 || n > len(b) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
 }
 
 // flowRecord is what a record says that detection uses.
@@ -236,98 +242,6 @@ const (
 	ieSystemInitMilli = netflow.IPFIX_FIELD_systemInitTimeMilliseconds
 )
 
-// fromFields reads a v9 or IPFIX data record.
-func (r *netflowReader) fromFields(vals []netflow.DataField) flowRecord {
-	var rec flowRecord
-	var startAbs, endAbs int64
-	var haveStart, haveEnd bool
-	var initMilli uint64
-	var startUp, endUp uint64
-	var haveStartUp, haveEndUp bool
-	var interval, space uint64
-	for i := range vals {
-		v := &vals[i]
-		b, _ := v.Value.([]byte)
-		if v.PenProvided || b == nil {
-			continue
-		}
-		n := beUint(b)
-		switch v.Type {
-		case ieSrc4, ieSrc6:
-			if a, ok := netip.AddrFromSlice(b); ok {
-				rec.src = a
-			}
-		case ieDst4, ieDst6:
-			if a, ok := netip.AddrFromSlice(b); ok {
-				rec.dst = a
-			}
-		case ieSrcPort:
-			rec.sport = uint16(n)
-		case ieDstPort:
-			rec.dport = uint16(n)
-		case ieProto:
-			rec.proto = uint8(n)
-		case ieTCPFlags:
-			rec.tcpFlags = uint8(n)
-		case ieIn:
-			rec.in = uint32(n)
-		case ieOut:
-			rec.out = uint32(n)
-		case iePackets, iePacketsTotal:
-			rec.packets = n
-		case ieOctets, ieOctetsTotal:
-			rec.bytes = n
-		case ieSampling, ieSamplerRandom:
-			rec.rate, rec.hasRate = clampRate(n), true
-		case iePacketInterval:
-			interval = n
-		case iePacketSpace:
-			space = n
-		case ieStartUptime:
-			startUp, haveStartUp = n, true
-		case ieEndUptime:
-			endUp, haveEndUp = n, true
-		case ieSystemInitMilli:
-			initMilli = n
-		case ieStartSec:
-			startAbs, haveStart = int64(min(n, 1<<33))*1e9, true
-		case ieEndSec:
-			endAbs, haveEnd = int64(min(n, 1<<33))*1e9, true
-		case ieStartMilli:
-			startAbs, haveStart = int64(min(n, 1<<43))*1e6, true
-		case ieEndMilli:
-			endAbs, haveEnd = int64(min(n, 1<<43))*1e6, true
-		case ieStartMicro, ieStartNano:
-			startAbs, haveStart = ntpNanos(n), true
-		case ieEndMicro, ieEndNano:
-			endAbs, haveEnd = ntpNanos(n), true
-		case ieDurationMilli:
-			rec.duration, rec.hasDuration = time.Duration(min(n, 1<<40))*time.Millisecond, true
-		case ieDurationMicro:
-			rec.duration, rec.hasDuration = time.Duration(min(n, 1<<50))*time.Microsecond, true
-		}
-	}
-	if interval > 0 && !rec.hasRate {
-		// PSAMP's systematic count-based sampling: interval packets
-		// taken in every interval+space.
-		rec.rate, rec.hasRate = clampRate((interval+space)/interval), true
-	}
-	switch {
-	case haveStart && haveEnd:
-		rec.start, rec.end, rec.hasTimes = startAbs, endAbs, true
-	case haveStartUp && haveEndUp && (initMilli > 0 || r.dom.init > 0):
-		if initMilli == 0 {
-			initMilli = r.dom.init
-		}
-		rec.start = int64(min(initMilli+startUp, 1<<43)) * 1e6
-		rec.end = int64(min(initMilli+endUp, 1<<43)) * 1e6
-		rec.hasTimes = true
-	case haveStartUp && haveEndUp:
-		rec.start, rec.end, rec.uptime, rec.hasTimes = int64(uint32(startUp)), int64(uint32(endUp)), true, true
-	}
-	return rec
-}
-
 // clampRate makes a sampling interval of any width a uint32, keeping a
 // rate past belief past it (so that it is refused, not wrapped).
 func clampRate(n uint64) uint32 {
@@ -354,33 +268,6 @@ func ntpNanos(n uint64) int64 {
 	sec := int64(n>>32) - ntpToUnix
 	frac := int64((n & 0xffffffff) * 1e9 >> 32)
 	return sec*1e9 + frac
-}
-
-// optionsOf returns what an options record says of the records that
-// follow: the sampling rate (0: none said) and when the exporter booted,
-// in Unix milliseconds (0: not said), which uptime times count from.
-func optionsOf(vals []netflow.DataField) (rate uint32, initMilli uint64) {
-	var interval, space uint64
-	for _, v := range vals {
-		b, _ := v.Value.([]byte)
-		if v.PenProvided || b == nil {
-			continue
-		}
-		switch v.Type {
-		case ieSampling, ieSamplerRandom:
-			rate = max(clampRate(beUint(b)), 1)
-		case iePacketInterval:
-			interval = beUint(b)
-		case iePacketSpace:
-			space = beUint(b)
-		case ieSystemInitMilli:
-			initMilli = min(beUint(b), 1<<43)
-		}
-	}
-	if interval > 0 && rate == 0 {
-		rate = max(clampRate((interval+space)/interval), 1)
-	}
-	return rate, initMilli
 }
 
 // deliver checks a record and, when it counts, fills f with a packet
@@ -501,6 +388,12 @@ func buildRecordFrame(buf *[recordFrameSize]byte, rec *flowRecord, size int) ([]
 		l4 = 20
 	}
 	size = max(size, ip+l4)
+	if size == 40 && !rec.src.Is4() {
+		// An IPv6 payload length of 0 reads as a jumbogram's, which the
+		// decoder refuses without its hop-by-hop option: a packet of
+		// nothing but its header is given a byte of payload.
+		size++
+	}
 	if rec.src.Is4() {
 		b[0] = 0x45
 		binary.BigEndian.PutUint16(b[2:], uint16(min(size, 65535)))
@@ -513,6 +406,12 @@ func buildRecordFrame(buf *[recordFrameSize]byte, rec *flowRecord, size int) ([]
 		b[0] = 0x60
 		binary.BigEndian.PutUint16(b[4:], uint16(min(size-40, 65535)))
 		b[6] = rec.proto
+		if rec.proto == 0 {
+			// IPv6's next header 0 is a hop-by-hop options header, which
+			// the decoder would look for; a record of no protocol (its
+			// template had none) says "no next header".
+			b[6] = 59
+		}
 		b[7] = 64
 		s, d := rec.src.As16(), rec.dst.As16()
 		copy(b[8:], s[:])
@@ -534,8 +433,9 @@ func buildRecordFrame(buf *[recordFrameSize]byte, rec *flowRecord, size int) ([]
 }
 
 // templates is an exporter's NetFlow v9 and IPFIX templates, as goflow2's
-// decoder stores and looks them up, bounded: a template past max is
-// refused. It counts the look-ups that found none.
+// decoder stores and looks them up, bounded: a template past max, or of
+// more than maxTemplateFields fields, is refused. It counts the look-ups
+// that found none.
 type templates struct {
 	m      map[uint64]any
 	max    int
@@ -548,8 +448,42 @@ func templateKey(version uint16, domain uint32, id uint16) uint64 {
 	return uint64(version)<<48 | uint64(domain)<<16 | uint64(id)
 }
 
+// maxTemplateFields bounds a template's fields, so that MaxTemplates
+// bounds the memory an exporter's templates hold: real templates have
+// tens of fields, a forged one up to 16383.
+const maxTemplateFields = 512
+
+// errTemplateEmpty refuses a template whose records have no fixed length
+// (no field of a length above 0, or only variable-length ones): goflow2's
+// decoder reads a data set's records for as long as the set holds a
+// record's fixed length, so of 0 forever, or until a variable-length
+// field meets the set's end and fails the datagram.
+var errTemplateEmpty = errors.New("template of records of no fixed length")
+
 func (s *templates) AddTemplate(version uint16, domain uint32, id uint16, tmpl any) error {
 	k := templateKey(version, domain, id)
+	var fields, size int
+	switch t := tmpl.(type) {
+	case netflow.TemplateRecord:
+		fields, size = len(t.Fields), netflow.GetTemplateSize(version, t.Fields)
+	case netflow.NFv9OptionsTemplateRecord:
+		fields = len(t.Scopes) + len(t.Options)
+		size = netflow.GetTemplateSize(version, t.Scopes) + netflow.GetTemplateSize(version, t.Options)
+	case netflow.IPFIXOptionsTemplateRecord:
+		fields = len(t.Scopes) + len(t.Options)
+		size = netflow.GetTemplateSize(version, t.Scopes) + netflow.GetTemplateSize(version, t.Options)
+	}
+	switch {
+	case fields == 0:
+		// IPFIX's template withdrawal (RFC 7011 section 8.1): a
+		// template of no fields.
+		delete(s.m, k)
+		return nil
+	case size == 0:
+		return errTemplateEmpty
+	case fields > maxTemplateFields:
+		return errTemplateLimit
+	}
 	if _, ok := s.m[k]; !ok && len(s.m) >= s.max {
 		return errTemplateLimit
 	}

@@ -12,6 +12,11 @@ import (
 // time order once the release clock (the latest arrival less the hold-back)
 // has passed them, when the heap is full (the oldest first), or at the end
 // of the input. Ties leave in arrival order, so a replay is deterministic.
+//
+// Time never runs backward in what leaves: a frame that comes behind the
+// release clock (live, a record older than the hold-back) is put at it,
+// and one behind the frame that left last (after a full heap let frames go
+// early) at that frame's time.
 type reorder struct {
 	slots []heldFrame
 	free  []int32
@@ -21,8 +26,13 @@ type reorder struct {
 	// input or a full heap (a capture file replayed).
 	hold    time.Duration
 	release int64 // Unix ns: frames at or before it may leave
-	// out is where the frame that left last keeps its bytes.
-	out [heldBytes]byte
+	// out is where the frame that left last keeps its bytes; last is its
+	// time, before which none leaves.
+	out  [heldBytes]byte
+	last int64
+	// late counts the frames put at a later time than their own: behind
+	// a hold-back above 0, or behind the frame that left last.
+	late uint64
 }
 
 // heldBytes is how much of a frame waits: an sFlow sample's header is
@@ -54,65 +64,85 @@ type heldFrame struct {
 // (finer than detection's rate buckets), each piece one frame. A record
 // keeps its one slot while it is spread: pieces cost time, never memory.
 const (
-	pieceWidth = time.Second
+	pieceWidth = 200 * time.Millisecond
 	// maxPiecesPerRecord bounds the pieces of one record, so that a
 	// forged record of a day's span costs no more than half an hour's.
 	maxPiecesPerRecord = 1800
 )
 
 type frameHeap struct {
-	idx   []int32
-	slots []heldFrame
+	e []heapEntry
 }
 
-// A binary heap of slot indexes, written out rather than through
-// container/heap, whose interface boxes each index it pushes.
+// heapEntry is a held frame's place in the heap: its slot, with the key
+// it is ordered by kept beside it, so that sifting compares entries that
+// lie together rather than slots a few hundred bytes apart.
+type heapEntry struct {
+	at   int64
+	seq  uint64
+	slot int32
+}
 
-func (h *frameHeap) less(i, j int) bool {
-	a, b := &h.slots[h.idx[i]], &h.slots[h.idx[j]]
+// A binary heap written out rather than through container/heap, whose
+// interface boxes each entry it pushes.
+
+func (a *heapEntry) before(b *heapEntry) bool {
 	return a.at < b.at || a.at == b.at && a.seq < b.seq
 }
 
-func (h *frameHeap) push(x int32) {
-	h.idx = append(h.idx, x)
-	for i := len(h.idx) - 1; i > 0; {
+func (h *frameHeap) push(x heapEntry) {
+	h.e = append(h.e, x)
+	e := h.e
+	i := len(e) - 1
+	for i > 0 {
 		p := (i - 1) / 2
-		if !h.less(i, p) {
+		if !x.before(&e[p]) {
 			break
 		}
-		h.idx[i], h.idx[p] = h.idx[p], h.idx[i]
+		e[i] = e[p]
 		i = p
 	}
+	e[i] = x
 }
 
 func (h *frameHeap) pop() int32 {
-	x := h.idx[0]
-	n := len(h.idx) - 1
-	h.idx[0] = h.idx[n]
-	h.idx = h.idx[:n]
-	for i := 0; ; {
-		l, m := 2*i+1, i
-		if l < n && h.less(l, m) {
-			m = l
-		}
-		if l+1 < n && h.less(l+1, m) {
-			m = l + 1
-		}
-		if m == i {
+	e := h.e
+	top := e[0].slot
+	n := len(e) - 1
+	x := e[n]
+	h.e = e[:n]
+	e = e[:n]
+	i := 0
+	for {
+		l := 2*i + 1
+		if l >= n {
 			break
 		}
-		h.idx[i], h.idx[m] = h.idx[m], h.idx[i]
+		m := l
+		if l+1 < n && e[l+1].before(&e[l]) {
+			m = l + 1
+		}
+		if !e[m].before(&x) {
+			break
+		}
+		e[i] = e[m]
 		i = m
 	}
-	return x
+	if n > 0 {
+		e[i] = x
+	}
+	return top
 }
+
+// min returns the entry that leaves first; the heap must not be empty.
+func (h *frameHeap) min() *heapEntry { return &h.e[0] }
 
 func newReorder(size int, hold time.Duration) *reorder {
 	r := &reorder{slots: make([]heldFrame, size), free: make([]int32, size), hold: hold}
 	for i := range r.free {
 		r.free[i] = int32(size - 1 - i)
 	}
-	r.h = frameHeap{idx: make([]int32, 0, size), slots: r.slots}
+	r.h = frameHeap{e: make([]heapEntry, 0, size)}
 	return r
 }
 
@@ -138,6 +168,16 @@ func (r *reorder) push(f *Frame, spread bool) bool {
 	s.n = copy(s.b[:], f.Data)
 	s.f.Data, s.f.CaptureLength = nil, s.n
 	s.at, s.left = f.Timestamp.UnixNano(), 0
+	if r.hold >= 0 && s.at < r.release {
+		// Live, the frames up to the release clock may have left: one
+		// that comes behind it is put at it. With no hold-back that is
+		// every flow record, put at its arrival as TelemetryConfig says,
+		// which is not worth counting.
+		s.at = r.release
+		if r.hold > 0 {
+			r.late++
+		}
+	}
 	if smp := &f.Sample; spread && smp.Record && smp.Packets > 1 && smp.Span > 0 {
 		s.step = int64(smp.Span) / int64(smp.Packets-1)
 		s.next = s.at - int64(smp.Span)
@@ -146,7 +186,7 @@ func (r *reorder) push(f *Frame, spread bool) bool {
 	}
 	s.seq = r.seq
 	r.seq++
-	r.h.push(i)
+	r.h.push(heapEntry{at: s.at, seq: s.seq, slot: i})
 	return true
 }
 
@@ -165,10 +205,10 @@ func (s *heldFrame) piece() {
 // ready reports whether the oldest frame may leave: the release clock has
 // passed it, or end (the input is over, or the heap is full) says all may.
 func (r *reorder) ready(end bool) bool {
-	if len(r.h.idx) == 0 {
+	if len(r.h.e) == 0 {
 		return false
 	}
-	return end || r.hold >= 0 && r.slots[r.h.idx[0]].at <= r.release
+	return end || r.hold >= 0 && r.h.min().at <= r.release
 }
 
 // pop fills f with the oldest frame, or the next piece of the oldest
@@ -181,11 +221,12 @@ func (r *reorder) pop(f *Frame) {
 	f.Data = r.out[:n]
 	if s.left == 0 {
 		r.free = append(r.free, i)
+		r.stamp(f, s.at)
 		return
 	}
 	c := s.count
 	b := scaledShare(s.leftBytes, c, s.left)
-	f.Timestamp = time.Unix(0, s.at)
+	r.stamp(f, s.at)
 	f.Sample.Packets, f.Sample.Bytes = c, b
 	f.Sample.Span = time.Duration(s.at - s.next)
 	s.left -= c
@@ -198,7 +239,20 @@ func (r *reorder) pop(f *Frame) {
 	s.piece()
 	s.seq = r.seq
 	r.seq++
-	r.h.push(i)
+	r.h.push(heapEntry{at: s.at, seq: s.seq, slot: i})
+}
+
+// stamp sets the time of f, leaving, to at, or to the time of the frame
+// that left before it where that is later.
+func (r *reorder) stamp(f *Frame, at int64) {
+	if at < r.last {
+		at = r.last
+		r.late++
+	}
+	r.last = at
+	if at != f.Timestamp.UnixNano() {
+		f.Timestamp = time.Unix(0, at)
+	}
 }
 
 // scaledShare returns n·part/whole, rounded down, for part <= whole; in
@@ -214,4 +268,4 @@ func scaledShare(n, part, whole uint64) uint64 {
 }
 
 // len returns how many frames wait.
-func (r *reorder) len() int { return len(r.h.idx) }
+func (r *reorder) len() int { return len(r.h.e) }

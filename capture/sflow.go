@@ -1,66 +1,61 @@
 package capture
 
 import (
-	"bytes"
+	"encoding/binary"
 
 	"github.com/gopacket/gopacket/layers"
-	"github.com/netsampler/goflow2/v2/decoders/sflow"
 )
 
-// sflowReader delivers the flow samples of an sFlow v5 datagram, which
-// goflow2's decoder reads: each sample's raw packet header record is a
-// frame that stands for sampling_rate packets of the sampled frame's
-// length. Counter samples say nothing about packets and are passed over;
-// so are drop samples (packets the router discarded, which reached no
-// victim).
+// sflowReader delivers the flow samples of an sFlow v5 datagram, read in
+// place by sflowWalk (held to goflow2's decoder by FuzzSFlowWalk): each
+// sample's raw packet header record is a frame that stands for
+// sampling_rate packets of the sampled frame's length. Counter samples say
+// nothing about packets and are passed over; so are drop samples (packets
+// the router discarded, which reached no victim).
 type sflowReader struct {
-	pkt sflow.Packet
-	buf bytes.Buffer
-	i   int // the next sample of pkt
+	w sflowWalk
 }
 
 // decode reads the datagram d from exporter e and checks its sequence.
 func (r *sflowReader) decode(t *Telemetry, e *exporter, d *Datagram) error {
-	r.buf = *bytes.NewBuffer(d.Data)
-	r.pkt, r.i = sflow.Packet{}, 0
-	if err := sflow.DecodeMessageVersion(&r.buf, &r.pkt); err != nil {
+	if !sflowFits(d.Data) {
+		return errCut
+	}
+	if err := r.w.start(d.Data); err != nil {
 		return err
 	}
-	dom := e.domain(TelemetrySFlow, r.pkt.SubAgentId)
-	e.sequence(dom, r.pkt.SequenceNumber, 1)
+	// The samples are read before any is delivered, as goflow2 reads a
+	// datagram whole: one that fails refuses the datagram.
+	check := r.w
+	var s sflowFlow
+	for {
+		ok, err := check.next(&s)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+	}
+	dom := e.domain(TelemetrySFlow, r.w.subAgent)
+	e.sequence(dom, r.w.seq, 1, 1)
 	return nil
 }
 
 // next fills f with the next flow sample that counts.
 func (r *sflowReader) next(t *Telemetry, f *Frame) bool {
 	e := t.cur
-	for r.i < len(r.pkt.Samples) {
-		s := r.pkt.Samples[r.i]
-		r.i++
-		var rate, in, out uint32
-		var recs []sflow.FlowRecord
-		switch s := s.(type) {
-		case sflow.FlowSample:
-			rate, recs = s.SamplingRate, s.Records
-			in, out = ifIndex(s.Input), ifIndex(s.Output)
-		case sflow.ExpandedFlowSample:
-			rate, recs = s.SamplingRate, s.Records
-			if s.InputIfFormat == 0 {
-				in = s.InputIfValue
-			}
-			if s.OutputIfFormat == 0 {
-				out = s.OutputIfValue
-			}
-		default:
-			continue
+	var s sflowFlow
+	for {
+		if ok, _ := r.w.next(&s); !ok { // decode saw no error
+			return false
 		}
-		h, ok := sampledHeader(recs)
-		if !ok {
+		if !s.hasHeader {
 			t.stats.Dropped[TelemetryNotIP]++
 			continue
 		}
 		var lt layers.LinkType
-		switch h.Protocol {
+		switch s.protocol {
 		case 1: // ETHERNET-ISO88023
 			lt = layers.LinkTypeEthernet
 		case 11:
@@ -71,43 +66,39 @@ func (r *sflowReader) next(t *Telemetry, f *Frame) bool {
 			t.stats.Dropped[TelemetryNotIP]++
 			continue
 		}
-		if rate == 0 {
+		if s.rate == 0 {
 			// RFC 3176's sampling_rate is at least 1: 0 is not a rate.
 			t.stats.Dropped[TelemetrySamplingInvalid]++
 			continue
 		}
+		in, out := knownIf(s.in), knownIf(s.out)
 		if !t.counts(e, in) {
 			continue
 		}
-		rate, ok = t.rate(e, rate)
+		rate, ok := t.rate(e, s.rate)
 		if !ok {
 			continue
 		}
+		// The record's bytes run to its end, with the padding to four
+		// bytes of XDR's opaque header<>; its length field says how many
+		// are the header.
+		h := s.header
+		if uint64(s.headerLength) < uint64(len(h)) {
+			h = h[:s.headerLength]
+		}
 		// The frame's length as it was on the wire, less what the agent
 		// stripped (the FCS), and never less than what it kept.
-		n := len(h.HeaderData)
-		if l := int64(h.FrameLength) - int64(h.Stripped); l > int64(n) {
+		n := len(h)
+		if l := int64(s.frameLength) - int64(s.stripped); l > int64(n) {
 			n = int(min(l, 1<<20))
 		}
-		*f = Frame{Data: h.HeaderData, CaptureLength: len(h.HeaderData), Length: n, LinkType: lt}
+		*f = Frame{Data: h, CaptureLength: len(h), Length: n, LinkType: lt}
 		f.Sample = Sampled{Format: TelemetrySFlow, InIf: in, OutIf: out, Rate: rate,
 			Packets: uint64(rate), Bytes: uint64(rate) * uint64(n)}
 		e.Samples++
 		t.stats.Samples++
 		return true
 	}
-	return false
-}
-
-// sampledHeader returns the raw packet header record among a sample's
-// records.
-func sampledHeader(recs []sflow.FlowRecord) (sflow.SampledHeader, bool) {
-	for _, rec := range recs {
-		if h, ok := rec.Data.(sflow.SampledHeader); ok {
-			return h, true
-		}
-	}
-	return sflow.SampledHeader{}, false
 }
 
 // ifIndex reads a compact flow sample's input or output field: an
@@ -118,4 +109,96 @@ func ifIndex(v uint32) uint32 {
 		return 0
 	}
 	return v
+}
+
+// knownIf returns an sFlow interface index, or 0 for 0x3FFFFFFF, which
+// says the interface is not known (sFlow v5, section 5: "the value
+// 0x3FFFFFFF... if the interface is not known"): not an interface a
+// filter or an alert should name.
+func knownIf(v uint32) uint32 {
+	if v == 0x3FFFFFFF {
+		return 0
+	}
+	return v
+}
+
+// sflowHeaderLen returns the length of an sFlow datagram's header:
+// version, agent address type, agent address (IPv4 or IPv6), sub-agent
+// id, sequence number, uptime and the count of samples.
+func sflowHeaderLen(b []byte) (int, error) {
+	if len(b) < 8 {
+		return 0, errCut
+	}
+	switch binary.BigEndian.Uint32(b[4:]) {
+	case 1:
+		return 8 + 4 + 16, nil
+	case 2:
+		return 8 + 16 + 16, nil
+	}
+	return 0, errSFlowAddress
+}
+
+// sflowFits reports whether an sFlow v5 datagram holds the samples and the
+// records its headers count. goflow2's decoder stops quietly at a sample
+// or record cut short, which would count a truncated datagram as whole;
+// and it makes an expanded flow sample's records before it reads them, as
+// many as the sample's 32-bit count says (the other formats' counts it
+// bounds at 1000): a datagram of 236 bytes could ask for gigabytes.
+func sflowFits(b []byte) bool {
+	be := binary.BigEndian
+	n, err := sflowHeaderLen(b)
+	if err != nil || len(b) < n {
+		return false
+	}
+	samples := be.Uint32(b[n-4:])
+	if samples > 1000 { // goflow2's bound
+		return false
+	}
+	b = b[n:]
+	for range samples {
+		if len(b) < 8 {
+			return false
+		}
+		format, size := be.Uint32(b), be.Uint32(b[4:])
+		b = b[8:]
+		if uint64(size) > uint64(len(b)) {
+			return false
+		}
+		s := b[:size]
+		b = b[size:]
+		// The words of the sample before its record count.
+		var words int
+		switch format {
+		case 1, 5: // flow sample; drop sample
+			words = 7
+		case 2: // counter sample
+			words = 2
+		case 3: // expanded flow sample
+			words = 10
+		case 4: // expanded counter sample
+			words = 3
+		default:
+			continue // goflow2 refuses it
+		}
+		if len(s) < 4*words+4 {
+			return false
+		}
+		recs := be.Uint32(s[4*words:])
+		s = s[4*words+4:]
+		if uint64(recs) > uint64(len(s)/8) {
+			return false
+		}
+		for range recs {
+			if len(s) < 8 {
+				return false
+			}
+			l := be.Uint32(s[4:])
+			s = s[8:]
+			if uint64(l) > uint64(len(s)) {
+				return false
+			}
+			s = s[l:]
+		}
+	}
+	return true
 }

@@ -57,7 +57,9 @@ type TelemetryConfig struct {
 	// the input: a capture of exports replayed, where a record's flow is
 	// put back at its own time however long before its export it ended.
 	// Live, 0 puts every record at its arrival, and detection credits
-	// its average rate over one window.
+	// its average rate over one window; above 0, a frame older than the
+	// hold-back when it comes is put at arrival less the hold-back, and
+	// counted Late. Time never runs backward in what ReadFrame delivers.
 	HoldBack time.Duration
 	// Reorder bounds the frames that wait; 0 is DefaultReorder.
 	Reorder int
@@ -100,9 +102,9 @@ const (
 	TelemetryUnknownExporter  TelemetryDrop = iota // an exporter not allowed: its datagram
 	TelemetryWrongFormat                           // a datagram of a format its socket does not take, or of none
 	TelemetryNotUDP                                // a frame of a telemetry capture that is not a whole UDP datagram (fragment, cut)
-	TelemetryMalformed                             // a datagram the decoder refused
+	TelemetryMalformed                             // a datagram the decoder refused, or cut short of what its headers declare
 	TelemetryTemplateMissing                       // a data set whose template is not known (yet)
-	TelemetryTemplateLimit                         // a template refused: its exporter has MaxTemplates
+	TelemetryTemplateLimit                         // a template refused: its exporter has MaxTemplates, or it has too many fields
 	TelemetrySamplingInvalid                       // a sample or record whose sampling rate is 0 or past belief
 	TelemetryTimeInvalid                           // a record that ends before it starts or far after its export
 	TelemetryInterfaceIgnored                      // a sample or record from an interface that does not count
@@ -149,6 +151,11 @@ type TelemetryStats struct {
 	// Early counts the frames that left the reorder heap before their
 	// time because it was full: they count at a later time than their own.
 	Early uint64
+	// Late counts the frames that came after their time had gone by:
+	// older than the hold-back (above 0), or behind a frame that left
+	// early. They count at that time rather than their own, so that time
+	// never runs backward.
+	Late uint64
 }
 
 // ExporterStats are the counters of one exporter.
@@ -184,10 +191,13 @@ const maxDomains = 8
 type domain struct {
 	format TelemetryFormat
 	id     uint32
-	next   uint32 // the sequence number expected next
-	seen   bool
-	rate   uint32 // from an options record; 0: none seen
-	init   uint64 // the exporter's boot, Unix ms, from an options record
+	// The sequence number of the datagram before, and the units it held
+	// (lo to hi, see sequence), once seen; after: the exporter numbers a
+	// datagram by the units up to its end, once known.
+	prev, lo, hi       uint32
+	seen, after, known bool
+	rate               uint32 // from an options record; 0: none seen
+	init               uint64 // the exporter's boot, Unix ms, from an options record
 }
 
 // domain returns the state of the exporter's domain id in format f,
@@ -210,18 +220,39 @@ func (e *exporter) domain(f TelemetryFormat, id uint32) *domain {
 	return d
 }
 
-// sequence checks a datagram's sequence number against the one expected
-// and sets the next one expected, after n more units.
-func (e *exporter) sequence(d *domain, seq, n uint32) {
-	if d.seen && seq != d.next {
+// sequence checks the sequence number of a datagram that holds lo to hi
+// units against the datagram's before. Exporters number a datagram by the
+// units before it (the RFCs), or by those up to its end (softflowd's
+// IPFIX), and count IPFIX options records (RFC 7011) or not (softflowd):
+// lo and hi are the datagram's units without and with them. A number that
+// fits either way is in sequence, and the way it fitted says how much a
+// gap after it lost.
+func (e *exporter) sequence(d *domain, seq, lo, hi uint32) {
+	if d.seen {
+		// The units between the two numbers, which either numbering
+		// puts in a range: the datagram before's, or this one's. Each
+		// compare is in uint32, to be safe from wrapping.
+		diff := seq - d.prev
+		before, after := diff-d.lo <= d.hi-d.lo, diff-lo <= hi-lo
+		if before != after {
+			d.after, d.known = after, true
+		}
+		expect := d.hi
+		switch {
+		case !d.known:
+			// A gap counts the least it can have lost.
+			expect = max(d.hi, hi)
+		case d.after:
+			expect = hi
+		}
 		// A number behind the expected one is a restart or a reordered
 		// datagram, not a loss.
-		if gap := seq - d.next; gap < 1<<31 {
+		if gap := diff - expect; !before && !after && diff < 1<<31 && gap < 1<<31 {
 			e.SequenceGaps++
 			e.Lost += uint64(gap)
 		}
 	}
-	d.seen, d.next = true, seq+n
+	d.seen, d.prev, d.lo, d.hi = true, seq, lo, hi
 }
 
 // Telemetry is a Source of the packets that router telemetry reports: it
@@ -229,7 +260,10 @@ func (e *exporter) sequence(d *domain, seq, n uint32) {
 // DatagramSource, decodes them with goflow2's decoders, and delivers each
 // sFlow flow sample's packet header as a frame, and each flow record as a
 // frame built from its addresses, ports and lengths, with Frame.Sample
-// saying what it stands for. Frames carry their datagram's arrival time.
+// saying what it stands for. A sample's frame carries its datagram's
+// arrival time; a record's, the time its flow ended on the clock of
+// arrival (see netflowReader.when), no earlier than the release clock (see
+// reorder).
 //
 // It belongs to one goroutine, as a Source does; Stats too.
 type Telemetry struct {
@@ -445,6 +479,7 @@ func (t *Telemetry) rate(e *exporter, r uint32) (uint32, bool) {
 // address. Call it on the goroutine that reads the frames.
 func (t *Telemetry) Stats() TelemetryStats {
 	s := t.stats
+	s.Late = t.ord.late
 	s.Exporters = make([]ExporterStats, 0, t.exporters.Len())
 	for _, e := range t.exporters.Values() {
 		s.Exporters = append(s.Exporters, e.ExporterStats)
