@@ -45,7 +45,7 @@ func runStats(t *testing.T, cfg config) *statsEvent {
 	if err := s.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return newStatsEvent(cfg.SensorName, s.Stats())
+	return newStatsEvent(cfg.SensorName, s.Stats(), cfg.Telemetry.listed)
 }
 
 // gatherMetric returns the metric family name as /metrics shows ev.

@@ -87,7 +87,18 @@ func openSources(cfg config, stdin io.Reader) ([]capture.Source, error) {
 		if err != nil {
 			return nil, err
 		}
-		return []capture.Source{t}, nil
+		if cfg.Interface == "" {
+			return []capture.Source{t}, nil
+		}
+		// Beside -i: the interface's sources, and the collector as one
+		// more, each read by a worker of its own.
+		cfg.Telemetry = telemetryOptions{}
+		srcs, err := openSources(cfg, stdin)
+		if err != nil {
+			t.Close()
+			return nil, err
+		}
+		return append(srcs, t), nil
 	}
 	if len(cfg.Read) > 0 {
 		src, err := openFiles(cfg.Read, stdin)
@@ -381,8 +392,16 @@ func (c *config) sensorConfig() (sensor.Config, error) {
 	}
 	if c.Telemetry.on() {
 		// Telemetry is decoded on one goroutine: a sample costs little
-		// next to a captured frame, and there are fewer.
+		// next to a captured frame, and there are fewer. Beside -i, it is
+		// one more source: AF_PACKET's sockets and it, or libpcap's one
+		// handle and it, each read by a worker of its own.
 		sc.Workers = 1
+		if c.Interface != "" {
+			sc.Workers = 2
+			if c.Capture == "afpacket" {
+				sc.Workers = c.Workers + 1
+			}
+		}
 	}
 	return sc, nil
 }

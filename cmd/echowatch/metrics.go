@@ -139,6 +139,11 @@ type collector struct {
 	evBytes, evRemoved        *prometheus.Desc
 	evRefused, evErrors       *prometheus.Desc
 	evSkipped                 *prometheus.Desc
+	tmDatagrams, tmSamples    *prometheus.Desc
+	tmRecords, tmRate         *prometheus.Desc
+	tmGaps, tmLost            *prometheus.Desc
+	tmMisses, tmMalformed     *prometheus.Desc
+	tmDropped, tmEvicted      *prometheus.Desc
 	buildInfo                 *prometheus.Desc
 	buildVersion, buildGoVers string
 }
@@ -178,6 +183,16 @@ func newCollector(snapshot func() *statsEvent, outputs func() []sinks.OutputStat
 		evRefused:     d("evidence_refused_total", "Incidents given no evidence file, or whose file ended early, by a bound."),
 		evErrors:      d("evidence_errors_total", "Evidence files that could not be created, written or removed."),
 		evSkipped:     d("evidence_skipped_total", "Packets not written to an evidence file because their link type is not the file's."),
+		tmDatagrams:   d("telemetry_datagrams_total", "Telemetry datagrams by exporter (its address if listed, else \"unlisted\").", "exporter"),
+		tmSamples:     d("telemetry_samples_total", "sFlow flow samples that counted, by exporter.", "exporter"),
+		tmRecords:     d("telemetry_records_total", "NetFlow/IPFIX flow records that counted, by exporter.", "exporter"),
+		tmRate:        d("telemetry_sampling_rate", "The sampling rate of an exporter's latest sample or record (1: unsampled; the highest of the unlisted).", "exporter"),
+		tmGaps:        d("telemetry_sequence_gaps_total", "Breaks in an exporter's sequence numbers.", "exporter"),
+		tmLost:        d("telemetry_lost_total", "What the sequence gaps skipped: datagrams (sFlow, NetFlow v9), flows (NetFlow v5) or records (IPFIX).", "exporter"),
+		tmMisses:      d("telemetry_template_misses_total", "Data sets that came before their template, by exporter.", "exporter"),
+		tmMalformed:   d("telemetry_malformed_total", "Datagrams the decoder refused, by exporter.", "exporter"),
+		tmDropped:     d("telemetry_dropped_total", "Telemetry that did not count, by reason.", "reason"),
+		tmEvicted:     d("telemetry_exporters_evicted_total", "Exporters pushed out of a full exporter table (max_exporters)."),
 		buildInfo:     d("build_info", "The sensor's version and the Go version it was built with; always 1.", "version", "goversion"),
 		buildVersion:  version,
 		buildGoVers:   runtime.Version(),
@@ -189,7 +204,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.received, c.dropped, c.tunnelFrames, c.dedupDropped, c.dedupEvict, c.flows, c.flowEvictions, c.keys,
 		c.keyEvictions, c.incidents, c.open, c.emitted, c.suppressed, c.timeStepsBack, c.timeBad, c.outQueue, c.outDelivered,
 		c.outFailed, c.outDropped, c.evFiles, c.evPackets, c.evBytes, c.evRemoved, c.evRefused, c.evErrors, c.evSkipped,
-		c.buildInfo} {
+		c.tmDatagrams, c.tmSamples, c.tmRecords, c.tmRate, c.tmGaps, c.tmLost, c.tmMisses, c.tmMalformed, c.tmDropped,
+		c.tmEvicted, c.buildInfo} {
 		ch <- d
 	}
 }
@@ -255,6 +271,51 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.evErrors, e.Errors)
 		counter(c.evSkipped, e.Skipped)
 	}
+	if t := s.Telemetry; t != nil {
+		for _, e := range byExporterLabel(t.Exporters) {
+			counter(c.tmDatagrams, e.Datagrams, e.Address)
+			counter(c.tmSamples, e.Samples, e.Address)
+			counter(c.tmRecords, e.Records, e.Address)
+			gauge(c.tmRate, float64(e.SamplingRate), e.Address)
+			counter(c.tmGaps, e.SequenceGaps, e.Address)
+			counter(c.tmLost, e.Lost, e.Address)
+			counter(c.tmMisses, e.TemplateMisses, e.Address)
+			counter(c.tmMalformed, e.Malformed, e.Address)
+		}
+		for reason, n := range t.Dropped {
+			counter(c.tmDropped, n, reason)
+		}
+		counter(c.tmEvicted, t.ExportersEvicted)
+	}
+}
+
+// byExporterLabel returns the exporters as the metrics label them: a
+// listed exporter by its address, which the operator configured; the
+// others (allow_unknown) summed as "unlisted", so that no address a sender
+// chose becomes a label.
+func byExporterLabel(exps []exporterStats) []exporterStats {
+	out := make([]exporterStats, 0, len(exps))
+	unlisted := -1
+	for _, e := range exps {
+		if e.Listed {
+			out = append(out, e)
+			continue
+		}
+		if unlisted < 0 {
+			unlisted = len(out)
+			out = append(out, exporterStats{Address: "unlisted"})
+		}
+		u := &out[unlisted]
+		u.Datagrams += e.Datagrams
+		u.Samples += e.Samples
+		u.Records += e.Records
+		u.SamplingRate = max(u.SamplingRate, e.SamplingRate)
+		u.SequenceGaps += e.SequenceGaps
+		u.Lost += e.Lost
+		u.TemplateMisses += e.TemplateMisses
+		u.Malformed += e.Malformed
+	}
+	return out
 }
 
 // labelOutputs names each output for its label: "stdout", or the URL's

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/echowatch/echowatch/capture"
@@ -31,6 +32,60 @@ type statsEvent struct {
 	Detect   detect.Stats
 	Outputs  []sinks.OutputStats
 	Evidence *sinks.EvidenceStats // with --evidence-dir
+	// Telemetry is the router telemetry input's (--sflow, --netflow,
+	// --telemetry).
+	Telemetry *telemetryStats
+}
+
+// telemetryStats are capture.TelemetryStats as the stats event and the
+// metrics name them.
+type telemetryStats struct {
+	Datagrams uint64 `json:"datagrams"`
+	Samples   uint64 `json:"samples"`
+	Records   uint64 `json:"records"`
+	// Dropped counts by reason (capture.TelemetryDrop) what did not count.
+	Dropped map[string]uint64 `json:"dropped"`
+	// ExportersEvicted counts the exporters pushed out of a full table
+	// (max_exporters); Early the frames that had to leave the reorder heap
+	// before their time because it was full; Late those whose time had
+	// gone by when they came (hold_back too short), counted later.
+	ExportersEvicted uint64          `json:"exporters_evicted"`
+	Early            uint64          `json:"early"`
+	Late             uint64          `json:"late"`
+	Exporters        []exporterStats `json:"exporters"`
+}
+
+// exporterStats is one exporter's share. Listed says the configuration
+// names it (not only allow_unknown): the metrics label only those by
+// address.
+type exporterStats struct {
+	Address        string `json:"address"`
+	Listed         bool   `json:"listed"`
+	Datagrams      uint64 `json:"datagrams"`
+	Samples        uint64 `json:"samples"`
+	Records        uint64 `json:"records"`
+	SamplingRate   uint32 `json:"sampling_rate"`
+	SequenceGaps   uint64 `json:"sequence_gaps"`
+	Lost           uint64 `json:"lost"`
+	TemplateMisses uint64 `json:"template_misses"`
+	Malformed      uint64 `json:"malformed"`
+}
+
+// newTelemetryStats names t's counters; listed says which exporters the
+// configuration names.
+func newTelemetryStats(t *capture.TelemetryStats, listed func(netip.Addr) bool) *telemetryStats {
+	ts := &telemetryStats{Datagrams: t.Datagrams, Samples: t.Samples, Records: t.Records,
+		Dropped: map[string]uint64{}, ExportersEvicted: t.Evicted, Early: t.Early, Late: t.Late,
+		Exporters: make([]exporterStats, 0, len(t.Exporters))}
+	for r, name := range capture.TelemetryDropNames() {
+		ts.Dropped[name] = t.Dropped[r]
+	}
+	for _, e := range t.Exporters {
+		ts.Exporters = append(ts.Exporters, exporterStats{Address: e.Addr.String(), Listed: listed(e.Addr),
+			Datagrams: e.Datagrams, Samples: e.Samples, Records: e.Records, SamplingRate: e.Rate,
+			SequenceGaps: e.SequenceGaps, Lost: e.Lost, TemplateMisses: e.TemplateMisses, Malformed: e.Malformed})
+	}
+	return ts
 }
 
 var _ sinks.Event = (*statsEvent)(nil)
@@ -83,8 +138,9 @@ func newSuricataDecoder(d *capture.DecodeStats) suricataDecoder {
 	return sd
 }
 
-// newStatsEvent returns the stats event of sensor host's counters s.
-func newStatsEvent(host string, s sensor.Stats) *statsEvent {
+// newStatsEvent returns the stats event of sensor host's counters s;
+// listed says which telemetry exporters the configuration names.
+func newStatsEvent(host string, s sensor.Stats, listed func(netip.Addr) bool) *statsEvent {
 	d := s.Decoder
 	ev := &statsEvent{Timestamp: s.Last, Host: host, Capture: s.Capture, Flow: s.Flow, Workers: s.Workers, Detect: s.Detect,
 		Decoder: decoderStats{Frames: d.Frames, Decoded: d.Decoded, Truncated: d.Truncated, Fragments: d.Fragments,
@@ -101,6 +157,9 @@ func newStatsEvent(host string, s sensor.Stats) *statsEvent {
 			counts[c.result] += c.n
 		}
 		ev.Decoder.Tunnels[k.String()] = counts
+	}
+	if s.Telemetry != nil {
+		ev.Telemetry = newTelemetryStats(s.Telemetry, listed)
 	}
 	return ev
 }
@@ -165,7 +224,7 @@ func (t *statsTicker) warn(ev *statsEvent) {
 
 // snapshot publishes the counters for the metrics and returns them.
 func (t *statsTicker) snapshot() *statsEvent {
-	ev := newStatsEvent(t.cfg.SensorName, t.sens.Stats())
+	ev := newStatsEvent(t.cfg.SensorName, t.sens.Stats(), t.cfg.Telemetry.listed)
 	ev.Uptime = time.Since(t.started)
 	if t.evidence != nil {
 		s := t.evidence.Stats()
@@ -191,13 +250,14 @@ func (s *statsEvent) EventMeta() (eventType string, t time.Time) { return "stats
 // the record is deterministic.
 func (s *statsEvent) AppendEVE(b []byte) []byte {
 	type ours struct {
-		Capture  *sensor.CaptureStats `json:"capture,omitempty"`
-		Workers  []sensor.WorkerStats `json:"workers"`
-		Decoder  decoderStats         `json:"decoder"`
-		Flow     detect.FlowStats     `json:"flow"`
-		Detect   detect.Stats         `json:"detect"`
-		Outputs  []sinks.OutputStats  `json:"outputs,omitempty"`
-		Evidence *sinks.EvidenceStats `json:"evidence,omitempty"`
+		Capture   *sensor.CaptureStats `json:"capture,omitempty"`
+		Workers   []sensor.WorkerStats `json:"workers"`
+		Decoder   decoderStats         `json:"decoder"`
+		Flow      detect.FlowStats     `json:"flow"`
+		Detect    detect.Stats         `json:"detect"`
+		Outputs   []sinks.OutputStats  `json:"outputs,omitempty"`
+		Evidence  *sinks.EvidenceStats `json:"evidence,omitempty"`
+		Telemetry *telemetryStats      `json:"telemetry,omitempty"`
 	}
 	// Suricata's counters, as its stats event names them.
 	type kernel struct {
@@ -236,7 +296,7 @@ func (s *statsEvent) AppendEVE(b []byte) []byte {
 			Flow:    flow{Active: uint64(s.Flow.Active), Total: s.Flow.Created},
 			Detect:  detection{Alert: s.Detect.Alerts, Suppressed: s.Detect.Suppressed},
 			Echowatch: ours{Decoder: s.Decoder, Flow: s.Flow, Workers: s.Workers, Detect: s.Detect, Outputs: s.Outputs,
-				Evidence: s.Evidence},
+				Evidence: s.Evidence, Telemetry: s.Telemetry},
 		},
 	}
 	if c := s.Capture; c.KernelAvailable {
@@ -275,6 +335,14 @@ func (s *statsEvent) AppendText(b []byte) []byte {
 	}
 	if s.Capture.QueueDrops > 0 {
 		b = fmt.Appendf(b, " queue drops %d", s.Capture.QueueDrops)
+	}
+	if t := s.Telemetry; t != nil {
+		b = fmt.Appendf(b, " telemetry datagrams %d samples %d records %d exporters %d", t.Datagrams, t.Samples, t.Records, len(t.Exporters))
+		for _, name := range capture.TelemetryDropNames() {
+			if n := t.Dropped[name]; n > 0 {
+				b = fmt.Appendf(b, " %s %d", name, n)
+			}
+		}
 	}
 	if d := s.Detect; d.TimeStepsBack > 0 || d.TimeInvalid > 0 {
 		b = fmt.Appendf(b, " time steps back %d invalid %d", d.TimeStepsBack, d.TimeInvalid)

@@ -34,6 +34,17 @@ type exporterOptions struct {
 	Sampling   uint32   `yaml:"sampling"`
 }
 
+// listed reports whether a is one of the exporters the configuration
+// names.
+func (t *telemetryOptions) listed(a netip.Addr) bool {
+	for _, x := range t.Exporters {
+		if p, err := netip.ParseAddr(x.Address); err == nil && p.Unmap() == a.Unmap() {
+			return true
+		}
+	}
+	return false
+}
+
 // on reports whether telemetry is the input.
 func (t *telemetryOptions) on() bool { return t.SFlow != "" || t.NetFlow != "" || t.Files }
 
@@ -76,8 +87,6 @@ func (t *telemetryOptions) validate(c *config) error {
 		return usagef("--telemetry: give the files of exported datagrams with -r FILE")
 	case (t.SFlow != "" || t.NetFlow != "") && len(c.Read) > 0:
 		return usagef("--sflow and --netflow collect live: they cannot be used with -r (replay a capture of exports with -r FILE --telemetry)")
-	case (t.SFlow != "" || t.NetFlow != "") && c.Interface != "":
-		return usagef("--sflow and --netflow cannot be used with -i yet: run one echowatch for the span port and one as the collector")
 	case t.on() && len(t.Exporters) == 0 && !t.AllowUnknown:
 		return usagef("telemetry: no exporter is allowed: name the routers with --exporter ADDR (or --exporter any; sFlow and NetFlow have no authentication)")
 	case t.MaxExporters < 0 || t.MaxExporters > 1_000_000:

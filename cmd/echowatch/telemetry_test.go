@@ -8,6 +8,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"math"
 	"net"
 	"os/exec"
@@ -134,7 +136,7 @@ func exportFrame(payload []byte) []byte {
 type incidentSummary struct {
 	kind, key string
 	peak      float64
-	sampling  map[string]any
+	seen      telemetrySeen // its sampling and exporters; zero for a capture's
 }
 
 // endsOf reads the end alerts of the detected kinds that telemetry must
@@ -154,7 +156,8 @@ func endsOf(t *testing.T, eve string) map[string]incidentSummary {
 				Target    string         `json:"target"`
 				Endpoints []string       `json:"endpoints"`
 				PeakPPS   float64        `json:"peak_pps"`
-				Sampling  map[string]any `json:"sampling"`
+				Sampling  telemetrySeen  `json:"sampling"`
+				Exporters []exporterSeen `json:"exporters"`
 			} `json:"incident"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &a); err != nil {
@@ -175,7 +178,9 @@ func endsOf(t *testing.T, eve string) map[string]incidentSummary {
 		default:
 			continue
 		}
-		out[in.Kind+" "+key] = incidentSummary{kind: in.Kind, key: key, peak: in.PeakPPS, sampling: in.Sampling}
+		seen := in.Sampling
+		seen.Exporters = in.Exporters
+		out[in.Kind+" "+key] = incidentSummary{kind: in.Kind, key: key, peak: in.PeakPPS, seen: seen}
 	}
 	return out
 }
@@ -249,8 +254,8 @@ func TestTelemetryFromSoftflowd(t *testing.T) {
 						if math.Abs(g.peak-w.peak) > tolerance*w.peak {
 							t.Errorf("%s: peak %.1f pps from telemetry, %.1f in the capture: off by more than %.0f%%", k, g.peak, w.peak, tolerance*100)
 						}
-						if g.sampling == nil || g.sampling["rate"] != float64(sampling) {
-							t.Errorf("%s: sampling %v, want rate %d", k, g.sampling, sampling)
+						if g.seen.Rate != sampling {
+							t.Errorf("%s: sampling %+v, want rate %d", k, g.seen, sampling)
 						}
 					}
 					for k := range gotEnds {
@@ -264,5 +269,185 @@ func TestTelemetryFromSoftflowd(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// TestTelemetryStats checks the telemetry counters of the stats event and
+// the metrics on softflowd's IPFIX export of a capture, whole and with one
+// datagram lost on the way: datagrams and records counted per exporter,
+// the sampling rate seen, the sequence gap and what it lost; a listed
+// exporter labelled by its address, others summed as "unlisted".
+func TestTelemetryStats(t *testing.T) {
+	in := filepath.Join(pcap("reflection-in"), "capture.pcap")
+	export := exported(t, "softflowd", "-c", filepath.Join(t.TempDir(), "ctl"), "-p", filepath.Join(t.TempDir(), "pid"),
+		"-a", "-d", "-r", in, "-n", "ADDR", "-v", "10", "-A", "milli")
+	frames := readFrames(t, export)
+	recs := make([]pcaptest.Record, len(frames.datas))
+	for i, d := range frames.datas {
+		recs[i] = pcaptest.Record{TS: frames.cis[i].Timestamp, Data: d, Wire: frames.cis[i].Length}
+	}
+	// Drop the second datagram that holds data records.
+	var lossy []pcaptest.Record
+	data := 0
+	for _, r := range recs {
+		if ipfixHasData(r.Data[28:]) {
+			if data++; data == 2 {
+				continue
+			}
+		}
+		lossy = append(lossy, r)
+	}
+	if data < 3 {
+		t.Fatalf("softflowd's export has fewer than three datagrams of data: %d datagrams", len(recs))
+	}
+	lossyFile := pcaptest.WriteFile(t, t.TempDir(), "lossy.pcap", pcaptest.Pcap(t, true, layers.LinkTypeRaw, lossy))
+
+	// The stats event's own type, read back from its JSON.
+	type exporter = exporterStats
+	type telemetry struct {
+		Datagrams uint64            `json:"datagrams"`
+		Records   uint64            `json:"records"`
+		Dropped   map[string]uint64 `json:"dropped"`
+		Exporters []exporter        `json:"exporters"`
+	}
+	final := func(file, exp string) telemetry {
+		t.Helper()
+		code, out, stderr := runMain(t, nil, "-r", file, "--telemetry", "--exporter", exp, "--format", "eve", "--stats")
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		var ev struct {
+			EventType string `json:"event_type"`
+			Stats     struct {
+				Echowatch struct {
+					Telemetry *telemetry `json:"telemetry"`
+				} `json:"echowatch"`
+			} `json:"stats"`
+		}
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &ev); err != nil || ev.EventType != "stats" || ev.Stats.Echowatch.Telemetry == nil {
+			t.Fatalf("the last line is no stats event with telemetry (%v): %s", err, lines[len(lines)-1])
+		}
+		return *ev.Stats.Echowatch.Telemetry
+	}
+
+	whole := final(export, "127.0.0.1")
+	if len(whole.Exporters) != 1 {
+		t.Fatalf("exporters %+v", whole.Exporters)
+	}
+	e := whole.Exporters[0]
+	want := exporter{Address: "127.0.0.1", Listed: true, Datagrams: uint64(len(recs)), Records: e.Records, SamplingRate: 1}
+	if e != want || e.Records == 0 || whole.Datagrams != e.Datagrams || whole.Records != e.Records {
+		t.Errorf("whole export: %+v (totals %d datagrams, %d records), want %+v", e, whole.Datagrams, whole.Records, want)
+	}
+	for reason, n := range whole.Dropped {
+		if n != 0 {
+			t.Errorf("whole export: dropped %s %d", reason, n)
+		}
+	}
+
+	lost := final(lossyFile, "any")
+	e = lost.Exporters[0]
+	dropped := whole.Records - lost.Records
+	want = exporter{Address: "127.0.0.1", Datagrams: uint64(len(recs) - 1), Records: e.Records, SamplingRate: 1,
+		SequenceGaps: 1, Lost: dropped}
+	if e != want || dropped == 0 || dropped > whole.Records {
+		t.Errorf("one datagram lost: %+v, want %+v", e, want)
+	}
+
+	// The metrics: the listed exporter by address.
+	for _, c := range []struct {
+		file, exporter, label string
+		datagrams             uint64
+	}{
+		{export, "127.0.0.1", "127.0.0.1", uint64(len(recs))},
+		{lossyFile, "any", "unlisted", uint64(len(recs) - 1)},
+	} {
+		cfg, _, err := parseArgs([]string{"-r", c.file, "--telemetry", "--exporter", c.exporter, "--metrics-listen", "127.0.0.1:0"}, io.Discard, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var page string
+		cfg.metricsRan = func(a string) { page = get(t, "http://"+a+"/metrics") }
+		if err := sense(context.Background(), cfg, nil, io.Discard, io.Discard, slog.New(slog.DiscardHandler)); err != nil {
+			t.Fatal(err)
+		}
+		line := fmt.Sprintf("echowatch_telemetry_datagrams_total{exporter=%q} %d\n", c.label, c.datagrams)
+		if !strings.Contains(page, line) || !strings.Contains(page, `echowatch_telemetry_dropped_total{reason="unknown_exporter"} 0`) {
+			t.Errorf("--exporter %s: no %q in the metrics:\n%s", c.exporter, line, page)
+		}
+	}
+}
+
+// ipfixHasData reports whether an IPFIX message holds a data set (set id
+// 256 and up).
+func ipfixHasData(msg []byte) bool {
+	if len(msg) < 16 || binary.BigEndian.Uint16(msg) != 10 {
+		return false
+	}
+	for b := msg[16:]; len(b) >= 4; {
+		id, n := binary.BigEndian.Uint16(b), int(binary.BigEndian.Uint16(b[2:]))
+		if id >= 256 {
+			return true
+		}
+		if n < 4 || n > len(b) {
+			break
+		}
+		b = b[n:]
+	}
+	return false
+}
+
+// TestTelemetryBesideInterface runs echowatch on a veth interface and as a
+// NetFlow collector at once: a reflection that the interface sees and one
+// that softflowd exports (IPFIX, from the bundled chargen capture) must
+// both be reported, the second with its sampling and exporter, and the
+// final stats must count the collector's records.
+func TestTelemetryBesideInterface(t *testing.T) {
+	if _, err := exec.LookPath("softflowd"); err != nil {
+		t.Skip("softflowd is not installed (scripts/test.sh installs it)")
+	}
+	for _, mode := range captureModes[:2] {
+		t.Run(mode.name, func(t *testing.T) {
+			sender, sensor := netnsPair(t, "tm"+mode.name[:2])
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			args := append([]string{"-i", "ew1", "--netflow", "127.0.0.1:2055", "--exporter", "127.0.0.1",
+				"--format", "eve", "--stats", "--stats-interval", "300ms", "--home-net", "198.18.0.0/30"}, mode.args...)
+			proc := startSensor(ctx, t, sensor, args...)
+			sendReplies(ctx, t, sender)
+			in := filepath.Join(pcap("chargen-reflection"), "capture.pcap")
+			dir := t.TempDir()
+			if out, err := exec.CommandContext(ctx, "ip", "netns", "exec", sensor, "softflowd", "-c", filepath.Join(dir, "ctl"),
+				"-p", filepath.Join(dir, "pid"), "-a", "-d", "-r", in, "-n", "127.0.0.1:2055", "-v", "10", "-A", "milli").CombinedOutput(); err != nil {
+				t.Fatalf("softflowd: %v: %s", err, out)
+			}
+			proc.settle(t, 400)
+			if err := proc.stop(); err != nil {
+				t.Fatalf("echowatch: %v\nstderr:\n%s", err, proc.errors())
+			}
+			out := proc.stdout.String()
+			ends := endsOf(t, out)
+			if _, ok := ends["reflection 198.18.0.2"]; !ok {
+				t.Errorf("the interface's reflection was not reported: %v", ends)
+			}
+			_, wantEnds, _ := runMain(t, nil, "-r", in, "--format", "eve")
+			for k := range endsOf(t, wantEnds) {
+				e, ok := ends[k]
+				if !ok {
+					t.Errorf("%s, exported by softflowd, was not reported: %v", k, ends)
+					continue
+				}
+				if e.seen.Format != "ipfix" {
+					t.Errorf("%s: sampling %+v, want the IPFIX export's", k, e.seen)
+				}
+			}
+			if regexpInt(t, out, `"telemetry":\{"datagrams":\d+,"samples":\d+,"records":(\d+)`) == 0 {
+				t.Errorf("the final stats count no record:\n%s", out)
+			}
+			if strings.Contains(proc.errors(), "behind detection's clock") {
+				t.Errorf("the collector's records moved detection's clock back:\n%s", proc.errors())
+			}
+		})
 	}
 }

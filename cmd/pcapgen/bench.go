@@ -26,7 +26,8 @@ import (
 // is only written to.
 // With wrap "vxlan" every frame is sent inside VXLAN, as a cloud
 // mirror session delivers it.
-func writeBench(kind, wrap, file string, packets, flows int, stdout io.Writer, log logf) (err error) {
+func writeBench(spec benchSpec, file string, stdout io.Writer, log logf) (err error) {
+	kind, wrap, packets, flows := spec.kind, spec.wrap, spec.packets, spec.flows
 	w := stdout
 	if file != "-" {
 		regular := true
@@ -73,6 +74,11 @@ func writeBench(kind, wrap, file string, packets, flows int, stdout io.Writer, l
 			packets = 5_000_000
 		}
 		err = benchFlood(pw, packets)
+	case "telemetry":
+		if packets == 0 {
+			packets = 1_000_000
+		}
+		err = benchTelemetry(pw, spec.from, packets, spec.exporters)
 	default:
 		packets, err = benchMemoryFlood(pw, kind, packets)
 	}
@@ -86,6 +92,15 @@ func writeBench(kind, wrap, file string, packets, flows int, stdout io.Writer, l
 	log("%s: %d packets in %v, %.2f million packets/s", file, packets, elapsed.Round(time.Millisecond),
 		float64(packets)/elapsed.Seconds()/1e6)
 	return nil
+}
+
+// benchSpec is what a benchmark capture is made of: its kind and the
+// flags that shape it.
+type benchSpec struct {
+	kind, wrap     string
+	packets, flows int
+	from           string // telemetry: the capture of exports to repeat
+	exporters      int    // telemetry: the exporters sending in turn
 }
 
 // packetWriter takes the frames of a benchmark capture.

@@ -16,6 +16,7 @@ import (
 const usage = `Usage:
   pcapgen [-v] [-out DIR]
   pcapgen -bench KIND [-packets N] [-flows N] [-wrap vxlan] [-v] -o FILE
+  pcapgen -bench telemetry -from FILE [-exporters N] [-packets N] [-v] -o FILE
 
 The first form writes every committed capture under DIR (default pcaps):
 one folder per detection case (capture.pcap, and config.yaml where the case
@@ -41,6 +42,14 @@ echo reflection toward 198.51.100.10, an echo-chargen loop between
   loop-flows  two-way flows on every pair of the loop ports, each between
               two new addresses (default 4000000 packets: 2000000 flows)
 
+and router telemetry:
+  telemetry   the datagrams of -from (a capture of what an exporter sent:
+              Ethernet, IPv4, UDP, such as capture/testdata/telemetry/*.pcap)
+              over and over, each pass of the file later than the one
+              before and sent from the next of -exporters addresses
+              (10.0.0.1 up, default 1), so that each gets the templates
+              before its data (default 1000000 datagrams)
+
 With -wrap vxlan every frame of the benchmark capture is inside VXLAN (UDP
 4789, VNI 1234567, from 198.19.1.10 to 198.19.2.20), as a cloud traffic
 mirror delivers it: the same traffic, to compare the cost of decapsulation.
@@ -64,6 +73,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	flows := fs.Int("flows", 100000, "`N` flows in the mixed benchmark capture")
 	outFile := fs.String("o", "", "write the benchmark capture to `FILE` (- for standard output)")
 	wrap := fs.String("wrap", "", "encapsulate every benchmark frame in `KIND` (vxlan)")
+	from := fs.String("from", "", "-bench telemetry: repeat the datagrams of `FILE`")
+	exporters := fs.Int("exporters", 1, "-bench telemetry: send from `N` exporters in turn")
 	verbose := fs.Bool("v", false, "say what was written, to standard error")
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -88,13 +99,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case fs.NArg() > 0:
 		return usageError("unexpected argument %q", fs.Arg(0))
 	case *bench == "":
-		for _, f := range []string{"o", "packets", "flows", "wrap"} {
+		for _, f := range []string{"o", "packets", "flows", "wrap", "from", "exporters"} {
 			if set[f] {
 				return usageError("-%s needs -bench", f)
 			}
 		}
-	case *bench != "mixed" && *bench != "flood" && floodKinds[*bench].flood == nil:
-		return usageError("-bench %q: want mixed, flood, sources, targets, echo-flows or loop-flows", *bench)
+	case *bench != "mixed" && *bench != "flood" && *bench != "telemetry" && floodKinds[*bench].flood == nil:
+		return usageError("-bench %q: want mixed, flood, sources, targets, echo-flows, loop-flows or telemetry", *bench)
+	case (*bench == "telemetry") != (*from != ""):
+		return usageError("-from FILE goes with -bench telemetry, and only with it")
+	case set["exporters"] && *bench != "telemetry":
+		return usageError("-exporters applies to -bench telemetry only")
+	case *exporters < 1 || *exporters > 1<<24:
+		return usageError("-exporters %d: want 1 to 16777216", *exporters)
 	case set["out"]:
 		return usageError("-out writes the committed captures; with -bench use -o")
 	case *outFile == "":
@@ -110,7 +127,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	if *bench != "" {
-		err = writeBench(*bench, *wrap, *outFile, *packets, *flows, stdout, logTo(stderr, *verbose))
+		err = writeBench(benchSpec{kind: *bench, wrap: *wrap, packets: *packets, flows: *flows, from: *from, exporters: *exporters},
+			*outFile, stdout, logTo(stderr, *verbose))
 	} else {
 		err = generateTo(*outDir, logTo(stderr, *verbose))
 	}

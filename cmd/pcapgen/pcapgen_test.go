@@ -548,7 +548,7 @@ func writeWrappedBenchTwice(t *testing.T, kind, wrap string, packets, flows int)
 	var files [2][]byte
 	for i := range files {
 		name := filepath.Join(dir, kind+strconv.Itoa(i)+".pcap")
-		if err := writeBench(kind, wrap, name, packets, flows, io.Discard, func(string, ...any) {}); err != nil {
+		if err := writeBench(benchSpec{kind: kind, wrap: wrap, packets: packets, flows: flows}, name, io.Discard, func(string, ...any) {}); err != nil {
 			t.Fatal(err)
 		}
 		data, err := os.ReadFile(name)
@@ -692,7 +692,7 @@ func TestUsage(t *testing.T) {
 	}{
 		{[]string{"-h"}, 0, "Usage:"},
 		{[]string{"extra"}, 2, `unexpected argument "extra"`},
-		{[]string{"-bench", "nope", "-o", "x"}, 2, "want mixed, flood, sources, targets, echo-flows or loop-flows"},
+		{[]string{"-bench", "nope", "-o", "x"}, 2, "want mixed, flood, sources, targets, echo-flows, loop-flows or telemetry"},
 		{[]string{"-bench", "mixed"}, 2, "-bench needs -o FILE"},
 		{[]string{"-o", "x"}, 2, "-o needs -bench"},
 		{[]string{"-bench", "flood", "-flows", "3", "-o", "x"}, 2, "-flows applies to -bench mixed only"},

@@ -16,6 +16,8 @@ type Stats struct {
 	Flow    detect.FlowStats
 	Workers []WorkerStats
 	Detect  detect.Stats
+	// Telemetry is the router telemetry source's, when it is the input.
+	Telemetry *capture.TelemetryStats
 }
 
 // CaptureStats are what the sources and the dealer counted.
@@ -66,6 +68,9 @@ func (s *Sensor) Stats() Stats {
 	for i, w := range s.workers {
 		ws := w.stats()
 		st.add(ws)
+		if ws.telemetry != nil {
+			st.Telemetry = ws.telemetry // its worker published it
+		}
 		rep := WorkerStats{Worker: i, Frames: ws.decode.Frames, Decoded: ws.decode.Decoded}
 		if s.dealer != nil {
 			rep.QueueDrops = s.dealer.queueDrops[i].Load()
@@ -100,6 +105,7 @@ func (s *Sensor) Stats() Stats {
 		if fs, ok := src.(*capture.FilteredSource); ok {
 			st.Capture.FilterRejected += fs.Rejected()
 		}
+
 	}
 	return st
 }

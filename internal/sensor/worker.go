@@ -77,6 +77,8 @@ type workerStats struct {
 	rejected, skipped uint64
 	// Packets Config.Dedup took for copies, and pushed out of its table.
 	dedupDropped, dedupEvicted uint64
+	// The router telemetry source's counters, when it is the worker's.
+	telemetry *capture.TelemetryStats
 }
 
 // newWorker returns worker id, with a decoder as cfg configures it that
@@ -110,6 +112,10 @@ func (w *worker) publish() {
 	}
 	if w.dedup != nil {
 		s.dedupDropped, s.dedupEvicted = w.dedup.Stats()
+	}
+	if t, ok := w.src.(*capture.Telemetry); ok {
+		ts := t.Stats()
+		s.telemetry = &ts
 	}
 	w.mu.Lock()
 	w.published = s
