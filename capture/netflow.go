@@ -440,6 +440,55 @@ type templates struct {
 	m      map[uint64]any
 	max    int
 	misses uint64
+	// fields counts the fields its templates hold, which pool, shared by
+	// every exporter's store, bounds together.
+	fields int
+	pool   *fieldPool
+}
+
+// fieldPool is what is left of the template fields all exporters' stores
+// may hold together: MaxTemplates bounds one exporter's templates, and
+// the pool all of them, so that a thousand exporters each sending their
+// widest templates cannot take more than the pool's memory.
+type fieldPool struct{ left int }
+
+// maxPoolFields is the template fields a Telemetry source keeps in all:
+// some 16 MiB; a real router's templates hold a few hundred.
+const maxPoolFields = 1 << 20
+
+// templateFields returns how many fields a stored template holds.
+func templateFields(tmpl any) int {
+	switch t := tmpl.(type) {
+	case netflow.TemplateRecord:
+		return len(t.Fields)
+	case netflow.NFv9OptionsTemplateRecord:
+		return len(t.Scopes) + len(t.Options)
+	case netflow.IPFIXOptionsTemplateRecord:
+		return len(t.Scopes) + len(t.Options)
+	}
+	return 0
+}
+
+// release gives the store's fields back to the pool: its exporter is
+// forgotten.
+func (s *templates) release() {
+	if s.pool != nil {
+		s.pool.left += s.fields
+	}
+	s.fields = 0
+}
+
+// account moves n fields (below 0: gives them back) from the pool to the
+// store, and reports false, moving nothing, when the pool has too few.
+func (s *templates) account(n int) bool {
+	if s.pool != nil {
+		if n > s.pool.left {
+			return false
+		}
+		s.pool.left -= n
+	}
+	s.fields += n
+	return true
 }
 
 var _ netflow.NetFlowTemplateSystem = (*templates)(nil)
@@ -462,29 +511,32 @@ var errTemplateEmpty = errors.New("template of records of no fixed length")
 
 func (s *templates) AddTemplate(version uint16, domain uint32, id uint16, tmpl any) error {
 	k := templateKey(version, domain, id)
-	var fields, size int
+	fields, size := templateFields(tmpl), 0
 	switch t := tmpl.(type) {
 	case netflow.TemplateRecord:
-		fields, size = len(t.Fields), netflow.GetTemplateSize(version, t.Fields)
+		size = netflow.GetTemplateSize(version, t.Fields)
 	case netflow.NFv9OptionsTemplateRecord:
-		fields = len(t.Scopes) + len(t.Options)
 		size = netflow.GetTemplateSize(version, t.Scopes) + netflow.GetTemplateSize(version, t.Options)
 	case netflow.IPFIXOptionsTemplateRecord:
-		fields = len(t.Scopes) + len(t.Options)
 		size = netflow.GetTemplateSize(version, t.Scopes) + netflow.GetTemplateSize(version, t.Options)
 	}
+	old, had := s.m[k]
 	switch {
 	case fields == 0:
 		// IPFIX's template withdrawal (RFC 7011 section 8.1): a
 		// template of no fields.
-		delete(s.m, k)
+		if had {
+			s.account(-templateFields(old))
+			delete(s.m, k)
+		}
 		return nil
 	case size == 0:
 		return errTemplateEmpty
 	case fields > maxTemplateFields:
 		return errTemplateLimit
-	}
-	if _, ok := s.m[k]; !ok && len(s.m) >= s.max {
+	case !had && len(s.m) >= s.max:
+		return errTemplateLimit
+	case !s.account(fields - templateFields(old)):
 		return errTemplateLimit
 	}
 	if s.m == nil {
@@ -508,6 +560,7 @@ func (s *templates) RemoveTemplate(version uint16, domain uint32, id uint16) (an
 	if !ok {
 		return nil, netflow.ErrorTemplateNotFound
 	}
+	s.account(-templateFields(t))
 	delete(s.m, k)
 	return t, nil
 }

@@ -272,6 +272,7 @@ type Telemetry struct {
 	allow map[netip.Addr]*ExporterConfig
 
 	exporters *simplelru.LRU[netip.Addr, *exporter]
+	pool      fieldPool // the template fields all exporters may hold
 	stats     TelemetryStats
 
 	dg  Datagram
@@ -317,11 +318,15 @@ func NewTelemetry(cfg TelemetryConfig, in DatagramSource) (*Telemetry, error) {
 		t.allow[x.Addr.Unmap()] = x
 	}
 	var err error
-	t.exporters, err = simplelru.NewLRU[netip.Addr, *exporter](cfg.MaxExporters, func(netip.Addr, *exporter) { t.stats.Evicted++ })
+	t.exporters, err = simplelru.NewLRU[netip.Addr, *exporter](cfg.MaxExporters, func(_ netip.Addr, e *exporter) {
+		t.stats.Evicted++
+		e.tmpl.release()
+	})
 	if err != nil {
 		return nil, fmt.Errorf("capture: telemetry: %w", err)
 	}
 	t.ord = newReorder(cfg.Reorder, cfg.HoldBack)
+	t.pool.left = maxPoolFields
 	return t, nil
 }
 
@@ -399,7 +404,7 @@ func (t *Telemetry) datagram() {
 	e, ok := t.exporters.Get(d.From)
 	if !ok {
 		e = &exporter{ExporterStats: ExporterStats{Addr: d.From}, cfg: x}
-		e.tmpl.max = t.cfg.MaxTemplates
+		e.tmpl.max, e.tmpl.pool = t.cfg.MaxTemplates, &t.pool
 		t.exporters.Add(d.From, e)
 	}
 	e.Datagrams++
