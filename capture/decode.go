@@ -274,7 +274,14 @@ func (d *Decoder) Decode(f *Frame, p *Packet) DropReason {
 	}
 	d.raw = f.Data
 	d.depth, d.kinds, d.trunc, d.tenantSet, d.spanVLAN = 0, 0, false, false, 0
-	if r := d.link(f.LinkType, f.Data, p); r != DropNone {
+	if f.Sample.Record {
+		// A flow record's packet: IP and UDP or TCP headers made from its
+		// fields, no payload. Whatever its protocol or ports promise (GRE,
+		// IP in IP, VXLAN's port), there is no packet inside to look for.
+		if r := d.parseIP(f.Data, 0, f.LinkType == layers.LinkTypeIPv6, p); r != DropNone {
+			return d.drop(r)
+		}
+	} else if r := d.link(f.LinkType, f.Data, p); r != DropNone {
 		return d.dropTunnelled(r)
 	}
 	if p.Fragment {

@@ -946,9 +946,10 @@ func (s *timeouts) ReadDatagram(d *Datagram) error {
 // record's addresses and ports, whatever its protocol and size (0: a
 // record of no bytes); IPv6's protocol 0 is written "no next header" (0
 // would be a hop-by-hop header), and an IPv6 packet has a byte of payload
-// at least (a payload length of 0 is a jumbogram's). The IP encapsulations
-// are the exception: the decoder follows them into a packet that a record
-// never had, and drops the frame.
+// at least (a payload length of 0 is a jumbogram's). The decoder looks
+// into no tunnel for a record: not for the IP encapsulations (IPv4, IPv6,
+// GRE), nor for a tunnel's port (VXLAN's 4789, GENEVE's 6081, GTP-U's
+// 2152), where a record's packet has nothing inside.
 func TestRecordFrames(t *testing.T) {
 	dec := NewDecoder()
 	var buf [recordFrameSize]byte
@@ -957,16 +958,17 @@ func TestRecordFrames(t *testing.T) {
 		size int
 	}{{flowRecord{src: tSrc, dst: tDst}, 100}, {flowRecord{src: tSrc, dst: tDst}, 0}, {flowRecord{src: tSrc6, dst: tDst6}, 100}, {flowRecord{src: tSrc6, dst: tDst6}, 40}, {flowRecord{src: tSrc6, dst: tDst6}, 0}} {
 		rec := c.rec
-		for proto := range 256 {
-			rec.proto, rec.sport, rec.dport = uint8(proto), 1234, 53
+		for i := range 256 + 3 {
+			proto, dport := i, uint16(53)
+			if i >= 256 {
+				proto, dport = ProtoUDP, []uint16{4789, 6081, 2152}[i-256]
+			}
+			rec.proto, rec.sport, rec.dport = uint8(proto), 1234, dport
 			b, n := buildRecordFrame(&buf, &rec, c.size)
 			f := Frame{Data: b, CaptureLength: len(b), Length: n, LinkType: rawLinkType(rec.src.Is4()), Sample: Sampled{Packets: 1, Record: true}}
 			var p Packet
 			r := dec.Decode(&f, &p)
-			if proto == 4 || proto == 41 || proto == 47 { // IPv4, IPv6, GRE: see above
-				continue
-			}
-			ports := proto != ProtoUDP && proto != ProtoTCP || p.HasPorts && p.SrcPort == 1234 && p.DstPort == 53
+			ports := proto != ProtoUDP && proto != ProtoTCP || p.HasPorts && p.SrcPort == 1234 && p.DstPort == dport
 			if r != DropNone || p.Src != rec.src || p.Dst != rec.dst || !ports || p.Length != max(n, c.size) {
 				t.Errorf("%v protocol %d, size %d: %v, %v > %v, ports %v %d > %d, length %d", rec.src, proto, c.size, r, p.Src, p.Dst, p.HasPorts, p.SrcPort, p.DstPort, p.Length)
 			}
