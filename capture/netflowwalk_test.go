@@ -55,23 +55,13 @@ func FuzzNetFlowWalk(f *testing.F) {
 			case netflow.DataFlowSet:
 				records += uint32(len(ds.Records))
 				for _, rec := range ds.Records {
-					var rb recordBuilder
-					for _, v := range rec.Values {
-						if b, ok := v.Value.([]byte); ok && !v.PenProvided {
-							rb.field(v.Type, b)
-						}
-					}
+					rb := builderOf(rec.Values)
 					want = append(want, rb.record(0))
 				}
 			case netflow.OptionsDataFlowSet:
 				records += uint32(len(ds.Records))
 				for _, rec := range ds.Records {
-					var rb recordBuilder
-					for _, v := range rec.OptionsValues {
-						if b, ok := v.Value.([]byte); ok && !v.PenProvided {
-							rb.field(v.Type, b)
-						}
-					}
+					rb := builderOf(rec.OptionsValues)
 					rate, init := rb.options()
 					if rate > 0 {
 						gdom.rate = rate
@@ -142,4 +132,16 @@ func hasOtherErr(err error) bool {
 		}
 	}
 	return false
+}
+
+// builderOf gathers the values goflow2 decoded of a record's fields, as
+// walkRecord hands them over: enterprise fields passed over.
+func builderOf(vals []netflow.DataField) recordBuilder {
+	var rb recordBuilder
+	for _, v := range vals {
+		if b, ok := v.Value.([]byte); ok && !v.PenProvided {
+			rb.field(v.Type, b)
+		}
+	}
+	return rb
 }
