@@ -24,19 +24,6 @@ func (r *sflowReader) decode(t *Telemetry, e *exporter, d *Datagram) error {
 	if err := r.w.start(d.Data); err != nil {
 		return err
 	}
-	// The samples are read before any is delivered, as goflow2 reads a
-	// datagram whole: one that fails refuses the datagram.
-	check := r.w
-	var s sflowFlow
-	for {
-		ok, err := check.next(&s)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			break
-		}
-	}
 	dom := e.domain(TelemetrySFlow, r.w.subAgent)
 	e.sequence(dom, r.w.seq, 1, 1)
 	return nil
@@ -47,7 +34,7 @@ func (r *sflowReader) next(t *Telemetry, f *Frame) bool {
 	e := t.cur
 	var s sflowFlow
 	for {
-		if ok, _ := r.w.next(&s); !ok { // decode saw no error
+		if ok, _ := r.w.next(&s); !ok { // sflowFits leaves it no error to meet
 			return false
 		}
 		if !s.hasHeader {
@@ -139,7 +126,9 @@ func sflowHeaderLen(b []byte) (int, error) {
 }
 
 // sflowFits reports whether an sFlow v5 datagram holds the samples and the
-// records its headers count. goflow2's decoder stops quietly at a sample
+// records its headers count, each of a format goflow2 reads, within the
+// bounds goflow2 sets (so that sflowWalk, once it has read the header, can
+// read it through without an error). goflow2's decoder stops quietly at a sample
 // or record cut short, which would count a truncated datagram as whole;
 // and it makes an expanded flow sample's records before it reads them, as
 // many as the sample's 32-bit count says (the other formats' counts it
@@ -178,23 +167,28 @@ func sflowFits(b []byte) bool {
 		case 4: // expanded counter sample
 			words = 3
 		default:
-			continue // goflow2 refuses it
+			return false // goflow2 refuses it
 		}
 		if len(s) < 4*words+4 {
 			return false
 		}
 		recs := be.Uint32(s[4*words:])
 		s = s[4*words+4:]
-		if uint64(recs) > uint64(len(s)/8) {
+		if uint64(recs) > uint64(len(s)/8) || format != 3 && recs > maxSFlowCount {
 			return false
 		}
 		for range recs {
 			if len(s) < 8 {
 				return false
 			}
-			l := be.Uint32(s[4:])
+			rf, l := be.Uint32(s), be.Uint32(s[4:])
 			s = s[8:]
 			if uint64(l) > uint64(len(s)) {
+				return false
+			}
+			// A flow sample's raw packet header record holds its four
+			// words before the header.
+			if (format == 1 || format == 3) && rf == 1 && l < 16 {
 				return false
 			}
 			s = s[l:]

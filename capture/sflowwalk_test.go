@@ -23,12 +23,16 @@ func FuzzSFlowWalk(f *testing.F) {
 		werr := w.start(data)
 		var pkt sflow.Packet
 		if err := sflow.DecodeMessageVersion(bytes.NewBuffer(data), &pkt); err != nil {
-			// goflow2 refuses it: the walk may read it or not, and must
-			// not panic doing so.
+			// goflow2 refuses it (a record the walk never reads is
+			// damaged): the walk may read it or not; past sflowFits and
+			// its header it meets no error, and must not panic.
 			for werr == nil {
 				var s sflowFlow
-				var ok bool
-				if ok, werr = w.next(&s); !ok {
+				ok, err := w.next(&s)
+				if err != nil {
+					t.Fatalf("the walk meets %v past sflowFits", err)
+				}
+				if !ok {
 					break
 				}
 			}
