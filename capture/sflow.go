@@ -2,6 +2,7 @@ package capture
 
 import (
 	"encoding/binary"
+	"time"
 
 	"github.com/gopacket/gopacket/layers"
 )
@@ -13,8 +14,23 @@ import (
 // nothing about packets and are passed over; so are drop samples (packets
 // the router discarded, which reached no victim).
 type sflowReader struct {
-	w sflowWalk
+	w    sflowWalk
+	span time.Duration // what each sample of the datagram stands for in time
 }
+
+// sFlow agents keep their samples and send them together, when a datagram
+// is full or once a second or so (pmacct's sfprobe sends a second's at
+// once, and now and then two seconds' when one was late): counted at
+// their arrival, the samples of a second would make a burst that no rate
+// over whole seconds reads right. Each sample so stands for the time since
+// the sub-agent's flush before (Sampled.Span), and detection spreads it
+// over that time. A flush is the datagrams that come within sflowFlush of
+// its first; a sample stands for at most sflowMaxSpan, and the first
+// flush of a sub-agent, which has nothing before it, for none.
+const (
+	sflowFlush   = 100 * time.Millisecond
+	sflowMaxSpan = 2 * time.Second
+)
 
 // decode reads the datagram d from exporter e and checks its sequence.
 func (r *sflowReader) decode(t *Telemetry, e *exporter, d *Datagram) error {
@@ -26,7 +42,23 @@ func (r *sflowReader) decode(t *Telemetry, e *exporter, d *Datagram) error {
 	}
 	dom := e.domain(TelemetrySFlow, r.w.subAgent)
 	e.sequence(dom, r.w.seq, 1, 1)
+	r.span = dom.flushed(d.Timestamp.UnixNano())
 	return nil
+}
+
+// flushed notes an sFlow datagram of the sub-agent that arrived at (Unix
+// ns) and returns the time its samples stand for: the gap since the
+// sub-agent's datagram before, for the first datagram of a flush, and the
+// same as that first one's for the others of the flush.
+func (d *domain) flushed(at int64) time.Duration {
+	switch {
+	case d.last == 0 || at < d.last: // the first, or time went back
+		d.flush, d.span = at, 0
+	case at-d.flush > int64(sflowFlush):
+		d.flush, d.span = at, min(time.Duration(at-d.last), sflowMaxSpan)
+	}
+	d.last = at
+	return d.span
 }
 
 // next fills f with the next flow sample that counts.
@@ -81,7 +113,7 @@ func (r *sflowReader) next(t *Telemetry, f *Frame) bool {
 		}
 		*f = Frame{Data: h, CaptureLength: len(h), Length: n, LinkType: lt}
 		f.Sample = Sampled{Format: TelemetrySFlow, InIf: in, OutIf: out, Rate: rate,
-			Packets: uint64(rate), Bytes: uint64(rate) * uint64(n)}
+			Packets: uint64(rate), Bytes: uint64(rate) * uint64(n), Span: r.span}
 		e.Samples++
 		t.stats.Samples++
 		return true

@@ -475,6 +475,39 @@ var (
 	dnsDst = netip.AddrPortFrom(tDst, 40000)
 )
 
+// spanned returns s standing for the time span.
+func spanned(s Sampled, span time.Duration) Sampled {
+	s.Span = span
+	return s
+}
+
+// TestSFlowFlushSpan: the datagrams an sFlow sub-agent sends together are
+// one flush, whose samples stand for the time since the flush before, at
+// most sflowMaxSpan; the first flush, or one whose time went back, for
+// none.
+func TestSFlowFlushSpan(t *testing.T) {
+	ms := func(n float64) int64 { return int64(n * 1e6) }
+	var d domain
+	for _, c := range []struct {
+		at   int64
+		want time.Duration
+	}{
+		{ms(1000), 0},                           // the first flush
+		{ms(1000.5), 0},                         // ...and its second datagram
+		{ms(2000.4), 999900 * time.Microsecond}, // 999.9 ms after the datagram before
+		{ms(2000.6), 999900 * time.Microsecond}, // the same flush
+		{ms(2090), 999900 * time.Microsecond},   // still within 100 ms of its first
+		{ms(2200), 110 * time.Millisecond},      // a flush of its own
+		{ms(9000), sflowMaxSpan},                // after a silence: at most 2 s
+		{ms(8000), 0},                           // time went back
+		{ms(8500), 500 * time.Millisecond},      // and on from there
+	} {
+		if got := d.flushed(c.at); got != c.want {
+			t.Errorf("datagram at %v ms: span %v, want %v", float64(c.at)/1e6, got, c.want)
+		}
+	}
+}
+
 // TestTelemetrySFlow: each flow sample's raw packet header is a frame at
 // its datagram's arrival, standing for rate packets of the sampled frame's
 // length less its FCS; counter samples are passed over; a sequence number
@@ -497,7 +530,8 @@ func TestTelemetrySFlow(t *testing.T) {
 		{0, tFrameWire, len(tFrame), layers.LinkTypeEthernet, smp(512, 3, 7), dnsSrc, dnsDst, ProtoUDP, 0},
 		{0, tFrameWire, 64, layers.LinkTypeEthernet, smp(1000, 4, 9), dnsSrc, dnsDst, ProtoUDP, 0},
 		// An output of format 1 (discarded) names no interface.
-		{time.Second, tFrameWire, len(tFrame), layers.LinkTypeEthernet, smp(256, 3, 0), dnsSrc, dnsDst, ProtoUDP, 0},
+		// The second flush's samples stand for the second since the first.
+		{time.Second, tFrameWire, len(tFrame), layers.LinkTypeEthernet, spanned(smp(256, 3, 0), time.Second), dnsSrc, dnsDst, ProtoUDP, 0},
 	})
 	want := TelemetryStats{Datagrams: 2, Samples: 3, Exporters: []ExporterStats{
 		{Addr: tExporter, Datagrams: 2, Samples: 3, Rate: 256, SequenceGaps: 1, Lost: 3}}}

@@ -154,8 +154,8 @@ func (e *pair) measure(now time.Time) (bool, float64, float64) {
 	e.m[1].advance(now, w)
 	need := uint64(e.d.cfg.Packets)
 	above := e.m[0].sumP >= need && e.m[1].sumP >= need
-	p0, b0 := e.m[0].rate(now, w)
-	p1, b1 := e.m[1].rate(now, w)
+	p0, b0 := e.m[0].rate(w)
+	p1, b1 := e.m[1].rate(w)
 	return above, p0 + p1, b0 + b1
 }
 
@@ -171,7 +171,7 @@ func (e *pair) describe(a *Alert) {
 	a.Signature = sig(SIDLoop)
 	in.Endpoints = [2]netip.AddrPort{e.k.a, e.k.b}
 	for i := range in.Directions {
-		pps, bps := e.m[i].rate(a.Time, w)
+		pps, bps := e.m[i].rate(w)
 		in.Directions[i] = DirectionRate{Packets: e.np[i], Bytes: e.nb[i], PPS: pps, BPS: bps}
 	}
 	in.Direction = e.d.r.direction(e.k.a.Addr(), e.k.b.Addr())

@@ -342,8 +342,8 @@ func (v *victim) measure(now time.Time) (bool, float64, float64) {
 	cfg := v.d.cfg
 	v.req.advance(now, cfg.Window)
 	v.rep.advance(now, cfg.Window)
-	qpps, qbps := v.req.rate(now, cfg.Window)
-	ppps, pbps := v.rep.rate(now, cfg.Window)
+	qpps, qbps := v.req.rate(cfg.Window)
+	ppps, pbps := v.rep.rate(cfg.Window)
 	pps, bps := max(qpps, ppps), max(qbps, pbps)
 	above := (pps >= cfg.PPS || bps >= cfg.BPS) &&
 		max(v.reqP, v.repP) >= minPacketsPerReflector*uint64(v.refl.count()) &&

@@ -93,7 +93,7 @@ func (v *memcachedVictim) reset()            {}
 
 func (v *memcachedVictim) measure(now time.Time) (bool, float64, float64) {
 	v.m.advance(now, v.d.window)
-	pps, bps := v.m.rate(now, v.d.window)
+	pps, bps := v.m.rate(v.d.window)
 	return pps >= v.d.pps, pps, bps
 }
 
@@ -178,14 +178,14 @@ func TestExtraDetector(t *testing.T) {
 		`"mitre_technique_id":["T1498.002"],"mitre_technique_name":["Reflection Amplification"]}},` +
 		`"incident":{"id":"` + a.Incident.ID + `","kind":"memcached","phase":"start",` +
 		`"first_seen":"2024-01-01T00:00:00.000000+0000","last_seen":"2024-01-01T00:00:02.000000+0000",` +
-		`"packets":201,"bytes":289842,"pps":50.3,"bps":579684,"peak_pps":50.3,"peak_bps":579684,` +
+		`"packets":201,"bytes":289842,"pps":50,"bps":576800,"peak_pps":50,"peak_bps":576800,` +
 		`"direction":"inbound","victim":"10.1.0.7","server":"203.0.113.5:11211",` +
 		`"advice":"Filter UDP from source port 11211 toward the victim."}}`
 	if got := string(a.AppendEVE(nil)); got != wantEVE {
 		t.Errorf("EVE:\n got %s\nwant %s", got, wantEVE)
 	}
 	wantText := "2024-01-01T00:00:02.000000+0000 [1:9000100:1] memcached amplification start " +
-		"victim 10.1.0.7 from 203.0.113.5:11211 50.3 pps 579.7 kbit/s (peak 50.3 pps 579.7 kbit/s) inbound id " + a.Incident.ID
+		"victim 10.1.0.7 from 203.0.113.5:11211 50 pps 576.8 kbit/s (peak 50 pps 576.8 kbit/s) inbound id " + a.Incident.ID
 	if got := string(a.AppendText(nil)); got != wantText {
 		t.Errorf("text:\n got %s\nwant %s", got, wantText)
 	}

@@ -87,10 +87,46 @@ func (m *meter) advance(now time.Time, window time.Duration) {
 }
 
 // add counts a packet of weight w (see weigh) at now: as much of it as
-// one window holds (see weight.within).
+// one window holds (see weight.within), spread evenly over the time its
+// packets took up to now (w.span, at most the window's buckets), so that
+// packets reported at once (a flow record, or an sFlow agent's samples of
+// the second before, sent together) count where they fell.
 func (m *meter) add(now time.Time, window time.Duration, w weight) {
 	pkts, n := w.within(window)
-	m.addN(now, window, pkts, n)
+	if w.span <= 0 {
+		m.addN(now, window, pkts, n)
+		return
+	}
+	m.advance(now, window)
+	width := int64(window / meterBuckets)
+	end := now.UnixNano()
+	start := max(end-int64(min(w.span, window)), (m.cur-(meterBuckets-1))*width)
+	if end-start <= 0 || end < m.cur*width {
+		m.addN(now, window, pkts, n)
+		return
+	}
+	// Bucket by bucket, the share of the span up to the bucket's end, less
+	// what the buckets before took: the shares add up to the whole.
+	span := uint64(end - start)
+	var doneP, doneB uint64
+	for idx := start / width; idx <= m.cur; idx++ {
+		upTo := uint64(min((idx+1)*width, end) - start)
+		p, b := floorShare(pkts, upTo, span), floorShare(n, upTo, span)
+		s := idx % meterBuckets
+		m.pkts[s] = sat(m.pkts[s], p-doneP)
+		m.bytes[s] = sat(m.bytes[s], b-doneB)
+		doneP, doneB = p, b
+	}
+	m.sumP = sat(m.sumP, pkts)
+	m.sumB = sat(m.sumB, n)
+}
+
+// floorShare returns n·part/whole rounded down, for part ≤ whole, in 128
+// bits so that no count overflows.
+func floorShare(n, part, whole uint64) uint64 {
+	hi, lo := bits.Mul64(n, part)
+	q, _ := bits.Div64(hi, lo, whole) // part ≤ whole: the quotient fits
+	return q
 }
 
 // addN counts pkts packets of n bytes in all at now. The counts saturate:
@@ -119,20 +155,42 @@ func (m *meter) subtract(o *meter) {
 	}
 }
 
-// rate returns packets and bits per second over the time the window covers
-// at now: its full buckets and the elapsed part of the newest, so that a
-// steady rate reads the same at any moment. Call advance first. A now
-// before the newest bucket (which detection's clock never gives) counts
-// that bucket whole: a rate is never over less time than its packets span.
-func (m *meter) rate(now time.Time, window time.Duration) (pps, bps float64) {
-	width := int64(window / meterBuckets)
-	elapsed := now.UnixNano() - m.cur*width
-	if elapsed < 0 {
-		elapsed = width
+// rate returns packets and bits per second over the window. Once every
+// completed bucket (all but the newest, filling one) holds packets, it is
+// the median of the completed buckets' rates: exact for a steady rate at
+// any moment, and for traffic that comes in bursts (an sFlow agent that
+// sends a second's samples at once, a capture whose stamps are cut to the
+// second) even when a burst's time wanders across a bucket's edge, which
+// puts two bursts in one bucket and none in its neighbour: a sum over the
+// buckets would then read a burst too many, up to a quarter high, and the
+// median reads the bucket of one. While some completed bucket is empty
+// (traffic that has just begun, or comes and goes), the rate is at least
+// what the whole window holds over the window's length, a count within the
+// window as Suricata's "count N within S seconds", so that an attack's
+// first packets count at once. Call advance first.
+func (m *meter) rate(window time.Duration) (pps, bps float64) {
+	newest := m.cur % meterBuckets
+	// The median of four is their sum less the lowest and the highest,
+	// halved.
+	loP, hiP, loB, hiB := uint64(math.MaxUint64), uint64(0), uint64(math.MaxUint64), uint64(0)
+	for i := range int64(meterBuckets) {
+		if i != newest {
+			loP, hiP = min(loP, m.pkts[i]), max(hiP, m.pkts[i])
+			loB, hiB = min(loB, m.bytes[i]), max(hiB, m.bytes[i])
+		}
 	}
-	elapsed = min(elapsed, width)
-	sec := float64((meterBuckets-1)*width+elapsed) / 1e9
-	return float64(m.sumP) / sec, float64(m.sumB) * 8 / sec
+	// A sum that saturated (see addN) holds less than its buckets: the
+	// floats never go below 0 for it.
+	doneP := float64(m.sumP - min(m.sumP, m.pkts[newest]))
+	doneB := float64(m.sumB - min(m.sumB, m.bytes[newest]))
+	width := window.Seconds() / meterBuckets
+	pps = max(doneP-float64(loP)-float64(hiP), 0) / 2 / width
+	bps = max(doneB-float64(loB)-float64(hiB), 0) / 2 * 8 / width
+	if loP == 0 {
+		pps = max(pps, float64(m.sumP)/window.Seconds())
+		bps = max(bps, float64(m.sumB)*8/window.Seconds())
+	}
+	return pps, bps
 }
 
 // admission decides which new keys earn an exact entry in a bounded table.

@@ -287,8 +287,8 @@ func (t *target) measure(now time.Time) (bool, float64, float64) {
 	t.all.advance(now, w)
 	t.forged.advance(now, w)
 	t.roll(now)
-	fpps, _ := t.forged.rate(now, w)
-	pps, bps := t.all.rate(now, w)
+	fpps, _ := t.forged.rate(w)
+	pps, bps := t.all.rate(w)
 	return fpps >= t.d.cfg.PPS || t.random || t.prevRandom, pps, bps
 }
 

@@ -71,3 +71,99 @@ func TestMeterSaturates(t *testing.T) {
 		t.Errorf("after both left: %d packets %d bytes", m.sumP, m.sumB)
 	}
 }
+
+// TestMeterRate: a meter reads a steady rate exactly at any moment, and
+// traffic that comes in bursts (a second's packets at once, as an sFlow
+// agent sends its samples) at its true rate: at any phase in the second,
+// with the bursts' times wandering across the buckets' edges, or one burst
+// late and sent with the next. It counts an attack's first packets at
+// once, as a count within the window.
+func TestMeterRate(t *testing.T) {
+	const window = 5 * time.Second
+	// The lowest and highest readings, every millisecond once the window
+	// is full, over 30 s of bursts at the given times (ms) of n packets of
+	// 100 bytes each. spread: each burst's packets took the time since
+	// the burst before (capture's sFlow reader says so in Sample.Span).
+	run := func(times []int, n []uint64, spread bool) (lo, hi float64) {
+		var m meter
+		lo = math.Inf(1)
+		next, prev := 0, 0
+		for ms := 0; ms < 30000; ms++ {
+			now := at(time.Duration(ms) * time.Millisecond)
+			for ; next < len(times) && times[next] <= ms; next++ {
+				w := weight{packets: n[next], bytes: n[next] * 100}
+				if spread && next > 0 {
+					w.span = time.Duration(ms-prev) * time.Millisecond
+				}
+				m.add(now, window, w)
+				prev = ms
+			}
+			m.advance(now, window)
+			pps, bps := m.rate(window)
+			if math.Abs(bps-pps*100*8) > 0.02*bps {
+				t.Fatalf("at %v: %v bit/s for %v pps of 100 bytes", now, bps, pps)
+			}
+			if ms >= 6000 {
+				lo, hi = min(lo, pps), max(hi, pps)
+			}
+		}
+		return lo, hi
+	}
+	// every returns the times of bursts every period ms from from, each
+	// moved by up to jitter ms either way, and their sizes: size each, and
+	// 0 and 2·size for the bursts at late, which the next one carries.
+	every := func(period, from, jitter int, size uint64, late ...int) ([]int, []uint64) {
+		var times []int
+		var n []uint64
+		rng := uint32(1)
+		for ms := from; ms < 30000; ms += period {
+			rng = rng*1664525 + 1013904223
+			d := 0
+			if jitter > 0 {
+				d = int(rng>>16)%(2*jitter+1) - jitter
+			}
+			times, n = append(times, max(0, ms+d)), append(n, size)
+		}
+		for _, i := range late {
+			n[i], n[i+1] = 0, 2*size
+		}
+		return times, n
+	}
+	cases := []struct {
+		name   string
+		times  []int
+		n      []uint64
+		spread bool
+		lo, hi float64
+	}{
+		{"steady 100 pps", nil, nil, false, 100, 100},
+		{"100 packets at once, on the second", nil, nil, false, 100, 100},
+		{"100 packets at once, 10 ms into the second", nil, nil, false, 100, 100},
+		{"100 packets at once, 990 ms into the second", nil, nil, false, 100, 100},
+		{"100 packets at once, every 999 ms", nil, nil, false, 100, 100.2},
+		{"100 packets at once, one burst late", nil, nil, false, 100, 100},
+		{"100 packets at once, every second give or take 100 ms", nil, nil, true, 90, 110},
+		{"100 packets at once, every second give or take 10 ms", nil, nil, true, 99, 101},
+		{"100 packets at once, give or take 10 ms, one burst late", nil, nil, true, 50, 101},
+	}
+	cases[0].times, cases[0].n = every(10, 0, 0, 1)
+	cases[1].times, cases[1].n = every(1000, 0, 0, 100)
+	cases[2].times, cases[2].n = every(1000, 10, 0, 100)
+	cases[3].times, cases[3].n = every(1000, 990, 0, 100)
+	cases[4].times, cases[4].n = every(999, 500, 0, 100)
+	cases[5].times, cases[5].n = every(1000, 680, 0, 100, 14)
+	cases[6].times, cases[6].n = every(1000, 0, 100, 100)
+	cases[7].times, cases[7].n = every(1000, 0, 10, 100)
+	cases[8].times, cases[8].n = every(1000, 0, 10, 100, 14)
+	for _, c := range cases {
+		if lo, hi := run(c.times, c.n, c.spread); lo < c.lo || hi > c.hi {
+			t.Errorf("%s: reads %.1f to %.1f pps, want %v to %v", c.name, lo, hi, c.lo, c.hi)
+		}
+	}
+	// An attack's first packets: 250 within the window read 50 pps at once.
+	var m meter
+	m.addN(at(100*time.Millisecond), window, 250, 250)
+	if pps, _ := m.rate(window); pps != 50 {
+		t.Errorf("250 packets in the newest bucket read %v pps, want 50 (a count within 5 s)", pps)
+	}
+}

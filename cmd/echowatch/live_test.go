@@ -201,7 +201,7 @@ func TestLiveCapture(t *testing.T) {
 				t.Errorf("decoded %d frames, want at least the 400 sent", frames)
 			}
 			// The incident's first 100 packets, named by its alerts.
-			for name, b := range checkEvidence(t, evidence, out, 100, 0) {
+			for name, b := range checkEvidence(t, evidence, out, 100, 0, true) {
 				// Ethernet, IPv4 and UDP headers are 42 bytes; pcap's, 24 and
 				// 16 per record.
 				if want := 24 + 100*(16+42+len(livePayload)); len(b) != want {

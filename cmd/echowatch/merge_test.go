@@ -192,7 +192,7 @@ func TestMergedTapDirections(t *testing.T) {
 
 	for _, format := range []string{"eve", "text"} {
 		_, want, _ := runMain(t, nil, "-r", whole, "--format", format)
-		if format == "text" && !strings.Contains(want, "(2.2 / 2.2 pps each way)") {
+		if format == "text" && !strings.Contains(want, "(2 / 2 pps each way)") {
 			t.Fatalf("the whole capture's loop:\n%s", want)
 		}
 		for _, order := range [][]string{{aPath, bPath}, {bPath, aPath}} {
