@@ -70,8 +70,17 @@ const (
 	maxPiecesPerRecord = 1800
 )
 
+// frameHeap orders the held frames: a binary heap, and beside it a run, a
+// ring of entries that came in order. Most frames do (the samples of an
+// sFlow replay, a record's next piece): they go to the run's end and leave
+// from its head, in constant time, and only a frame earlier than the run's
+// last sifts through the heap. What leaves is the earlier of the run's
+// head and the heap's top.
 type frameHeap struct {
-	e []heapEntry
+	e    []heapEntry
+	run  []heapEntry // a ring of cap(e) entries
+	head int         // the run's first entry
+	n    int         // entries in the run
 }
 
 // heapEntry is a held frame's place in the heap: its slot, with the key
@@ -83,19 +92,27 @@ type heapEntry struct {
 	slot int32
 }
 
-// A binary heap written out rather than through container/heap, whose
-// interface boxes each entry it pushes.
+// A heap written out rather than through container/heap, whose interface
+// boxes each entry it pushes; four children a node rather than two, which
+// halves the levels a frame leaving a full heap of 65,536 sifts through,
+// and keeps the children it compares side by side.
+const heapArity = 4
 
 func (a *heapEntry) before(b *heapEntry) bool {
 	return a.at < b.at || a.at == b.at && a.seq < b.seq
 }
 
 func (h *frameHeap) push(x heapEntry) {
+	if h.n == 0 || !x.before(&h.run[(h.head+h.n-1)%len(h.run)]) {
+		h.run[(h.head+h.n)%len(h.run)] = x
+		h.n++
+		return
+	}
 	h.e = append(h.e, x)
 	e := h.e
 	i := len(e) - 1
 	for i > 0 {
-		p := (i - 1) / 2
+		p := (i - 1) / heapArity
 		if !x.before(&e[p]) {
 			break
 		}
@@ -105,7 +122,18 @@ func (h *frameHeap) push(x heapEntry) {
 	e[i] = x
 }
 
+// fromRun reports whether the entry that leaves first is the run's head.
+func (h *frameHeap) fromRun() bool {
+	return h.n > 0 && (len(h.e) == 0 || h.run[h.head].before(&h.e[0]))
+}
+
 func (h *frameHeap) pop() int32 {
+	if h.fromRun() {
+		top := h.run[h.head].slot
+		h.head = (h.head + 1) % len(h.run)
+		h.n--
+		return top
+	}
 	e := h.e
 	top := e[0].slot
 	n := len(e) - 1
@@ -114,13 +142,15 @@ func (h *frameHeap) pop() int32 {
 	e = e[:n]
 	i := 0
 	for {
-		l := 2*i + 1
+		l := heapArity*i + 1
 		if l >= n {
 			break
 		}
 		m := l
-		if l+1 < n && e[l+1].before(&e[l]) {
-			m = l + 1
+		for c := l + 1; c < min(l+heapArity, n); c++ {
+			if e[c].before(&e[m]) {
+				m = c
+			}
 		}
 		if !e[m].before(&x) {
 			break
@@ -135,14 +165,22 @@ func (h *frameHeap) pop() int32 {
 }
 
 // min returns the entry that leaves first; the heap must not be empty.
-func (h *frameHeap) min() *heapEntry { return &h.e[0] }
+func (h *frameHeap) min() *heapEntry {
+	if h.fromRun() {
+		return &h.run[h.head]
+	}
+	return &h.e[0]
+}
+
+// len returns how many entries wait.
+func (h *frameHeap) len() int { return len(h.e) + h.n }
 
 func newReorder(size int, hold time.Duration) *reorder {
 	r := &reorder{slots: make([]heldFrame, size), free: make([]int32, size), hold: hold}
 	for i := range r.free {
 		r.free[i] = int32(size - 1 - i)
 	}
-	r.h = frameHeap{e: make([]heapEntry, 0, size)}
+	r.h = frameHeap{e: make([]heapEntry, 0, size), run: make([]heapEntry, max(size, 1))}
 	return r
 }
 
@@ -205,7 +243,7 @@ func (s *heldFrame) piece() {
 // ready reports whether the oldest frame may leave: the release clock has
 // passed it, or end (the input is over, or the heap is full) says all may.
 func (r *reorder) ready(end bool) bool {
-	if len(r.h.e) == 0 {
+	if r.h.len() == 0 {
 		return false
 	}
 	return end || r.hold >= 0 && r.h.min().at <= r.release
@@ -268,4 +306,4 @@ func scaledShare(n, part, whole uint64) uint64 {
 }
 
 // len returns how many frames wait.
-func (r *reorder) len() int { return len(r.h.e) }
+func (r *reorder) len() int { return r.h.len() }

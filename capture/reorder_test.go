@@ -84,3 +84,77 @@ func TestReorderSpreadsRecords(t *testing.T) {
 		t.Errorf("live: %v", got)
 	}
 }
+
+// TestFrameHeapOrder: entries leave in (time, arrival) order whatever mix
+// of in-order ones (the run) and earlier ones (the heap) comes, pushes and
+// pops interleaved, the structure full or empty in between.
+func TestFrameHeapOrder(t *testing.T) {
+	const size = 64
+	h := frameHeap{e: make([]heapEntry, 0, size), run: make([]heapEntry, size)}
+	rng := uint64(7)
+	next := func(n uint64) int64 {
+		rng = rng*6364136223846793005 + 1442695040888963407
+		return int64((rng >> 33) % n)
+	}
+	var seq uint64
+	var at int64
+	var held []heapEntry // what waits, as a reference
+	for step := range 20000 {
+		if h.len() != len(held) {
+			t.Fatalf("step %d: %d waiting, want %d", step, h.len(), len(held))
+		}
+		if h.len() < size && (h.len() == 0 || next(3) > 0) {
+			// Mostly later than the last, some earlier, some ties.
+			switch next(4) {
+			case 0:
+				at -= next(50)
+			case 1:
+			default:
+				at += next(10)
+			}
+			x := heapEntry{at: at, seq: seq, slot: int32(seq % size)}
+			seq++
+			h.push(x)
+			held = append(held, x)
+			continue
+		}
+		first := 0
+		for i := range held {
+			if held[i].before(&held[first]) {
+				first = i
+			}
+		}
+		want := held[first]
+		held = append(held[:first], held[first+1:]...)
+		if m := h.min(); *m != want {
+			t.Fatalf("step %d: min %+v, want %+v", step, *m, want)
+		}
+		if got := h.pop(); got != want.slot {
+			t.Fatalf("step %d: popped slot %d, want %d (%+v)", step, got, want.slot, want)
+		}
+	}
+}
+
+// BenchmarkFrameHeap: a full heap of DefaultReorder entries, as a replay
+// keeps it, each new entry a little out of order (flow records' ends), one
+// leaving for each that comes.
+func BenchmarkFrameHeap(b *testing.B) {
+	const size = DefaultReorder
+	h := frameHeap{e: make([]heapEntry, 0, size), run: make([]heapEntry, size)}
+	rng := uint64(7)
+	var seq uint64
+	at := int64(1e12)
+	push := func() {
+		rng = rng*6364136223846793005 + 1442695040888963407
+		at += 1000
+		h.push(heapEntry{at: at - int64(rng>>40)%1e6, seq: seq, slot: int32(seq % size)})
+		seq++
+	}
+	for h.len() < size {
+		push()
+	}
+	for b.Loop() {
+		h.pop()
+		push()
+	}
+}
