@@ -1,6 +1,9 @@
 package detect
 
-import "net/netip"
+import (
+	"encoding/binary"
+	"net/netip"
+)
 
 // Source-address classes, from the IANA IPv4 and IPv6 Special-Purpose
 // Address Registries (RFC 6890 and its updates).
@@ -91,6 +94,20 @@ func classify(a netip.Addr) srcClass {
 				return srcGlobal
 			}
 		}
+		// The IPv4 blocks lead the list: compared as numbers, not
+		// netip.Prefix.Contains, for the many real sources in them.
+		x := binary.BigEndian.Uint32(b[:])
+		for i := range specials {
+			p := &specials[i].prefix
+			if !p.Addr().Is4() {
+				break
+			}
+			n, shift := p.Addr().As4(), 32-p.Bits()
+			if x>>shift == binary.BigEndian.Uint32(n[:])>>shift {
+				return specials[i].class
+			}
+		}
+		return srcGlobal
 	} else {
 		b := a.As16()
 		switch {

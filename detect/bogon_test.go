@@ -59,3 +59,50 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+// TestClassifyMatchesTable: classify, with its shortcuts (leading bits,
+// IPv4 blocks compared as numbers and listed first), says what the first
+// matching block of specials says, for addresses in, at the edges of and
+// around every block.
+func TestClassifyMatchesTable(t *testing.T) {
+	seenV6 := false
+	for _, s := range specials {
+		if s.prefix.Addr().Is4() && seenV6 {
+			t.Fatalf("%v listed after an IPv6 block: classify stops at the first", s.prefix)
+		}
+		seenV6 = seenV6 || !s.prefix.Addr().Is4()
+	}
+	table := func(a netip.Addr) srcClass {
+		if a.Is4In6() {
+			return srcBogon
+		}
+		for _, s := range specials {
+			if s.prefix.Contains(a) {
+				return s.class
+			}
+		}
+		return srcGlobal
+	}
+	check := func(a netip.Addr) {
+		if got, want := classify(a), table(a); got != want {
+			t.Errorf("%v: %v, the table says %v", a, got, want)
+		}
+	}
+	for _, s := range specials {
+		first := s.prefix.Masked().Addr()
+		last := first
+		for i := s.prefix.Bits(); i < first.BitLen(); i++ {
+			b := last.AsSlice()
+			b[i/8] |= 0x80 >> (i % 8)
+			last, _ = netip.AddrFromSlice(b)
+		}
+		for _, a := range []netip.Addr{first, last, first.Prev(), last.Next(), first.Next(), last.Prev()} {
+			if a.IsValid() {
+				check(a)
+			}
+		}
+	}
+	for i := range uint32(100_000) {
+		check(distinctAddr(i))
+	}
+}

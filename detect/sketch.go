@@ -57,11 +57,20 @@ const meterBuckets = 5
 // a rate costs nothing. The window is the caller's, passed in each call,
 // so that a meter is only its counts.
 type meter struct {
-	cur   int64 // index of the newest bucket: time / bucket width
-	pkts  [meterBuckets]uint64
+	cur int64 // index of the newest bucket: time / bucket width
+	// The packets of a bucket saturate at 2^32-1 (4 billion in one
+	// bucket is past any link), which leaves room for the rest of the
+	// meter within 104 bytes, the size of its buckets and sums alone.
+	pkts [meterBuckets]uint32
+	// full: every completed bucket (all but the newest) holds packets.
+	full  bool
 	bytes [meterBuckets]uint64
 	sumP  uint64
 	sumB  uint64
+	// Of the completed buckets, kept by settle for rate, which detection
+	// reads at every packet of an open incident: twice the median packets
+	// and bytes (their sum less the lowest and the highest).
+	medP, medB uint64
 }
 
 // advance moves the window to now, dropping buckets that fell out of it.
@@ -79,11 +88,33 @@ func (m *meter) advance(now time.Time, window time.Duration) {
 	for i := int64(1); i <= gap; i++ {
 		s := (m.cur + i) % meterBuckets
 		// A sum that saturated (see addN) holds less than its buckets.
-		m.sumP -= min(m.sumP, m.pkts[s])
+		m.sumP -= min(m.sumP, uint64(m.pkts[s]))
 		m.sumB -= min(m.sumB, m.bytes[s])
 		m.pkts[s], m.bytes[s] = 0, 0
 	}
 	m.cur = idx
+	m.settle()
+}
+
+// settle works out what rate reads of the completed buckets, after they
+// changed. The median of four is their sum less the lowest and the
+// highest, halved.
+func (m *meter) settle() {
+	newest := m.cur % meterBuckets
+	loP, hiP, loB, hiB := uint64(math.MaxUint64), uint64(0), uint64(math.MaxUint64), uint64(0)
+	var sP, sB uint64
+	for i := range int64(meterBuckets) {
+		if i != newest {
+			p := uint64(m.pkts[i])
+			loP, hiP = min(loP, p), max(hiP, p)
+			loB, hiB = min(loB, m.bytes[i]), max(hiB, m.bytes[i])
+			sP, sB = sat(sP, p), sat(sB, m.bytes[i])
+		}
+	}
+	// A sum that saturated holds less than its buckets: never below 0.
+	m.medP = sP - min(sP, sat(loP, hiP))
+	m.medB = sB - min(sB, sat(loB, hiB))
+	m.full = loP > 0
 }
 
 // add counts a packet of weight w (see weigh) at now: as much of it as
@@ -113,12 +144,21 @@ func (m *meter) add(now time.Time, window time.Duration, w weight) {
 		upTo := uint64(min((idx+1)*width, end) - start)
 		p, b := floorShare(pkts, upTo, span), floorShare(n, upTo, span)
 		s := idx % meterBuckets
-		m.pkts[s] = sat(m.pkts[s], p-doneP)
+		was := m.pkts[s]
+		m.pkts[s] = sat32(was, p-doneP)
 		m.bytes[s] = sat(m.bytes[s], b-doneB)
+		m.sumP += uint64(m.pkts[s] - was)
 		doneP, doneB = p, b
 	}
-	m.sumP = sat(m.sumP, pkts)
 	m.sumB = sat(m.sumB, n)
+	if start/width < m.cur {
+		m.settle()
+	}
+}
+
+// sat32 returns a+b, or the largest uint32 where that is past it.
+func sat32(a uint32, b uint64) uint32 {
+	return uint32(min(uint64(a)+min(b, math.MaxUint32), math.MaxUint32))
 }
 
 // floorShare returns n·part/whole rounded down, for part ≤ whole, in 128
@@ -134,9 +174,10 @@ func floorShare(n, part, whole uint64) uint64 {
 func (m *meter) addN(now time.Time, window time.Duration, pkts, n uint64) {
 	m.advance(now, window)
 	s := m.cur % meterBuckets
-	m.pkts[s] = sat(m.pkts[s], pkts)
+	was := m.pkts[s]
+	m.pkts[s] = sat32(was, pkts)
 	m.bytes[s] = sat(m.bytes[s], n)
-	m.sumP = sat(m.sumP, pkts)
+	m.sumP += uint64(m.pkts[s] - was) // what the bucket took: five buckets never overflow it
 	m.sumB = sat(m.sumB, n)
 }
 
@@ -150,9 +191,10 @@ func (m *meter) subtract(o *meter) {
 		p, b := min(m.pkts[i], o.pkts[i]), min(m.bytes[i], o.bytes[i])
 		m.pkts[i] -= p
 		m.bytes[i] -= b
-		m.sumP -= min(m.sumP, p)
+		m.sumP -= min(m.sumP, uint64(p))
 		m.sumB -= min(m.sumB, b)
 	}
+	m.settle()
 }
 
 // rate returns packets and bits per second over the window. Once every
@@ -169,24 +211,9 @@ func (m *meter) subtract(o *meter) {
 // window as Suricata's "count N within S seconds", so that an attack's
 // first packets count at once. Call advance first.
 func (m *meter) rate(window time.Duration) (pps, bps float64) {
-	newest := m.cur % meterBuckets
-	// The median of four is their sum less the lowest and the highest,
-	// halved.
-	loP, hiP, loB, hiB := uint64(math.MaxUint64), uint64(0), uint64(math.MaxUint64), uint64(0)
-	for i := range int64(meterBuckets) {
-		if i != newest {
-			loP, hiP = min(loP, m.pkts[i]), max(hiP, m.pkts[i])
-			loB, hiB = min(loB, m.bytes[i]), max(hiB, m.bytes[i])
-		}
-	}
-	// A sum that saturated (see addN) holds less than its buckets: the
-	// floats never go below 0 for it.
-	doneP := float64(m.sumP - min(m.sumP, m.pkts[newest]))
-	doneB := float64(m.sumB - min(m.sumB, m.bytes[newest]))
 	width := window.Seconds() / meterBuckets
-	pps = max(doneP-float64(loP)-float64(hiP), 0) / 2 / width
-	bps = max(doneB-float64(loB)-float64(hiB), 0) / 2 * 8 / width
-	if loP == 0 {
+	pps, bps = float64(m.medP)/2/width, float64(m.medB)/2*8/width
+	if !m.full {
 		pps = max(pps, float64(m.sumP)/window.Seconds())
 		bps = max(bps, float64(m.sumB)*8/window.Seconds())
 	}

@@ -52,15 +52,19 @@ func TestWeight(t *testing.T) {
 	}
 }
 
-// TestMeterSaturates: a meter fed counts that overflow saturates, and its
-// sums never wrap when the buckets leave the window.
+// TestMeterSaturates: a meter fed counts that overflow saturates (a
+// bucket's packets at 2^32-1, bytes at 2^64-1), and its sums never wrap
+// when the buckets leave the window.
 func TestMeterSaturates(t *testing.T) {
 	const window = 5 * time.Second
 	var m meter
 	m.addN(at(0), window, math.MaxUint64-5, math.MaxUint64-5)
 	m.addN(at(time.Second), window, 10, 10)
-	if m.sumP != math.MaxUint64 {
-		t.Fatalf("sum %d, want saturated", m.sumP)
+	if m.sumP != math.MaxUint32+10 || m.sumB != math.MaxUint64 {
+		t.Fatalf("sums %d packets %d bytes, want a bucket's packets and 10, and bytes saturated", m.sumP, m.sumB)
+	}
+	if pps, bps := m.rate(window); pps != float64(m.sumP)/window.Seconds() || bps != float64(m.sumB)*8/window.Seconds() {
+		t.Errorf("saturated: %v pps %v bit/s", pps, bps)
 	}
 	m.advance(at(5*time.Second+time.Millisecond), window) // the first bucket leaves
 	if m.sumP > 10 {
