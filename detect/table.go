@@ -30,6 +30,12 @@ type table[K comparable, V any] struct {
 	// skip the map and go to admission. A few bytes per entry, against a
 	// lookup that misses the cache.
 	present []uint8
+	// last is the key most recently found or added, and lastV its entry
+	// (nil: none), which is so at the front of the LRU already: a packet
+	// for the same key as the one before (a flood's target, a busy
+	// victim) skips the hash and the map.
+	last  K
+	lastV *V
 }
 
 // presentPerEntry is the presence counters per entry of a table.
@@ -49,6 +55,9 @@ func newTable[K comparable, V any](name string, size int, hash func(K) uint64, a
 	}
 	l, err := simplelru.NewLRU[K, *V](size, func(k K, v *V) {
 		t.evicted++
+		if v == t.lastV {
+			t.lastV = nil
+		}
 		if c := &t.present[t.slot(t.hash(k))]; *c != math.MaxUint8 {
 			*c-- // a saturated count stays: it may only say "maybe"
 		}
@@ -69,10 +78,16 @@ func (t *table[K, V]) slot(h uint64) uint64 { return (h >> 18) & uint64(len(t.pr
 
 // get returns k's entry, or nil.
 func (t *table[K, V]) get(k K) *V {
+	if t.lastV != nil && k == t.last {
+		return t.lastV
+	}
 	if t.present[t.slot(t.hash(k))] == 0 {
 		return nil
 	}
-	v, _ := t.lru.Get(k)
+	v, ok := t.lru.Get(k)
+	if ok {
+		t.last, t.lastV = k, v
+	}
 	return v
 }
 
@@ -81,10 +96,14 @@ func (t *table[K, V]) get(k K) *V {
 // fill: it may be a reused one, whose old contents the caller must
 // overwrite (keeping buffers if it likes).
 func (t *table[K, V]) getOrAdd(k K, now time.Time) (v *V, made bool) {
+	if t.lastV != nil && k == t.last {
+		return t.lastV, false
+	}
 	h := t.hash(k)
 	c := &t.present[t.slot(h)]
 	if *c != 0 {
 		if v, ok := t.lru.Get(k); ok {
+			t.last, t.lastV = k, v
 			return v, false
 		}
 	}
@@ -101,6 +120,7 @@ func (t *table[K, V]) getOrAdd(k K, now time.Time) (v *V, made bool) {
 		*c++
 	}
 	// An entry evicted by this Add went to the free list; v is not it.
+	t.last, t.lastV = k, v
 	return v, true
 }
 
