@@ -79,8 +79,10 @@ var specials = [...]special{
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 
 // classify returns the source class of a. It first rules out, by the
-// leading bits alone, the addresses that no special block contains, so
-// that ordinary traffic costs a switch.
+// leading bits alone, the addresses that no block of another class than
+// global contains (the documentation blocks are global too), so that
+// ordinary traffic costs a switch; TestClassifyMatchesTable holds the
+// switch to the table.
 func classify(a netip.Addr) srcClass {
 	if a.Is4In6() {
 		return srcBogon // an IPv4-mapped address never appears in an IPv6 header
@@ -88,7 +90,27 @@ func classify(a netip.Addr) srcClass {
 	if a.Is4() {
 		b := a.As4()
 		switch b[0] {
-		case 0, 10, 100, 127, 169, 172, 192, 198, 203:
+		case 0, 10, 127:
+		case 100: // 100.64.0.0/10
+			if b[1]&0xc0 != 64 {
+				return srcGlobal
+			}
+		case 169: // 169.254.0.0/16
+			if b[1] != 254 {
+				return srcGlobal
+			}
+		case 172: // 172.16.0.0/12
+			if b[1]&0xf0 != 16 {
+				return srcGlobal
+			}
+		case 192: // 192.0.0.0/24, 192.88.99.0/24, 192.168.0.0/16
+			if !(b[1] == 0 && b[2] == 0 || b[1] == 88 && b[2] == 99 || b[1] == 168) {
+				return srcGlobal
+			}
+		case 198: // 198.18.0.0/15
+			if b[1]&0xfe != 18 {
+				return srcGlobal
+			}
 		default:
 			if b[0] < 224 {
 				return srcGlobal
