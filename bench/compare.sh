@@ -5,6 +5,7 @@
 # the median user+sys CPU time of each.
 #
 #   sh bench/compare.sh OLD_BINARY NEW_BINARY CAPTURE WORKERS    # ROUNDS=7
+#   ARGS="--telemetry --exporter any" sh bench/compare.sh ...      # more flags for both
 set -eu
 [ $# -eq 4 ] || { echo "usage: sh bench/compare.sh OLD NEW CAPTURE WORKERS" >&2; exit 2; }
 old=$1 new=$2 cap=$3 workers=$4 rounds=${ROUNDS:-7}
@@ -17,7 +18,7 @@ i=0
 while [ "$i" -lt "$rounds" ]; do
 	for b in old new; do
 		eval bin=\$$b
-		/usr/bin/time -f "%e %U %S" -o "$tmp/t" taskset -c "$cpus" "$bin" -r "$cap" --workers "$workers" --format eve >/dev/null 2>&1
+		/usr/bin/time -f "%e %U %S" -o "$tmp/t" taskset -c "$cpus" "$bin" -r "$cap" --workers "$workers" --format eve ${ARGS:-} >/dev/null 2>&1
 		awk '{ print $1, $2 + $3 }' "$tmp/t" >>"$tmp/$b"
 	done
 	i=$((i + 1))

@@ -49,13 +49,26 @@ func (r *sflowReader) decode(t *Telemetry, e *exporter, d *Datagram) error {
 // flushed notes an sFlow datagram of the sub-agent that arrived at (Unix
 // ns) and returns the time its samples stand for: the gap since the
 // sub-agent's datagram before, for the first datagram of a flush, and the
-// same as that first one's for the others of the flush.
+// same as that first one's for the others of the flush. A flush of under a
+// quarter of the datagrams of the flush before it is taken for a partial
+// one, whose agent sent the rest late (pmacct's sfprobe does, now and then,
+// and sends two seconds' in its next flush): the flush after it stands for
+// the time since the flush before the partial one.
 func (d *domain) flushed(at int64) time.Duration {
 	switch {
 	case d.last == 0 || at < d.last: // the first, or time went back
-		d.flush, d.span = at, 0
+		d.span, d.prevLast, d.prevN = 0, 0, 0
+		d.flush, d.n = at, 1
 	case at-d.flush > int64(sflowFlush):
-		d.flush, d.span = at, min(time.Duration(at-d.last), sflowMaxSpan)
+		from := d.last
+		if d.prevN > 0 && d.n*4 <= d.prevN {
+			from = d.prevLast
+		}
+		d.span = min(time.Duration(at-from), sflowMaxSpan)
+		d.prevLast, d.prevN = d.last, d.n
+		d.flush, d.n = at, 1
+	default:
+		d.n++
 	}
 	d.last = at
 	return d.span

@@ -198,11 +198,14 @@ type domain struct {
 	seen, after, known bool
 	rate               uint32 // from an options record; 0: none seen
 	init               uint64 // the exporter's boot, Unix ms, from an options record
-	// An sFlow sub-agent's flushes (see sflowReader.span): when its latest
+	// An sFlow sub-agent's flushes (see domain.flushed): when its latest
 	// datagram and the first of its latest flush arrived (Unix ns, 0:
-	// none yet), and the time that flush's samples took.
-	last, flush int64
-	span        time.Duration
+	// none yet), the datagrams of that flush, the last datagram and the
+	// datagrams of the flush before, and the time the latest flush's
+	// samples took.
+	last, flush, prevLast int64
+	n, prevN              uint32
+	span                  time.Duration
 }
 
 // domain returns the state of the exporter's domain id in format f,

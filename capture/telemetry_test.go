@@ -484,7 +484,8 @@ func spanned(s Sampled, span time.Duration) Sampled {
 // TestSFlowFlushSpan: the datagrams an sFlow sub-agent sends together are
 // one flush, whose samples stand for the time since the flush before, at
 // most sflowMaxSpan; the first flush, or one whose time went back, for
-// none.
+// none; the flush after a partial one, for the time since the flush before
+// that.
 func TestSFlowFlushSpan(t *testing.T) {
 	ms := func(n float64) int64 { return int64(n * 1e6) }
 	var d domain
@@ -505,6 +506,29 @@ func TestSFlowFlushSpan(t *testing.T) {
 		if got := d.flushed(c.at); got != c.want {
 			t.Errorf("datagram at %v ms: span %v, want %v", float64(c.at)/1e6, got, c.want)
 		}
+	}
+	// Flushes of 8 datagrams a second, then one of a single datagram (its
+	// agent sent the rest late), then one with two seconds': it stands for
+	// the time since the last flush before the partial one.
+	var p domain
+	flush := func(at float64, n int) (span time.Duration) {
+		for i := range n {
+			span = p.flushed(ms(at + float64(i)*0.1))
+		}
+		return span
+	}
+	flush(1000, 8)
+	if got := flush(2000, 8); got != 999300*time.Microsecond {
+		t.Errorf("a full flush: span %v, want 999.3ms", got)
+	}
+	if got := flush(3000, 1); got != 999300*time.Microsecond {
+		t.Errorf("the partial flush: span %v, want 999.3ms", got)
+	}
+	if got := flush(4000, 16); got != 1999300*time.Microsecond {
+		t.Errorf("the flush after the partial one: span %v, want 1999.3ms (since the flush before it)", got)
+	}
+	if got := flush(5000, 8); got != 998500*time.Microsecond {
+		t.Errorf("the next full flush: span %v, want 998.5ms", got)
 	}
 }
 

@@ -61,9 +61,7 @@ type meter struct {
 	// The packets of a bucket saturate at 2^32-1 (4 billion in one
 	// bucket is past any link), which leaves room for the rest of the
 	// meter within 104 bytes, the size of its buckets and sums alone.
-	pkts [meterBuckets]uint32
-	// full: every completed bucket (all but the newest) holds packets.
-	full  bool
+	pkts  [meterBuckets]uint32
 	bytes [meterBuckets]uint64
 	sumP  uint64
 	sumB  uint64
@@ -114,7 +112,6 @@ func (m *meter) settle() {
 	// A sum that saturated holds less than its buckets: never below 0.
 	m.medP = sP - min(sP, sat(loP, hiP))
 	m.medB = sB - min(sB, sat(loB, hiB))
-	m.full = loP > 0
 }
 
 // add counts a packet of weight w (see weigh) at now: as much of it as
@@ -137,12 +134,19 @@ func (m *meter) add(now time.Time, window time.Duration, w weight) {
 		return
 	}
 	// Bucket by bucket, the share of the span up to the bucket's end, less
-	// what the buckets before took: the shares add up to the whole.
+	// what the buckets before took: the shares add up to the whole. Counts
+	// are whole, so the shares are rounded at an offset that moves on
+	// with every packet the meter counts (by the golden ratio of the span:
+	// evenly spread), so that packets of one each (an sFlow sample at 1 in
+	// 1) spread over the span as their number does, rather than all
+	// rounding down to the newest bucket.
 	span := uint64(end - start)
+	off, _ := bits.Mul64(m.sumP*0x9e3779b97f4a7c15, span) // in [0, span)
+	pkts, n = min(pkts, math.MaxUint64-1), min(n, math.MaxUint64-1)
 	var doneP, doneB uint64
 	for idx := start / width; idx <= m.cur; idx++ {
 		upTo := uint64(min((idx+1)*width, end) - start)
-		p, b := floorShare(pkts, upTo, span), floorShare(n, upTo, span)
+		p, b := shareAt(pkts, upTo, span, off), shareAt(n, upTo, span, off)
 		s := idx % meterBuckets
 		was := m.pkts[s]
 		m.pkts[s] = sat32(was, p-doneP)
@@ -161,11 +165,13 @@ func sat32(a uint32, b uint64) uint32 {
 	return uint32(min(uint64(a)+min(b, math.MaxUint32), math.MaxUint32))
 }
 
-// floorShare returns n·part/whole rounded down, for part ≤ whole, in 128
-// bits so that no count overflows.
-func floorShare(n, part, whole uint64) uint64 {
+// shareAt returns (n·part + off) / whole rounded down, for part ≤ whole and
+// off < whole: n's share of part of whole, rounded at off. In 128 bits, so
+// that no count overflows; n below 2^64-1 keeps the quotient within 64.
+func shareAt(n, part, whole, off uint64) uint64 {
 	hi, lo := bits.Mul64(n, part)
-	q, _ := bits.Div64(hi, lo, whole) // part ≤ whole: the quotient fits
+	lo, carry := bits.Add64(lo, off, 0)
+	q, _ := bits.Div64(hi+carry, lo, whole)
 	return q
 }
 
@@ -197,26 +203,21 @@ func (m *meter) subtract(o *meter) {
 	m.settle()
 }
 
-// rate returns packets and bits per second over the window. Once every
-// completed bucket (all but the newest, filling one) holds packets, it is
-// the median of the completed buckets' rates: exact for a steady rate at
-// any moment, and for traffic that comes in bursts (an sFlow agent that
-// sends a second's samples at once, a capture whose stamps are cut to the
-// second) even when a burst's time wanders across a bucket's edge, which
-// puts two bursts in one bucket and none in its neighbour: a sum over the
-// buckets would then read a burst too many, up to a quarter high, and the
-// median reads the bucket of one. While some completed bucket is empty
-// (traffic that has just begun, or comes and goes), the rate is at least
-// what the whole window holds over the window's length, a count within the
-// window as Suricata's "count N within S seconds", so that an attack's
-// first packets count at once. Call advance first.
+// rate returns packets and bits per second over the window: the higher of
+// two readings. One is what the whole window holds over the window's
+// length, a count within the window as Suricata's "count N within S
+// seconds": an attack's first packets count at once, and its buckets span
+// at most the window, so it never reads more than what came within one.
+// The other is the median of the completed buckets (all but the newest,
+// filling one): exact for a steady rate at any moment, where the count
+// reads as low as 4/5 early in a bucket, and for traffic that comes in
+// bursts (a capture whose stamps are cut to the second, an sFlow agent's
+// flushes) even when a burst's time wanders across a bucket's edge, two
+// bursts in one bucket and none in its neighbour. Call advance first.
 func (m *meter) rate(window time.Duration) (pps, bps float64) {
 	width := window.Seconds() / meterBuckets
-	pps, bps = float64(m.medP)/2/width, float64(m.medB)/2*8/width
-	if !m.full {
-		pps = max(pps, float64(m.sumP)/window.Seconds())
-		bps = max(bps, float64(m.sumB)*8/window.Seconds())
-	}
+	pps = max(float64(m.medP)/2/width, float64(m.sumP)/window.Seconds())
+	bps = max(float64(m.medB)/2*8/width, float64(m.sumB)*8/window.Seconds())
 	return pps, bps
 }
 

@@ -2,6 +2,7 @@ package detect
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -79,9 +80,10 @@ func TestMeterSaturates(t *testing.T) {
 // TestMeterRate: a meter reads a steady rate exactly at any moment, and
 // traffic that comes in bursts (a second's packets at once, as an sFlow
 // agent sends its samples) at its true rate: at any phase in the second,
-// with the bursts' times wandering across the buckets' edges, or one burst
-// late and sent with the next. It counts an attack's first packets at
-// once, as a count within the window.
+// with the bursts' times wandering across the buckets' edges, or, when the
+// packets say the time they took, one burst late and sent with the next.
+// It counts an attack's first packets at once, as a count within the
+// window, and a flood that rises over quiet traffic at its rate.
 func TestMeterRate(t *testing.T) {
 	const window = 5 * time.Second
 	// The lowest and highest readings, every millisecond once the window
@@ -99,7 +101,14 @@ func TestMeterRate(t *testing.T) {
 				if spread && next > 0 {
 					w.span = time.Duration(ms-prev) * time.Millisecond
 				}
-				m.add(now, window, w)
+				if spread {
+					// As sFlow at 1 in 1 says it: a sample a packet.
+					for range w.packets {
+						m.add(now, window, weight{packets: 1, bytes: 100, span: w.span})
+					}
+				} else {
+					m.add(now, window, w)
+				}
 				prev = ms
 			}
 			m.advance(now, window)
@@ -145,10 +154,12 @@ func TestMeterRate(t *testing.T) {
 		{"100 packets at once, 10 ms into the second", nil, nil, false, 100, 100},
 		{"100 packets at once, 990 ms into the second", nil, nil, false, 100, 100},
 		{"100 packets at once, every 999 ms", nil, nil, false, 100, 100.2},
-		{"100 packets at once, one burst late", nil, nil, false, 100, 100},
+		// A burst late, with nothing to say so, counts where it came: for a
+		// moment the window holds six.
+		{"100 packets at once, one burst late", nil, nil, false, 100, 120},
 		{"100 packets at once, every second give or take 100 ms", nil, nil, true, 90, 110},
-		{"100 packets at once, every second give or take 10 ms", nil, nil, true, 99, 101},
-		{"100 packets at once, give or take 10 ms, one burst late", nil, nil, true, 50, 101},
+		{"100 packets at once, every second give or take 10 ms", nil, nil, true, 98, 101},
+		{"100 packets at once, give or take 10 ms, one burst late", nil, nil, true, 49, 101},
 	}
 	cases[0].times, cases[0].n = every(10, 0, 0, 1)
 	cases[1].times, cases[1].n = every(1000, 0, 0, 100)
@@ -164,10 +175,78 @@ func TestMeterRate(t *testing.T) {
 			t.Errorf("%s: reads %.1f to %.1f pps, want %v to %v", c.name, lo, hi, c.lo, c.hi)
 		}
 	}
+	// A flood of 10,000 pps for 1.5 s over 100 pps: the window holds it.
+	var f meter
+	for ms := 0; ms < 9000; ms++ {
+		now := at(time.Duration(ms) * time.Millisecond)
+		n := uint64(0)
+		if ms%10 == 0 {
+			n = 1
+		}
+		if ms >= 7500 {
+			n += 10
+		}
+		f.addN(now, window, n, n)
+	}
+	if pps, _ := f.rate(window); pps < 15_000/5 || pps > 16_000/5 {
+		t.Errorf("1.5 s of a 10,000 pps flood over 100 pps: %v pps, want the window's count, about %v", pps, (15_000+400)/5)
+	}
 	// An attack's first packets: 250 within the window read 50 pps at once.
 	var m meter
 	m.addN(at(100*time.Millisecond), window, 250, 250)
 	if pps, _ := m.rate(window); pps != 50 {
 		t.Errorf("250 packets in the newest bucket read %v pps, want 50 (a count within 5 s)", pps)
+	}
+}
+
+// TestMeterKeepsItsSums: whatever comes (packets with and without a span,
+// counts that saturate, time that jumps ahead or goes back), a meter's
+// running sums are its buckets' and the median it keeps is its completed
+// buckets', so that rate reads what the buckets hold.
+func TestMeterKeepsItsSums(t *testing.T) {
+	const window = 5 * time.Second
+	rng := rand.New(rand.NewPCG(4, 5))
+	var m, o meter
+	now := int64(1e12)
+	for step := range 200_000 {
+		switch r := rng.IntN(100); {
+		case r < 2:
+			now += rng.Int64N(int64(3 * window)) // a gap
+		case r < 4:
+			now -= rng.Int64N(int64(window)) // back in time
+		default:
+			now += rng.Int64N(int64(50 * time.Millisecond))
+		}
+		n := rng.Uint64N(1000)
+		if rng.IntN(1000) == 0 {
+			n = math.MaxUint64 - rng.Uint64N(10) // a forged record
+		}
+		w := weight{packets: n, bytes: n * 100}
+		if rng.IntN(2) == 0 {
+			w.span = time.Duration(rng.Int64N(int64(2 * window)))
+		}
+		m.add(time.Unix(0, now), window, w)
+		if rng.IntN(50) == 0 { // subtract another meter advanced alike
+			o.add(time.Unix(0, now), window, weight{packets: rng.Uint64N(100), bytes: 1})
+			m.advance(time.Unix(0, now), window)
+			o.advance(time.Unix(0, now), window)
+			m.subtract(&o)
+		}
+		m.advance(time.Unix(0, now), window)
+		var sP uint64
+		for _, p := range m.pkts {
+			sP += uint64(p)
+		}
+		if sP != m.sumP {
+			t.Fatalf("step %d: sum %d, buckets %d", step, m.sumP, sP)
+		}
+		want := m
+		want.settle()
+		if want.medP != m.medP || want.medB != m.medB {
+			t.Fatalf("step %d: kept median %d/%d, the buckets' %d/%d", step, m.medP, m.medB, want.medP, want.medB)
+		}
+		if pps, bps := m.rate(window); pps < 0 || bps < 0 || math.IsNaN(pps) || math.IsInf(bps, 0) {
+			t.Fatalf("step %d: %v pps %v bit/s", step, pps, bps)
+		}
 	}
 }
