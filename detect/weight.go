@@ -62,13 +62,8 @@ func scaled(n uint64, part, whole time.Duration) uint64 {
 	if n == 0 {
 		return 0
 	}
-	hi, lo := bits.Mul64(n, uint64(part))
-	lo, carry := bits.Add64(lo, uint64(whole)/2, 0)
-	hi += carry
-	// The quotient is at most n (part < whole), so hi < whole: Div64
-	// cannot overflow.
-	q, _ := bits.Div64(hi, lo, uint64(whole))
-	return max(q, 1)
+	// The quotient is at most n (part < whole): it cannot overflow.
+	return max(shareAt(n, uint64(part), uint64(whole), uint64(whole)/2), 1)
 }
 
 // sat returns a+b, or the largest uint64 where that overflows: counts of
