@@ -75,7 +75,7 @@ type track struct {
 // key was quiet for a window. A packet of router telemetry counts what it
 // stands for (see weigh), and t notes where it came from.
 func (r *reporter) see(t *track, p *capture.Packet, window time.Duration) {
-	if !t.open && (t.first.IsZero() || p.Timestamp.Sub(t.last) > window) {
+	if t.fresh(p.Timestamp, window) {
 		t.first, t.packets, t.bytes = p.Timestamp, 0, 0
 		t.tel = telemetry{}
 	}
@@ -99,9 +99,12 @@ func (r *reporter) see(t *track, p *capture.Packet, window time.Duration) {
 }
 
 // fresh reports whether the key's next packet begins a new activity, so the
-// kind can clear what it keeps per activity.
+// kind can clear what it keeps per activity: it comes more than a window
+// after the key's last. (now.After(last+window) says now.Sub(last) > window
+// without Sub's check for overflow, a few percent of a flood's time: see
+// and fresh run at every packet.)
 func (t *track) fresh(now time.Time, window time.Duration) bool {
-	return !t.open && (t.first.IsZero() || now.Sub(t.last) > window)
+	return !t.open && (t.first.IsZero() || now.After(t.last.Add(window)))
 }
 
 // subject is a per-key entry whose traffic can become an incident.
