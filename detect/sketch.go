@@ -215,9 +215,11 @@ func (m *meter) subtract(o *meter) {
 // flushes) even when a burst's time wanders across a bucket's edge, two
 // bursts in one bucket and none in its neighbour. Call advance first.
 func (m *meter) rate(window time.Duration) (pps, bps float64) {
-	width := window.Seconds() / meterBuckets
-	pps = max(float64(m.medP)/2/width, float64(m.sumP)/window.Seconds())
-	bps = max(float64(m.medB)/2*8/width, float64(m.sumB)*8/window.Seconds())
+	// Both over the window: the median bucket (medP is twice it) times
+	// the buckets, and the window's count.
+	sec := window.Seconds()
+	pps = max(float64(m.medP)*(meterBuckets/2.0), float64(m.sumP)) / sec
+	bps = max(float64(m.medB)*(meterBuckets/2.0), float64(m.sumB)) * 8 / sec
 	return pps, bps
 }
 
