@@ -337,6 +337,28 @@ func (r *Region) findStart() bool {
 	return false
 }
 
+// Start returns where the region's first record starts in its file, -1
+// until ReadFrame has found it. Only the region's reader may call it.
+func (r *Region) Start() int64 { return r.start }
+
+// Follows says, before the region r is read to its end, what Check will
+// say of it, given where its reader found its first record (Start): its
+// frames so far can be taken as the timeline's (Accept) once the region
+// before it was checked. It changes nothing.
+func (sp *Splitter) Follows(r *Region, start int64) Verdict {
+	end := sp.end
+	if r.file != sp.checked {
+		end = pcapFileHeader
+	}
+	switch {
+	case end < 0:
+		return Skip
+	case start != end:
+		return Reread
+	}
+	return Accept
+}
+
 // Close gives back the region's buffer; its frames are invalid from then
 // on.
 func (r *Region) Close() error {
@@ -372,14 +394,15 @@ const (
 // file is closed.
 func (sp *Splitter) Check(r *Region) (Verdict, error) {
 	sf := r.file
+	v := sp.Follows(r, r.start)
 	if sf != sp.checked {
 		sp.checked, sp.end = sf, pcapFileHeader
 	}
-	switch {
-	case sp.end < 0:
+	switch v {
+	case Skip:
 		sf.release()
 		return Skip, nil
-	case r.start != sp.end:
+	case Reread:
 		return Reread, nil
 	}
 	sf.release()

@@ -32,15 +32,20 @@ func readSplit(t *testing.T, src *capture.FileSource, workers int) (events []str
 	type result struct {
 		reg    *capture.Region
 		frames []string
+		start  int64 // the region's Start after its first frame
 	}
-	read := func(reg *capture.Region) []string {
+	read := func(reg *capture.Region) ([]string, int64) {
 		var out []string
 		var f capture.Frame
+		start := int64(-1)
 		for reg.ReadFrame(&f) == nil {
+			if out == nil {
+				start = reg.Start()
+			}
 			out = append(out, render(&f))
 		}
 		reg.Close()
-		return out
+		return out, start
 	}
 	in := make([]chan *capture.Region, workers)
 	out := make([]chan result, workers)
@@ -49,7 +54,8 @@ func readSplit(t *testing.T, src *capture.FileSource, workers int) (events []str
 		in[w], out[w] = make(chan *capture.Region, 4), make(chan result, 4)
 		go func() {
 			for reg := range in[w] {
-				out[w] <- result{reg, read(reg)}
+				frames, start := read(reg)
+				out[w] <- result{reg, frames, start}
 			}
 		}()
 	}
@@ -77,14 +83,20 @@ func readSplit(t *testing.T, src *capture.FileSource, workers int) (events []str
 			continue
 		}
 		r := <-out[o.(int)]
+		// What a reader that hands its frames on as it goes is told
+		// after its first frame: what Check then says.
+		follows := sp.Follows(r.reg, r.start)
 		v, err := sp.Check(r.reg)
+		if r.frames != nil && follows != v {
+			t.Errorf("a region whose first record starts at %d: Follows says %v, Check %v", r.start, follows, v)
+		}
 		switch v {
 		case capture.Reread:
 			if len(r.frames) > 0 {
 				rereads++
 			}
 			reg := sp.Reread(r.reg)
-			r.frames = read(reg)
+			r.frames, _ = read(reg)
 			v, err = sp.Check(reg)
 			if v != capture.Accept {
 				t.Fatalf("a region read again was not accepted: %v", v)

@@ -30,8 +30,13 @@ type chunk struct {
 	err            error // what ended the input in this chunk, after its frames
 	first          time.Time
 	home           chan *chunk // where the chunk goes back when the engine is done
-	spare          *copied     // a dealer's copies, kept for the chunk's next use
-	_              cpu.CacheLinePad
+	// more marks a part of a region that a worker sends as it decodes
+	// (decodeChunk): another chunk, with the records after it, follows.
+	// start is where the region's first record starts.
+	more  bool
+	start int64
+	spare *copied // a dealer's copies, kept for the chunk's next use
+	_     cpu.CacheLinePad
 }
 
 // record is a packet for the engine, or only the passing of time (tick).
@@ -59,8 +64,12 @@ const recordPayload = 256
 // reset empties c for its next use, keeping its buffers.
 func (c *chunk) reset() {
 	c.src, c.region, c.recs, c.pays, c.err = nil, nil, c.recs[:0], c.pays[:0], nil
-	c.last = math.MinInt64
+	c.last, c.more = math.MinInt64, false
 }
+
+// follow has c go on from prev, a part of the same region sent before it:
+// its records note time as prev's would have next (see).
+func (c *chunk) follow(prev *chunk) { c.last, c.sec, c.fed = prev.last, prev.sec, prev.fed }
 
 // see notes a frame of time ts (detect.FrameNanos) in c. The first frame
 // of the chunk, and each frame of another second than the frame before
@@ -118,6 +127,16 @@ func (c *chunk) packet(rec *record) *capture.Packet {
 // Chunks in flight per worker: enough to keep every goroutine busy, few
 // enough to bound memory and keep the frames in the CPU's caches.
 const chunksPerWorker = 2
+
+// A region of a file (2 MiB) holds tens of thousands of frames: under a
+// flood of packets that detection wants, tens of megabytes of records,
+// which would leave the caches before the engine's goroutine read them. A
+// worker sends them in parts of partRecords records (a few hundred KiB),
+// with up to partsPerWorker parts in flight.
+const (
+	partRecords    = 1024
+	partsPerWorker = 4
+)
 
 // Live, a worker sends its chunk to the engine when it holds liveBatch
 // records, or liveLatency of packet time after its first, or when the

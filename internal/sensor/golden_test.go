@@ -25,6 +25,10 @@ var update = flag.Bool("update", false, "rewrite the golden alerts of pcaps/*/al
 // its goroutine; three decode in parallel and one stage detects.
 var goldenWorkers = []int{1, 3}
 
+// goldenRuns are TestGolden's: those of goldenWorkers, and three workers
+// that send each record of a region in a part of its own (see chunk.more).
+var goldenRuns = []replay{{workers: 1}, {workers: 3}, {workers: 3, partRecords: 1}}
+
 // TestGolden runs every case of pcaps/ (a folder with capture.pcap, or
 // capture-a.pcap, capture-b.pcap... read merged by time, an
 // optional config.yaml over the default config, and alerts.json) through
@@ -36,8 +40,9 @@ func TestGolden(t *testing.T) {
 	for _, dir := range goldenCases(t) {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			golden := filepath.Join(dir, "alerts.json")
-			for i, workers := range goldenWorkers {
-				got := replay{dir: dir, workers: workers}.run(t)
+			for i, r := range goldenRuns {
+				r.dir = dir
+				got := r.run(t)
 				if *update && i == 0 {
 					if err := os.WriteFile(golden, got, 0o644); err != nil {
 						t.Fatal(err)
@@ -51,7 +56,7 @@ func TestGolden(t *testing.T) {
 					t.Fatal(err)
 				}
 				if !bytes.Equal(got, want) {
-					t.Errorf("%d workers: alerts differ from %s (-update rewrites it)\n%s", workers, golden, lineDiff(string(want), string(got)))
+					t.Errorf("%d workers (parts of %d records): alerts differ from %s (-update rewrites it)\n%s", r.workers, r.partRecords, golden, lineDiff(string(want), string(got)))
 				}
 			}
 		})
@@ -93,6 +98,8 @@ type replay struct {
 	// gets the run's counters.
 	fullDecode bool
 	stats      *Stats
+	// partRecords sets Config.partRecords.
+	partRecords int
 }
 
 // caseConfig is what a case's config.yaml may set: detection's settings,
@@ -128,6 +135,7 @@ func (r replay) config(t *testing.T) (detect.Config, Config) {
 		Dedup:           cc.Dedup,
 		EvidenceSnaplen: r.evidenceSnaplen,
 		fullDecode:      r.fullDecode,
+		partRecords:     r.partRecords,
 	}
 }
 

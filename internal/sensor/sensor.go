@@ -17,7 +17,9 @@
 // itself (capture.Splitter), so that a frame's bytes are read and decoded
 // by the same core: dealing frames from a reader to other cores, by a hash
 // of their addresses or otherwise, moves every frame between caches, which
-// on a two-core machine costs as much as decoding it. Other inputs (pcapng,
+// on a two-core machine costs as much as decoding it. A worker sends what
+// it keeps of a region in parts as it goes, so that the stage reads the
+// records while they are still in the caches. Other inputs (pcapng,
 // gzip, standard input, a libpcap interface) are read by a dealer that
 // copies the frames into the chunks. With AF_PACKET (several sources), the
 // kernel's fanout deals the frames by a symmetric hash of their flow, each
@@ -92,6 +94,9 @@ type Config struct {
 	// fullDecode, for tests, has every frame decoded in full, without
 	// the decoder's pre-filter.
 	fullDecode bool
+	// partRecords, for tests, is how many records fill a part of a
+	// region (0: partRecords).
+	partRecords int
 }
 
 // An Observer follows the incidents of a run, for a report: it is given

@@ -38,7 +38,7 @@ func (st *stage) take(c *chunk) {
 		f, dir := s.flows.Update(pkt)
 		s.eng.Packet(pkt, f, dir)
 	}
-	if c.last != math.MinInt64 {
+	if c.last != math.MinInt64 && !c.more { // a part's next part goes on from it
 		s.eng.Frame(c.last)
 	}
 }
@@ -56,10 +56,27 @@ func (st *stage) check(c *chunk) {
 		reg = sp.Reread(reg)
 		c.reset()
 		c.src = reg
-		st.s.redo.decodeChunk(c)
+		c = st.s.redo.decodeChunk(c, nil, nil)
 		_, err = sp.Check(reg) // its start is known: accepted
 	}
 	c.err = err
+}
+
+// parts takes the parts of a region (see chunk.more), the first of them c,
+// as they come from out, if take and if its reader found its first record
+// where the region before it ended, and returns the region's chunk, which
+// follows them. A region that Check will read again, or skip, has its
+// parts dropped here.
+func (st *stage) parts(c *chunk, out <-chan *chunk, take bool) *chunk {
+	take = take && st.s.split.Follows(c.region, c.start) == capture.Accept
+	for ; c.more; c = <-out {
+		if take {
+			st.take(c)
+		}
+		c.reset()
+		c.home <- c
+	}
+	return c
 }
 
 // inOrder takes the workers' chunks in the order the dealer dealt them. A
@@ -88,6 +105,9 @@ func (st *stage) inOrder(tickets <-chan int, outs []chan *chunk, stop chan struc
 			return warnings, err
 		}
 		c := <-outs[w]
+		if c.more {
+			c = st.parts(c, outs[w], err == nil)
+		}
 		if c.region != nil {
 			st.check(c)
 		}

@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,8 @@ type worker struct {
 	// rawBytes, when frames come in chunks, is how much of each kept
 	// packet's frame the chunk keeps for evidence files (0: none).
 	rawBytes int
+	// part is how many records fill a part of a region (partRecords).
+	part int
 
 	// dedup, with Config.Dedup, drops the second copy of a packet after
 	// decoding, before flows and detection (see isCopy): a lone worker's.
@@ -84,7 +87,7 @@ type workerStats struct {
 // newWorker returns worker id, with a decoder as cfg configures it that
 // skips the packets eng finds of no interest; wants is eng.Wants.
 func newWorker(id int, cfg Config, eng *detect.Engine) (*worker, error) {
-	w := &worker{id: id, wants: eng.Wants}
+	w := &worker{id: id, wants: eng.Wants, part: cmp.Or(cfg.partRecords, partRecords)}
 	dc := cfg.Decoder
 	if cfg.Dedup == 0 && !cfg.fullDecode {
 		// Dedup judges decoded packets: it gets them all decoded.
@@ -264,23 +267,30 @@ func (w *worker) keep(c *chunk) {
 }
 
 // decodeChunks decodes the chunks that come in, and sends each on, in order,
-// once done.
+// once done. A region of a file whose records fill parts goes out in
+// parts as it is decoded (see chunk.more), so that its records reach the
+// engine's goroutine while they are still in the caches.
 func (w *worker) decodeChunks(in <-chan *chunk, out chan<- *chunk) {
+	parts := newChunks(partsPerWorker)
 	for c := range in {
-		w.decodeChunk(c)
+		c = w.decodeChunk(c, parts, out)
 		w.publish()
 		out <- c
 	}
 }
 
 // decodeChunk reads and decodes the frames of c, keeping what the engine
-// wants, and closes c's source.
-func (w *worker) decodeChunk(c *chunk) {
-	if c.src == nil {
-		return
+// wants, and closes c's source. It returns the chunk with the last of
+// them: c, unless c is a region and parts is not nil (a worker's), when
+// each chunk that holds w.part records goes to out as a part, and a
+// chunk from parts takes the records that follow.
+func (w *worker) decodeChunk(c *chunk, parts chan *chunk, out chan<- *chunk) *chunk {
+	src, reg := c.src, c.region
+	if src == nil {
+		return c
 	}
 	for {
-		err := c.src.ReadFrame(&w.frame)
+		err := src.ReadFrame(&w.frame)
 		if err != nil {
 			if err != io.EOF {
 				c.err = err
@@ -288,9 +298,17 @@ func (w *worker) decodeChunk(c *chunk) {
 			break
 		}
 		w.keep(c)
+		if len(c.recs) >= w.part && parts != nil && reg != nil {
+			next := <-parts
+			next.follow(c)
+			c.src, c.region, c.more, c.start = nil, reg, true, reg.Start()
+			out <- c
+			c = next
+		}
 	}
-	c.src.Close()
-	c.src = nil
+	src.Close()
+	c.src, c.region = nil, reg
+	return c
 }
 
 // readFanout is a live worker that reads its own source (an AF_PACKET

@@ -2,6 +2,10 @@ package sensor
 
 import (
 	"bytes"
+	"fmt"
+	"math"
+	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -163,5 +167,74 @@ func TestWorkersDecodeAsConfigured(t *testing.T) {
 		if workers > 1 && s.dedup == nil {
 			t.Errorf("%d workers: the stage has no dedup table", workers)
 		}
+	}
+}
+
+// TestPartsMakeTheRegionsChunk decodes a region of the demo capture in
+// parts of three records, as a worker sends a region under a flood, and
+// whole: the parts, one after the other, must hold the records of the
+// whole chunk, note for note (their clock, ticks and packets), and only
+// the last chunk may go without more.
+func TestPartsMakeTheRegionsChunk(t *testing.T) {
+	eng, err := detect.New(detect.DefaultConfig(), &countAlerts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(part int) (recs []string, chunks int) {
+		src, err := capture.OpenFiles([]string{filepath.Join("..", "..", "pcaps", "demo.pcap")}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer src.Close()
+		sp, ok := src.Split()
+		if !ok {
+			t.Fatal("the demo capture was not split")
+		}
+		reg, err := sp.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := &worker{dec: capture.NewDecoder(), wants: eng.Wants, part: part}
+		w.dec.SkipFragments()
+		c := <-newChunks(1)
+		c.src, c.region = reg, reg
+		var parts chan *chunk
+		out := make(chan *chunk, 10000)
+		if part > 0 {
+			parts = newChunks(10000)
+		}
+		last := w.decodeChunk(c, parts, out)
+		close(out)
+		note := func(c *chunk, more bool) {
+			if c.more != more || c.region != reg {
+				t.Fatalf("parts of %d: chunk %d: more %v, its region %p (want %v, %p)", part, chunks, c.more, c.region, more, reg)
+			}
+			for i := range c.recs {
+				rec := &c.recs[i]
+				recs = append(recs, fmt.Sprintf("%d %v %+v", rec.clock, rec.tick, *c.packet(rec)))
+			}
+			chunks++
+		}
+		for p := range out {
+			note(p, true)
+		}
+		note(last, false)
+		if last.last != math.MinInt64 {
+			recs = append(recs, fmt.Sprint("then ", last.last))
+		}
+		return recs, chunks
+	}
+	whole, n := read(0)
+	parted, m := read(3)
+	if n != 1 || m < len(whole)/4 || len(whole) < 1000 {
+		t.Fatalf("%d records in %d chunk(s), then in %d parts", len(whole), n, m)
+	}
+	if !slices.Equal(parted, whole) {
+		for i := range min(len(parted), len(whole)) {
+			if parted[i] != whole[i] {
+				t.Fatalf("record %d:\n  parts: %s\n  whole: %s", i, parted[i], whole[i])
+			}
+		}
+		t.Fatalf("%d records in parts, %d whole", len(parted), len(whole))
 	}
 }
