@@ -126,8 +126,10 @@ type DecoderConfig struct {
 	// Tenant chooses the identifier that fills Packet.Tenant.
 	Tenant TenantKey
 	// Interest, when not nil, lets the decoder skip the commonest frames
-	// that it says are of no interest (see Packet.Skipped). It is ignored
-	// with a Tenant, which only the full decoding finds.
+	// that it says are of no interest (see Packet.Skipped), and read those
+	// of interest from their raw bytes, without gopacket, into the same
+	// Packet as the full decoding. It is ignored with a Tenant, which only
+	// the full decoding finds.
 	Interest Interest
 }
 
@@ -250,13 +252,17 @@ func (d *Decoder) SkipFragments() { d.frags, d.skipFrags = nil, true }
 // delivered. On a drop, p holds what was decoded before the failure.
 //
 // With DecoderConfig.Interest, a frame that the pre-filter reads whole
-// (see skip) and finds of no interest is counted as decoded, and returns
-// DropNone with p.Skipped set and only p.Timestamp filled.
+// (see readPlain) and finds of no interest is counted as decoded, and
+// returns DropNone with p.Skipped set and only p.Timestamp filled; one of
+// interest is filled from its raw bytes (fillPlain).
 func (d *Decoder) Decode(f *Frame, p *Packet) DropReason {
 	d.stats.Frames++
 	d.stats.Bytes += uint64(max(f.Length, len(f.Data)))
-	if d.interest != nil && d.skip(f) {
+	var pl plainFrame
+	plain := d.interest != nil && d.readPlain(f, &pl)
+	if plain && !d.interest.Interesting(pl.ports()) {
 		d.stats.Decoded++
+		d.stats.layers(!pl.v6, pl.proto, int(pl.tags))
 		// Not cleared: the caller reads nothing else.
 		p.Timestamp, p.Skipped = f.Timestamp, true
 		return DropNone
@@ -274,15 +280,20 @@ func (d *Decoder) Decode(f *Frame, p *Packet) DropReason {
 	}
 	d.raw = f.Data
 	d.depth, d.kinds, d.trunc, d.tenantSet, d.spanVLAN = 0, 0, false, false, 0
-	if f.Sample.Record {
+	switch {
+	case f.Sample.Record:
 		// A flow record's packet: IP and UDP or TCP headers made from its
 		// fields, no payload. Whatever its protocol or ports promise (GRE,
 		// IP in IP, VXLAN's port), there is no packet inside to look for.
 		if r := d.parseIP(f.Data, 0, f.LinkType == layers.LinkTypeIPv6, p); r != DropNone {
 			return d.drop(r)
 		}
-	} else if r := d.link(f.LinkType, f.Data, p); r != DropNone {
-		return d.dropTunnelled(r)
+	case plain:
+		fillPlain(&pl, p) // an interesting packet of the commonest kind
+	default:
+		if r := d.link(f.LinkType, f.Data, p); r != DropNone {
+			return d.dropTunnelled(r)
+		}
 	}
 	if p.Fragment {
 		if p.FragOffset != 0 && d.frags != nil && d.frags.tunnel(p) {

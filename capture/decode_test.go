@@ -415,8 +415,11 @@ func FuzzDecode(f *testing.F) {
 		if r != slow.Decode(&fr, &q) || r == DropNone && !samePacket(&p, &q) || d.Stats() != slow.Stats() {
 			t.Fatalf("with peek %v\n %+v\nwithout\n %+v", r, p, q)
 		}
-		// Nor does the pre-filter, with no port of interest.
+		// Nor does the pre-filter, with no port of interest, nor its
+		// decoding of the frames it reads whole, with every port of
+		// interest.
 		prefilterSame(t, []Frame{fr}, noInterest{})
+		prefilterSame(t, []Frame{fr}, &portInterest{all: true})
 		if r != DropNone {
 			return
 		}

@@ -121,6 +121,7 @@ func TestPrefilterFrames(t *testing.T) {
 		{"UDP length 4", layers.LinkTypeRaw, `45 00 00 1c 12 34 00 00 40 11 00 00 c0 00 02 01 c6 33 64 02
 			9c 40 9c 41 00 04 00 00`, false},
 		{"UDP length 0", layers.LinkTypeRaw, udp4(ip4, `9c 40 9c 41 00 00 00 00 70 69 6e 67`), false},
+		{"UDP length within the IP packet's", layers.LinkTypeRaw, udp4(ip4, `9c 40 9c 41 00 0a 00 00 70 69 6e 67 // 2 bytes of payload`), true},
 		{"UDP length past the packet", layers.LinkTypeRaw, udp4(ip4, `9c 40 9c 41 00 10 00 00 70 69 6e 67`), false},
 		{"UDP header cut", layers.LinkTypeRaw, `45 00 00 18 12 34 00 00 40 11 00 00 c0 00 02 01 c6 33 64 02 9c 40 9c 41`, false},
 		{"VXLAN port", layers.LinkTypeRaw, udp4(ip4, `9c 40 12 b5 00 0c 00 00 70 69 6e 67 // -> 4789`), false},
