@@ -100,11 +100,12 @@ func (r *reporter) see(t *track, p *capture.Packet, window time.Duration) {
 
 // fresh reports whether the key's next packet begins a new activity, so the
 // kind can clear what it keeps per activity: it comes more than a window
-// after the key's last. (now.After(last+window) says now.Sub(last) > window
-// without Sub's check for overflow, a few percent of a flood's time: see
-// and fresh run at every packet.)
+// after the key's last. (It compares Unix nanoseconds, which detection's
+// clock keeps in range, rather than now.Sub(last) with its check for
+// overflow or now.After(last.Add(window)): a few percent of a flood's
+// time, as see and fresh run at every packet.)
 func (t *track) fresh(now time.Time, window time.Duration) bool {
-	return !t.open && (t.first.IsZero() || now.After(t.last.Add(window)))
+	return !t.open && (t.first.IsZero() || now.UnixNano()-t.last.UnixNano() > int64(window))
 }
 
 // subject is a per-key entry whose traffic can become an incident.

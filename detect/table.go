@@ -36,6 +36,12 @@ type table[K comparable, V any] struct {
 	// victim) skips the hash and the map.
 	last  K
 	lastV *V
+	// missed is the key get found absent last, while missing: a key
+	// looked up at every packet that has no entry (the target of a flood,
+	// which the exposed detector looks up until it answers) skips the
+	// hash. An add forgets it; an eviction leaves it absent.
+	missed  K
+	missing bool
 }
 
 // presentPerEntry is the presence counters per entry of a table.
@@ -81,14 +87,17 @@ func (t *table[K, V]) get(k K) *V {
 	if t.lastV != nil && k == t.last {
 		return t.lastV
 	}
-	if t.present[t.slot(t.hash(k))] == 0 {
+	if t.missing && k == t.missed {
 		return nil
 	}
-	v, ok := t.lru.Get(k)
-	if ok {
-		t.last, t.lastV = k, v
+	if t.present[t.slot(t.hash(k))] != 0 {
+		if v, ok := t.lru.Get(k); ok {
+			t.last, t.lastV = k, v
+			return v
+		}
 	}
-	return v
+	t.missed, t.missing = k, true
+	return nil
 }
 
 // getOrAdd returns k's entry, making one if k is admitted; it returns nil
@@ -116,6 +125,7 @@ func (t *table[K, V]) getOrAdd(k K, now time.Time) (v *V, made bool) {
 		v = new(V)
 	}
 	t.lru.Add(k, v)
+	t.missing = false
 	if *c != math.MaxUint8 { // after the Add: its eviction may share c
 		*c++
 	}
