@@ -91,25 +91,33 @@ type TunnelStats struct {
 }
 
 // Add adds o's counters to s, as for the decoders of several workers.
-func (s *DecodeStats) Add(o DecodeStats) {
-	s.Frames += o.Frames
-	s.Bytes += o.Bytes
-	s.Decoded += o.Decoded
-	s.IPv4 += o.IPv4
-	s.IPv6 += o.IPv6
-	s.TCP += o.TCP
-	s.UDP += o.UDP
-	s.VLAN += o.VLAN
-	s.VLANQinQ += o.VLANQinQ
-	for i, n := range o.Dropped {
-		s.Dropped[i] += n
+func (s *DecodeStats) Add(o DecodeStats) { s.each(&o, func(a *uint64, b uint64) { *a += b }) }
+
+// Sub takes o's counters, counted into s before, out of s: those of frames
+// that turned out not to be the capture's (a region of a file read again).
+func (s *DecodeStats) Sub(o DecodeStats) { s.each(&o, func(a *uint64, b uint64) { *a -= b }) }
+
+// each applies f to each counter of s with the same counter of o.
+func (s *DecodeStats) each(o *DecodeStats, f func(*uint64, uint64)) {
+	for _, c := range [...]struct{ a, b *uint64 }{
+		{&s.Frames, &o.Frames}, {&s.Bytes, &o.Bytes}, {&s.Decoded, &o.Decoded},
+		{&s.IPv4, &o.IPv4}, {&s.IPv6, &o.IPv6}, {&s.TCP, &o.TCP}, {&s.UDP, &o.UDP},
+		{&s.VLAN, &o.VLAN}, {&s.VLANQinQ, &o.VLANQinQ}, {&s.Truncated, &o.Truncated},
+		{&s.Fragments, &o.Fragments}, {&s.FragmentsMatched, &o.FragmentsMatched},
+		{&s.FragmentsEvicted, &o.FragmentsEvicted},
+	} {
+		f(c.a, *c.b)
 	}
-	s.Truncated += o.Truncated
-	s.Fragments += o.Fragments
-	s.FragmentsMatched += o.FragmentsMatched
-	s.FragmentsEvicted += o.FragmentsEvicted
-	for i, t := range o.Tunnels {
-		s.Tunnels[i].add(t)
+	for i := range s.Dropped {
+		f(&s.Dropped[i], o.Dropped[i])
+	}
+	for i := range s.Tunnels {
+		t, u := &s.Tunnels[i], &o.Tunnels[i]
+		f(&t.Decoded, u.Decoded)
+		f(&t.Malformed, u.Malformed)
+		f(&t.UnknownPayload, u.UnknownPayload)
+		f(&t.NotTunnel, u.NotTunnel)
+		f(&t.OtherPort, u.OtherPort)
 	}
 }
 
@@ -133,14 +141,6 @@ func (s *DecodeStats) layers(v4 bool, proto uint8, vlans int) {
 			s.VLANQinQ++
 		}
 	}
-}
-
-func (s *TunnelStats) add(o TunnelStats) {
-	s.Decoded += o.Decoded
-	s.Malformed += o.Malformed
-	s.UnknownPayload += o.UnknownPayload
-	s.NotTunnel += o.NotTunnel
-	s.OtherPort += o.OtherPort
 }
 
 // DropReasons lists the reasons in the order of DecodeStats.Dropped.

@@ -8,7 +8,7 @@ import (
 
 // Add adds every counter: each is set to a value of its own, and added to
 // itself must double, so a counter added to DecodeStats or TunnelStats and
-// forgotten in Add fails here.
+// forgotten in Add (and Sub, which shares its list) fails here.
 func TestDecodeStatsAdd(t *testing.T) {
 	var s DecodeStats
 	n := uint64(0)
@@ -51,4 +51,8 @@ func TestDecodeStatsAdd(t *testing.T) {
 		}
 	}
 	check(reflect.ValueOf(sum), reflect.ValueOf(s), "DecodeStats")
+	// And Sub takes each back out.
+	if sum.Sub(s); sum != s {
+		t.Errorf("added, then taken out:\n %+v\nwant\n %+v", sum, s)
+	}
 }

@@ -35,8 +35,12 @@ type chunk struct {
 	// start is where the region's first record starts.
 	more  bool
 	start int64
-	spare *copied // a dealer's copies, kept for the chunk's next use
-	_     cpu.CacheLinePad
+	// counted is what the worker counted of the region's frames (see
+	// worker.tally), in the region's last chunk: the stage takes it out
+	// of the run's counters when the region is read again or skipped.
+	counted workerStats
+	spare   *copied // a dealer's copies, kept for the chunk's next use
+	_       cpu.CacheLinePad
 }
 
 // record is a packet for the engine, or only the passing of time (tick).

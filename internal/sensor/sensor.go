@@ -141,8 +141,11 @@ type Sensor struct {
 	dealer *dealer
 	split  *capture.Splitter
 	// redo decodes, on the engine's goroutine, the rare region that
-	// guessed wrong where its first record starts.
-	redo *worker
+	// guessed wrong where its first record starts; unread is what the
+	// workers counted of such regions, and of those skipped, the first
+	// time, which Stats takes out.
+	redo   *worker
+	unread workerStats
 
 	ran      bool
 	warnings []error

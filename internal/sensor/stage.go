@@ -49,6 +49,9 @@ func (st *stage) take(c *chunk) {
 func (st *stage) check(c *chunk) {
 	sp, reg := st.s.split, c.region
 	v, err := sp.Check(reg)
+	if v != capture.Accept { // what its worker counted was not the capture's
+		st.s.unread.add(c.counted)
+	}
 	switch v {
 	case capture.Skip:
 		c.reset()
@@ -56,8 +59,8 @@ func (st *stage) check(c *chunk) {
 		reg = sp.Reread(reg)
 		c.reset()
 		c.src = reg
-		c = st.s.redo.decodeChunk(c, nil, nil)
-		_, err = sp.Check(reg) // its start is known: accepted
+		st.s.redo.decodeChunk(c, nil, nil) // whole, into c: no parts
+		_, err = sp.Check(reg)             // its start is known: accepted
 	}
 	c.err = err
 }

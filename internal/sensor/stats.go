@@ -86,6 +86,9 @@ func (s *Sensor) Stats() Stats {
 	if s.redo != nil {
 		s.redo.publish() // the engine's goroutine is its own
 		st.add(s.redo.stats())
+		st.Decoder.DecodeStats.Sub(s.unread.decode)
+		st.Flow.Untracked -= s.unread.skipped
+		st.Capture.FilterRejected -= s.unread.rejected
 	}
 	if s.flows != nil {
 		st.Flow.Add(s.flows.Stats())

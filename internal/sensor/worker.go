@@ -125,6 +125,26 @@ func (w *worker) publish() {
 	w.mu.Unlock()
 }
 
+// tally returns what w has counted of the frames it read: its decoder's
+// counters, and the frames rejected and packets skipped.
+func (w *worker) tally() workerStats {
+	return workerStats{decode: w.dec.Stats(), rejected: w.rejected, skipped: w.skipped}
+}
+
+// add adds the decoder's counters, and the frames rejected and packets
+// skipped, of o to s; sub takes them out.
+func (s *workerStats) add(o workerStats) {
+	s.decode.Add(o.decode)
+	s.rejected += o.rejected
+	s.skipped += o.skipped
+}
+
+func (s *workerStats) sub(o workerStats) {
+	s.decode.Sub(o.decode)
+	s.rejected -= o.rejected
+	s.skipped -= o.skipped
+}
+
 func (w *worker) stats() workerStats {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -289,6 +309,10 @@ func (w *worker) decodeChunk(c *chunk, parts chan *chunk, out chan<- *chunk) *ch
 	if src == nil {
 		return c
 	}
+	var before workerStats
+	if reg != nil {
+		before = w.tally()
+	}
 	for {
 		err := src.ReadFrame(&w.frame)
 		if err != nil {
@@ -308,6 +332,10 @@ func (w *worker) decodeChunk(c *chunk, parts chan *chunk, out chan<- *chunk) *ch
 	}
 	src.Close()
 	c.src, c.region = nil, reg
+	if reg != nil {
+		c.counted = w.tally()
+		c.counted.sub(before)
+	}
 	return c
 }
 

@@ -181,15 +181,7 @@ func TestPartsMakeTheRegionsChunk(t *testing.T) {
 		t.Fatal(err)
 	}
 	read := func(part int) (recs []string, chunks int) {
-		src, err := capture.OpenFiles([]string{filepath.Join("..", "..", "pcaps", "demo.pcap")}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer src.Close()
-		sp, ok := src.Split()
-		if !ok {
-			t.Fatal("the demo capture was not split")
-		}
+		sp := splitFile(t, filepath.Join("..", "..", "pcaps", "demo.pcap"))
 		reg, err := sp.Next()
 		if err != nil {
 			t.Fatal(err)
