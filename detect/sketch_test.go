@@ -1,7 +1,9 @@
 package detect
 
 import (
+	"encoding/binary"
 	"math"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 )
@@ -97,5 +99,34 @@ func TestHLLMerge(t *testing.T) {
 	merged.merge(&part)
 	if merged != whole {
 		t.Fatalf("merged sketch differs from the sketch of the whole")
+	}
+}
+
+// TestHashAddr holds hashAddr, which reads an IPv4 address as its four
+// bytes, to the hash of its 16-byte IPv4-mapped form, and to that of an
+// IPv4-mapped IPv6 address (the same bytes), for random addresses and seeds.
+func TestHashAddr(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	be := binary.BigEndian
+	want := func(a netip.Addr, seed uint64) uint64 {
+		b := a.As16()
+		return mix(mix(seed^be.Uint64(b[:8])) ^ be.Uint64(b[8:]))
+	}
+	for range 100_000 {
+		seed := rng.Uint64()
+		var b4 [4]byte
+		be.PutUint32(b4[:], rng.Uint32())
+		var b16 [16]byte
+		be.PutUint64(b16[:8], rng.Uint64())
+		be.PutUint64(b16[8:], rng.Uint64())
+		v4 := netip.AddrFrom4(b4)
+		for _, a := range []netip.Addr{v4, netip.AddrFrom16(v4.As16()), netip.AddrFrom16(b16)} {
+			if got := hashAddr(a, seed); got != want(a, seed) {
+				t.Fatalf("hashAddr(%v, %#x) = %#x, want %#x", a, seed, got, want(a, seed))
+			}
+		}
+		if hashAddr(v4, seed) != hashAddr(netip.AddrFrom16(v4.As16()), seed) {
+			t.Fatalf("%v and its IPv4-mapped form hash apart", v4)
+		}
 	}
 }
