@@ -121,7 +121,8 @@ type Flows struct {
 	probe   probation
 	oneWay  Flow // what Update returns for a flow on probation
 	lru     *lru[flowKey, flowState]
-	cur     Flow // what Update returns for a two-way flow
+	cur     Flow    // what Update returns for a two-way flow
+	key     flowKey // the key of the packet being accounted
 	stats   FlowStats
 	_       [64]byte
 }
@@ -150,9 +151,11 @@ type flowState struct {
 	origHi      bool  // the originator is the key's Hi endpoint
 }
 
-// makeKey returns the compact key of the packet's 5-tuple and whether the
-// packet travels from Lo to Hi: the order of MakeFlowKey.
-func makeKey(p *capture.Packet) (k flowKey, fromLo bool) {
+// makeKey sets k to the compact key of the packet's 5-tuple and returns
+// whether the packet travels from Lo to Hi: the order of MakeFlowKey. (The
+// key is the caller's, and goes by pointer from there: copies of its 42
+// bytes cost a flood more than the look-ups.)
+func makeKey(p *capture.Packet, k *flowKey) (fromLo bool) {
 	src, dst := p.Src.As16(), p.Dst.As16()
 	sport, dport := p.SrcPort, p.DstPort
 	if p.Src.BitLen() == p.Dst.BitLen() {
@@ -167,8 +170,9 @@ func makeKey(p *capture.Packet) (k flowKey, fromLo bool) {
 	if !fromLo {
 		src, dst, sport, dport = dst, src, dport, sport
 	}
-	return flowKey{lo: src, hi: dst, tenant: tenantBytes(p.Tenant),
-		loPort: sport, hiPort: dport, proto: p.Proto, is4: p.Src.Is4()}, fromLo
+	k.lo, k.hi, k.tenant = src, dst, tenantBytes(p.Tenant)
+	k.loPort, k.hiPort, k.proto, k.is4 = sport, dport, p.Proto, p.Src.Is4()
+	return fromLo
 }
 
 // addr returns an address of the key in its family.
@@ -242,12 +246,13 @@ func (t *Flows) Update(p *capture.Packet) (*Flow, Dir) {
 	if t.lru.len() > 0 {
 		t.expireOldest(now)
 	}
-	k, fromLo := makeKey(p)
+	k := &t.key // the table's: a local would escape through the LRU's hash
+	fromLo := makeKey(p, k)
 	h := hashFlowKey(k)
 	if s := t.lru.get(k, h); s != nil {
 		if now-s.last <= int64(idle) {
 			dir := s.count(p, fromLo, now)
-			s.load(&t.cur, &k)
+			s.load(&t.cur, k)
 			return &t.cur, dir
 		}
 		// Idle for too long: it starts again on probation.
@@ -255,9 +260,9 @@ func (t *Flows) Update(p *capture.Packet) (*Flow, Dir) {
 		t.stats.Expired++
 	}
 	f := &t.oneWay
-	set, i, found := t.probe.find(&k, h, now, idle, &t.stats)
+	set, i, found := t.probe.find(k, h, now, idle, &t.stats)
 	if found {
-		set.way[i].load(f, &k)
+		set.way[i].load(f, k)
 	} else {
 		*f = Flow{Key: k.FlowKey(), FirstSeen: p.Timestamp}
 		f.Orig = p.SrcAddrPort()
@@ -265,7 +270,7 @@ func (t *Flows) Update(p *capture.Packet) (*Flow, Dir) {
 	}
 	dir := f.count(p)
 	if dir == FromOrig {
-		set.way[i].store(f, &k, fromLo)
+		set.way[i].store(f, k, fromLo)
 		return f, dir
 	}
 	// The first reply: the flow is a conversation now.
@@ -275,7 +280,7 @@ func (t *Flows) Update(p *capture.Packet) (*Flow, Dir) {
 		first: f.FirstSeen.UnixNano(), last: f.LastSeen.UnixNano(), origHi: fromLo}
 	t.probe.free(set, i)
 	t.stats.Promoted++
-	s.load(&t.cur, &k)
+	s.load(&t.cur, k)
 	return &t.cur, dir
 }
 
@@ -337,7 +342,7 @@ func (t *Flows) expireOldest(now int64) {
 		if k == nil || now-s.last <= int64(t.idle(k.proto)) {
 			return
 		}
-		t.lru.remove(*k, hashFlowKey(*k))
+		t.lru.remove(k, hashFlowKey(k))
 		t.stats.Expired++
 	}
 }
@@ -458,7 +463,7 @@ func (pt *probation) free(s *probationSet, i int) {
 // hashFlowKey hashes a flow key: each word times its own odd constant
 // (independent multiplications, so they overlap in the CPU), folded and
 // finished with one mix.
-func hashFlowKey(k flowKey) uint64 {
+func hashFlowKey(k *flowKey) uint64 {
 	be := binary.BigEndian
 	// The tenant goes in with the word it leaves unchanged when 0.
 	t := uint64(binary.LittleEndian.Uint32(k.tenant[:]))

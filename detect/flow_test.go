@@ -361,7 +361,8 @@ func TestFlowKeyOrder(t *testing.T) {
 		if rng.IntN(4) == 0 {
 			p.Dst = p.Src
 		}
-		k, fromLo := makeKey(&p)
+		var k flowKey
+		fromLo := makeKey(&p, &k)
 		want, wantLo := MakeFlowKey(&p)
 		if k.FlowKey() != want || fromLo != wantLo {
 			t.Fatalf("%v:%d -> %v:%d: key %+v from lo %v, MakeFlowKey %+v %v", p.Src, p.SrcPort, p.Dst, p.DstPort, k.FlowKey(), fromLo, want, wantLo)

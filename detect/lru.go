@@ -15,7 +15,7 @@ package detect
 //
 // It has no lock: one goroutine owns it.
 type lru[K comparable, V any] struct {
-	hash    func(K) uint64
+	hash    func(*K) uint64
 	onEvict func(*K, *V) // called with the slot about to be reused
 	size    int
 	pages   [][]lruSlot[K, V]
@@ -43,7 +43,7 @@ const (
 
 // newLRU returns an empty map of at most size keys, hashed by hash. onEvict,
 // if not nil, sees each entry pushed out by the bound.
-func newLRU[K comparable, V any](size int, hash func(K) uint64, onEvict func(*K, *V)) (*lru[K, V], error) {
+func newLRU[K comparable, V any](size int, hash func(*K) uint64, onEvict func(*K, *V)) (*lru[K, V], error) {
 	if size < 1 || size > maxTableSize {
 		return nil, errorf("size %d is out of range (1 to %d)", size, maxTableSize)
 	}
@@ -61,12 +61,13 @@ func (l *lru[K, V]) home(h uint64) int {
 }
 
 // find returns where k is in the index and its slot, or where it would go
-// and 0.
-func (l *lru[K, V]) find(k K, h uint64) (int, uint32) {
+// and 0. Keys go by pointer: the flow table's are 42 bytes, whose copies
+// cost a flood more than the look-up.
+func (l *lru[K, V]) find(k *K, h uint64) (int, uint32) {
 	i := l.home(h)
 	for {
 		s := l.index[i]
-		if s == 0 || l.slot(s).key == k {
+		if s == 0 || l.slot(s).key == *k {
 			return i, s
 		}
 		if i++; i == len(l.index) {
@@ -76,7 +77,7 @@ func (l *lru[K, V]) find(k K, h uint64) (int, uint32) {
 }
 
 // get returns k's value, marked most recently used, or nil. h is k's hash.
-func (l *lru[K, V]) get(k K, h uint64) *V {
+func (l *lru[K, V]) get(k *K, h uint64) *V {
 	if l.live == 0 {
 		return nil
 	}
@@ -92,7 +93,7 @@ func (l *lru[K, V]) get(k K, h uint64) *V {
 // add maps k, which must be absent, to a zero value and returns it, marked
 // most recently used. A full map first evicts its least recently used key.
 // h is k's hash.
-func (l *lru[K, V]) add(k K, h uint64) *V {
+func (l *lru[K, V]) add(k *K, h uint64) *V {
 	var s uint32
 	switch {
 	case l.free != 0:
@@ -110,7 +111,7 @@ func (l *lru[K, V]) add(k K, h uint64) *V {
 		if l.onEvict != nil {
 			l.onEvict(&e.key, &e.val)
 		}
-		l.delete(e.key)
+		l.delete(&e.key)
 	}
 	if (l.live+1)*2 > len(l.index) {
 		l.grow()
@@ -119,14 +120,14 @@ func (l *lru[K, V]) add(k K, h uint64) *V {
 	l.index[i] = s
 	e := l.slot(s)
 	var zero V
-	e.key, e.val = k, zero
+	e.key, e.val = *k, zero
 	l.pushFront(s)
 	l.live++
 	return &e.val
 }
 
 // remove takes k out of the map, if it is there.
-func (l *lru[K, V]) remove(k K, h uint64) {
+func (l *lru[K, V]) remove(k *K, h uint64) {
 	if l.live == 0 {
 		return
 	}
@@ -153,7 +154,7 @@ func (l *lru[K, V]) len() int { return l.live }
 // list, leaving its slot to the caller. Entries after it in its probe
 // run move back into the hole (linear probing's deletion without
 // tombstones), so lookups stay short however many keys come and go.
-func (l *lru[K, V]) delete(k K) {
+func (l *lru[K, V]) delete(k *K) {
 	i, s := l.find(k, l.hash(k))
 	l.unlink(s)
 	l.live--
@@ -170,7 +171,7 @@ func (l *lru[K, V]) delete(k K) {
 			}
 			// The entry at j moves to the hole at i unless its home lies
 			// cyclically within (i, j].
-			h := l.home(l.hash(l.slot(t).key))
+			h := l.home(l.hash(&l.slot(t).key))
 			if (i <= j && (h <= i || h > j)) || (i > j && h <= i && h > j) {
 				l.index[i] = t
 				i = j
@@ -186,7 +187,8 @@ func (l *lru[K, V]) grow() {
 	n := min(max(2*len(l.index), 64), 2*l.size)
 	l.index = make([]uint32, n)
 	for s := l.head; s != 0; s = l.slot(s).next {
-		i, _ := l.find(l.slot(s).key, l.hash(l.slot(s).key))
+		k := &l.slot(s).key
+		i, _ := l.find(k, l.hash(k))
 		l.index[i] = s
 	}
 }

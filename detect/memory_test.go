@@ -255,7 +255,7 @@ func TestFitMemory(t *testing.T) {
 func TestLRUMatchesModel(t *testing.T) {
 	const size = 300
 	var evicted []int
-	l, err := newLRU(size, func(k int) uint64 { return mix(uint64(k)) & 0xffff_f000_0000_0000 }, // clustered homes
+	l, err := newLRU(size, func(k *int) uint64 { return mix(uint64(*k)) & 0xffff_f000_0000_0000 }, // clustered homes
 		func(k *int, _ *int) { evicted = append(evicted, *k) })
 	if err != nil {
 		t.Fatal(err)
@@ -263,12 +263,12 @@ func TestLRUMatchesModel(t *testing.T) {
 	model := map[int]*list.Element{}
 	order := list.New() // front: most recently used; values are keys
 	rng := rand.New(rand.NewPCG(1, 2))
-	h := func(k int) uint64 { return l.hash(k) }
+	h := func(k int) uint64 { return l.hash(&k) }
 	for step := range 200_000 {
 		k := rng.IntN(1000)
 		switch op := rng.IntN(10); {
 		case op < 5:
-			v := l.get(k, h(k))
+			v := l.get(&k, h(k))
 			e, ok := model[k]
 			if (v != nil) != ok || (v != nil && *v != k*7) {
 				t.Fatalf("step %d: get %d = %v, model has it: %v", step, k, v, ok)
@@ -281,7 +281,7 @@ func TestLRUMatchesModel(t *testing.T) {
 				continue
 			}
 			evicted = evicted[:0]
-			*l.add(k, h(k)) = k * 7
+			*l.add(&k, h(k)) = k * 7
 			if order.Len() == size {
 				old := order.Remove(order.Back()).(int)
 				delete(model, old)
@@ -291,7 +291,7 @@ func TestLRUMatchesModel(t *testing.T) {
 			}
 			model[k] = order.PushFront(k)
 		default:
-			l.remove(k, h(k))
+			l.remove(&k, h(k))
 			if e := model[k]; e != nil {
 				order.Remove(e)
 				delete(model, k)
