@@ -18,16 +18,16 @@ type plainFrame struct {
 	tags  uint8
 }
 
-// readPlain reports whether f is a frame of the commonest kind, read
-// whole from its raw bytes into pl: Ethernet with up to two VLAN tags, or raw
+// readPlain reports whether f is a frame of the commonest kind, read whole
+// from its raw bytes into pl: Ethernet with up to two VLAN tags, or raw
 // IP; IPv4 without options that is not a fragment, or IPv6 whose next
 // header is TCP or UDP; a transport header whole within lengths that add
 // up, and a UDP destination port that names no encapsulation. For such a
 // frame the full decoding finds a TCP or UDP packet and nothing else (no
 // truncation, fragment or tunnel): the pre-filter counts it decoded when
-// its ports are of no interest (Decode), and fillPlain fills its packet
-// as the full decoding would, without gopacket. Any other frame it leaves
-// to the full decoding, which judges it as it always has.
+// its ports are of no interest (Decode), and fillPlain fills its packet as
+// the full decoding would, without gopacket. Any other frame it leaves to
+// the full decoding, which judges it as it always has.
 func (d *Decoder) readPlain(f *Frame, pl *plainFrame) bool {
 	b := f.Data
 	be := binary.BigEndian
@@ -110,8 +110,8 @@ func (pl *plainFrame) ports() (src, dst uint16) {
 }
 
 // fillPlain fills p, whose frame fields Decode has set, with the packet of
-// a plain frame (see readPlain): what the full decoding finds in it, field for
-// field (TestPrefilterCaptures and FuzzDecode hold it to that).
+// a plain frame (see readPlain): what the full decoding finds in it, field
+// for field (TestPrefilterCaptures and FuzzDecode hold it to that).
 func fillPlain(pl *plainFrame, p *Packet) {
 	be := binary.BigEndian
 	h, t := pl.ip, pl.t
