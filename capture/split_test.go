@@ -157,20 +157,6 @@ func randomRecs(rng *rand.Rand, n int) []pcaptest.Record {
 	return recs
 }
 
-// fakeRecords returns a payload that holds a chain of plausible record
-// headers, to lure a region that looks for its first record.
-func fakeRecords() []byte {
-	var b []byte
-	for range 10 {
-		b = binary.LittleEndian.AppendUint32(b, 1715000000) // seconds
-		b = binary.LittleEndian.AppendUint32(b, 0)
-		b = binary.LittleEndian.AppendUint32(b, 4) // 4 bytes of data
-		b = binary.LittleEndian.AppendUint32(b, 4)
-		b = append(b, 1, 2, 3, 4)
-	}
-	return b
-}
-
 // TestSplit reads captures both ways, with ReadFrame and as regions read
 // by several goroutines, with regions not much larger than records, so
 // that many records straddle two: the frames, their order, the errors,
@@ -186,7 +172,7 @@ func TestSplit(t *testing.T) {
 	lured := randomRecs(rng, 50)
 	for i := range lured {
 		if i%5 == 0 {
-			lured[i].Data = append(fakeRecords(), lured[i].Data...)
+			lured[i].Data = append(pcaptest.FakeRecords(), lured[i].Data...)
 			lured[i].Wire = len(lured[i].Data)
 		}
 	}
@@ -384,9 +370,9 @@ func TestSplitDamageBounded(t *testing.T) {
 func FuzzSplit(f *testing.F) {
 	eth := layers.LinkTypeEthernet
 	rng := rand.New(rand.NewPCG(5, 6))
-	f.Add(pcaptest.Pcap(f, false, eth, randomRecs(rng, 20))[24:])                                 // records of random bytes
-	f.Add(pcaptest.Pcap(f, false, eth, []pcaptest.Record{{Data: fakeRecords(), Wire: 200}})[24:]) // a payload that looks like records
-	f.Add([]byte{1, 2, 3})                                                                        // a cut record header
+	f.Add(pcaptest.Pcap(f, false, eth, randomRecs(rng, 20))[24:])                                          // records of random bytes
+	f.Add(pcaptest.Pcap(f, false, eth, []pcaptest.Record{{Data: pcaptest.FakeRecords(), Wire: 200}})[24:]) // a payload that looks like records
+	f.Add([]byte{1, 2, 3})                                                                                 // a cut record header
 	damaged := pcaptest.Pcap(f, false, eth, randomRecs(rng, 20))[24:]
 	binary.LittleEndian.PutUint32(damaged[8:], 0xffffffff) // the first record of 4 GiB
 	f.Add(damaged)

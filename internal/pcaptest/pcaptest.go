@@ -187,3 +187,18 @@ func (w *NgBlocks) EPB(iface uint32, us uint64, data []byte) *NgBlocks {
 	b = le.AppendUint32(b, uint32(len(data))) // wire length
 	return w.Block(6, append(b, data...))
 }
+
+// FakeRecords returns a payload that holds a chain of ten plausible
+// little-endian record headers (more than a resync needs), to lure a
+// reader that looks for where records start in the middle of a file.
+func FakeRecords() []byte {
+	var b []byte
+	for range 10 {
+		b = binary.LittleEndian.AppendUint32(b, 1715000000) // seconds
+		b = binary.LittleEndian.AppendUint32(b, 0)
+		b = binary.LittleEndian.AppendUint32(b, 4) // 4 bytes of data
+		b = binary.LittleEndian.AppendUint32(b, 4)
+		b = append(b, 1, 2, 3, 4)
+	}
+	return b
+}

@@ -10,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopacket/gopacket/layers"
+
 	"github.com/echowatch/echowatch/capture"
 	"github.com/echowatch/echowatch/detect"
+	"github.com/echowatch/echowatch/internal/pcaptest"
 )
 
 // TestPartsOfRegionsReadAgain reads, with two workers that send every
@@ -39,29 +42,15 @@ func TestPartsOfRegionsReadAgain(t *testing.T) {
 }
 
 // partsCapture returns a classic pcap of n echo requests to one server,
-// 1 ms apart, each from another source, whose payloads are ten records
-// of a pcap as a reader could take them (8 are enough for a resync).
+// 1 ms apart, each from another source, whose payloads look like records
+// (pcaptest.FakeRecords).
 func partsCapture(t *testing.T, n int) []byte {
 	t.Helper()
-	le := binary.LittleEndian
 	be := binary.BigEndian
-	var fake []byte
-	for range 10 {
-		fake = le.AppendUint32(fake, 1715000000)
-		fake = le.AppendUint32(fake, 0)
-		fake = le.AppendUint32(fake, 4)
-		fake = le.AppendUint32(fake, 4)
-		fake = append(fake, 1, 2, 3, 4)
-	}
-	var b []byte
-	b = le.AppendUint32(b, 0xa1b2c3d4)
-	b = le.AppendUint16(b, 2)
-	b = le.AppendUint16(b, 4)
-	b = le.AppendUint64(b, 0)
-	b = le.AppendUint32(b, 65535)
-	b = le.AppendUint32(b, 1) // Ethernet
+	fake := pcaptest.FakeRecords()
 	start := time.Date(2024, 5, 6, 12, 0, 0, 0, time.UTC)
-	for i := range n {
+	recs := make([]pcaptest.Record, n)
+	for i := range recs {
 		frame := make([]byte, 14+20+8, 14+20+8+len(fake))
 		be.PutUint16(frame[12:], 0x0800)
 		ip := frame[14:]
@@ -75,14 +64,9 @@ func partsCapture(t *testing.T, n int) []byte {
 		be.PutUint16(udp[2:], 7)
 		be.PutUint16(udp[4:], uint16(8+len(fake)))
 		frame = append(frame, fake...)
-		at := start.Add(time.Duration(i) * time.Millisecond)
-		b = le.AppendUint32(b, uint32(at.Unix()))
-		b = le.AppendUint32(b, uint32(at.Nanosecond()/1000))
-		b = le.AppendUint32(b, uint32(len(frame)))
-		b = le.AppendUint32(b, uint32(len(frame)))
-		b = append(b, frame...)
+		recs[i] = pcaptest.Record{TS: start.Add(time.Duration(i) * time.Millisecond), Data: frame, Wire: len(frame)}
 	}
-	return b
+	return pcaptest.Pcap(t, false, layers.LinkTypeEthernet, recs)
 }
 
 // rereads reports whether a region of the file at path guesses where its
