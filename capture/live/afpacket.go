@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 
-	"github.com/gopacket/gopacket/afpacket"
 	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
@@ -32,12 +31,12 @@ import (
 // The kernel takes the outer VLAN tag off a frame before AF_PACKET sees
 // it, and the filter runs on what is left: "udp port 7" matches frames
 // with one tag as well, and "vlan" does not see that tag. The tag is put
-// back into Data (gopacket copies the frame to do so), so the decoder sees
-// the frame as it was on the wire.
+// back into Data (a copy of the frame, as the ring has no room for it), so
+// the decoder sees the frame as it was on the wire.
 type AFPacket struct {
 	iface string
 	lease *lease
-	tp    *afpacket.TPacket // closed by the lease's release
+	tp    *tpacket // closed by the lease's release
 	stats kernelStats
 }
 
@@ -85,7 +84,7 @@ func OpenAFPacket(cfg Config, workers int) ([]*AFPacket, error) {
 	group := fanoutGroup(ifi.Index)
 	srcs := make([]*AFPacket, 0, workers)
 	for range workers {
-		a, err := openSocket(cfg, r, group, filter)
+		a, err := openSocket(cfg, ifi.Index, r, group, filter)
 		if err != nil {
 			for _, s := range srcs {
 				s.Close()
@@ -151,117 +150,103 @@ func fanoutGroup(ifindex int) uint16 {
 	return uint16(os.Getpid()) ^ uint16(ifindex)
 }
 
-// openSocket opens one worker. A new socket receives every frame on the
-// interface at once, before its filter and outside the fanout group; like
-// libpcap, it first rejects everything, joins the group, drains what came
-// before, and only then takes the real filter. So no frame reaches the
-// reader unfiltered or twice.
-func openSocket(cfg Config, r ring, group uint16, filter []bpf.RawInstruction) (*AFPacket, error) {
-	tp, err := afpacket.NewTPacket(
-		afpacket.OptInterface(cfg.Interface),
-		afpacket.OptTPacketVersion(afpacket.TPacketVersion3),
-		afpacket.OptFrameSize(r.frameSize),
-		afpacket.OptBlockSize(r.blockSize),
-		afpacket.OptNumBlocks(r.numBlocks),
-		// A partly filled block reaches us after the block timeout; it is
-		// shorter than the poll timeout so that a poll that times out
-		// means the ring is empty (drain relies on it).
-		afpacket.OptBlockTimeout(readTimeout/2),
-		afpacket.OptPollTimeout(readTimeout),
-		afpacket.OptAddVLANHeader(true),
-	)
+// openSocket opens one worker. A socket outside the fanout group would
+// receive every frame that passes its filter, so it binds with a filter
+// that rejects everything, joins the group, and only then takes the real
+// filter: no frame reaches the reader unfiltered or twice.
+func openSocket(cfg Config, ifindex int, r ring, group uint16, filter []bpf.RawInstruction) (*AFPacket, error) {
+	rejectAll := []bpf.RawInstruction{{Op: unix.BPF_RET | unix.BPF_K, K: 0}}
+	tp, err := openTPacket(ifindex, r, readTimeout, rejectAll)
 	if err != nil {
 		if errors.Is(err, unix.EPERM) {
 			return nil, fmt.Errorf("capture/live: %s: %w", cfg.Interface, ErrPermission)
 		}
-		return nil, fmt.Errorf("capture/live: %s: open socket: %w", cfg.Interface, err)
+		if errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENXIO) {
+			return nil, fmt.Errorf("capture/live: %s: %w", cfg.Interface, ErrNoDevice)
+		}
+		return nil, fmt.Errorf("capture/live: %s: %w", cfg.Interface, err)
 	}
-	rejectAll := []bpf.RawInstruction{{Op: unix.BPF_RET | unix.BPF_K, K: 0}}
 	steps := []struct {
 		what string
 		do   func() error
 	}{
-		{"attach filter", func() error { return tp.SetBPF(rejectAll) }},
-		{"join fanout group", func() error { return tp.SetFanout(afpacket.FanoutHashWithDefrag, group) }},
+		{"join fanout group", func() error { return tp.setFanout(unix.PACKET_FANOUT_HASH|unix.PACKET_FANOUT_FLAG_DEFRAG, group) }},
 		{"set promiscuous mode", func() error {
 			if !cfg.Promisc {
 				return nil
 			}
-			return tp.SetPromiscuous(true)
+			return tp.setPromisc(ifindex)
 		}},
-		{"drain", func() error { return drain(tp) }},
 		// Counters start with the real filter: nothing passed reject-all.
-		{"reset counters", tp.InitSocketStats},
-		{"attach filter", func() error { return tp.SetBPF(filter) }},
+		{"reset counters", func() error { _, err := tp.stats(); tp.counted = [3]uint32{}; return err }},
+		{"attach filter", func() error { return tp.setFilter(filter) }},
 	}
 	for _, s := range steps {
 		if err := s.do(); err != nil {
-			tp.Close()
+			tp.close()
 			return nil, fmt.Errorf("capture/live: %s: %s: %w", cfg.Interface, s.what, err)
 		}
 	}
 	a := &AFPacket{iface: cfg.Interface, tp: tp}
 	a.stats = kernelStats{iface: cfg.Interface, read: func() ([4]uint32, error) {
-		_, st, err := tp.SocketStats()
-		return [4]uint32{uint32(st.Packets()), uint32(st.Drops()), 0, uint32(st.QueueFreezes())}, err
+		st, err := tp.stats()
+		return [4]uint32{st[0], st[1], 0, st[2]}, err
 	}}
 	a.lease = newLease(a.release)
 	return a, nil
 }
 
-// drain reads and drops the frames in the ring until a poll times out.
-func drain(tp *afpacket.TPacket) error {
-	for {
-		_, _, err := tp.ZeroCopyReadPacketData()
-		if errors.Is(err, afpacket.ErrTimeout) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
-
 // ReadFrame fills f with the next frame. It returns capture.ErrTimeout when
 // no frame came within the read timeout (100 ms), and io.EOF once Close has
 // been called.
+//
+// While the block the reader holds has frames left, a read costs no system
+// call and no compare-and-swap: the lease stays lent from the read that
+// got the block, and a Close is noticed by its flag alone. Only a read
+// that waits for the ring goes through the lease.
 func (a *AFPacket) ReadFrame(f *capture.Frame) error {
+	if a.tp.more() && !a.lease.stopping() {
+		return a.frame(f)
+	}
 	if !a.lease.begin() {
 		return io.EOF
 	}
-	tp := a.tp
-	for {
-		data, ci, err := tp.ZeroCopyReadPacketData()
-		if err == nil {
-			if !a.lease.end(true) {
-				return io.EOF
-			}
-			*f = capture.Frame{
-				Data:          data,
-				Timestamp:     ci.Timestamp,
-				CaptureLength: ci.CaptureLength,
-				Length:        ci.Length,
-				LinkType:      layers.LinkTypeEthernet,
-				Interface:     ci.InterfaceIndex,
-			}
-			return nil
+	err := a.tp.wait()
+	if err == nil {
+		if !a.lease.end(true) {
+			return io.EOF
 		}
-		if errors.Is(err, afpacket.ErrTimeout) && !a.lease.stopping() {
-			// Give the caller its chance to flush and to notice a stop.
-			if !a.lease.end(false) {
-				return io.EOF
-			}
-			return capture.ErrTimeout
-		}
-		// A timeout here means Close was called, and end releases.
+		return a.frame(f)
+	}
+	if errors.Is(err, errRingTimeout) && !a.lease.stopping() {
+		// Give the caller its chance to flush and to notice a stop.
 		if !a.lease.end(false) {
 			return io.EOF
 		}
-		if errors.Is(err, afpacket.ErrPoll) {
-			return fmt.Errorf("capture/live: %s: read: %w (is the interface down or gone?)", a.iface, err)
-		}
+		return capture.ErrTimeout
+	}
+	// A timeout here means Close was called, and end releases.
+	if !a.lease.end(false) {
+		return io.EOF
+	}
+	return fmt.Errorf("capture/live: %s: read: %w", a.iface, err)
+}
+
+// frame fills f with the next frame of the block the reader holds.
+func (a *AFPacket) frame(f *capture.Frame) error {
+	data, length, ts, ifindex, err := a.tp.frame()
+	if err != nil {
 		return fmt.Errorf("capture/live: %s: read: %w", a.iface, err)
 	}
+	*f = capture.Frame{
+		Data:          data,
+		Timestamp:     ts,
+		CaptureLength: len(data),
+		Length:        length,
+		LinkType:      layers.LinkTypeEthernet,
+		Interface:     ifindex,
+	}
+	return nil
 }
 
 // Close stops the capture and releases the socket, as the AFPacket doc
@@ -272,7 +257,7 @@ func (a *AFPacket) Close() error {
 }
 
 // release closes the socket, keeping its last counters for Stats.
-func (a *AFPacket) release() { a.stats.release(func() { a.tp.Close() }) }
+func (a *AFPacket) release() { a.stats.release(a.tp.close) }
 
 // Stats returns the socket's counters: frames that passed the filter
 // (including those dropped), frames dropped because the ring was full,

@@ -526,42 +526,72 @@ func TestLiveReadAllocs(t *testing.T) {
 
 // Linux takes the VLAN tag off before the capture sees a frame, and the
 // kernel filter runs on the untagged frame; both captures put the tag
-// back, so the frame reaches the decoder as it was on the wire.
+// back, so the frame reaches the decoder as it was on the wire: an 802.1Q
+// tag, a priority tag (VLAN 0, which is still a tag), and the outer
+// 802.1ad tag of a QinQ frame, whose inner tag the kernel leaves.
 func TestLiveVLAN(t *testing.T) {
+	frames := []struct {
+		name  string
+		frame func(t *testing.T) []byte
+	}{
+		{"802.1Q", func(t *testing.T) []byte { return taggedFrame(t, []uint16{100}, []byte("tagged")) }},
+		{"priority", func(t *testing.T) []byte { return taggedFrame(t, []uint16{5 << 13}, []byte("priority")) }},
+		{"QinQ", func(t *testing.T) []byte { return taggedFrame(t, []uint16{3<<13 | 200, 100}, []byte("qinq")) }},
+	}
 	for _, m := range modes(1) {
 		t.Run(m.name, func(t *testing.T) {
 			v := newVethPair(t, m.name+"-vlan")
-			srcs := openIn(t, v.rx, m, Config{Interface: rxIf, BPF: "udp dst port 7"})
-			frame := taggedFrame(t, 100, []byte("tagged"))
-			v.inject(t, frame)
-			got := collect(t, 1, srcs...)
-			if len(got) != 1 {
-				t.Fatalf("captured %d frames, want 1", len(got))
+			// The MAC addresses are where they were, so the filter passes
+			// every frame injected, and none of tx's IPv6 neighbour talk.
+			srcs := openIn(t, v.rx, m, Config{Interface: rxIf, BPF: "ether src " + txMAC + " and not ip6"})
+			var want [][]byte
+			for _, fr := range frames {
+				frame := fr.frame(t)
+				want = append(want, frame)
+				v.inject(t, frame)
 			}
-			f := got[0].frame
-			if !bytes.Equal(f.Data, frame) || f.Length != len(frame) || f.CaptureLength != len(frame) {
-				t.Errorf("captured % x (length %d, captured %d),\nwant the frame sent, tag included: % x",
-					f.Data, f.Length, f.CaptureLength, frame)
+			got := collect(t, len(want), srcs...)
+			if len(got) != len(want) {
+				t.Fatalf("captured %d frames, want %d", len(got), len(want))
+			}
+			for i, c := range got {
+				f := c.frame
+				if !bytes.Equal(f.Data, want[i]) || f.Length != len(want[i]) || f.CaptureLength != len(want[i]) {
+					t.Errorf("%s: captured % x (length %d, captured %d),\nwant the frame sent, tags included: % x",
+						frames[i].name, f.Data, f.Length, f.CaptureLength, want[i])
+				}
 			}
 		})
 	}
 }
 
-// taggedFrame returns an Ethernet frame with an 802.1Q tag that carries a
-// UDP datagram from tx to rx's port 7.
-func taggedFrame(t *testing.T, vlan uint16, payload []byte) []byte {
+// taggedFrame returns an Ethernet frame that carries a UDP datagram from
+// tx to rx's port 7 behind the tags tcis: an 802.1Q tag when there is
+// one, an 802.1ad tag then an 802.1Q one when there are two.
+func taggedFrame(t *testing.T, tcis []uint16, payload []byte) []byte {
 	t.Helper()
 	txHW, _ := net.ParseMAC(txMAC)
 	rxHW, _ := net.ParseMAC(rxMAC)
-	eth := &layers.Ethernet{SrcMAC: txHW, DstMAC: rxHW, EthernetType: layers.EthernetTypeDot1Q}
-	tag := &layers.Dot1Q{VLANIdentifier: vlan, Type: layers.EthernetTypeIPv4}
+	outer := layers.EthernetTypeDot1Q
+	if len(tcis) == 2 {
+		outer = layers.EthernetTypeQinQ
+	}
+	ls := []gopacket.SerializableLayer{&layers.Ethernet{SrcMAC: txHW, DstMAC: rxHW, EthernetType: outer}}
+	for i, tci := range tcis {
+		next := layers.EthernetTypeIPv4
+		if i+1 < len(tcis) {
+			next = layers.EthernetTypeDot1Q
+		}
+		ls = append(ls, &layers.Dot1Q{Priority: uint8(tci >> 13), DropEligible: tci&0x1000 != 0, VLANIdentifier: tci & 0xfff, Type: next})
+	}
 	ip4 := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP,
 		SrcIP: net.ParseIP(txAddr).To4(), DstIP: net.ParseIP(rxAddr).To4()}
 	udp := &layers.UDP{SrcPort: 40007, DstPort: 7}
 	udp.SetNetworkLayerForChecksum(ip4)
+	ls = append(ls, ip4, udp, gopacket.Payload(payload))
 	buf := gopacket.NewSerializeBuffer()
 	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
-	if err := gopacket.SerializeLayers(buf, opts, eth, tag, ip4, udp, gopacket.Payload(payload)); err != nil {
+	if err := gopacket.SerializeLayers(buf, opts, ls...); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
