@@ -238,8 +238,14 @@ func (m *meter) rate(window time.Duration) (pps, bps float64) {
 // clearly above the background that the flood spreads over every counter.
 // A random-source flood so stays at one hash and two counter increments per
 // packet, and never churns the table.
+//
+// The sketch is blocked: a key's two counters lie in one cache line, picked
+// by its hash, so that a packet of a new key misses the caches once, not
+// twice, and 16-bit counters keep the sketch at 64 KiB. Each counter still
+// takes two counts of the epoch's total in 2*admissionWidth, as in two rows
+// of admissionWidth, and a key's two counters are never the same one.
 type admission struct {
-	rows     [2][admissionWidth]uint32
+	lines    [admissionLines][admissionPerLine]uint16
 	epoch    time.Duration
 	end      time.Time // end of the current epoch
 	total    uint64    // keys counted this epoch
@@ -248,8 +254,10 @@ type admission struct {
 }
 
 const (
-	admissionBits  = 14
-	admissionWidth = 1 << admissionBits
+	admissionBits    = 14
+	admissionWidth   = 1 << admissionBits // counters per key's count, as rows
+	admissionPerLine = 32                 // a 64-byte cache line of counters
+	admissionLines   = 2 * admissionWidth / admissionPerLine
 	// admissionFree is the number of new keys admitted outright per epoch.
 	admissionFree = 256
 )
@@ -258,7 +266,7 @@ const (
 // the key should now get one.
 func (a *admission) admit(h uint64, now time.Time) bool {
 	if !now.Before(a.end) {
-		a.rows = [2][admissionWidth]uint32{}
+		a.lines = [admissionLines][admissionPerLine]uint16{}
 		a.total, a.free = 0, admissionFree
 		a.end = now.Truncate(a.epoch).Add(a.epoch)
 	}
@@ -266,11 +274,10 @@ func (a *admission) admit(h uint64, now time.Time) bool {
 		a.free--
 		return true
 	}
-	i, j := h&(admissionWidth-1), (h>>32)&(admissionWidth-1)
-	a.rows[0][i]++
-	a.rows[1][j]++
+	l, i, j := admissionSlots(h)
+	line := &a.lines[l]
+	est := min(satInc(&line[i]), satInc(&line[j]))
 	a.total++
-	est := min(a.rows[0][i], a.rows[1][j])
 	// The background is the mean count per counter; a key is admitted when
 	// its count exceeds it by four standard deviations (Poisson) and by at
 	// least one more packet than its first.
@@ -280,6 +287,22 @@ func (a *admission) admit(h uint64, now time.Time) bool {
 	}
 	a.rejected++
 	return false
+}
+
+// admissionSlots returns the line of the key of hash h and its two
+// counters there: the line from the hash's low bits, the counters from its
+// high half, the second differing from the first in at least one bit.
+func admissionSlots(h uint64) (line, i, j uint64) {
+	i = (h >> 32) & (admissionPerLine - 1)
+	return h & (admissionLines - 1), i, i ^ max((h>>40)&(admissionPerLine-1), 1)
+}
+
+// satInc adds one to *c, unless it is at its largest, and returns it.
+func satInc(c *uint16) uint16 {
+	if *c < math.MaxUint16 {
+		*c++
+	}
+	return *c
 }
 
 // hll is a HyperLogLog distinct counter (Flajolet et al.) with 2^hllBits

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // hllStdErr is the relative standard error of the HyperLogLog: 1.04/√m.
@@ -128,5 +129,70 @@ func TestHashAddr(t *testing.T) {
 		if hashAddr(v4, seed) != hashAddr(netip.AddrFrom16(v4.As16()), seed) {
 			t.Fatalf("%v and its IPv4-mapped form hash apart", v4)
 		}
+	}
+}
+
+// TestAdmission floods the sketch with a million keys seen once each, and
+// twenty times along the way sends ten new keys again and again: after the
+// free budget, the flood's keys are turned away (a few in a thousand may
+// pass, the sketch's error), and a repeated key gets in within a few dozen
+// packets, whatever background the flood has built. A new epoch starts
+// afresh.
+func TestAdmission(t *testing.T) {
+	a := &admission{epoch: time.Minute}
+	now := time.Unix(1_700_000_000, 0)
+	for i := range admissionFree {
+		if !a.admit(hashAddr(distinctAddr(uint32(i)), 7), now) {
+			t.Fatalf("key %d of the free budget turned away", i)
+		}
+	}
+	const flood, rounds, repeated = 1_000_000, 20, 10
+	admitted, most := 0, 0 // flood keys let in; packets a repeated key needed
+	for i := range flood {
+		if a.admit(hashAddr(distinctAddr(uint32(admissionFree+i)), 7), now) {
+			admitted++
+		}
+		if i%(flood/rounds) != flood/rounds-1 {
+			continue
+		}
+		// The background is now total/admissionWidth per counter, up to
+		// 61, and a key needs about 2+4√61 ≈ 33 counts above it.
+		for k := range repeated {
+			h := hashAddr(distinctAddr(uint32(1<<31+i+k)), 7)
+			n := 1
+			for !a.admit(h, now) {
+				if n++; n > 80 {
+					t.Fatalf("a repeated key not admitted in 80 packets with %d keys counted", a.total)
+				}
+			}
+			most = max(most, n)
+		}
+	}
+	if admitted > flood/200 {
+		t.Errorf("%d of %d keys seen once admitted, want under 0.5%%", admitted, flood)
+	}
+	if most < 20 {
+		t.Errorf("a repeated key got in after %d packets at most: the background does not count", most)
+	}
+	t.Logf("flood keys admitted: %d of %d; packets a repeated key needed, at most: %d", admitted, flood, most)
+
+	if !a.admit(hashAddr(distinctAddr(0), 7), now.Add(time.Minute)) || a.total != 0 || a.free != admissionFree-1 {
+		t.Errorf("a new epoch: total %d, free %d, want the sketch empty and the budget whole", a.total, a.free)
+	}
+}
+
+// A key's two counters are two counters of its line, and a counter stops
+// at its largest.
+func TestAdmissionCounters(t *testing.T) {
+	for x := range uint64(1 << 16) {
+		h := mix(x)
+		line, i, j := admissionSlots(h)
+		if line >= admissionLines || i == j || i >= admissionPerLine || j >= admissionPerLine {
+			t.Fatalf("hash %#x: line %d, counters %d and %d", h, line, i, j)
+		}
+	}
+	c := uint16(math.MaxUint16 - 1)
+	if satInc(&c) != math.MaxUint16 || satInc(&c) != math.MaxUint16 {
+		t.Errorf("counter past its largest: %d", c)
 	}
 }
