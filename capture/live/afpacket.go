@@ -80,6 +80,10 @@ func OpenAFPacket(cfg Config, workers int) ([]*AFPacket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("capture/live: %s: %w", cfg.Interface, err)
 	}
+	if ifi.Flags&net.FlagUp == 0 {
+		// Its sockets would open, and fail their first read.
+		return nil, fmt.Errorf("capture/live: %s: interface is down", cfg.Interface)
+	}
 	r := ringFor(cfg.Snaplen, cfg.BufferSize)
 	group := fanoutGroup(ifi.Index)
 	srcs := make([]*AFPacket, 0, workers)
@@ -183,7 +187,7 @@ func openSocket(cfg Config, ifindex int, r ring, group uint16, filter []bpf.RawI
 	}
 	for _, s := range steps {
 		if err := s.do(); err != nil {
-			tp.close()
+			tp.close(false)
 			return nil, fmt.Errorf("capture/live: %s: %s: %w", cfg.Interface, s.what, err)
 		}
 	}
@@ -213,10 +217,12 @@ func (a *AFPacket) ReadFrame(f *capture.Frame) error {
 	}
 	err := a.tp.wait()
 	if err == nil {
+		// The frame is read while the read holds the lease.
+		err := a.frame(f)
 		if !a.lease.end(true) {
 			return io.EOF
 		}
-		return a.frame(f)
+		return err
 	}
 	if errors.Is(err, errRingTimeout) && !a.lease.stopping() {
 		// Give the caller its chance to flush and to notice a stop.
@@ -236,6 +242,9 @@ func (a *AFPacket) ReadFrame(f *capture.Frame) error {
 func (a *AFPacket) frame(f *capture.Frame) error {
 	data, length, ts, ifindex, err := a.tp.frame()
 	if err != nil {
+		if a.lease.stopping() {
+			return io.EOF // a ring closed under a reader that came back late
+		}
 		return fmt.Errorf("capture/live: %s: read: %w", a.iface, err)
 	}
 	*f = capture.Frame{
@@ -256,8 +265,12 @@ func (a *AFPacket) Close() error {
 	return nil
 }
 
-// release closes the socket, keeping its last counters for Stats.
-func (a *AFPacket) release() { a.stats.release(a.tp.close) }
+// release closes the socket, keeping its last counters for Stats. When
+// Close gave up waiting for the reader, the ring's memory stays readable,
+// as zeros.
+func (a *AFPacket) release() {
+	a.stats.release(func() { a.tp.close(a.lease.lapsed()) })
+}
 
 // Stats returns the socket's counters: frames that passed the filter
 // (including those dropped), frames dropped because the ring was full,

@@ -15,6 +15,7 @@ const (
 	leaseLent                        // the reader may still use its last frame
 	leaseClosing                     // Close was called
 	leaseReleased                    // the capture is released (or being released)
+	leaseLapsed                      // released with its last frame's loan lapsed
 )
 
 // A lease lets Close, called from any goroutine, release a capture that one
@@ -27,8 +28,9 @@ const (
 // again. Close waits for that at most lendGrace, as the goroutine calling
 // Close may be the reader itself, which will not read again.
 //
-// The state is one atomic word, so a read costs two compare-and-swaps and
-// no lock.
+// The state is one atomic word, so a read through the lease costs two
+// compare-and-swaps and no lock. AFPacket goes through it only to wait for
+// the next ring block: the frames of a block it holds are lent already.
 type lease struct {
 	state   atomic.Uint32
 	release func()        // frees the capture; run once, by whoever sets leaseReleased
@@ -94,17 +96,23 @@ func (l *lease) close() {
 		return
 	case <-t.C:
 	}
-	// The reader did not come back for another frame, so it is done with
-	// the last one. A read still in the kernel ends within readTimeout and
-	// releases the capture itself.
+	// The reader did not come back for another frame, so it should be
+	// done with the last one; the release is told (lapsed), in case it is
+	// not. A read still in the kernel ends within readTimeout and releases
+	// the capture itself.
 	l.update(func(old uint32) uint32 {
-		if old&leaseReading != 0 {
+		if old&leaseReading != 0 || old&leaseLent == 0 {
 			return old
 		}
-		return old &^ leaseLent
+		return old&^leaseLent | leaseLapsed
 	})
 	<-l.done
 }
+
+// lapsed reports whether the capture was released while its reader might
+// still have held its last frame: Close gave up waiting for the reader.
+// The release may ask it, to leave the frame's memory readable.
+func (l *lease) lapsed() bool { return l.state.Load()&leaseLapsed != 0 }
 
 func beginRead(old uint32) uint32 {
 	if old&leaseClosing != 0 {

@@ -90,10 +90,13 @@ func TestLeaseCloseWhileLent(t *testing.T) {
 	if n := released.Load(); n != 1 {
 		t.Errorf("released %d times, want 1", n)
 	}
+	if l.lapsed() {
+		t.Error("lapsed after the reader came back, want false: the ring may go")
+	}
 }
 
 // The reader itself closes after its last frame: Close waits out the
-// grace and releases.
+// grace and releases, telling the release that the loan lapsed.
 func TestLeaseCloseByReader(t *testing.T) {
 	l, released := countingLease()
 	l.grace = 50 * time.Millisecond
@@ -107,6 +110,9 @@ func TestLeaseCloseByReader(t *testing.T) {
 	}
 	if d := time.Since(start); d < l.grace {
 		t.Errorf("close took %v, want the grace %v", d, l.grace)
+	}
+	if !l.lapsed() {
+		t.Error("not lapsed after the grace, want true: the last frame may still be read")
 	}
 }
 

@@ -315,6 +315,46 @@ func TestLiveSnaplen(t *testing.T) {
 	}
 }
 
+// An interface that is down says so when the capture opens, in both
+// modes (an AF_PACKET socket bound to it would open, then fail its first
+// read).
+func TestOpenDownInterface(t *testing.T) {
+	for _, m := range modes(2) {
+		t.Run(m.name, func(t *testing.T) {
+			v := newVethPair(t, m.name+"-down")
+			ip(t, "-n", v.rx, "link", "set", rxIf, "down")
+			err := inNetns(v.rx, func() error {
+				srcs, err := m.open(Config{Interface: rxIf})
+				for _, s := range srcs {
+					s.Close()
+				}
+				return err
+			})
+			want := "capture/live: " + rxIf + ": interface is down"
+			if err == nil || err.Error() != want {
+				t.Errorf("open = %v, want %s", err, want)
+			}
+		})
+	}
+}
+
+// An interface that goes down under an afpacket capture ends its read
+// with the kernel's reason.
+func TestLiveInterfaceGoesDown(t *testing.T) {
+	v := newVethPair(t, "afpacket-goes-down")
+	srcs := openIn(t, v.rx, modes(1)[1], Config{Interface: rxIf}) // afpacket
+	ip(t, "-n", v.rx, "link", "set", rxIf, "down")
+	var f capture.Frame
+	err := srcs[0].ReadFrame(&f)
+	for i := 0; errors.Is(err, capture.ErrTimeout) && i < 20; i++ {
+		err = srcs[0].ReadFrame(&f)
+	}
+	want := "capture/live: " + rxIf + ": read: network is down"
+	if err == nil || err.Error() != want {
+		t.Errorf("read = %v, want %s", err, want)
+	}
+}
+
 func TestOpenMissingInterface(t *testing.T) {
 	for _, m := range modes(2) {
 		t.Run(m.name, func(t *testing.T) {

@@ -79,7 +79,7 @@ func openTPacket(ifindex int, r ring, poll time.Duration, filter []bpf.RawInstru
 	}
 	t := &tpacket{fd: fd, geo: r, poll: poll}
 	if err := t.setup(ifindex, filter); err != nil {
-		t.close()
+		t.close(false)
 		return nil, err
 	}
 	return t, nil
@@ -94,9 +94,9 @@ func (t *tpacket) setup(ifindex int, filter []bpf.RawInstruction) error {
 		Block_nr:   uint32(t.geo.numBlocks),
 		Frame_size: uint32(t.geo.frameSize),
 		Frame_nr:   uint32(t.geo.blockSize / t.geo.frameSize * t.geo.numBlocks),
-		// A partly filled block reaches the reader after this; it is
-		// shorter than the poll timeout so that a poll that times out
-		// means the ring is empty.
+		// The kernel retires a partly filled block at the second expiry
+		// of this timer that finds it current: 50 to 100 ms after it
+		// opened, so a frame waits at most about one read timeout.
 		Retire_blk_tov: uint32(t.poll / 2 / time.Millisecond),
 	}
 	if err := unix.SetsockoptTpacketReq3(t.fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
@@ -153,11 +153,20 @@ func (t *tpacket) stats() ([3]uint32, error) {
 	return t.counted, nil
 }
 
-// close unmaps the ring and closes the socket.
-func (t *tpacket) close() {
+// close closes the socket and unmaps the ring. With keepReadable, the
+// reader might still hold a frame (its loan lapsed, see lease.lapsed): the
+// ring's pages are replaced by zeros instead, which read as a block with
+// nothing in it, and the address range stays reserved, at no memory cost,
+// for the life of the process.
+func (t *tpacket) close(keepReadable bool) {
 	if t.mem != nil {
-		unix.Munmap(t.mem)
-		t.mem = nil
+		if !keepReadable {
+			unix.Munmap(t.mem)
+			t.mem = nil
+		} else if _, err := unix.MmapPtr(-1, 0, unsafe.Pointer(&t.mem[0]), uintptr(len(t.mem)),
+			unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED); err != nil {
+			unix.Munmap(t.mem) // cannot happen short of exhausted memory maps
+		}
 	}
 	if t.fd >= 0 {
 		unix.Close(t.fd)
@@ -179,6 +188,7 @@ func (t *tpacket) more() bool { return t.left > 0 }
 // waits up to the poll timeout for the next block with frames. It returns
 // errRingTimeout when none came.
 func (t *tpacket) wait() error {
+	var deadline time.Time // set at the first poll: most waits need none
 	for {
 		if t.held {
 			atomic.StoreUint32(t.status(t.block*t.geo.blockSize), unix.TP_STATUS_KERNEL)
@@ -187,7 +197,10 @@ func (t *tpacket) wait() error {
 		}
 		off := t.block * t.geo.blockSize
 		if atomic.LoadUint32(t.status(off))&unix.TP_STATUS_USER == 0 {
-			if err := t.pollIn(); err != nil {
+			if deadline.IsZero() {
+				deadline = time.Now().Add(t.poll)
+			}
+			if err := t.pollIn(time.Until(deadline)); err != nil {
 				return err
 			}
 			continue
@@ -207,10 +220,15 @@ func (t *tpacket) wait() error {
 	}
 }
 
-// pollIn waits until the kernel hands a block over, or the poll timeout.
-func (t *tpacket) pollIn() error {
+// pollIn waits until the kernel hands a block over, or for d (a wait
+// interrupted by a signal, or woken for nothing, goes on with what is left
+// of the read's timeout).
+func (t *tpacket) pollIn(d time.Duration) error {
+	if d <= 0 {
+		return errRingTimeout
+	}
 	fds := [1]unix.PollFd{{Fd: int32(t.fd), Events: unix.POLLIN}}
-	n, err := unix.Poll(fds[:], int(t.poll/time.Millisecond))
+	n, err := unix.Poll(fds[:], int((d+time.Millisecond-1)/time.Millisecond))
 	switch {
 	case errors.Is(err, unix.EINTR):
 		return nil
@@ -218,8 +236,14 @@ func (t *tpacket) pollIn() error {
 		return fmt.Errorf("poll: %w", err)
 	case n == 0:
 		return errRingTimeout
-	case fds[0].Revents&(unix.POLLERR|unix.POLLNVAL) != 0:
-		return errors.New("poll: error on the socket (is the interface down or gone?)")
+	case fds[0].Revents&unix.POLLERR != 0:
+		// The socket's error says why: the interface went down or away.
+		if e, err := unix.GetsockoptInt(t.fd, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && e != 0 {
+			return unix.Errno(e)
+		}
+		return errors.New("error on the socket (is the interface down or gone?)")
+	case fds[0].Revents&unix.POLLNVAL != 0:
+		return errors.New("socket closed under the reader")
 	}
 	return nil
 }
@@ -235,18 +259,24 @@ func (t *tpacket) frame() (data []byte, length int, ts time.Time, ifindex int, e
 		return nil, 0, time.Time{}, 0, fmt.Errorf("ring block %d: frame header at %d past the block", t.block, at-t.end+t.geo.blockSize)
 	}
 	h := t.mem[at : at+frameHdrSize]
-	snap := int(binary.NativeEndian.Uint32(h[frameSnaplen:]))
-	mac := int(binary.NativeEndian.Uint16(h[frameMac:]))
-	if mac < frameHdrSize || snap > t.end-at-mac {
+	// Compared unsigned, as they come: on a 32-bit machine a large one
+	// would turn negative as an int.
+	snap32 := binary.NativeEndian.Uint32(h[frameSnaplen:])
+	mac, room := int(binary.NativeEndian.Uint16(h[frameMac:])), t.end-at
+	if mac < frameHdrSize || mac > room || uint64(snap32) > uint64(room-mac) {
 		t.left = 0
-		return nil, 0, time.Time{}, 0, fmt.Errorf("ring block %d: frame of %d bytes at %d past the block", t.block, snap, at+mac-t.end+t.geo.blockSize)
+		return nil, 0, time.Time{}, 0, fmt.Errorf("ring block %d: frame of %d bytes at %d past the block", t.block, snap32, at+mac-t.end+t.geo.blockSize)
 	}
+	snap := int(snap32)
 	t.left--
-	if next := binary.NativeEndian.Uint32(h[frameNextOffset:]); next != 0 {
-		t.next = at + int(next)
-	} else {
-		t.next = at + (mac+snap+15)&^15
+	// The kernel sets every frame's next offset but the last's, which is
+	// 0; were one 0 before it, the next frame is where the kernel would
+	// have put it, at the next 8-byte boundary.
+	next := uint64(binary.NativeEndian.Uint32(h[frameNextOffset:]))
+	if next == 0 {
+		next = uint64(mac+snap+7) &^ 7
 	}
+	t.next = at + int(min(next, uint64(room))) // past the end: the next frame() says so
 	data = t.mem[at+mac : at+mac+snap : at+mac+snap]
 	length = int(binary.NativeEndian.Uint32(h[frameLen:]))
 	ts = time.Unix(int64(binary.NativeEndian.Uint32(h[frameSec:])), int64(binary.NativeEndian.Uint32(h[frameNsec:])))
