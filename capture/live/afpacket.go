@@ -182,7 +182,7 @@ func openSocket(cfg Config, ifindex int, r ring, group uint16, filter []bpf.RawI
 			return tp.setPromisc(ifindex)
 		}},
 		// Counters start with the real filter: nothing passed reject-all.
-		{"reset counters", func() error { _, err := tp.stats(); tp.counted = [3]uint32{}; return err }},
+		{"reset counters", tp.resetStats},
 		{"attach filter", func() error { return tp.setFilter(filter) }},
 	}
 	for _, s := range steps {
@@ -240,20 +240,11 @@ func (a *AFPacket) ReadFrame(f *capture.Frame) error {
 
 // frame fills f with the next frame of the block the reader holds.
 func (a *AFPacket) frame(f *capture.Frame) error {
-	data, length, ts, ifindex, err := a.tp.frame()
-	if err != nil {
+	if err := a.tp.frame(f); err != nil {
 		if a.lease.stopping() {
 			return io.EOF // a ring closed under a reader that came back late
 		}
 		return fmt.Errorf("capture/live: %s: read: %w", a.iface, err)
-	}
-	*f = capture.Frame{
-		Data:          data,
-		Timestamp:     ts,
-		CaptureLength: len(data),
-		Length:        length,
-		LinkType:      layers.LinkTypeEthernet,
-		Interface:     ifindex,
 	}
 	return nil
 }

@@ -10,8 +10,11 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/echowatch/echowatch/capture"
 )
 
 // The TPACKET_V3 layout (linux/if_packet.h). A block starts with a
@@ -140,6 +143,14 @@ func (t *tpacket) setPromisc(ifindex int) error {
 	return unix.SetsockoptPacketMreq(t.fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, &mreq)
 }
 
+// resetStats reads the kernel's counters, which clears them, and starts
+// the sums afresh.
+func (t *tpacket) resetStats() error {
+	_, err := t.stats()
+	t.counted = [3]uint32{}
+	return err
+}
+
 // stats reads the kernel's counters and returns their sums since the
 // socket opened: received (drops included), dropped, ring freezes.
 func (t *tpacket) stats() ([3]uint32, error) {
@@ -248,15 +259,15 @@ func (t *tpacket) pollIn(d time.Duration) error {
 	return nil
 }
 
-// frame is the next frame of the held block (more must be true): its
-// bytes, borrowed until the next wait, with the VLAN tag the kernel took
-// off put back; its length on the wire, tag included; its time; and the
-// index of its interface.
-func (t *tpacket) frame() (data []byte, length int, ts time.Time, ifindex int, err error) {
+// frame fills f with the next frame of the held block (more must be
+// true): its bytes, borrowed until the next wait, with the VLAN tag the
+// kernel took off put back; its length on the wire, tag included; its
+// time; and its interface.
+func (t *tpacket) frame(f *capture.Frame) error {
 	at := t.next
 	if at > t.end-frameHdrSize {
 		t.left = 0 // the next read moves on to the next block
-		return nil, 0, time.Time{}, 0, fmt.Errorf("ring block %d: frame header at %d past the block", t.block, at-t.end+t.geo.blockSize)
+		return fmt.Errorf("ring block %d: frame header at %d past the block", t.block, at-t.end+t.geo.blockSize)
 	}
 	h := t.mem[at : at+frameHdrSize]
 	// Compared unsigned, as they come: on a 32-bit machine a large one
@@ -265,7 +276,7 @@ func (t *tpacket) frame() (data []byte, length int, ts time.Time, ifindex int, e
 	mac, room := int(binary.NativeEndian.Uint16(h[frameMac:])), t.end-at
 	if mac < frameHdrSize || mac > room || uint64(snap32) > uint64(room-mac) {
 		t.left = 0
-		return nil, 0, time.Time{}, 0, fmt.Errorf("ring block %d: frame of %d bytes at %d past the block", t.block, snap32, at+mac-t.end+t.geo.blockSize)
+		return fmt.Errorf("ring block %d: frame of %d bytes at %d past the block", t.block, snap32, at+mac-t.end+t.geo.blockSize)
 	}
 	snap := int(snap32)
 	t.left--
@@ -277,12 +288,9 @@ func (t *tpacket) frame() (data []byte, length int, ts time.Time, ifindex int, e
 		next = uint64(mac+snap+7) &^ 7
 	}
 	t.next = at + int(min(next, uint64(room))) // past the end: the next frame() says so
-	data = t.mem[at+mac : at+mac+snap : at+mac+snap]
-	length = int(binary.NativeEndian.Uint32(h[frameLen:]))
-	ts = time.Unix(int64(binary.NativeEndian.Uint32(h[frameSec:])), int64(binary.NativeEndian.Uint32(h[frameNsec:])))
-	ifindex = int(int32(binary.NativeEndian.Uint32(h[frameIfindex:])))
-	status := binary.NativeEndian.Uint32(h[frameStatus:])
-	if status&unix.TP_STATUS_VLAN_VALID != 0 && len(data) >= 12 {
+	data := t.mem[at+mac : at+mac+snap : at+mac+snap]
+	length := int(binary.NativeEndian.Uint32(h[frameLen:]))
+	if status := binary.NativeEndian.Uint32(h[frameStatus:]); status&unix.TP_STATUS_VLAN_VALID != 0 && len(data) >= 12 {
 		tpid := uint16(unix.ETH_P_8021Q)
 		if status&unix.TP_STATUS_VLAN_TPID_VALID != 0 {
 			tpid = binary.NativeEndian.Uint16(h[frameVLANTPID:])
@@ -290,7 +298,15 @@ func (t *tpacket) frame() (data []byte, length int, ts time.Time, ifindex int, e
 		data = t.tag(data, tpid, uint16(binary.NativeEndian.Uint32(h[frameVLANTCI:])))
 		length += 4
 	}
-	return data, length, ts, ifindex, nil
+	*f = capture.Frame{
+		Data:          data,
+		Timestamp:     time.Unix(int64(binary.NativeEndian.Uint32(h[frameSec:])), int64(binary.NativeEndian.Uint32(h[frameNsec:]))),
+		CaptureLength: len(data),
+		Length:        length,
+		LinkType:      layers.LinkTypeEthernet,
+		Interface:     int(int32(binary.NativeEndian.Uint32(h[frameIfindex:]))),
+	}
+	return nil
 }
 
 // tag returns data with an 802.1Q or 802.1ad tag put back behind its two

@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/sys/unix"
+
+	"github.com/echowatch/echowatch/capture"
 )
 
 // ringFrame is a frame as the kernel would write it into a block.
@@ -104,11 +107,14 @@ func TestTPacketFrames(t *testing.T) {
 				t.Fatalf("frame %d: wait: %v", i, err)
 			}
 		}
-		data, length, ts, ifindex, err := tp.frame()
-		if err != nil {
+		var f capture.Frame
+		if err := tp.frame(&f); err != nil {
 			t.Fatalf("frame %d: %v", i, err)
 		}
-		if g := (got{data, length, ts, ifindex}); !bytes.Equal(g.data, w.data) || g.length != w.length || !g.ts.Equal(w.ts) || g.ifindex != w.ifindex {
+		if f.CaptureLength != len(f.Data) || f.LinkType != layers.LinkTypeEthernet {
+			t.Errorf("frame %d: captured length %d of %d bytes, link type %v", i, f.CaptureLength, len(f.Data), f.LinkType)
+		}
+		if g := (got{f.Data, f.Length, f.Timestamp, f.Interface}); !bytes.Equal(g.data, w.data) || g.length != w.length || !g.ts.Equal(w.ts) || g.ifindex != w.ifindex {
 			t.Errorf("frame %d = %d bytes % x, length %d, %v, interface %d;\nwant %d bytes % x, length %d, %v, interface %d",
 				i, len(g.data), g.data, g.length, g.ts, g.ifindex, len(w.data), w.data, w.length, w.ts, w.ifindex)
 		}
@@ -156,7 +162,7 @@ func TestTPacketBadBlock(t *testing.T) {
 						break
 					}
 				}
-				if _, _, _, _, err = tp.frame(); err != nil {
+				if err = tp.frame(new(capture.Frame)); err != nil {
 					break
 				}
 			}
@@ -191,7 +197,7 @@ func TestTPacketCloseKeepsRingReadable(t *testing.T) {
 		t.Error("socket left open")
 	}
 	// The reader that came back late reads its header: zeros, an error.
-	if _, _, _, _, err := tp.frame(); err == nil {
+	if err := tp.frame(new(capture.Frame)); err == nil {
 		t.Error("a frame read from a closed ring, want an error")
 	}
 	for i, b := range mem {
