@@ -31,7 +31,7 @@ type ringFrame struct {
 // fakeRing lays out blocks of frames as TPACKET_V3 does, in ordinary
 // memory, for a tpacket whose socket is no socket (-1): a wait for a block
 // the kernel has not handed over polls nothing and times out.
-func fakeRing(t *testing.T, blockSize int, blocks ...[]ringFrame) *tpacket {
+func fakeRing(t testing.TB, blockSize int, blocks ...[]ringFrame) *tpacket {
 	t.Helper()
 	ne := binary.NativeEndian
 	tp := &tpacket{fd: -1, mem: make([]byte, blockSize*len(blocks)), poll: time.Millisecond,
@@ -206,4 +206,40 @@ func TestTPacketCloseKeepsRingReadable(t *testing.T) {
 		}
 	}
 	unix.Munmap(mem)
+}
+
+// FuzzTPacketBlock reads the frames of a block of arbitrary bytes: the
+// reader may report the block bad, but never reads outside it, never
+// panics, and never hands out a frame that does not lie in the block.
+func FuzzTPacketBlock(f *testing.F) {
+	good := fakeRing(f, 4096, []ringFrame{
+		{data: make([]byte, 60), wire: 60, nextOffset: true},
+		{data: make([]byte, 64), wire: 64, status: unix.TP_STATUS_VLAN_VALID, tci: 5},
+	})
+	f.Add(good.mem)
+	f.Add(make([]byte, 4096))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		const size = 4096
+		tp := fakeRing(t, size, nil)
+		copy(tp.mem, b)
+		binary.NativeEndian.PutUint32(tp.mem[blockStatus:], unix.TP_STATUS_USER)
+		if err := tp.wait(); err != nil {
+			return
+		}
+		for n := 0; tp.more(); n++ {
+			if n > size { // each frame moves on by at least a byte
+				t.Fatal("more frames than the block has room for")
+			}
+			var fr capture.Frame
+			if err := tp.frame(&fr); err != nil {
+				if tp.more() {
+					t.Fatal("frames left after a bad one")
+				}
+				return
+			}
+			if fr.CaptureLength != len(fr.Data) || len(fr.Data) > size {
+				t.Fatalf("a frame of %d bytes (captured %d) from a block of %d", len(fr.Data), fr.CaptureLength, size)
+			}
+		}
+	})
 }
