@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -138,4 +139,56 @@ func TestStampKeepsFrameTimeForEvidence(t *testing.T) {
 			t.Errorf("%s alert at %v, before the capture began", a.Phase(), a.Time)
 		}
 	}
+}
+
+// The fast path for the commonest frame gives what the general rules give,
+// frame for frame, on captures whose clocks step back and forward, jump a
+// day ahead, stray and go invalid, mixed with ordinary frames.
+func TestClockFastPath(t *testing.T) {
+	rng := rand.New(rand.NewPCG(14, 6))
+	base := int64(1_700_000_000) * int64(time.Second)
+	for run := range 200 {
+		fast, slow := Clock{}, Clock{noFastPath: true}
+		ns := base + rng.Int64N(int64(time.Hour))
+		for i := range 2000 {
+			switch r := rng.IntN(100); {
+			case r < 70: // ordinary: a little later
+				ns += rng.Int64N(int64(50 * time.Millisecond))
+			case r < 78: // a little earlier, or up to a few seconds back
+				ns -= rng.Int64N(int64(4 * time.Second))
+			case r < 84: // a step back of minutes or hours
+				ns -= rng.Int64N(int64(3 * time.Hour))
+			case r < 90: // a step forward, sometimes past a day
+				ns += rng.Int64N(int64(48 * time.Hour))
+			case r < 93: // a stray frame, then back
+				stray := ns + (rng.Int64N(2)*2-1)*rng.Int64N(int64(72*time.Hour))
+				if a, b := frame(&fast, stray), frame(&slow, stray); a != b {
+					t.Fatalf("run %d frame %d (stray %d): fast %v, general %v", run, i, stray, a, b)
+				}
+			case r < 95: // an impossible time
+				bad := rng.Int64N(int64(time.Hour))
+				if a, b := frame(&fast, bad), frame(&slow, bad); a != b {
+					t.Fatalf("run %d frame %d (invalid): fast %v, general %v", run, i, a, b)
+				}
+				continue
+			default: // the same time again
+			}
+			if a, b := frame(&fast, ns), frame(&slow, ns); a != b {
+				t.Fatalf("run %d frame %d (%d): fast %v, general %v", run, i, ns, a, b)
+			}
+		}
+		if fast.Stats() != slow.Stats() {
+			t.Fatalf("run %d: stats %+v, general %+v", run, fast.Stats(), slow.Stats())
+		}
+	}
+}
+
+type framed struct {
+	at          int64
+	ok, invalid bool
+}
+
+func frame(c *Clock, ns int64) framed {
+	at, ok, invalid := c.Frame(ns)
+	return framed{at, ok, invalid}
 }

@@ -211,16 +211,22 @@ func (e *Engine) ObserveAlerts(w AlertWriter) { e.r.watch = w }
 // p.Timestamp is detection time: a caller that reads frames puts each
 // packet on the clock with Stamp first.
 func (e *Engine) Packet(p *capture.Packet, f *Flow, dir Dir) {
-	e.r.clock(p.Timestamp)
+	stamped := p == e.stamped // Stamp has just put p on the clock
+	e.stamped = nil
+	if stamped {
+		e.r.clockNs(e.clock.now) // p's time, as Stamp set it
+	} else {
+		e.r.clock(p.Timestamp)
+	}
 	if !e.Wants(p) {
 		return
 	}
 	e.r.pkt, e.r.raw = p, p.Timestamp // for the evidence of the incidents it counts for
-	if p == e.stamped {
+	if stamped {
 		e.r.raw = e.raw
 	}
 	e.packet(p, f, dir)
-	e.r.pkt, e.stamped = nil, nil
+	e.r.pkt = nil
 }
 
 // Stamp puts p, just decoded, on detection's clock (see Clock), before the
@@ -251,9 +257,9 @@ func (e *Engine) Stamp(p *capture.Packet) bool {
 // It returns false, as Stamp does, for a frame that had no time to count
 // at.
 func (e *Engine) Frame(ns int64) bool {
-	_, ok, _ := e.clock.Frame(ns)
+	at, ok, _ := e.clock.Frame(ns)
 	if ok {
-		e.r.clock(e.clock.Now())
+		e.r.clockNs(at)
 	}
 	return ok
 }

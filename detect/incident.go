@@ -135,8 +135,14 @@ type reporter struct {
 	endAfter  time.Duration
 	maxPerSec int
 
-	now    time.Time // the latest packet time
-	second int64     // the second of packet time swept last
+	// now is the latest packet time, and nowNs the same in Unix ns: the
+	// frames' clock moves nowNs (clockNs) without building a time.Time
+	// for every frame, and now is rebuilt from it, while stale, when read
+	// (nowTime).
+	now    time.Time
+	nowNs  int64
+	stale  bool
+	second int64 // the second of packet time swept last
 	// kinds describes the kinds of the Engine's detectors, by Kind.
 	kinds []kindInfo
 	// sent counts the starts written in that second, in all and by kind;
@@ -181,14 +187,37 @@ func (r *reporter) init(byKind []detector) {
 // clock advances packet time and, on a new second, sweeps the open
 // incidents. Time never goes backwards here.
 func (r *reporter) clock(now time.Time) {
-	if now.After(r.now) {
-		r.now = now
+	if now.After(r.nowTime()) {
+		r.now, r.nowNs = now, now.UnixNano()
 	}
-	if s := r.now.Unix(); s != r.second {
+	r.sweepAt(r.now.Unix())
+}
+
+// clockNs is clock for ns, a detection time in Unix ns (after 1970): a
+// frame's, on every frame's path.
+func (r *reporter) clockNs(ns int64) {
+	if ns > r.nowNs {
+		r.nowNs, r.stale = ns, true
+	}
+	r.sweepAt(r.nowNs / int64(time.Second))
+}
+
+// sweepAt sweeps the open incidents when s, the second of packet time
+// now, is a new one.
+func (r *reporter) sweepAt(s int64) {
+	if s != r.second {
 		r.second, r.sent = s, 0
 		clear(r.sentBy)
-		r.sweep(r.now)
+		r.sweep(r.nowTime())
 	}
+}
+
+// nowTime returns the latest packet time (the zero Time before any).
+func (r *reporter) nowTime() time.Time {
+	if r.stale {
+		r.now, r.stale = time.Unix(0, r.nowNs).UTC(), false
+	}
+	return r.now
 }
 
 // check is called by a kind after it counted a packet for s.
@@ -334,8 +363,9 @@ func (r *reporter) evicted(s subject) bool {
 		r.stopEvidence(t) // a finding's: the entry is about to be reused
 		return true
 	}
-	_, pps, bps := s.measure(r.now)
-	r.close(s, r.now, pps, bps)
+	now := r.nowTime()
+	_, pps, bps := s.measure(now)
+	r.close(s, now, pps, bps)
 	t.gone = true
 	return false
 }
@@ -345,8 +375,9 @@ func (r *reporter) flush(now time.Time) {
 	r.clock(now)
 	for _, s := range r.active {
 		if t := s.lifecycle(); !t.gone {
-			_, pps, bps := s.measure(r.now)
-			r.close(s, r.now, pps, bps)
+			now := r.nowTime()
+			_, pps, bps := s.measure(now)
+			r.close(s, now, pps, bps)
 		}
 	}
 	clear(r.active)

@@ -300,7 +300,7 @@ func (t *tpacket) frame(f *capture.Frame) error {
 	}
 	*f = capture.Frame{
 		Data:          data,
-		Timestamp:     time.Unix(int64(binary.NativeEndian.Uint32(h[frameSec:])), int64(binary.NativeEndian.Uint32(h[frameNsec:]))),
+		Timestamp:     time.Unix(int64(binary.NativeEndian.Uint32(h[frameSec:])), int64(binary.NativeEndian.Uint32(h[frameNsec:]))).UTC(),
 		CaptureLength: len(data),
 		Length:        length,
 		LinkType:      layers.LinkTypeEthernet,
