@@ -192,3 +192,41 @@ func frame(c *Clock, ns int64) framed {
 	at, ok, invalid := c.Frame(ns)
 	return framed{at, ok, invalid}
 }
+
+// The reporter's packet time never goes back, whether it moves by a
+// time (Tick, Flush, an unstamped packet) or by a frame's nanoseconds,
+// and it is the latest of them, in UTC, when read.
+func TestReporterClock(t *testing.T) {
+	var r reporter
+	t0 := time.Date(2024, 3, 19, 12, 0, 0, 5, time.UTC)
+	if !r.nowTime().IsZero() {
+		t.Fatalf("before any time: %v", r.nowTime())
+	}
+	steps := []struct {
+		ns   int64     // a frame's time, or
+		at   time.Time // a time
+		want time.Time
+	}{
+		{at: t0, want: t0},
+		{ns: t0.Add(-time.Second).UnixNano(), want: t0},
+		{ns: t0.Add(time.Millisecond).UnixNano(), want: t0.Add(time.Millisecond)},
+		{at: t0, want: t0.Add(time.Millisecond)},
+		{at: t0.Add(2 * time.Second).In(time.FixedZone("X", 3600)), want: t0.Add(2 * time.Second)},
+		{ns: t0.Add(time.Second).UnixNano(), want: t0.Add(2 * time.Second)},
+		{at: time.Date(2400, 1, 1, 0, 0, 0, 0, time.UTC), want: time.Date(2400, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{ns: t0.Add(time.Hour).UnixNano(), want: time.Date(2400, 1, 1, 0, 0, 0, 0, time.UTC)},
+	}
+	for i, s := range steps {
+		if s.ns != 0 {
+			r.clockNs(s.ns)
+		} else {
+			r.clock(s.at)
+		}
+		if got := r.nowTime(); !got.Equal(s.want) {
+			t.Errorf("step %d: now %v, want %v", i, got, s.want)
+		}
+		if got, want := r.second, r.nowTime().Unix(); got != want {
+			t.Errorf("step %d: swept second %d, want %d", i, got, want)
+		}
+	}
+}

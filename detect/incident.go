@@ -188,18 +188,20 @@ func (r *reporter) init(byKind []detector) {
 // incidents. Time never goes backwards here.
 func (r *reporter) clock(now time.Time) {
 	if now.After(r.nowTime()) {
-		r.now, r.nowNs = now, now.UnixNano()
+		// FrameNanos keeps nowNs in order with now past int64's years.
+		r.now, r.nowNs = now, FrameNanos(now)
 	}
 	r.sweepAt(r.now.Unix())
 }
 
 // clockNs is clock for ns, a detection time in Unix ns (after 1970): a
-// frame's, on every frame's path.
+// frame's, on every frame's path. A time that does not move the clock
+// leaves the second as the last call swept it.
 func (r *reporter) clockNs(ns int64) {
 	if ns > r.nowNs {
 		r.nowNs, r.stale = ns, true
+		r.sweepAt(ns / int64(time.Second))
 	}
-	r.sweepAt(r.nowNs / int64(time.Second))
 }
 
 // sweepAt sweeps the open incidents when s, the second of packet time
