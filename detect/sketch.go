@@ -290,11 +290,12 @@ func (a *admission) admit(h uint64, now time.Time) bool {
 }
 
 // admissionSlots returns the line of the key of hash h and its two
-// counters there: the line from the hash's low bits, the counters from its
-// high half, the second differing from the first in at least one bit.
+// counters there: the line from the hash's lowest bits, the counters from
+// its highest (a table's presence counters take the bits from 18 up), the
+// second differing from the first in at least one bit.
 func admissionSlots(h uint64) (line, i, j uint64) {
-	i = (h >> 32) & (admissionPerLine - 1)
-	return h & (admissionLines - 1), i, i ^ max((h>>40)&(admissionPerLine-1), 1)
+	i = (h >> 48) & (admissionPerLine - 1)
+	return h & (admissionLines - 1), i, i ^ max((h>>56)&(admissionPerLine-1), 1)
 }
 
 // satInc adds one to *c, unless it is at its largest, and returns it.

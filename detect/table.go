@@ -78,8 +78,8 @@ func newTable[K comparable, V any](name string, size int, hash func(K) uint64, a
 	return t, nil
 }
 
-// slot returns the presence counter of hash h: bits that neither the
-// admission sketch (the low ones) nor a shard (the high ones) uses.
+// slot returns the presence counter of hash h: bits from 18 up, which
+// the admission sketch (the lowest ten and the highest sixteen) leaves.
 func (t *table[K, V]) slot(h uint64) uint64 { return (h >> 18) & uint64(len(t.present)-1) }
 
 // get returns k's entry, or nil.
