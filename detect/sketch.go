@@ -278,15 +278,27 @@ func (a *admission) admit(h uint64, now time.Time) bool {
 	line := &a.lines[l]
 	est := min(satInc(&line[i]), satInc(&line[j]))
 	a.total++
-	// The background is the mean count per counter; a key is admitted when
-	// its count exceeds it by four standard deviations (Poisson) and by at
-	// least one more packet than its first.
-	bg := float64(a.total) / admissionWidth
-	if float64(est) >= 2+bg+4*math.Sqrt(bg) {
-		return true
+	if !admitted(est, a.total) {
+		a.rejected++
+		return false
 	}
-	a.rejected++
-	return false
+	return true
+}
+
+// admitted reports whether a key counted est times, of total counts this
+// epoch, is admitted. The background is the mean count per counter; a key
+// is admitted when its count exceeds it by four standard deviations
+// (Poisson) and by at least one more packet than its first. A count below
+// 2 plus the background, most of them under a flood of new keys, is
+// rejected without the square root: in integers, and exactly (the
+// background, total over a power of two, and 2 plus it are exact in a
+// float64, and adding the deviation never rounds below them).
+func admitted(est uint16, total uint64) bool {
+	if est < 2 || (uint64(est)-2)*admissionWidth < total {
+		return false
+	}
+	bg := float64(total) / admissionWidth
+	return float64(est) >= 2+bg+4*math.Sqrt(bg)
 }
 
 // admissionSlots returns the line of the key of hash h and its two

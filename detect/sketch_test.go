@@ -196,3 +196,36 @@ func TestAdmissionCounters(t *testing.T) {
 		t.Errorf("counter past its largest: %d", c)
 	}
 }
+
+// TestAdmitted holds the admission rule's integer shortcut to the rule it
+// stands for, count by count, over totals from an empty epoch to far past
+// a flood's, and at the counters' ceiling.
+func TestAdmitted(t *testing.T) {
+	rule := func(est uint16, total uint64) bool {
+		bg := float64(total) / admissionWidth
+		return float64(est) >= 2+bg+4*math.Sqrt(bg)
+	}
+	check := func(est uint16, total uint64) {
+		if got, want := admitted(est, total), rule(est, total); got != want {
+			t.Fatalf("count %d of total %d: admitted %v, the rule says %v", est, total, got, want)
+		}
+	}
+	for total := uint64(0); total < 1<<22; total += 1 + total/4096 {
+		for est := range uint16(600) {
+			check(est, total)
+		}
+	}
+	for _, total := range []uint64{1 << 30, 1<<40 + 3, 1<<52 - 1, math.MaxUint64 / 2} {
+		for _, est := range []uint16{0, 1, 2, 3, 1000, math.MaxUint16 - 1, math.MaxUint16} {
+			check(est, total)
+		}
+	}
+	// Where the threshold crosses a whole count, both sides of it.
+	for total := uint64(1); total < 1<<24; total *= 3 {
+		bg := float64(total) / admissionWidth
+		thr := uint16(min(math.Ceil(2+bg+4*math.Sqrt(bg)), math.MaxUint16))
+		for _, est := range []uint16{thr - 1, thr, min(thr+1, math.MaxUint16)} {
+			check(est, total)
+		}
+	}
+}
