@@ -81,7 +81,20 @@ type meter struct {
 // advance moves the window to now, dropping buckets that fell out of it.
 // Time that goes backwards (reordered captures) counts in the newest bucket.
 func (m *meter) advance(now time.Time, window time.Duration) {
-	idx := now.UnixNano() / int64(window/meterBuckets)
+	ns, width := now.UnixNano(), int64(window/meterBuckets)
+	// A time in the newest bucket or before it, nearly every packet's,
+	// leaves the meter as it is: seen without a division. (For times
+	// and buckets from 1970 on: m.cur*width is then at most the time that
+	// made m.cur, and neither it nor the difference overflows.)
+	if ns >= 0 && m.cur >= 0 && ns-m.cur*width < width {
+		return
+	}
+	m.advanceTo(ns / width)
+}
+
+// advanceTo moves the window on to bucket idx (a time over the bucket
+// width), if that is later than its newest.
+func (m *meter) advanceTo(idx int64) {
 	gap := idx - m.cur
 	if gap <= 0 {
 		return

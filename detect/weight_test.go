@@ -250,3 +250,59 @@ func TestMeterKeepsItsSums(t *testing.T) {
 		}
 	}
 }
+
+// TestMeterAdvance holds advance, which sees a time in the newest bucket
+// without dividing, to the rule it stands for: the bucket is the time
+// divided by the bucket's width (advanceTo that). Meters of a few windows go through
+// random times near 1970 (both sides of it), in ordinary years and at
+// the end of int64's, forwards, backwards and by jumps; after each
+// advance, one advanced by the rule alone must be the same.
+func TestMeterAdvance(t *testing.T) {
+	byRule := func(m *meter, now time.Time, window time.Duration) {
+		m.advanceTo(now.UnixNano() / int64(window/meterBuckets))
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, window := range []time.Duration{5 * time.Second, time.Second, 7 * time.Millisecond, 3 * time.Hour} {
+		for _, start := range []int64{0, -int64(window) / 3, 1_700_000_000e9, math.MaxInt64 - int64(window)*20, math.MinInt64 + int64(window)*20} {
+			var m, r meter
+			now := start
+			for step := range 20_000 {
+				switch k := rng.IntN(100); {
+				case k < 3:
+					now += rng.Int64N(int64(3 * window)) // a gap
+				case k < 6:
+					now -= rng.Int64N(int64(2 * window)) // back in time
+				default:
+					now += rng.Int64N(int64(window / 20))
+				}
+				now = min(max(now, math.MinInt64+int64(window)*40), math.MaxInt64-int64(window)*2)
+				at := time.Unix(0, now)
+				n := rng.Uint64N(50)
+				m.advance(at, window)
+				byRule(&r, at, window)
+				if m != r {
+					t.Fatalf("window %v, from %d, step %d, time %d: advanced to %+v, the rule to %+v", window, start, step, now, m, r)
+				}
+				m.addN(at, window, n, n*60)
+				r.addN(at, window, n, n*60) // addN advances m's way: the same as the rule's here
+			}
+		}
+		// Times at the edges of the buckets, around 1970 and now.
+		w := int64(window / meterBuckets)
+		for _, b := range []int64{-3, -1, 0, 1, 2, 1_700_000_000e9 / w} {
+			for _, d := range []int64{-w - 1, -w, -1, 0, 1, w - 1, w, w + 1, 2 * w, 5*w - 1, 5 * w, 6 * w} {
+				var m, r meter
+				first := time.Unix(0, b*w)
+				m.addN(first, window, 1, 60)
+				byRule(&r, first, window)
+				r.addN(first, window, 1, 60)
+				at := time.Unix(0, b*w+d)
+				m.advance(at, window)
+				byRule(&r, at, window)
+				if m != r {
+					t.Fatalf("window %v, bucket %d, then %+d ns: advanced to %+v, the rule to %+v", window, b, d, m, r)
+				}
+			}
+		}
+	}
+}
