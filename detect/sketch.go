@@ -303,9 +303,11 @@ func (a *admission) admit(h uint64, now time.Time) bool {
 // is admitted when its count exceeds it by four standard deviations
 // (Poisson) and by at least one more packet than its first. A count below
 // 2 plus the background, most of them under a flood of new keys, is
-// rejected without the square root: in integers, and exactly (the
-// background, total over a power of two, and 2 plus it are exact in a
-// float64, and adding the deviation never rounds below them).
+// rejected without the square root, in integers, and exactly: then total
+// is at least (est-2)*admissionWidth+1, below 2^31 and exact in a
+// float64, so 2 plus the background rounds to at least est plus
+// 1/admissionWidth, above est, and adding the deviation, never negative,
+// never rounds below that.
 func admitted(est uint16, total uint64) bool {
 	if est < 2 || (uint64(est)-2)*admissionWidth < total {
 		return false

@@ -110,8 +110,7 @@ func (b *labels) unpack() [4]uint32 {
 // tenantSeed is what a table's hash seed is xored with for a tenant's
 // keys: 0 for tenant 0 (mix(0) is 0), so that without tenants every hash,
 // and so every admission, is what it was before tenants existed. Tenant 0,
-// the commonest by far, costs a test, and a constant seed xored with it
-// stays one the compiler can mix at build time (see hashAddr).
+// the commonest by far, costs a test rather than a mix.
 func tenantSeed(tenant uint32) uint64 {
 	if tenant == 0 {
 		return 0
