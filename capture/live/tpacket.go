@@ -120,7 +120,13 @@ func (t *tpacket) setup(ifindex int, filter []bpf.RawInstruction) error {
 	return nil
 }
 
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
+// htons returns v in network byte order, as the kernel reads a socket
+// address's protocol: its big-endian bytes, read in the machine's order.
+func htons(v uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], v)
+	return binary.NativeEndian.Uint16(b[:])
+}
 
 // setFilter attaches a classic BPF program.
 func (t *tpacket) setFilter(filter []bpf.RawInstruction) error {
